@@ -1,0 +1,57 @@
+//! `cargo xtask deps`: install what running, testing and benchmarking need, through apt-get.
+
+use crate::util::run_status;
+use std::path::Path;
+use std::process::Command;
+
+/// (package, a file it installs that tells us it is there)
+const PACKAGES: &[(&str, &str)] = &[
+    ("runc", "/usr/sbin/runc"),
+    ("busybox-static", "/bin/busybox"),
+    ("crun", "/usr/bin/crun"),
+    ("conmon", "/usr/bin/conmon"),
+    ("containerd", "/usr/bin/containerd"),
+    ("tmux", "/usr/bin/tmux"),
+];
+
+pub fn run() -> Result<(), String> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(package, marker)| !Path::new(marker).exists() && !dpkg_has(package))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        let names: Vec<&str> = PACKAGES.iter().map(|(p, _)| *p).collect();
+        println!("deps: all present ({})", names.join(", "));
+        return Ok(());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(format!(
+            "deps: {} missing, and installing needs root: run `sudo cargo xtask deps`",
+            missing.join(", ")
+        ));
+    }
+    if !Path::new("/usr/bin/apt-get").exists() {
+        return Err(format!(
+            "deps: {} missing and apt-get is not available here: install them with the system's package manager",
+            missing.join(", ")
+        ));
+    }
+    println!("deps: installing {}", missing.join(", "));
+    run_status(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    println!("deps: installed {}", missing.join(", "));
+    Ok(())
+}
+
+fn dpkg_has(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}

@@ -1,0 +1,41 @@
+//! `cargo xtask <command>`: the project's own tasks. Run `cargo xtask help` for the list.
+
+mod deps;
+mod fixture;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+commands:
+  deps                 install runc, crun, busybox-static, conmon and containerd with apt-get (as root)
+  fixture [--out DIR] [--bench]
+                       make a busybox OCI bundle in DIR (default target/fixture/bundle);
+                       --bench times the making of 50 bundles
+  test                 build, then run the unit and end-to-end tests (TETHER_E2E=require: no skipping)
+  demo                 build, make the fixture, and run a container under tether
+  help                 this text";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("deps") => deps::run(),
+        Some("fixture") => fixture::run(&args[1..]),
+        Some("test") => util::test(&args[1..]),
+        Some("demo") => util::demo(),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            println!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}; see `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -22,16 +22,39 @@ pub(crate) fn prepare(command: &mut Command) {
     }
 }
 
+/// The kernel's `struct sigaction` for rt_sigaction(2) (x86_64 and aarch64 layout).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: libc::sighandler_t,
+    mask: u64,
+}
+
 /// Ignored signals survive exec, and the parent ignores SIGPIPE (Rust's default) and blocks SIGCHLD
 /// (a reaper's signalfd). The runtime and the container must start from the defaults instead.
+///
+/// The raw syscall, not libc's `sigaction`: glibc refuses to touch the two real-time signals it
+/// reserves (32 and 33), yet an ignored 32 inherited from our own parent would reach the container.
 fn reset_signals() {
-    // SAFETY: plain syscalls on a zeroed, valid sigaction/sigset; errors for uncatchable signals
-    // (SIGKILL, SIGSTOP) and unused numbers are expected and harmless.
+    const NSIG: libc::c_int = 64;
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: rt_sigaction with a valid struct and the kernel's sigset size; errors for uncatchable
+    // signals (SIGKILL, SIGSTOP) are expected and harmless. sigprocmask on a valid empty set.
     unsafe {
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        for signal in 1..libc::SIGRTMAX() {
-            libc::sigaction(signal, &default, std::ptr::null_mut());
+        for signal in 1..=NSIG {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);

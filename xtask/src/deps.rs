@@ -15,6 +15,11 @@ const PACKAGES: &[(&str, &str)] = &[
 ];
 
 pub fn run() -> Result<(), String> {
+    install_packages()?;
+    crate::host::prepare_cgroups()
+}
+
+fn install_packages() -> Result<(), String> {
     let missing: Vec<&str> = PACKAGES
         .iter()
         .filter(|(package, marker)| !Path::new(marker).exists() && !dpkg_has(package))

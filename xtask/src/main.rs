@@ -2,6 +2,7 @@
 
 mod deps;
 mod fixture;
+mod host;
 mod util;
 
 use std::process::ExitCode;
@@ -10,7 +11,9 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  deps                 install runc, crun, busybox-static, conmon and containerd with apt-get (as root)
+  deps                 install runc, crun, busybox-static, conmon, containerd and tmux with apt-get,
+                       and give cgroup controllers left on a hybrid layout's v2 hierarchy a v1 mount
+                       (crun refuses a hybrid layout otherwise); as root
   fixture [--out DIR] [--bench]
                        make a busybox OCI bundle in DIR (default target/fixture/bundle);
                        --bench times the making of 50 bundles

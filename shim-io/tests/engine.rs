@@ -1,0 +1,262 @@
+//! The engine with real pipes: rotation under load, write failures, stdin backpressure, splice.
+
+mod common;
+
+use common::{pump_once, pump_until, read_cri};
+use mio::{Poll, Token};
+use shim_io::{numbered, IoEngine, IoEvent, LogFormat, LogSink, Rotation, SinkOptions, Stream};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn pipe() -> (File, File) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    (File::from(r), File::from(w))
+}
+
+fn closed(events: &[IoEvent]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, IoEvent::OutputClosed { .. }))
+}
+
+/// Every CRI file of a rotated log, oldest first.
+fn all_files(log: &Path) -> Vec<Vec<u8>> {
+    let mut files = Vec::new();
+    for n in (1..10_000).rev() {
+        if let Ok(bytes) = std::fs::read(numbered(log, n)) {
+            files.push(bytes);
+        }
+    }
+    files.push(std::fs::read(log).unwrap());
+    files
+}
+
+#[test]
+fn rotation_under_load_loses_and_duplicates_nothing() {
+    const LINES: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ctr.log");
+    let mut poll = Poll::new().unwrap();
+    let mut engine = IoEngine::new();
+    let options = SinkOptions::new(LogFormat::Cri).rotation(Rotation {
+        max_size: 64 * 1024,
+        max_files: 5000,
+    });
+    let sink = engine.add_sink(LogSink::open(&log, options).unwrap());
+    let (read_end, mut write_end) = pipe();
+    engine
+        .add_output(
+            poll.registry(),
+            Token(1),
+            read_end.into(),
+            Stream::Stdout,
+            sink,
+        )
+        .unwrap();
+    let writer = std::thread::spawn(move || {
+        for n in 0..LINES {
+            writeln!(write_end, "line {n:06} of the rotation test").unwrap();
+        }
+    });
+    // Rotate from outside too, as logrotate would: rename, then ask for a reopen.
+    let mut external = 0;
+    let mut last_external = Instant::now();
+    pump_until(&mut poll, &mut engine, TIMEOUT, |engine, events| {
+        if last_external.elapsed() > Duration::from_millis(20) && external < 20 {
+            let target = dir.path().join(format!("external-{external:02}"));
+            std::fs::rename(&log, &target).unwrap();
+            engine.sink_mut(sink).unwrap().reopen().unwrap();
+            external += 1;
+            last_external = Instant::now();
+        }
+        closed(events)
+    });
+    writer.join().unwrap();
+    let stats = engine.sink(sink).unwrap().stats();
+    assert!(stats.rotations > 50, "{stats:?}");
+    let mut files: Vec<Vec<u8>> = (0..external)
+        .map(|n| std::fs::read(dir.path().join(format!("external-{n:02}"))).unwrap())
+        .collect();
+    files.extend(all_files(&log));
+    let mut seen = BTreeMap::new();
+    for file in &files {
+        assert!(
+            file.is_empty() || file.ends_with(b"\n"),
+            "a record was torn across files"
+        );
+        let (out, _) = read_cri(file);
+        for line in String::from_utf8(out).unwrap().lines() {
+            let n: usize = line[5..11].parse().unwrap();
+            *seen.entry(n).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), LINES, "lines lost");
+    assert!(seen.values().all(|&c| c == 1), "lines duplicated");
+    assert!(
+        files.iter().all(|f| f.len() as u64 <= 64 * 1024),
+        "a file grew past max_size"
+    );
+}
+
+#[test]
+fn failing_log_never_blocks_the_writer_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ctr.log");
+    // A real ENOSPC: the log path leads to /dev/full.
+    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    let mut poll = Poll::new().unwrap();
+    let mut engine = IoEngine::new();
+    let sink = engine.add_sink(LogSink::open(&log, SinkOptions::new(LogFormat::Cri)).unwrap());
+    let (read_end, mut write_end) = pipe();
+    engine
+        .add_output(
+            poll.registry(),
+            Token(1),
+            read_end.into(),
+            Stream::Stdout,
+            sink,
+        )
+        .unwrap();
+    // 8 MiB is far more than a pipe holds: the writer finishes only if the engine keeps reading.
+    let writer = std::thread::spawn(move || {
+        let line = [b'x'; 1023];
+        for _ in 0..8192 {
+            write_end.write_all(&line).unwrap();
+            write_end.write_all(b"\n").unwrap();
+        }
+        write_end
+    });
+    let mut writer = Some(writer);
+    let mut write_end = None;
+    pump_until(&mut poll, &mut engine, TIMEOUT, |_, _| {
+        if writer.as_ref().is_some_and(|w| w.is_finished()) {
+            write_end = Some(writer.take().unwrap().join().unwrap());
+        }
+        write_end.is_some()
+    });
+    let mut write_end = write_end.unwrap();
+    // Drain what is left in the pipe, then look at the damage report.
+    pump_until(&mut poll, &mut engine, TIMEOUT, |engine, _| {
+        engine.sink(sink).unwrap().stats().dropped >= 8 * 1024 * 1024
+    });
+    let s = engine.sink_mut(sink).unwrap();
+    let error = s.take_error().expect("the failure is reported");
+    assert_eq!(error.raw_os_error(), Some(nix::libc::ENOSPC));
+    assert!(s.take_error().is_none(), "reported once, not per write");
+    assert!(s.stats().failures > 1);
+
+    // The disk has room again: point the log at a real file, reopen, and writing resumes.
+    std::fs::remove_file(&log).unwrap();
+    s.reopen().unwrap();
+    write_end.write_all(b"back again\n").unwrap();
+    drop(write_end);
+    pump_until(&mut poll, &mut engine, TIMEOUT, |_, events| closed(events));
+    let (out, _) = read_cri(&std::fs::read(&log).unwrap());
+    assert_eq!(out, b"back again\n");
+}
+
+#[test]
+fn stdin_copy_holds_back_instead_of_buffering_everything() {
+    let mut poll = Poll::new().unwrap();
+    let mut engine = IoEngine::new();
+    let (source_read, mut source_write) = pipe();
+    let (destination_read, destination_write) = pipe();
+    engine
+        .add_input(
+            poll.registry(),
+            Token(1),
+            source_read.into(),
+            Token(2),
+            destination_write.into(),
+        )
+        .unwrap();
+    let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let expected = payload.clone();
+    // Nonblocking writes into the source: count how far the writer gets while nobody reads.
+    nix::fcntl::fcntl(
+        source_write.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut offset = 0;
+    let mut stalled_rounds = 0;
+    while stalled_rounds < 20 {
+        match source_write.write(&payload[offset..]) {
+            Ok(n) => {
+                offset += n;
+                stalled_rounds = 0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stalled_rounds += 1,
+            Err(e) => panic!("{e}"),
+        }
+        // Let the engine take whatever it will take.
+        pump_once(&mut poll, &mut engine, Duration::from_millis(5));
+    }
+    // Two pipes of 64 KiB and the engine's 64 KiB buffer: the rest stays with the writer.
+    assert!(
+        offset <= 3 * 64 * 1024 + 4096,
+        "the engine buffered {offset} bytes"
+    );
+    // Now read the destination while writing the rest; everything arrives in order.
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut destination = destination_read;
+        destination.read_to_end(&mut got).unwrap();
+        got
+    });
+    let mut ended = false;
+    pump_until(&mut poll, &mut engine, TIMEOUT, |_, events| {
+        while offset < payload.len() {
+            match source_write.write(&payload[offset..]) {
+                Ok(n) => offset += n,
+                Err(_) => break,
+            }
+        }
+        if offset == payload.len() && !ended {
+            ended = true;
+            // Replace the writer with a closed one: EOF for the engine.
+            source_write = File::open("/dev/null").unwrap();
+        }
+        events
+            .iter()
+            .any(|e| matches!(e, IoEvent::InputClosed { .. }))
+    });
+    assert!(reader.join().unwrap() == expected);
+}
+
+#[test]
+fn raw_splices_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("raw.log");
+    let mut poll = Poll::new().unwrap();
+    let mut engine = IoEngine::new();
+    let options = SinkOptions::new(LogFormat::Raw).rotation(Rotation {
+        max_size: 1 << 20,
+        max_files: 100,
+    });
+    let sink = engine.add_sink(LogSink::open(&log, options).unwrap());
+    let (read_end, mut write_end) = pipe();
+    engine
+        .add_output(
+            poll.registry(),
+            Token(1),
+            read_end.into(),
+            Stream::Stdout,
+            sink,
+        )
+        .unwrap();
+    let payload: Vec<u8> = (0..10_000_000u32).map(|i| (i % 253) as u8).collect();
+    let expected = payload.clone();
+    let writer = std::thread::spawn(move || write_end.write_all(&payload).unwrap());
+    pump_until(&mut poll, &mut engine, TIMEOUT, |_, events| closed(events));
+    writer.join().unwrap();
+    let joined: Vec<u8> = all_files(&log).concat();
+    assert!(joined == expected, "raw log differs from the bytes written");
+    assert!(engine.sink(sink).unwrap().stats().rotations >= 9);
+}

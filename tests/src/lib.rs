@@ -15,3 +15,4 @@
 
 pub mod fixture;
 pub mod harness;
+pub mod tether;

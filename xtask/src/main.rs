@@ -18,7 +18,7 @@ commands:
                        make a busybox OCI bundle in DIR (default target/fixture/bundle);
                        --bench times the making of 50 bundles
   test                 build, then run the unit and end-to-end tests (TETHER_E2E=require: no skipping)
-  demo                 build, make the fixture, and run a container under tether
+  demo                 build tether, make the fixture, run a container that outlives its launcher
   help                 this text";
 
 fn main() -> ExitCode {

@@ -44,23 +44,76 @@ pub fn test(extra: &[String]) -> Result<(), String> {
     run_status(cargo().args(["test", "--workspace"]).args(extra))
 }
 
-/// `cargo xtask demo`.
+/// Builds the `tether` binary (debug profile) and returns its path.
+pub fn build_tether(release: bool) -> Result<PathBuf, String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--quiet",
+        "--package",
+        "shim-bin",
+        "--bin",
+        "tether",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    run_status(&mut cmd)?;
+    let profile = if release { "release" } else { "debug" };
+    Ok(workspace_root().join("target").join(profile).join("tether"))
+}
+
+/// `cargo xtask demo`: a container that outlives the process that started it.
 pub fn demo() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("demo: running containers needs root".into());
+    }
+    let tether = build_tether(false)?;
     let dir = tempfile::tempdir().map_err(|e| format!("demo: temp dir: {e}"))?;
     let bundle = tether_tests::fixture::BundleSpec::shell(
-        "echo hello from a busybox container; uname -a; date",
+        "echo hello from a busybox container; while true; do date +%T; sleep 0.2; done",
     )
     .create(dir.path().join("bundle"))
     .map_err(|e| format!("demo: {e}"))?;
+    let state = dir.path().join("state");
     let root = dir.path().join("runc-root");
-    println!("demo: runc run {}", bundle.path().display());
-    run_status(
-        Command::new("runc")
-            .arg("--root")
-            .arg(&root)
-            .args(["run", "--bundle"])
-            .arg(bundle.path())
-            .arg(format!("tether-demo-{}", std::process::id()))
-            .stdin(std::process::Stdio::null()),
-    )
+    let id = format!("demo-{}", std::process::id());
+    let tether_cmd = |args: &[&str]| {
+        let mut cmd = Command::new(&tether);
+        cmd.arg("--state-dir").arg(&state).args(args);
+        cmd
+    };
+    let step = |text: &str| println!("\n== {text}");
+
+    step("a launcher shell starts the container with `tether run` and exits at once");
+    let launch = format!(
+        "{} --state-dir {} run --id {id} --bundle {} --runtime-root {}; echo \"launcher (pid $$) exits now\"",
+        tether.display(),
+        state.display(),
+        bundle.path().display(),
+        root.display()
+    );
+    run_status(Command::new("sh").args(["-c", &launch]))?;
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+
+    step("tether ps: the container runs on without its launcher");
+    run_status(&mut tether_cmd(&["ps"]))?;
+    step("tether logs --tail 3: it keeps logging");
+    run_status(&mut tether_cmd(&["logs", "--tail", "3", &id]))?;
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    step("one second later, tether logs --tail 3 --timestamps");
+    run_status(&mut tether_cmd(&[
+        "logs",
+        "--tail",
+        "3",
+        "--timestamps",
+        &id,
+    ]))?;
+    step("tether kill, tether wait (prints the exit code: 128 + SIGKILL)");
+    run_status(&mut tether_cmd(&["kill", &id, "KILL"]))?;
+    let _ = tether_cmd(&["wait", &id]).status();
+    step("tether rm: container, daemon and state are gone");
+    run_status(&mut tether_cmd(&["rm", &id]))?;
+    run_status(&mut tether_cmd(&["ps"]))?;
+    Ok(())
 }

@@ -1,0 +1,95 @@
+//! The CLI's side of the control socket: one request, one answer.
+
+use crate::error::{Error, Result};
+use shim_core::protocol::{Reply, Request, Response};
+use shim_core::{ContainerId, ContainerState, StateLayout};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// How long an ordinary request may take (runtime commands included).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(70);
+
+/// Parses an id given on the command line.
+pub fn parse_id(text: &str) -> Result<ContainerId> {
+    text.parse().map_err(|e| Error::invalid(format!("{e}")))
+}
+
+/// Sends `request` to the container's daemon and returns its answer. `timeout` None waits forever
+/// (for `wait`).
+pub fn request(
+    layout: &StateLayout,
+    id: &ContainerId,
+    request: &Request,
+    timeout: Option<Duration>,
+) -> Result<Reply> {
+    if !layout.container_dir(id).is_dir() {
+        return Err(Error::failed(format!("no such container: {id}")));
+    }
+    let mut stream =
+        UnixStream::connect(layout.control_socket(id)).map_err(|e| match e.kind() {
+            ErrorKind::NotFound | ErrorKind::ConnectionRefused => dead_daemon(layout, id),
+            _ => Error::failed(format!("container {id}: connect to the shim daemon: {e}")),
+        })?;
+    stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(Some(REQUEST_TIMEOUT)))
+        .map_err(|e| Error::failed(format!("container {id}: {e}")))?;
+    let mut line = serde_json::to_vec(request).expect("requests serialize");
+    line.push(b'\n');
+    // A daemon that refuses us answers and hangs up at once, maybe before our request is written:
+    // a failed write is reported only if no answer can be read either.
+    let sent = stream.write_all(&line);
+    let mut answer = String::new();
+    let read = BufReader::new(&stream).read_line(&mut answer);
+    if let (Err(e), Ok(0) | Err(_)) = (&sent, &read) {
+        return Err(Error::failed(format!(
+            "container {id}: send to the shim daemon: {e}"
+        )));
+    }
+    match read {
+        Ok(0) => {
+            return Err(Error::failed(format!(
+                "container {id}: the shim daemon closed the connection without answering"
+            )))
+        }
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            return Err(Error::failed(format!(
+                "container {id}: the shim daemon did not answer within {}s",
+                timeout.unwrap_or_default().as_secs()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "container {id}: read the answer: {e}"
+            )))
+        }
+    }
+    match serde_json::from_str::<Response>(answer.trim()) {
+        Ok(Response::Ok(reply)) => Ok(reply),
+        Ok(Response::Error(body)) => Err(Error::failed(body.message)),
+        Err(e) => Err(Error::failed(format!(
+            "container {id}: unreadable answer from the shim daemon: {e}"
+        ))),
+    }
+}
+
+/// The state recorded on disk (what is left when the daemon is gone).
+pub fn recorded_state(layout: &StateLayout, id: &ContainerId) -> Option<ContainerState> {
+    let text = std::fs::read(layout.state_file(id)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The error for a container whose daemon does not answer its socket.
+pub fn dead_daemon(layout: &StateLayout, id: &ContainerId) -> Error {
+    let pid = std::fs::read_to_string(layout.daemon_pid_file(id))
+        .map(|p| format!(" (pid {})", p.trim()))
+        .unwrap_or_default();
+    let last = recorded_state(layout, id)
+        .map(|s| format!("; last recorded status: {}", s.status))
+        .unwrap_or_default();
+    Error::failed(format!(
+        "container {id}: its shim daemon{pid} is not running{last}; `tether rm -f {id}` cleans up"
+    ))
+}

@@ -1,0 +1,177 @@
+//! The CLI commands other than `run` and `logs`.
+
+use crate::cli::{Cli, Command, PsFormat};
+use crate::client::{dead_daemon, parse_id, recorded_state, request, REQUEST_TIMEOUT};
+use crate::error::{Error, Result};
+use shim_core::protocol::{Reply, Request};
+use shim_core::{ContainerId, StateLayout};
+use shim_runc::{DeleteOptions, DirectWait, Runc};
+use std::time::Duration;
+
+/// Runs the parsed command line; returns the exit code.
+pub fn dispatch(cli: Cli) -> Result<u8> {
+    let layout = StateLayout::new(&cli.state_dir);
+    match cli.command {
+        Command::Run(args) => crate::run::run(&cli.state_dir, args),
+        Command::Daemon { config } => Ok(crate::daemon::main(&config)),
+        Command::Ps { format } => ps(&layout, format),
+        Command::State { id } => {
+            let id = parse_id(&id)?;
+            match request(&layout, &id, &Request::State, Some(REQUEST_TIMEOUT))? {
+                Reply::State(state) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&state).expect("serializes")
+                    );
+                    Ok(0)
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        Command::Logs {
+            id,
+            follow,
+            tail,
+            timestamps,
+        } => crate::logs::logs(&layout, &parse_id(&id)?, follow, tail, timestamps),
+        Command::Kill { id, signal, all } => {
+            let id = parse_id(&id)?;
+            let signal = crate::signals::parse_signal(&signal).map_err(Error::invalid)?;
+            simple(&layout, &id, Request::Kill { signal, all })
+        }
+        Command::Wait { id } => {
+            let id = parse_id(&id)?;
+            match request(&layout, &id, &Request::Wait, None)? {
+                Reply::Exit { exit_code } => {
+                    println!("{exit_code}");
+                    Ok(exit_code.clamp(0, 255) as u8)
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        Command::Pause { id } => simple(&layout, &parse_id(&id)?, Request::Pause),
+        Command::Resume { id } => simple(&layout, &parse_id(&id)?, Request::Resume),
+        Command::Rm { id, force } => rm(&layout, &parse_id(&id)?, force),
+    }
+}
+
+fn simple(layout: &StateLayout, id: &ContainerId, req: Request) -> Result<u8> {
+    request(layout, id, &req, Some(REQUEST_TIMEOUT))?;
+    Ok(0)
+}
+
+fn unexpected(reply: Reply) -> Error {
+    Error::failed(format!("unexpected answer from the shim daemon: {reply:?}"))
+}
+
+/// One row of `tether ps`.
+#[derive(serde::Serialize)]
+struct PsRow {
+    #[serde(flatten)]
+    state: shim_core::ContainerState,
+    /// `running` when the daemon answered, `dead` when it did not.
+    shim: &'static str,
+}
+
+fn ps(layout: &StateLayout, format: PsFormat) -> Result<u8> {
+    let ids = layout
+        .list()
+        .map_err(|e| Error::failed(format!("state dir {}: {e}", layout.root().display())))?;
+    let mut rows = Vec::new();
+    for id in ids {
+        match request(layout, &id, &Request::State, Some(Duration::from_secs(5))) {
+            Ok(Reply::State(state)) => rows.push(PsRow {
+                state: *state,
+                shim: "running",
+            }),
+            _ => {
+                // A daemon that is gone (or a directory of a container still starting).
+                if let Some(state) = recorded_state(layout, &id) {
+                    rows.push(PsRow {
+                        state,
+                        shim: "dead",
+                    });
+                }
+            }
+        }
+    }
+    match format {
+        PsFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("serializes")
+        ),
+        PsFormat::Table => {
+            println!(
+                "{:<24} {:>8} {:<22} {:<30} {:>4}",
+                "ID", "PID", "STATUS", "CREATED", "EXIT"
+            );
+            for row in rows {
+                let status = if row.shim == "dead" {
+                    "unknown (shim dead)".to_owned()
+                } else {
+                    row.state.status.to_string()
+                };
+                let exit = row
+                    .state
+                    .exit
+                    .as_ref()
+                    .map(|e| e.code.to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<24} {:>8} {:<22} {:<30} {:>4}",
+                    row.state.id, row.state.pid, status, row.state.created_at, exit
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<u8> {
+    match request(
+        layout,
+        id,
+        &Request::Delete { force },
+        Some(REQUEST_TIMEOUT),
+    ) {
+        Ok(_) => Ok(0),
+        Err(error) => {
+            // Only a dead daemon is cleaned up here; any other error stands.
+            let socket_answers =
+                std::os::unix::net::UnixStream::connect(layout.control_socket(id)).is_ok();
+            if socket_answers || !layout.container_dir(id).is_dir() {
+                return Err(error);
+            }
+            remove_without_daemon(layout, id, force)
+        }
+    }
+}
+
+/// `rm` for a container whose daemon died: delete it with the runtime, then remove its state.
+fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<u8> {
+    if let Some(state) = recorded_state(layout, id) {
+        let mut runc = Runc::new(&state.runtime);
+        if let Some(root) = &state.runtime_root {
+            runc = runc.root(root);
+        }
+        if let Err(e) = runc.delete(id.as_str(), DeleteOptions { force }, &mut DirectWait) {
+            let gone = e
+                .runtime_message()
+                .is_some_and(|m| m.contains("does not exist") || m.contains("No such file"));
+            if !gone {
+                return Err(if force {
+                    Error::failed(e.to_string())
+                } else {
+                    Error::failed(format!("{}: {e}; use -f to force", dead_daemon(layout, id)))
+                });
+            }
+        }
+    }
+    std::fs::remove_dir_all(layout.container_dir(id)).map_err(|e| {
+        Error::failed(format!(
+            "remove {}: {e}",
+            layout.container_dir(id).display()
+        ))
+    })?;
+    Ok(0)
+}

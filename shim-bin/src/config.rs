@@ -1,0 +1,46 @@
+//! What `tether run` hands to the daemon it starts, and what the daemon reports back.
+
+use serde::{Deserialize, Serialize};
+use shim_core::ContainerId;
+use shim_io::LogFormat;
+use std::path::PathBuf;
+
+/// Everything the daemon needs, validated by `tether run` before the daemon starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonConfig {
+    /// The container id.
+    pub id: ContainerId,
+    /// The bundle directory (absolute).
+    pub bundle: PathBuf,
+    /// The state directory (absolute).
+    pub state_dir: PathBuf,
+    /// The container's log (absolute).
+    pub log_path: PathBuf,
+    /// `cri`, `json-file` or `raw`.
+    pub log_format: String,
+    /// Rotate at this size.
+    pub log_max_size: Option<u64>,
+    /// Keep this many files.
+    pub log_max_files: u32,
+    /// The runtime binary (absolute).
+    pub runtime: PathBuf,
+    /// The runtime's --root.
+    pub runtime_root: Option<PathBuf>,
+}
+
+impl DaemonConfig {
+    /// The log format, already validated by `tether run`.
+    pub fn format(&self) -> LogFormat {
+        self.log_format.parse().unwrap_or(LogFormat::Cri)
+    }
+}
+
+/// The one line the daemon writes back to `tether run` once the container started, or failed to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartReport {
+    /// Running, with this init pid.
+    Started { pid: i32 },
+    /// Nothing was left running; the message says why.
+    Failed { message: String },
+}

@@ -1,0 +1,506 @@
+//! The shim daemon: one per container, one thread, one mio event loop over the reaper's SIGCHLD, the
+//! container's output pipes and the control socket.
+//!
+//! Life: `tether run` starts `tether daemon --config JSON` with stdout on a pipe. The daemon leaves the
+//! caller's session, becomes a subreaper, creates and starts the container (see [`startup`]), writes
+//! a one-line start report on that pipe, and from then on serves until `delete`.
+//!
+//! When the container's init exits, the exit is recorded only after its output pipes reached EOF
+//! (everything is in the log), or after [`OUTPUT_GRACE`] if an orphan outside the container's PID
+//! namespace still holds a pipe open.
+
+mod control;
+mod record;
+mod startup;
+
+use crate::config::{DaemonConfig, StartReport};
+use control::ControlServer;
+use mio::{Events, Interest, Poll, Token};
+use record::{write_atomically, ShimLog};
+use shim_core::protocol::{ErrorKind, Reply, Request, Response};
+use shim_core::{ContainerState, ExitRecord, StateLayout, Status};
+use shim_io::{IoEngine, IoEvent, SinkId, Stream};
+use shim_reaper::{Exit, ExitStatus, Reaper};
+use shim_runc::{DeleteOptions, ExitWaiter, KillOptions, Runc};
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant, SystemTime};
+
+const REAPER: Token = Token(0);
+const STDOUT: Token = Token(2);
+const STDERR: Token = Token(3);
+
+/// How long the exit waits for output pipes that an orphan keeps open.
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+/// The longest a runtime command may take before the daemon gives up on it.
+const RUNTIME_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runtime commands wait for their exit through the reaper, the one owner of `waitpid`.
+pub struct ReaperWait<'a>(pub &'a mut Reaper);
+
+impl ExitWaiter for ReaperWait<'_> {
+    fn wait(&mut self, pid: i32) -> std::io::Result<std::process::ExitStatus> {
+        let exit = self
+            .0
+            .wait_for(pid, RUNTIME_TIMEOUT)
+            .map_err(std::io::Error::other)?;
+        Ok(std::process::ExitStatus::from_raw(
+            exit.status.to_wait_status(),
+        ))
+    }
+}
+
+/// Entry point of `tether daemon`; returns the process exit code.
+pub fn main(config_json: &str) -> u8 {
+    let report_failure = |message: String| {
+        report(&StartReport::Failed { message });
+        1
+    };
+    let config: DaemonConfig = match serde_json::from_str(config_json) {
+        Ok(config) => config,
+        Err(e) => return report_failure(format!("daemon configuration: {e}")),
+    };
+    let layout = StateLayout::new(&config.state_dir);
+    let mut log = ShimLog::open(&layout.shim_log(&config.id));
+    match Daemon::start(config, layout, &mut log) {
+        Ok(mut daemon) => {
+            daemon.serve(&mut log);
+            0
+        }
+        Err((layout, id, message)) => {
+            log.line(format_args!("start failed: {message}"));
+            let _ = std::fs::remove_dir_all(layout.container_dir(&id));
+            report_failure(message)
+        }
+    }
+}
+
+/// Writes the start report to stdout (the pipe `tether run` reads), then points stdout at /dev/null
+/// so nothing later can fail because `tether run` has gone.
+fn report(report: &StartReport) {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(report).expect("report serializes");
+    line.push(b'\n');
+    let _ = std::io::stdout().write_all(&line);
+    let _ = std::io::stdout().flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
+    }
+}
+
+struct PendingExit {
+    exit: Exit,
+    deadline: Instant,
+}
+
+struct Daemon {
+    config: DaemonConfig,
+    layout: StateLayout,
+    runc: Runc,
+    poll: Poll,
+    reaper: Reaper,
+    engine: IoEngine,
+    sink: SinkId,
+    control: ControlServer,
+    state: ContainerState,
+    pending_exit: Option<PendingExit>,
+    waiters: Vec<Token>,
+    /// A blocking runtime call may have reaped exits the signalfd will not announce again.
+    reap_needed: bool,
+    done: bool,
+}
+
+type StartError = (StateLayout, shim_core::ContainerId, String);
+
+impl Daemon {
+    fn start(
+        config: DaemonConfig,
+        layout: StateLayout,
+        log: &mut ShimLog,
+    ) -> Result<Daemon, StartError> {
+        let fail = |layout: &StateLayout, config: &DaemonConfig, message: String| {
+            (layout.clone(), config.id.clone(), message)
+        };
+        // Leave the caller's session and terminal: the caller may exit, or its terminal close.
+        if let Err(e) = nix::unistd::setsid() {
+            return Err(fail(&layout, &config, format!("setsid: {e}")));
+        }
+        // Our own diagnostics, including a panic message, go to shim.log.
+        if let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(layout.shim_log(&config.id))
+        {
+            let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2);
+        }
+        let _ = std::fs::write(
+            layout.daemon_pid_file(&config.id),
+            format!("{}\n", std::process::id()),
+        );
+        shim_reaper::set_child_subreaper().map_err(|e| fail(&layout, &config, e.to_string()))?;
+        let mut reaper = Reaper::new().map_err(|e| fail(&layout, &config, e.to_string()))?;
+        let mut runc = Runc::new(&config.runtime)
+            .log(layout.runtime_log(&config.id))
+            .scratch_dir(layout.container_dir(&config.id));
+        if let Some(root) = &config.runtime_root {
+            runc = runc.root(root);
+        }
+        let started = startup::start_container(&config, &layout, &runc, &mut reaper)
+            .map_err(|message| fail(&layout, &config, message))?;
+        let init_pid = started.init_pid;
+        log.line(format_args!(
+            "container {} started, init pid {init_pid}",
+            config.id
+        ));
+
+        let setup = || -> std::io::Result<(Poll, IoEngine, SinkId, ControlServer)> {
+            let poll = Poll::new()?;
+            poll.registry()
+                .register(&mut reaper, REAPER, Interest::READABLE)?;
+            let mut engine = IoEngine::new();
+            let sink = engine.add_sink(started.sink);
+            engine.add_output(
+                poll.registry(),
+                STDOUT,
+                started.stdout,
+                Stream::Stdout,
+                sink,
+            )?;
+            engine.add_output(
+                poll.registry(),
+                STDERR,
+                started.stderr,
+                Stream::Stderr,
+                sink,
+            )?;
+            let control = ControlServer::bind(&layout.control_socket(&config.id), poll.registry())?;
+            Ok((poll, engine, sink, control))
+        };
+        let (poll, engine, sink, control) = match setup() {
+            Ok(parts) => parts,
+            Err(e) => {
+                let _ = runc.delete(
+                    config.id.as_str(),
+                    DeleteOptions { force: true },
+                    &mut ReaperWait(&mut reaper),
+                );
+                return Err(fail(
+                    &layout,
+                    &config,
+                    format!("set up the event loop: {e}"),
+                ));
+            }
+        };
+        let state = ContainerState {
+            id: config.id.clone(),
+            status: Status::Running,
+            pid: init_pid,
+            daemon_pid: std::process::id() as i32,
+            bundle: config.bundle.clone(),
+            log_path: config.log_path.clone(),
+            log_format: config.log_format.clone(),
+            runtime: config.runtime.clone(),
+            runtime_root: config.runtime_root.clone(),
+            created_at: crate::time::now(),
+            exit: None,
+        };
+        let mut daemon = Daemon {
+            config,
+            layout,
+            runc,
+            poll,
+            reaper,
+            engine,
+            sink,
+            control,
+            state,
+            pending_exit: None,
+            waiters: Vec::new(),
+            reap_needed: false,
+            done: false,
+        };
+        daemon.save_state(log);
+        report(&StartReport::Started { pid: init_pid });
+        // The init may have exited already (reaped while `start` was waited for).
+        if let Some(exit) = daemon.reaper.watch(init_pid) {
+            daemon.on_init_exit(exit, log);
+        }
+        Ok(daemon)
+    }
+
+    fn serve(&mut self, log: &mut ShimLog) {
+        let mut events = Events::with_capacity(64);
+        while !self.done {
+            let timeout = if self.engine.has_backlog() || self.reap_needed {
+                Some(Duration::ZERO)
+            } else {
+                self.pending_exit
+                    .as_ref()
+                    .map(|p| p.deadline.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log.line(format_args!("poll failed: {e}"));
+                    return;
+                }
+            }
+            for event in events.iter() {
+                let token = event.token();
+                if token == REAPER {
+                    self.reap_needed = true;
+                } else if let Some(io_events) = self.engine.handle(self.poll.registry(), token) {
+                    self.on_io_events(&io_events, log);
+                } else if self.control.owns(token) {
+                    for (client, request) in self.control.handle(self.poll.registry(), token) {
+                        let response = match request {
+                            Ok(request) => self.on_request(client, request, log),
+                            Err(response) => Some(response),
+                        };
+                        if let Some(response) = response {
+                            self.control.reply(self.poll.registry(), client, &response);
+                        }
+                    }
+                }
+            }
+            let io_events = self.engine.work_backlog(self.poll.registry());
+            self.on_io_events(&io_events, log);
+            if self.reap_needed {
+                self.reap(log);
+            }
+            self.check_pending_exit(log);
+            if let Some(error) = self.engine.sink_mut(self.sink).and_then(|s| s.take_error()) {
+                log.line(format_args!(
+                    "log {}: {error} (output is dropped until it can be written again)",
+                    self.config.log_path.display()
+                ));
+            }
+        }
+        self.control.flush_all_blocking();
+    }
+
+    fn reap(&mut self, log: &mut ShimLog) {
+        self.reap_needed = false;
+        match self.reaper.reap() {
+            Ok(exits) => {
+                for exit in exits {
+                    if exit.pid == self.state.pid
+                        && self.state.exit.is_none()
+                        && self.pending_exit.is_none()
+                    {
+                        self.on_init_exit(exit, log);
+                    }
+                }
+            }
+            Err(e) => log.line(format_args!("reap: {e}")),
+        }
+    }
+
+    fn on_init_exit(&mut self, exit: Exit, log: &mut ShimLog) {
+        log.line(format_args!("init {} exited: {}", exit.pid, exit.status));
+        self.pending_exit = Some(PendingExit {
+            exit,
+            deadline: Instant::now() + OUTPUT_GRACE,
+        });
+        for token in [STDOUT, STDERR] {
+            if let Some(event) = self.engine.drain_output(self.poll.registry(), token) {
+                self.on_io_events(&[event], log);
+            }
+        }
+        self.check_pending_exit(log);
+    }
+
+    fn on_io_events(&mut self, events: &[IoEvent], log: &mut ShimLog) {
+        for event in events {
+            if let IoEvent::OutputClosed { stream, .. } = event {
+                log.line(format_args!(
+                    "container {} reached end of stream",
+                    stream.as_str()
+                ));
+            }
+        }
+    }
+
+    /// Records the pending exit once the output is complete, or the grace period is over.
+    fn check_pending_exit(&mut self, log: &mut ShimLog) {
+        let Some(pending) = &self.pending_exit else {
+            return;
+        };
+        let outputs_open = [STDOUT, STDERR]
+            .into_iter()
+            .filter(|t| self.engine.is_output_open(*t))
+            .count();
+        if outputs_open > 0 && Instant::now() < pending.deadline {
+            return;
+        }
+        if outputs_open > 0 {
+            log.line(
+                "output still held open after the grace period (an orphan has it); closing it",
+            );
+            for token in [STDOUT, STDERR] {
+                self.engine.close_output(self.poll.registry(), token);
+            }
+        }
+        let exit = self.pending_exit.take().expect("checked above").exit;
+        self.record_exit(exit, log);
+    }
+
+    fn record_exit(&mut self, exit: Exit, log: &mut ShimLog) {
+        let signal = match exit.status {
+            ExitStatus::Signaled { signal, .. } => Some(signal),
+            ExitStatus::Exited(_) => None,
+        };
+        let code = exit.status.code();
+        self.state.status = Status::Stopped;
+        self.state.exit = Some(ExitRecord {
+            code,
+            signal,
+            exited_at: crate::time::rfc3339(exit.reaped_at),
+        });
+        if let Err(e) = write_atomically(
+            &self.layout.exit_file(&self.config.id),
+            format!("{code}\n").as_bytes(),
+        ) {
+            log.line(format_args!("write exit file: {e}"));
+        }
+        self.save_state(log);
+        log.line(format_args!("exit recorded: code {code}"));
+        let response = Response::Ok(Reply::Exit { exit_code: code });
+        for waiter in std::mem::take(&mut self.waiters) {
+            self.control.reply(self.poll.registry(), waiter, &response);
+        }
+    }
+
+    fn save_state(&mut self, log: &mut ShimLog) {
+        let json = serde_json::to_vec_pretty(&self.state).expect("state serializes");
+        if let Err(e) = write_atomically(&self.layout.state_file(&self.config.id), &json) {
+            log.line(format_args!("write state.json: {e}"));
+        }
+    }
+
+    /// Handles one request; None means the answer comes later (`wait`).
+    fn on_request(
+        &mut self,
+        client: Token,
+        request: Request,
+        log: &mut ShimLog,
+    ) -> Option<Response> {
+        let id = self.config.id.as_str().to_owned();
+        let running = matches!(self.state.status, Status::Running | Status::Paused);
+        let not_running = || {
+            Response::error(
+                ErrorKind::InvalidState,
+                format!("container {id} is not running"),
+            )
+        };
+        let runtime_error =
+            |e: shim_runc::Error| Response::error(ErrorKind::Runtime, e.to_string());
+        let done = Response::Ok(Reply::Done {});
+        let response = match request {
+            Request::State => Response::Ok(Reply::State(Box::new(self.state.clone()))),
+            Request::Wait => match &self.state.exit {
+                Some(exit) => Response::Ok(Reply::Exit {
+                    exit_code: exit.code,
+                }),
+                None => {
+                    self.waiters.push(client);
+                    return None;
+                }
+            },
+            Request::Kill { .. } | Request::Pids | Request::Pause | Request::Resume if !running => {
+                not_running()
+            }
+            Request::Kill { signal, all } => {
+                self.reap_needed = true;
+                match self.runc.kill(
+                    &id,
+                    KillOptions::new(signal).all(all),
+                    &mut ReaperWait(&mut self.reaper),
+                ) {
+                    Ok(()) => done,
+                    Err(e) => runtime_error(e),
+                }
+            }
+            Request::Pids => {
+                self.reap_needed = true;
+                match self.runc.ps(&id, &mut ReaperWait(&mut self.reaper)) {
+                    Ok(pids) => Response::Ok(Reply::Pids { pids }),
+                    Err(e) => runtime_error(e),
+                }
+            }
+            Request::Pause | Request::Resume => {
+                self.reap_needed = true;
+                let pause = request == Request::Pause;
+                let result = if pause {
+                    self.runc.pause(&id, &mut ReaperWait(&mut self.reaper))
+                } else {
+                    self.runc.resume(&id, &mut ReaperWait(&mut self.reaper))
+                };
+                match result {
+                    Ok(()) => {
+                        self.state.status = if pause {
+                            Status::Paused
+                        } else {
+                            Status::Running
+                        };
+                        self.save_state(log);
+                        done
+                    }
+                    Err(e) => runtime_error(e),
+                }
+            }
+            Request::ReopenLog => match self.engine.sink_mut(self.sink).map(|s| s.reopen()) {
+                Some(Ok(())) => done,
+                Some(Err(e)) => Response::error(
+                    ErrorKind::Internal,
+                    format!("reopen {}: {e}", self.config.log_path.display()),
+                ),
+                None => done,
+            },
+            Request::Delete { force } => return Some(self.delete(force, log)),
+        };
+        Some(response)
+    }
+
+    fn delete(&mut self, force: bool, log: &mut ShimLog) -> Response {
+        let id = self.config.id.as_str().to_owned();
+        if self.state.exit.is_none() && !force {
+            return Response::error(
+                ErrorKind::InvalidState,
+                format!("container {id} is running; kill it first or force the removal (tether rm -f {id})"),
+            );
+        }
+        self.reap_needed = true;
+        if let Err(e) = self.runc.delete(
+            &id,
+            DeleteOptions { force },
+            &mut ReaperWait(&mut self.reaper),
+        ) {
+            return Response::error(ErrorKind::Runtime, e.to_string());
+        }
+        if self.state.exit.is_none() {
+            // Forced: the init is dying; record its exit (and drain its output) before going.
+            let exit = self
+                .pending_exit
+                .take()
+                .map(|p| p.exit)
+                .or_else(|| self.reaper.wait_for(self.state.pid, RUNTIME_TIMEOUT).ok());
+            for token in [STDOUT, STDERR] {
+                self.engine.close_output(self.poll.registry(), token);
+            }
+            let exit = exit.unwrap_or(Exit {
+                pid: self.state.pid,
+                status: ExitStatus::Signaled {
+                    signal: 9,
+                    core_dumped: false,
+                },
+                reaped_at: SystemTime::now(),
+            });
+            self.record_exit(exit, log);
+        }
+        log.line(format_args!("container {id} deleted; daemon exits"));
+        // Gone from disk before the answer is sent, so `tether rm` returning means the id is free.
+        // (The connection carrying the answer outlives its socket file.)
+        let _ = std::fs::remove_dir_all(self.layout.container_dir(&self.config.id));
+        self.done = true;
+        Response::Ok(Reply::Done {})
+    }
+}

@@ -1,0 +1,185 @@
+//! `tether run`: validate everything, reserve the id, start the daemon, and relay its start report.
+
+use crate::cli::RunArgs;
+use crate::config::{DaemonConfig, StartReport};
+use crate::error::{Error, Result};
+use shim_core::{ContainerId, StateLayout};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Runs `tether run`; returns the exit code.
+pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
+    let config = validate(state_dir, &args)?;
+    let layout = StateLayout::new(&config.state_dir);
+    reserve(&layout, &config.id)?;
+    match start_daemon(&config) {
+        Ok(pid) => {
+            if let Some(pid_file) = &args.pid_file {
+                std::fs::write(pid_file, format!("{pid}\n")).map_err(|e| {
+                    Error::failed(format!(
+                        "container {} started with pid {pid}, but writing {}: {e}",
+                        config.id,
+                        pid_file.display()
+                    ))
+                })?;
+            }
+            println!("{pid}");
+            Ok(0)
+        }
+        Err(error) => {
+            // The daemon cleans up after itself; this covers a daemon that died before it could.
+            let _ = std::fs::remove_dir_all(layout.container_dir(&config.id));
+            Err(error)
+        }
+    }
+}
+
+fn validate(state_dir: &Path, args: &RunArgs) -> Result<DaemonConfig> {
+    let id: ContainerId = args
+        .id
+        .parse()
+        .map_err(|e| Error::invalid(format!("{e}")))?;
+    let bundle = absolute(&args.bundle)?;
+    if !bundle.is_dir() {
+        return Err(Error::invalid(format!(
+            "bundle {}: no such directory",
+            bundle.display()
+        )));
+    }
+    let config_path = bundle.join("config.json");
+    if !config_path.is_file() {
+        return Err(Error::invalid(format!(
+            "bundle {}: no config.json",
+            bundle.display()
+        )));
+    }
+    oci_spec::runtime::Spec::load(&config_path)
+        .map_err(|e| Error::invalid(format!("bundle {}: config.json: {e}", bundle.display())))?;
+    let runtime = find_runtime(&args.runtime)?;
+    let state_dir = absolute(state_dir)?;
+    let log_path = match &args.log {
+        Some(log) => {
+            let log = absolute(log)?;
+            let parent = log.parent().unwrap_or(Path::new("/"));
+            if !parent.is_dir() {
+                return Err(Error::invalid(format!(
+                    "log {}: directory {} does not exist",
+                    log.display(),
+                    parent.display()
+                )));
+            }
+            log
+        }
+        None => StateLayout::new(&state_dir).default_log(&id),
+    };
+    Ok(DaemonConfig {
+        id,
+        bundle,
+        state_dir,
+        log_path,
+        log_format: args.log_format.as_str().to_owned(),
+        log_max_size: args.log_max_size,
+        log_max_files: args.log_max_files,
+        runtime,
+        runtime_root: args.runtime_root.as_deref().map(absolute).transpose()?,
+    })
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+}
+
+/// The runtime as given (a path) or found on PATH.
+fn find_runtime(runtime: &Path) -> Result<PathBuf> {
+    let found = if runtime.components().count() > 1 || runtime.is_absolute() {
+        runtime.is_file().then(|| runtime.to_owned())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(runtime))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    let found = found.ok_or_else(|| {
+        Error::invalid(format!(
+            "runtime {} not found (looked for it {})",
+            runtime.display(),
+            if runtime.components().count() > 1 {
+                "at that path"
+            } else {
+                "in PATH"
+            }
+        ))
+    })?;
+    absolute(&found)
+}
+
+/// Creates `<state-dir>/<id>` (0700); its existence is what "the id is in use" means.
+fn reserve(layout: &StateLayout, id: &ContainerId) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(layout.root())
+        .map_err(|e| Error::failed(format!("state dir {}: {e}", layout.root().display())))?;
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(layout.container_dir(id))
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(format!(
+            "container {id} already exists (tether rm {id} to remove it)"
+        ))),
+        Err(e) => Err(Error::failed(format!(
+            "state dir {}: {e}",
+            layout.container_dir(id).display()
+        ))),
+    }
+}
+
+/// Starts `tether daemon` detached (it calls setsid itself), with its stdout on a pipe that carries
+/// the one-line start report, and returns the container's pid.
+fn start_daemon(config: &DaemonConfig) -> Result<i32> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::failed(format!("find the tether binary: {e}")))?;
+    let json = serde_json::to_string(config).expect("config serializes");
+    let mut child = Command::new(exe)
+        .arg("daemon")
+        .arg("--config")
+        .arg(json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Error::failed(format!("start the shim daemon: {e}")))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line);
+    let report: Option<StartReport> = serde_json::from_str(line.trim()).ok();
+    match (read, report) {
+        (Ok(_), Some(StartReport::Started { pid })) => Ok(pid),
+        (_, Some(StartReport::Failed { message })) => {
+            // The daemon exits right after a failed start; collect it.
+            let _ = child.wait();
+            Err(Error::failed(format!("container {}: {message}", config.id)))
+        }
+        _ => {
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            let shim_log = StateLayout::new(&config.state_dir).shim_log(&config.id);
+            let last = std::fs::read_to_string(shim_log)
+                .ok()
+                .and_then(|text| {
+                    text.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| "no diagnostics".to_owned());
+            Err(Error::failed(format!(
+                "container {}: the shim daemon exited during start-up ({status}): {last}",
+                config.id
+            )))
+        }
+    }
+}

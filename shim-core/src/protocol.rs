@@ -1,0 +1,183 @@
+//! The control protocol: one JSON object per line each way, over the daemon's unix socket.
+//!
+//! A request names its `op`; the answer is `{"ok": RESULT}` or
+//! `{"error": {"kind": KIND, "message": TEXT}}`. See `docs/protocol.md`.
+
+use crate::ContainerState;
+use serde::{Deserialize, Serialize};
+
+/// The longest request line the daemon reads; a longer one is answered with `bad_request` and the
+/// connection closed.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// A request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// The container's state.
+    State,
+    /// Send a signal to the init process (or, with `all`, every process of the container).
+    Kill {
+        /// The signal number.
+        signal: i32,
+        /// Every process, not only init.
+        #[serde(default)]
+        all: bool,
+    },
+    /// Answer once the container has exited and its output is in the log.
+    Wait,
+    /// The pids of the container's processes.
+    Pids,
+    /// Freeze the container.
+    Pause,
+    /// Thaw it.
+    Resume,
+    /// Reopen the log file (after an external logrotate).
+    ReopenLog,
+    /// Delete the container and stop the daemon; `force` kills a running container first.
+    Delete {
+        /// Kill it first if it runs.
+        #[serde(default)]
+        force: bool,
+    },
+}
+
+/// The successful result of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// For `state`.
+    State(Box<ContainerState>),
+    /// For `wait`.
+    Exit {
+        /// The exit code (128 + signal when killed).
+        exit_code: i32,
+    },
+    /// For `pids`.
+    Pids {
+        /// The pids.
+        pids: Vec<i32>,
+    },
+    /// For everything else.
+    Done {},
+}
+
+/// What kind of failure an error answer reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Malformed, unknown or oversized request.
+    BadRequest,
+    /// The caller may not talk to this daemon.
+    PermissionDenied,
+    /// The request does not fit the container's status (kill a stopped container, ...).
+    InvalidState,
+    /// The runtime failed; the message carries its own error.
+    Runtime,
+    /// Something else inside the daemon failed.
+    Internal,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// One line for a person.
+    pub message: String,
+}
+
+/// One answer line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// Success.
+    Ok(Reply),
+    /// Failure.
+    Error(ErrorBody),
+}
+
+impl Response {
+    /// An error answer.
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Response::Error(ErrorBody {
+            kind,
+            message: message.into(),
+        })
+    }
+
+    /// The answer as one line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).expect("responses always serialize");
+        line.push(b'\n');
+        line
+    }
+}
+
+/// Parses one request line, mapping any problem to a `bad_request` answer.
+pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
+    serde_json::from_slice(line).map_err(|e| {
+        let message = match std::str::from_utf8(line) {
+            Ok(_) => format!("malformed request: {e}"),
+            Err(_) => "malformed request: not UTF-8".to_owned(),
+        };
+        Response::error(ErrorKind::BadRequest, message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse() {
+        let cases = [
+            (r#"{"op":"state"}"#, Request::State),
+            (
+                r#"{"op":"kill","signal":15,"all":true}"#,
+                Request::Kill {
+                    signal: 15,
+                    all: true,
+                },
+            ),
+            (r#"{"op":"wait"}"#, Request::Wait),
+            (r#"{"op":"reopen_log"}"#, Request::ReopenLog),
+            (r#"{"op":"delete"}"#, Request::Delete { force: false }),
+        ];
+        for (line, request) in cases {
+            assert_eq!(parse_request(line.as_bytes()).unwrap(), request, "{line}");
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_answered_not_fatal() {
+        for line in [
+            &b"not json"[..],
+            br#"{"op":"launch_missiles"}"#,
+            br#"{"op":"kill"}"#,
+            br#"{"op":"kill","signal":"x"}"#,
+            b"\xff\xfe",
+            b"",
+        ] {
+            let Err(Response::Error(body)) = parse_request(line) else {
+                panic!("{line:?} accepted");
+            };
+            assert_eq!(body.kind, ErrorKind::BadRequest);
+            assert!(body.message.starts_with("malformed request"));
+        }
+    }
+
+    #[test]
+    fn answers_on_the_wire() {
+        insta::assert_snapshot!(String::from_utf8(
+            [
+                Response::Ok(Reply::Exit { exit_code: 3 }).to_line(),
+                Response::Ok(Reply::Pids { pids: vec![1, 2] }).to_line(),
+                Response::Ok(Reply::Done {}).to_line(),
+                Response::error(ErrorKind::InvalidState, "container is not running").to_line(),
+            ]
+            .concat()
+        )
+        .unwrap());
+    }
+}

@@ -1,0 +1,516 @@
+//! End-to-end tests of the tether daemon and CLI against real runc and the busybox fixture.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use tether_tests::fixture::BundleSpec;
+use tether_tests::harness::{is_zombie, root_or_skip, wait_until, Sandbox};
+use tether_tests::tether::{children_of, kubelet_read, proc_status_field, tether_bin};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+macro_rules! needs_root {
+    ($name:literal) => {
+        if !root_or_skip($name) {
+            return;
+        }
+    };
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `tether wait ID`: (printed code, exit status code).
+fn wait_exit(sandbox: &Sandbox, id: &str) -> (i32, i32) {
+    let output = sandbox.tether_output(&["wait", id]);
+    let printed = stdout_of(&output).trim().parse().unwrap_or(-1);
+    (printed, output.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn container_outlives_its_launcher() {
+    needs_root!("container_outlives_its_launcher");
+    let sandbox = Sandbox::new("seed");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell(
+        "trap 'echo sigpipe > /tmp/sigpipe-marker' PIPE; \
+         i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done",
+    ));
+    // The launcher starts tether with its stdout on a pipe, reads a little, and exits.
+    let launch = format!(
+        "{} --state-dir {} run --id {id} --bundle {} --runtime-root {} | head -c 3",
+        tether_bin().display(),
+        sandbox.state_dir().display(),
+        bundle.path().display(),
+        sandbox.runtime_root().display()
+    );
+    let launcher = Command::new("sh").args(["-c", &launch]).output().unwrap();
+    assert!(launcher.status.success(), "{}", stderr_of(&launcher));
+    let launcher_gone = SystemTime::now();
+
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox.state_dir().join(id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    let daemon = state["daemon_pid"].as_i64().unwrap() as i32;
+    let log = state["log_path"].as_str().unwrap().to_owned();
+
+    // Wait until the log holds a line written well after the launcher left.
+    let later = launcher_gone + Duration::from_millis(1500);
+    let later_text = shim_timestamp(later);
+    assert!(
+        wait_until(TIMEOUT, || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l[..30] > *later_text.as_str())
+        }),
+        "no output logged after the launcher exited"
+    );
+    let status = sandbox.tether_output(&["state", id]);
+    let state: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(state["status"], "running");
+    assert!(
+        !Path::new(&format!("/proc/{pid}/root/tmp/sigpipe-marker")).exists(),
+        "the container got SIGPIPE"
+    );
+    let ignored = u64::from_str_radix(&proc_status_field(pid, "SigIgn").unwrap(), 16).unwrap();
+    assert_eq!(
+        ignored & (1 << (13 - 1)),
+        0,
+        "SIGPIPE is ignored in the container"
+    );
+    assert_eq!(
+        proc_status_field(pid, "PPid").unwrap(),
+        daemon.to_string(),
+        "init's parent is the daemon"
+    );
+
+    let rm = sandbox.tether_output(&["rm", "-f", id]);
+    assert!(rm.status.success(), "{}", stderr_of(&rm));
+    assert!(!sandbox.state_dir().join(id).exists());
+    assert!(wait_until(TIMEOUT, || !Path::new(&format!(
+        "/proc/{daemon}"
+    ))
+    .exists()
+        || is_zombie(daemon)));
+}
+
+/// The RFC 3339 text of `time`, as the logs write it.
+fn shim_timestamp(time: SystemTime) -> String {
+    let mut formatter = shim_io::TimestampFormatter::new();
+    String::from_utf8_lossy(formatter.format(time)).into_owned()
+}
+
+#[test]
+fn exit_codes_are_recorded_and_returned() {
+    needs_root!("exit_codes_are_recorded_and_returned");
+    let sandbox = Sandbox::new("codes");
+    for code in [0, 3, 255] {
+        let id = sandbox.another_id(&format!("exit{code}"));
+        let bundle = sandbox.bundle(&BundleSpec::shell(&format!("exit {code}")));
+        sandbox.start(&id, &bundle, &[]);
+        assert_eq!(wait_exit(&sandbox, &id), (code, code));
+        let recorded = std::fs::read_to_string(sandbox.state_dir().join(&id).join("exit")).unwrap();
+        assert_eq!(recorded.trim(), code.to_string());
+        assert!(sandbox.tether_output(&["rm", &id]).status.success());
+    }
+    // Signals reach a process that is not PID 1 of a namespace like any other.
+    for (signal, code) in [("TERM", 143), ("KILL", 137)] {
+        let id = sandbox.another_id(signal);
+        let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]).pid_namespace(false));
+        sandbox.start(&id, &bundle, &[]);
+        let kill = sandbox.tether_output(&["kill", &id, signal]);
+        assert!(kill.status.success(), "{}", stderr_of(&kill));
+        assert_eq!(wait_exit(&sandbox, &id), (code, code));
+        let state: serde_json::Value =
+            serde_json::from_slice(&sandbox.tether_output(&["state", &id]).stdout).unwrap();
+        assert_eq!(state["status"], "stopped");
+        assert_eq!(state["exit"]["code"], code);
+        assert!(sandbox.tether_output(&["rm", &id]).status.success());
+    }
+}
+
+#[test]
+fn last_partial_line_is_kept() {
+    needs_root!("last_partial_line_is_kept");
+    let sandbox = Sandbox::new("partial");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell("printf abc; exit 0"));
+    sandbox.start(id, &bundle, &[]);
+    assert_eq!(wait_exit(&sandbox, id), (0, 0));
+    let logs = sandbox.tether_output(&["logs", id]);
+    assert_eq!(logs.stdout, b"abc");
+    let log = std::fs::read(sandbox.state_dir().join(id).join("container.log")).unwrap();
+    assert_eq!(kubelet_read(&log, "stdout"), b"abc");
+}
+
+#[test]
+fn output_burst_then_exit_is_all_logged() {
+    needs_root!("output_burst_then_exit_is_all_logged");
+    let sandbox = Sandbox::new("burst");
+    let id = sandbox.id();
+    // 20 MiB of numbered 64-byte lines, written as fast as the container can, then exit at once.
+    let script = "i=0; while [ $i -lt 20 ]; do yes 'burst-line-padding-to-make-this-sixty-four-bytes-long-0123456789' | head -c 1048576; i=$((i+1)); done; exit 0";
+    let bundle = sandbox.bundle(&BundleSpec::shell(script));
+    sandbox.start(id, &bundle, &["--log-format", "json-file"]);
+    assert_eq!(wait_exit(&sandbox, id), (0, 0));
+    let logs = sandbox.tether_output(&["logs", id]);
+    let line = b"burst-line-padding-to-make-this-sixty-four-bytes-long-0123456789\n";
+    let one_mib: Vec<u8> = line.iter().copied().cycle().take(1 << 20).collect();
+    let expected = one_mib.repeat(20);
+    assert_eq!(logs.stdout.len(), expected.len());
+    assert!(
+        logs.stdout == expected,
+        "logged output differs from what was written"
+    );
+}
+
+#[test]
+fn orphans_leave_no_zombie() {
+    needs_root!("orphans_leave_no_zombie");
+    let sandbox = Sandbox::new("orphans");
+    let id = sandbox.id();
+    // Without a PID namespace, the shell's background children are orphaned onto the daemon.
+    let script = "i=0; while [ $i -lt 200 ]; do sleep 0.3 </dev/null >/dev/null 2>&1 & i=$((i+1)); done; exit 0";
+    let bundle = sandbox.bundle(&BundleSpec::shell(script).pid_namespace(false));
+    sandbox.start(id, &bundle, &[]);
+    let daemon = sandbox.daemon_pid(id);
+    assert_eq!(wait_exit(&sandbox, id), (0, 0));
+    assert!(
+        wait_until(TIMEOUT, || children_of(daemon).is_empty()),
+        "children left under the daemon: {:?}",
+        children_of(daemon)
+    );
+    assert!(children_of(daemon).iter().all(|(_, state)| *state != 'Z'));
+}
+
+#[test]
+fn container_sees_only_its_stdio() {
+    needs_root!("container_sees_only_its_stdio");
+    let sandbox = Sandbox::new("fds");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let pid = sandbox.start(id, &bundle, &[]);
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}
+
+/// Runs a bad `tether run` and checks: non-zero exit, one clear line, nothing left behind.
+fn assert_rejected(sandbox: &Sandbox, id: &str, output: std::process::Output, expect: &str) {
+    let message = stderr_of(&output);
+    assert!(!output.status.success(), "accepted: {message}");
+    assert_eq!(
+        message.trim_end().lines().count(),
+        1,
+        "not one line: {message:?}"
+    );
+    assert!(
+        message.contains(expect),
+        "{message:?} does not mention {expect:?}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(sandbox.state_dir())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "{id}: state left behind: {leftovers:?}"
+    );
+    let listed = sandbox
+        .runtime_command()
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout_of(&listed).trim().is_empty(),
+        "runc container left behind"
+    );
+    let needle = sandbox.state_dir().to_string_lossy().into_owned();
+    let daemons: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(" daemon ") && c.contains(&needle))
+        .collect();
+    assert!(daemons.is_empty(), "daemon left behind: {daemons:?}");
+}
+
+#[test]
+fn bad_input_is_rejected_cleanly() {
+    needs_root!("bad_input_is_rejected_cleanly");
+    let sandbox = Sandbox::new("bad");
+    let good = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let id = sandbox.id();
+
+    let missing = sandbox.path().join("no-such-bundle");
+    let out = sandbox
+        .tether()
+        .args(["run", "--id", id, "--bundle"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_rejected(&sandbox, id, out, "no such directory");
+
+    let broken = sandbox.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), "{ not json").unwrap();
+    let out = sandbox
+        .tether()
+        .args(["run", "--id", id, "--bundle"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_rejected(&sandbox, id, out, "config.json");
+
+    let long = "a".repeat(200);
+    for (bad_id, expect) in [
+        ("../etc", "invalid container id"),
+        ("", "invalid container id"),
+        (long.as_str(), "limit is 128"),
+    ] {
+        let out = sandbox.tether_run(bad_id, &good, &[]);
+        assert_rejected(&sandbox, bad_id, out, expect);
+    }
+
+    let out = sandbox
+        .tether()
+        .args([
+            "run",
+            "--id",
+            id,
+            "--runtime",
+            "no-such-runtime",
+            "--bundle",
+        ])
+        .arg(good.path())
+        .output()
+        .unwrap();
+    assert_rejected(&sandbox, id, out, "runtime no-such-runtime not found");
+
+    let nope = sandbox.bundle(&BundleSpec::new(["/bin/does-not-exist"]));
+    let out = sandbox.tether_run(id, &nope, &[]);
+    // runc's own words reach the user.
+    assert_rejected(&sandbox, id, out, "does-not-exist");
+
+    let out = sandbox.tether_run(id, &good, &["--log", "/proc/tether-cannot-write-here.log"]);
+    assert_rejected(&sandbox, id, out, "/proc/tether-cannot-write-here.log");
+
+    let out = sandbox.tether_run(id, &good, &["--log", "/no/such/dir/ctr.log"]);
+    assert_rejected(&sandbox, id, out, "does not exist");
+
+    // A duplicate id is refused and leaves the first container alone.
+    sandbox.start(id, &good, &[]);
+    let out = sandbox.tether_run(id, &good, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("already exists"),
+        "{}",
+        stderr_of(&out)
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&sandbox.tether_output(&["state", id]).stdout).unwrap();
+    assert_eq!(state["status"], "running");
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}
+
+fn request(socket: &Path, line: &[u8]) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(line).unwrap();
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn control_socket_survives_hostile_clients() {
+    needs_root!("control_socket_survives_hostile_clients");
+    let sandbox = Sandbox::new("hostile");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &[]);
+    let socket = sandbox.state_dir().join(id).join("control.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let dir_mode = std::fs::metadata(sandbox.state_dir().join(id))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&dir_mode) & 0o777,
+        0o700
+    );
+
+    // A client that connects and never sends, and one that leaves mid-request.
+    let _silent = UnixStream::connect(&socket).unwrap();
+    let mut half = UnixStream::connect(&socket).unwrap();
+    half.write_all(br#"{"op":"sta"#).unwrap();
+    drop(half);
+
+    for (line, kind) in [
+        (&b"this is not json\n"[..], "bad_request"),
+        (br#"{"op":"self_destruct"}"#, "bad_request"),
+        (br#"{"op":"kill","signal":"lots"}"#, "bad_request"),
+        (b"\xff\xfe\n", "bad_request"),
+    ] {
+        let mut line = line.to_vec();
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        let answer: serde_json::Value = serde_json::from_str(&request(&socket, &line)).unwrap();
+        assert_eq!(answer["error"]["kind"], kind, "{answer}");
+    }
+    // Oversized: answered with an error, then the connection is closed.
+    let mut big = UnixStream::connect(&socket).unwrap();
+    big.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let _ = big.write_all(&vec![b'x'; 200 * 1024]);
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.contains("longer than"), "{answer:?}");
+
+    // Everyone else is still served.
+    let answer: serde_json::Value =
+        serde_json::from_str(&request(&socket, b"{\"op\":\"state\"}\n")).unwrap();
+    assert_eq!(answer["ok"]["status"], "running");
+    let pids: serde_json::Value =
+        serde_json::from_str(&request(&socket, b"{\"op\":\"pids\"}\n")).unwrap();
+    assert!(
+        pids["ok"]["pids"].as_array().is_some_and(|p| !p.is_empty()),
+        "{pids}"
+    );
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}
+
+#[test]
+fn other_users_are_refused() {
+    needs_root!("other_users_are_refused");
+    let sandbox = Sandbox::new("users");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &[]);
+    // Open the path (never done in real use) so the daemon's own peer check is what refuses.
+    let socket = sandbox.state_dir().join(id).join("control.sock");
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [
+        (sandbox.path(), 0o711),
+        (&sandbox.state_dir(), 0o711),
+        (&sandbox.state_dir().join(id), 0o711),
+        (&socket, 0o666),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let output = sandbox
+        .tether()
+        .args(["state", id])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("uid 65534 may not control"),
+        "{}",
+        stderr_of(&output)
+    );
+    // Root still can.
+    assert!(sandbox.tether_output(&["state", id]).status.success());
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}
+
+#[test]
+fn dead_daemon_is_reported_not_waited_for() {
+    needs_root!("dead_daemon_is_reported_not_waited_for");
+    let sandbox = Sandbox::new("dead");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &[]);
+    let daemon = sandbox.daemon_pid(id);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(TIMEOUT, || !Path::new(&format!(
+        "/proc/{daemon}"
+    ))
+    .exists()
+        || is_zombie(daemon)));
+
+    let started = Instant::now();
+    let state = sandbox.tether_output(&["state", id]);
+    assert!(!state.status.success());
+    assert!(
+        stderr_of(&state).contains("is not running"),
+        "{}",
+        stderr_of(&state)
+    );
+    let ps = sandbox.tether_output(&["ps"]);
+    assert!(ps.status.success());
+    assert!(
+        stdout_of(&ps).contains("unknown (shim dead)"),
+        "{}",
+        stdout_of(&ps)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let rm = sandbox.tether_output(&["rm", "-f", id]);
+    assert!(rm.status.success(), "{}", stderr_of(&rm));
+    assert!(!sandbox.state_dir().join(id).exists());
+}
+
+#[test]
+fn pause_resume_pids_and_logs_follow() {
+    needs_root!("pause_resume_pids_and_logs_follow");
+    let sandbox = Sandbox::new("ops");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell(
+        "i=0; while [ $i -lt 30 ]; do echo tick $i; i=$((i+1)); sleep 0.05; done; echo done >&2",
+    ));
+    // Follow from the start: -f prints everything and returns once the container has exited.
+    sandbox.start(
+        id,
+        &bundle,
+        &["--log-max-size", "4096", "--log-max-files", "50"],
+    );
+    let pause = sandbox.tether_output(&["pause", id]);
+    assert!(pause.status.success(), "{}", stderr_of(&pause));
+    let state: serde_json::Value =
+        serde_json::from_slice(&sandbox.tether_output(&["state", id]).stdout).unwrap();
+    assert_eq!(state["status"], "paused");
+    assert!(sandbox.tether_output(&["resume", id]).status.success());
+    let follow = sandbox
+        .tether()
+        .args(["logs", "-f", id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = follow.wait_with_output().unwrap();
+    let expected: String = (0..30).map(|i| format!("tick {i}\n")).collect();
+    assert_eq!(stdout_of(&output), expected);
+    assert_eq!(stderr_of(&output), "done\n");
+    let tail = sandbox.tether_output(&["logs", "--tail", "2", id]);
+    assert_eq!(stdout_of(&tail), "tick 29\n");
+    assert_eq!(stderr_of(&tail), "done\n");
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+}

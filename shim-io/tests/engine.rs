@@ -19,6 +19,24 @@ fn pipe() -> (File, File) {
     (File::from(r), File::from(w))
 }
 
+/// An engine copying one pipe (token 1, stdout) into a sink at `log`; returns the pipe's write end.
+fn engine_with_output(log: &Path, options: SinkOptions) -> (Poll, IoEngine, shim_io::SinkId, File) {
+    let poll = Poll::new().unwrap();
+    let mut engine = IoEngine::new();
+    let sink = engine.add_sink(LogSink::open(log, options).unwrap());
+    let (read_end, write_end) = pipe();
+    engine
+        .add_output(
+            poll.registry(),
+            Token(1),
+            read_end.into(),
+            Stream::Stdout,
+            sink,
+        )
+        .unwrap();
+    (poll, engine, sink, write_end)
+}
+
 fn closed(events: &[IoEvent]) -> bool {
     events
         .iter()
@@ -42,23 +60,11 @@ fn rotation_under_load_loses_and_duplicates_nothing() {
     const LINES: usize = 200_000;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("ctr.log");
-    let mut poll = Poll::new().unwrap();
-    let mut engine = IoEngine::new();
     let options = SinkOptions::new(LogFormat::Cri).rotation(Rotation {
         max_size: 64 * 1024,
         max_files: 5000,
     });
-    let sink = engine.add_sink(LogSink::open(&log, options).unwrap());
-    let (read_end, mut write_end) = pipe();
-    engine
-        .add_output(
-            poll.registry(),
-            Token(1),
-            read_end.into(),
-            Stream::Stdout,
-            sink,
-        )
-        .unwrap();
+    let (mut poll, mut engine, sink, mut write_end) = engine_with_output(&log, options);
     let writer = std::thread::spawn(move || {
         for n in 0..LINES {
             writeln!(write_end, "line {n:06} of the rotation test").unwrap();
@@ -110,19 +116,8 @@ fn failing_log_never_blocks_the_writer_and_recovers() {
     let log = dir.path().join("ctr.log");
     // A real ENOSPC: the log path leads to /dev/full.
     std::os::unix::fs::symlink("/dev/full", &log).unwrap();
-    let mut poll = Poll::new().unwrap();
-    let mut engine = IoEngine::new();
-    let sink = engine.add_sink(LogSink::open(&log, SinkOptions::new(LogFormat::Cri)).unwrap());
-    let (read_end, mut write_end) = pipe();
-    engine
-        .add_output(
-            poll.registry(),
-            Token(1),
-            read_end.into(),
-            Stream::Stdout,
-            sink,
-        )
-        .unwrap();
+    let (mut poll, mut engine, sink, mut write_end) =
+        engine_with_output(&log, SinkOptions::new(LogFormat::Cri));
     // 8 MiB is far more than a pipe holds: the writer finishes only if the engine keeps reading.
     let writer = std::thread::spawn(move || {
         let line = [b'x'; 1023];
@@ -234,23 +229,11 @@ fn stdin_copy_holds_back_instead_of_buffering_everything() {
 fn raw_splices_and_rotates() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("raw.log");
-    let mut poll = Poll::new().unwrap();
-    let mut engine = IoEngine::new();
     let options = SinkOptions::new(LogFormat::Raw).rotation(Rotation {
         max_size: 1 << 20,
         max_files: 100,
     });
-    let sink = engine.add_sink(LogSink::open(&log, options).unwrap());
-    let (read_end, mut write_end) = pipe();
-    engine
-        .add_output(
-            poll.registry(),
-            Token(1),
-            read_end.into(),
-            Stream::Stdout,
-            sink,
-        )
-        .unwrap();
+    let (mut poll, mut engine, sink, mut write_end) = engine_with_output(&log, options);
     let payload: Vec<u8> = (0..10_000_000u32).map(|i| (i % 253) as u8).collect();
     let expected = payload.clone();
     let writer = std::thread::spawn(move || write_end.write_all(&payload).unwrap());

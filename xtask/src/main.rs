@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's own tasks. Run `cargo xtask help` for the list.
 
+mod bench;
 mod deps;
 mod fixture;
 mod host;
@@ -19,6 +20,9 @@ commands:
                        --bench times the making of 50 bundles
   test                 build, then run the unit and end-to-end tests (TETHER_E2E=require: no skipping)
   demo                 build tether, make the fixture, run a container that outlives its launcher
+  bench [--quick] [--only startup|memory|exit|throughput]
+                       tether side by side with runc alone, conmon and containerd-shim-runc-v2;
+                       writes bench/results.md, bench/results.json and bench/ratios.svg
   help                 this text";
 
 fn main() -> ExitCode {
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
         Some("fixture") => fixture::run(&args[1..]),
         Some("test") => util::test(&args[1..]),
         Some("demo") => util::demo(),
+        Some("bench") => bench::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{HELP}");
             Ok(())

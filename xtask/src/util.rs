@@ -117,3 +117,9 @@ pub fn demo() -> Result<(), String> {
     run_status(&mut tether_cmd(&["ps"]))?;
     Ok(())
 }
+
+/// Whether `binary` is found on PATH.
+pub fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
+}

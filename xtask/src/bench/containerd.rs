@@ -1,0 +1,289 @@
+//! A private containerd (own root, state and socket; CRI off), and the busybox image imported into it
+//! from an OCI archive built from the fixture: no registry, no network.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// The image reference the archive carries.
+pub const IMAGE: &str = "docker.io/library/busybox:tether-fixture";
+/// The namespace everything runs in.
+pub const NAMESPACE: &str = "tether";
+
+pub struct PrivateContainerd {
+    pub dir: PathBuf,
+    daemon: Child,
+    events: Option<(Child, Receiver<(Instant, String)>)>,
+}
+
+impl PrivateContainerd {
+    /// Starts containerd in `dir` and imports the fixture image.
+    pub fn start(dir: &Path, rootfs: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
+                root = dir.join("root").display(),
+                state = dir.join("state").display(),
+                sock = dir.join("containerd.sock").display(),
+            ),
+        )
+        .map_err(|e| format!("write {}: {e}", config.display()))?;
+        let log = std::fs::File::create(dir.join("containerd.log")).map_err(|e| e.to_string())?;
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("start containerd: {e}"))?;
+        let mut containerd = PrivateContainerd {
+            dir: dir.to_owned(),
+            daemon,
+            events: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while containerd.ctr(&["version"]).is_err() {
+            super::check_interrupt()?;
+            if Instant::now() > deadline {
+                return Err("containerd did not come up within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let archive = dir.join("busybox-oci.tar");
+        build_oci_archive(rootfs, &archive, &dir.join("image"))?;
+        containerd.ctr(&["images", "import", archive.to_str().expect("utf-8 path")])?;
+        containerd.start_events()?;
+        Ok(containerd)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.daemon.id() as i32
+    }
+
+    /// `ctr -a SOCK -n tether ARGS`, returning stdout.
+    pub fn ctr(&self, args: &[&str]) -> Result<String, String> {
+        let output = Command::new("ctr")
+            .arg("-a")
+            .arg(self.socket())
+            .args(["-n", NAMESPACE])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("ctr: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(format!(
+                "ctr {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
+    /// `ctr events`, read on a thread; every line is timestamped on arrival.
+    fn start_events(&mut self) -> Result<(), String> {
+        let mut child = Command::new("ctr")
+            .arg("-a")
+            .arg(self.socket())
+            .args(["-n", NAMESPACE, "events"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("ctr events: {e}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let (sender, receiver) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send((Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        self.events = Some((child, receiver));
+        Ok(())
+    }
+
+    /// Waits for a `/tasks/exit` event of container `id`; returns when it arrived.
+    pub fn wait_exit_event(&self, id: &str, timeout: Duration) -> Result<Instant, String> {
+        let (_, events) = self.events.as_ref().ok_or("no event stream")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            super::check_interrupt()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no exit event for {id} within {timeout:?}"));
+            }
+            if let Ok((at, line)) = events.recv_timeout(left.min(Duration::from_millis(100))) {
+                if line.contains("/tasks/exit") && line.contains(&format!("\"{id}\"")) {
+                    return Ok(at);
+                }
+            }
+        }
+    }
+
+    /// Forgets events seen so far.
+    pub fn drain_events(&self) {
+        if let Some((_, events)) = &self.events {
+            while events.try_recv().is_ok() {}
+        }
+    }
+
+    /// Removes a container whatever its state.
+    pub fn remove(&self, id: &str) {
+        let _ = self.ctr(&["task", "kill", "-s", "KILL", id]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ctr(&["task", "delete", id]).is_ok() {
+                break;
+            }
+            if self
+                .ctr(&["task", "ls", "-q"])
+                .is_ok_and(|ls| !ls.lines().any(|l| l.trim() == id))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.ctr(&["containers", "delete", id]);
+    }
+
+    /// Stops everything it started and unmounts what it mounted.
+    pub fn stop(mut self) {
+        if let Ok(tasks) = self.ctr(&["task", "ls", "-q"]) {
+            for id in tasks.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                self.remove(id);
+            }
+        }
+        if let Ok(containers) = self.ctr(&["containers", "ls", "-q"]) {
+            for id in containers.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                let _ = self.ctr(&["containers", "delete", id]);
+            }
+        }
+        if let Some((mut child, _)) = self.events.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.daemon.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.daemon.wait();
+        unmount_below(&self.dir);
+    }
+}
+
+/// Unmounts every mount point below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Writes an OCI image layout archive of `rootfs` (one uncompressed layer) to `archive`.
+pub fn build_oci_archive(rootfs: &Path, archive: &Path, work: &Path) -> Result<(), String> {
+    let blobs = work.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
+    let layer = work.join("layer.tar");
+    crate::util::run_status(
+        Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .args(["--numeric-owner", "--owner=0", "--group=0", "-cf"])
+            .arg(&layer)
+            .arg("."),
+    )?;
+    let (layer_digest, layer_size) =
+        store_blob(&blobs, &std::fs::read(&layer).map_err(|e| e.to_string())?)?;
+    let config = serde_json::json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"]
+        },
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]}
+    });
+    let (config_digest, config_size) = store_blob(&blobs, config.to_string().as_bytes())?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_digest}"), "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_digest}"), "size": layer_size}]
+    });
+    let (manifest_digest, manifest_size) = store_blob(&blobs, manifest.to_string().as_bytes())?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{manifest_digest}"),
+            "size": manifest_size,
+            "annotations": {"io.containerd.image.name": IMAGE, "org.opencontainers.image.ref.name": "tether-fixture"}
+        }]
+    });
+    std::fs::write(work.join("index.json"), index.to_string()).map_err(|e| e.to_string())?;
+    std::fs::write(
+        work.join("oci-layout"),
+        "{\"imageLayoutVersion\":\"1.0.0\"}",
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::remove_file(&layer).map_err(|e| e.to_string())?;
+    crate::util::run_status(
+        Command::new("tar")
+            .arg("-C")
+            .arg(work)
+            .arg("-cf")
+            .arg(archive)
+            .args(["oci-layout", "index.json", "blobs"]),
+    )
+}
+
+fn store_blob(blobs: &Path, data: &[u8]) -> Result<(String, usize), String> {
+    let digest = sha256_hex(data)?;
+    std::fs::write(blobs.join(&digest), data).map_err(|e| e.to_string())?;
+    Ok((digest, data.len()))
+}
+
+fn sha256_hex(data: &[u8]) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(data)
+        .map_err(|e| e.to_string())?;
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}

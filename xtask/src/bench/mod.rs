@@ -1,0 +1,387 @@
+//! `cargo xtask bench [--quick] [--only NAME]`: tether side by side with runc alone, conmon and
+//! containerd-shim-runc-v2, interleaved in one run. See docs/benchmarks.md.
+
+mod containerd;
+mod procfs;
+mod report;
+mod systems;
+mod verify;
+mod watch;
+
+use report::Report;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use systems::{Env, Started, System, TIMEOUT};
+use watch::DirWatch;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Fails once Ctrl-C (or SIGTERM) arrived, so every wait unwinds and cleanup runs.
+pub fn check_interrupt() -> Result<(), String> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+const LINE: &str = "0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWX";
+const MEASUREMENTS: &[&str] = &["startup", "memory", "exit", "throughput", "exec", "soak"];
+
+struct Options {
+    quick: bool,
+    only: Option<String>,
+}
+
+impl Options {
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == name)
+    }
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let mut options = Options {
+        quick: false,
+        only: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--only" => {
+                let name = args.next().ok_or("bench: --only needs a name")?;
+                if !MEASUREMENTS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "bench: unknown measurement {name:?}; one of {}",
+                        MEASUREMENTS.join(", ")
+                    ));
+                }
+                options.only = Some(name.clone());
+            }
+            other => return Err(format!("bench: unknown option {other:?}")),
+        }
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err("bench: running containers needs root".into());
+    }
+    let handler = nix::sys::signal::SigHandler::Handler(on_interrupt);
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler);
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, handler);
+    }
+
+    let mut systems = vec![System::RuncAlone, System::Tether];
+    let mut report = Report {
+        quick: options.quick,
+        machine: machine(),
+        ..Report::default()
+    };
+    if crate::util::on_path("conmon") {
+        systems.push(System::Conmon);
+    } else {
+        report
+            .notes
+            .push("conmon is not installed (cargo xtask deps): left out".into());
+    }
+    let with_containerd = crate::util::on_path("containerd") && crate::util::on_path("ctr");
+    if !with_containerd {
+        report
+            .notes
+            .push("containerd is not installed (cargo xtask deps): left out".into());
+    }
+
+    println!("bench: building tether (release)");
+    let tether = crate::util::build_tether(true)?;
+    let dir = tempfile::Builder::new()
+        .prefix("tether-bench-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| format!("bench: temp dir: {e}"))?;
+    // The shared fixture rootfs (built on first use) doubles as the containerd image's layer.
+    let probe = dir.path().join("probe-bundle");
+    let rootfs = tether_tests::fixture::BundleSpec::shell("true")
+        .create(&probe)
+        .map_err(|e| e.to_string())?
+        .rootfs();
+    let containerd = if with_containerd {
+        println!("bench: starting a private containerd and importing the fixture image");
+        let started = containerd::PrivateContainerd::start(&dir.path().join("containerd"), &rootfs);
+        match started {
+            Ok(c) => {
+                systems.push(System::Containerd);
+                Some(c)
+            }
+            Err(e) => {
+                report
+                    .notes
+                    .push(format!("containerd could not be started: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let env = Env::new(dir.path(), tether, containerd)?;
+    let outcome = measure_all(&env, &systems, &options, &mut report);
+    let containerd_dir = dir.path().join("containerd");
+    if let Some(c) = env.containerd {
+        c.stop();
+    }
+    containerd::unmount_below(&containerd_dir);
+    outcome?;
+
+    report.target("startup", System::RuncAlone, "<=", 1.10);
+    report.target("uss", System::Conmon, "<=", 0.5);
+    report.target("exit", System::Conmon, "<=", 0.5);
+    report.target("log_cpu", System::Conmon, "<=", 0.5);
+    report.target("log_rate", System::RuncAlone, ">=", 0.97);
+    report
+        .notes
+        .push("exec and soak need `tether exec`, which does not exist yet: not measured".into());
+
+    let markdown = report.markdown(&systems);
+    println!("\n{markdown}");
+    let out = crate::util::workspace_root().join("bench");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("results.md"), &markdown).map_err(|e| e.to_string())?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&report).expect("report serializes"),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(out.join("ratios.svg"), report.svg()).map_err(|e| e.to_string())?;
+    println!("bench: wrote bench/results.md, bench/results.json, bench/ratios.svg");
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs, Linux {}", kernel.trim())
+}
+
+/// Every container started is removed again, also when a measurement fails halfway.
+struct Running<'a> {
+    env: &'a Env,
+    containers: Vec<Started>,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        for started in self.containers.drain(..) {
+            self.env.remove(&started);
+        }
+    }
+}
+
+fn measure_all(
+    env: &Env,
+    systems: &[System],
+    options: &Options,
+    report: &mut Report,
+) -> Result<(), String> {
+    let runs = if options.quick { 5 } else { 20 };
+    if options.wants("startup") {
+        println!("bench: startup, {runs} runs per system");
+        let samples = interleaved(systems, runs, |system| startup(env, system))?;
+        report.add("startup", "start → first log line", "ms", samples);
+    }
+    if options.wants("memory") {
+        let idle = if options.quick { 5 } else { 20 };
+        println!("bench: memory of {idle} idle containers per system");
+        memory(env, systems, idle, report)?;
+    }
+    if options.wants("exit") {
+        println!("bench: exit latency, {runs} runs per system");
+        let samples = interleaved(systems, runs, |system| exit_latency(env, system))?;
+        report.add("exit", "SIGKILL → exit recorded", "ms", samples);
+    }
+    if options.wants("throughput") {
+        let mib = if options.quick { 64 } else { 512 };
+        println!("bench: log throughput, {mib} MiB of 71-byte lines per system");
+        let rounds = if options.quick { 1 } else { 3 };
+        let mut cpu = Vec::new();
+        let mut rate = Vec::new();
+        for system in systems {
+            cpu.push((*system, Vec::new()));
+            rate.push((*system, Vec::new()));
+        }
+        for _ in 0..rounds {
+            for (i, system) in systems.iter().enumerate() {
+                let (seconds, cpu_seconds) = throughput(env, *system, mib)?;
+                rate[i].1.push(mib as f64 / seconds);
+                if let Some(c) = cpu_seconds {
+                    cpu[i].1.push(c);
+                }
+            }
+        }
+        report.add("log_rate", "log throughput", "MiB/s", rate);
+        report.add("log_cpu", "monitor CPU for the log", "s", cpu);
+    }
+    Ok(())
+}
+
+/// Runs `measure` `runs` times per system, systems taking turns, so drift hits all alike.
+fn interleaved(
+    systems: &[System],
+    runs: usize,
+    mut measure: impl FnMut(System) -> Result<f64, String>,
+) -> Result<Vec<(System, Vec<f64>)>, String> {
+    let mut samples: Vec<(System, Vec<f64>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
+    for _ in 0..runs {
+        for (system, values) in samples.iter_mut() {
+            values.push(measure(*system)?);
+        }
+    }
+    Ok(samples)
+}
+
+fn startup(env: &Env, system: System) -> Result<f64, String> {
+    let watch = DirWatch::new(&env.logs_dir())?;
+    let start = Instant::now();
+    let started = env.start(system, "echo ready; exec sleep 1000")?;
+    let running = Running {
+        env,
+        containers: vec![started],
+    };
+    let log = running.containers[0].log.clone();
+    let seen = watch.wait(TIMEOUT, || {
+        std::fs::read(&log).is_ok_and(|b| b.contains(&b'\n'))
+    })?;
+    drop(running);
+    Ok(seen.duration_since(start).as_secs_f64() * 1e3)
+}
+
+fn memory(env: &Env, systems: &[System], idle: usize, report: &mut Report) -> Result<(), String> {
+    let (mut uss, mut pss, mut rss, mut threads) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut containerd_own = None;
+    for system in systems {
+        let mut running = Running {
+            env,
+            containers: Vec::new(),
+        };
+        for _ in 0..idle {
+            running
+                .containers
+                .push(env.start(*system, "exec sleep 1000")?);
+        }
+        // Let start-up work settle before reading memory.
+        std::thread::sleep(Duration::from_millis(500));
+        let (mut u, mut p, mut r, mut t) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for started in &running.containers {
+            let Some(pid) = started.monitor_pid else {
+                continue;
+            };
+            if let Some(m) = procfs::memory(pid) {
+                u.push(m.uss as f64);
+                p.push(m.pss as f64);
+                r.push(m.rss as f64);
+            }
+            if let Some(n) = procfs::threads(pid) {
+                t.push(n as f64);
+            }
+        }
+        if *system == System::Containerd {
+            if let Some(c) = &env.containerd {
+                containerd_own = procfs::memory(c.pid());
+            }
+        }
+        uss.push((*system, u));
+        pss.push((*system, p));
+        rss.push((*system, r));
+        threads.push((*system, t));
+    }
+    report.add("uss", "monitor USS per container", "KiB", uss);
+    report.add("pss", "monitor PSS per container", "KiB", pss);
+    report.add("rss", "monitor RSS per container", "KiB", rss);
+    report.add("threads", "monitor threads", "count", threads);
+    if let Some(m) = containerd_own {
+        report.notes.push(format!(
+            "containerd itself (shared by its {idle} containers, not in the table): USS {} KiB, PSS {} KiB, RSS {} KiB",
+            m.uss, m.pss, m.rss
+        ));
+    }
+    report.notes.push(
+        "runc alone has no monitor process: its memory rows are empty by construction".into(),
+    );
+    Ok(())
+}
+
+fn exit_latency(env: &Env, system: System) -> Result<f64, String> {
+    let started = env.start(system, "exec sleep 1000")?;
+    let running = Running {
+        env,
+        containers: vec![started],
+    };
+    let started = &running.containers[0];
+    let watch = env.exit_watch(started)?;
+    if let Some(c) = &env.containerd {
+        c.drain_events();
+    }
+    let start = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(started.init_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .map_err(|e| format!("kill {}: {e}", started.init_pid))?;
+    let recorded = env.wait_recorded(started, watch.as_ref())?;
+    Ok(recorded.duration_since(start).as_secs_f64() * 1e3)
+}
+
+/// Returns (seconds from start to exit recorded, monitor CPU seconds).
+fn throughput(env: &Env, system: System, mib: usize) -> Result<(f64, Option<f64>), String> {
+    let bytes = mib << 20;
+    let script = format!("yes {LINE} | head -c {bytes}");
+    let start = Instant::now();
+    let started = env.start(system, &script)?;
+    let running = Running {
+        env,
+        containers: vec![started],
+    };
+    let started = &running.containers[0];
+    let watch = env.exit_watch(started)?;
+    let sampler = started.monitor_pid.map(CpuSampler::start);
+    let recorded = env.wait_recorded(started, watch.as_ref())?;
+    let seconds = recorded.duration_since(start).as_secs_f64();
+    let cpu = sampler.map(CpuSampler::finish);
+    verify::payload(&started.log, system, LINE, bytes)?;
+    Ok((seconds, cpu))
+}
+
+/// Samples a process's CPU time until asked, keeping the last reading (the process may exit first).
+struct CpuSampler {
+    pid: i32,
+    stop: std::sync::Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<f64>,
+}
+
+impl CpuSampler {
+    fn start(pid: i32) -> CpuSampler {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut last = 0.0;
+            while !flag.load(Ordering::SeqCst) {
+                match procfs::cpu_seconds(pid) {
+                    Some(v) => last = v,
+                    None => break,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            last
+        });
+        CpuSampler { pid, stop, thread }
+    }
+
+    fn finish(self) -> f64 {
+        let now = procfs::cpu_seconds(self.pid);
+        self.stop.store(true, Ordering::SeqCst);
+        let last = self.thread.join().unwrap_or(0.0);
+        now.unwrap_or(last).max(last)
+    }
+}

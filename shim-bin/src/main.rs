@@ -15,6 +15,20 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The daemon is started by `tether run` with a fixed argument shape; skipping the full command
+    // line parser keeps its start-up allocations (and so its resident memory) small.
+    let mut args = std::env::args();
+    if let (Some(_), Some(daemon), Some(flag), Some(config), None) = (
+        args.next(),
+        args.next(),
+        args.next(),
+        args.next(),
+        args.next(),
+    ) {
+        if daemon == "daemon" && flag == "--config" {
+            return ExitCode::from(daemon::main(&config));
+        }
+    }
     let cli = cli::Cli::parse();
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),

@@ -71,8 +71,12 @@ fn run(
                 break 'outer;
             }
         }
-        let timeout = engine.has_backlog().then_some(Duration::ZERO);
-        poll.poll(&mut events, timeout.or(Some(Duration::from_secs(30))))?;
+        let timeout = match engine.next_deadline() {
+            _ if engine.has_backlog() => Duration::ZERO,
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(30),
+        };
+        poll.poll(&mut events, Some(timeout))?;
         for event in events.iter() {
             for io_event in engine
                 .handle(poll.registry(), event.token())

@@ -44,7 +44,13 @@
 //!         closed |= matches!(event, IoEvent::OutputClosed { .. });
 //!     }
 //!     if closed { break; }
-//!     poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))?;
+//!     // Never sleep past a backlog or a held-back pipe.
+//!     let timeout = match engine.next_deadline() {
+//!         _ if engine.has_backlog() => std::time::Duration::ZERO,
+//!         Some(at) => at.saturating_duration_since(std::time::Instant::now()),
+//!         None => std::time::Duration::from_secs(5),
+//!     };
+//!     poll.poll(&mut events, Some(timeout))?;
 //!     for event in events.iter() {
 //!         for io_event in engine.handle(poll.registry(), event.token()).unwrap_or_default() {
 //!             closed |= matches!(io_event, IoEvent::OutputClosed { .. });

@@ -243,3 +243,24 @@ fn raw_splices_and_rotates() {
     assert!(joined == expected, "raw log differs from the bytes written");
     assert!(engine.sink(sink).unwrap().stats().rotations >= 9);
 }
+
+#[test]
+fn a_line_after_a_quiet_spell_is_copied_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ctr.log");
+    let (mut poll, mut engine, _sink, mut write_end) =
+        engine_with_output(&log, SinkOptions::new(LogFormat::Cri));
+    pump_once(&mut poll, &mut engine, Duration::ZERO);
+    write_end.write_all(b"hello\n").unwrap();
+    // One readiness event is enough: no hold-back deadline for a lone line.
+    let mut rounds = 0;
+    while read_cri(&std::fs::read(&log).unwrap()).0.is_empty() {
+        rounds += 1;
+        assert!(rounds < 100, "the line never arrived");
+        pump_once(&mut poll, &mut engine, Duration::from_millis(100));
+    }
+    assert!(
+        engine.next_deadline().is_none(),
+        "a lone line must not be held back"
+    );
+}

@@ -87,6 +87,15 @@ fn report(report: &StartReport) {
     }
 }
 
+/// Start-up (argument parsing, the runtime calls) leaves freed heap pages behind that are still
+/// resident; the daemon lives for the container's whole life, so give them back once.
+fn release_startup_memory() {
+    // SAFETY: malloc_trim only returns free memory to the kernel; it has no preconditions.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
 struct PendingExit {
     exit: Exit,
     deadline: Instant,
@@ -220,6 +229,7 @@ impl Daemon {
         };
         daemon.save_state(log);
         report(&StartReport::Started { pid: init_pid });
+        release_startup_memory();
         // The init may have exited already (reaped while `start` was waited for).
         if let Some(exit) = daemon.reaper.watch(init_pid) {
             daemon.on_init_exit(exit, log);
@@ -233,9 +243,12 @@ impl Daemon {
             let timeout = if self.engine.has_backlog() || self.reap_needed {
                 Some(Duration::ZERO)
             } else {
-                self.pending_exit
-                    .as_ref()
-                    .map(|p| p.deadline.saturating_duration_since(Instant::now()))
+                let exit_deadline = self.pending_exit.as_ref().map(|p| p.deadline);
+                [exit_deadline, self.engine.next_deadline()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -295,7 +308,6 @@ impl Daemon {
     }
 
     fn on_init_exit(&mut self, exit: Exit, log: &mut ShimLog) {
-        log.line(format_args!("init {} exited: {}", exit.pid, exit.status));
         self.pending_exit = Some(PendingExit {
             exit,
             deadline: Instant::now() + OUTPUT_GRACE,
@@ -341,6 +353,7 @@ impl Daemon {
         }
         let exit = self.pending_exit.take().expect("checked above").exit;
         self.record_exit(exit, log);
+        log.line(format_args!("init {} exited: {}", exit.pid, exit.status));
     }
 
     fn record_exit(&mut self, exit: Exit, log: &mut ShimLog) {
@@ -361,12 +374,12 @@ impl Daemon {
         ) {
             log.line(format_args!("write exit file: {e}"));
         }
-        self.save_state(log);
-        log.line(format_args!("exit recorded: code {code}"));
         let response = Response::Ok(Reply::Exit { exit_code: code });
         for waiter in std::mem::take(&mut self.waiters) {
             self.control.reply(self.poll.registry(), waiter, &response);
         }
+        self.save_state(log);
+        log.line(format_args!("exit recorded: code {code}"));
     }
 
     fn save_state(&mut self, log: &mut ShimLog) {

@@ -116,11 +116,7 @@ pub fn pump_until(
             !left.is_zero(),
             "engine did not get there within {timeout:?}"
         );
-        let wait = if engine.has_backlog() {
-            Duration::ZERO
-        } else {
-            left.min(Duration::from_millis(100))
-        };
+        let wait = poll_timeout(engine, left.min(Duration::from_millis(100)));
         poll.poll(&mut events, Some(wait)).unwrap();
         io_events.clear();
         for event in events.iter() {
@@ -140,7 +136,8 @@ pub fn pump_until(
 pub fn pump_once(poll: &mut Poll, engine: &mut IoEngine, wait: Duration) -> Vec<IoEvent> {
     let mut io_events = engine.work_backlog(poll.registry());
     let mut events = Events::with_capacity(64);
-    poll.poll(&mut events, Some(wait)).unwrap();
+    poll.poll(&mut events, Some(poll_timeout(engine, wait)))
+        .unwrap();
     for event in events.iter() {
         io_events.extend(
             engine
@@ -149,4 +146,15 @@ pub fn pump_once(poll: &mut Poll, engine: &mut IoEngine, wait: Duration) -> Vec<
         );
     }
     io_events
+}
+
+/// How long to poll: not past the engine's next deadline, not at all with a backlog.
+pub fn poll_timeout(engine: &IoEngine, at_most: Duration) -> Duration {
+    if engine.has_backlog() {
+        return Duration::ZERO;
+    }
+    match engine.next_deadline() {
+        Some(at) => at.saturating_duration_since(Instant::now()).min(at_most),
+        None => at_most,
+    }
 }

@@ -126,7 +126,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     } else {
         None
     };
-    let env = Env::new(dir.path(), tether, containerd)?;
+    let run_dir = tempfile::Builder::new()
+        .prefix("tether-bench-")
+        .tempdir_in("/dev/shm")
+        .map_err(|e| format!("bench: tmpfs dir: {e}"))?;
+    let env = Env::new(dir.path(), run_dir.path(), tether, containerd)?;
     let outcome = measure_all(&env, &systems, &options, &mut report);
     let containerd_dir = dir.path().join("containerd");
     if let Some(c) = env.containerd {

@@ -47,8 +47,12 @@ pub struct Started {
 }
 
 /// Paths and binaries shared by every start.
+///
+/// Runtime state (runc's root, tether's state dir, conmon's exit and socket dirs, pid files) lives in
+/// `run_dir` on a tmpfs, as it does in deployments (/run); bundles and logs live in `dir` on disk.
 pub struct Env {
     pub dir: PathBuf,
+    pub run_dir: PathBuf,
     pub tether: PathBuf,
     pub containerd: Option<PrivateContainerd>,
     counter: std::cell::Cell<usize>,
@@ -57,22 +61,25 @@ pub struct Env {
 impl Env {
     pub fn new(
         dir: &Path,
+        run_dir: &Path,
         tether: PathBuf,
         containerd: Option<PrivateContainerd>,
     ) -> Result<Self, String> {
+        for sub in ["logs", "bundles"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("{sub}: {e}"))?;
+        }
         for sub in [
-            "logs",
-            "bundles",
             "runc-root",
             "tether-state",
             "conmon-exit",
             "conmon-sock",
             "pids",
         ] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("{sub}: {e}"))?;
+            std::fs::create_dir_all(run_dir.join(sub)).map_err(|e| format!("{sub}: {e}"))?;
         }
         Ok(Env {
             dir: dir.to_owned(),
+            run_dir: run_dir.to_owned(),
             tether,
             containerd,
             counter: std::cell::Cell::new(0),
@@ -84,11 +91,11 @@ impl Env {
     }
 
     fn runc_root(&self) -> PathBuf {
-        self.dir.join("runc-root")
+        self.run_dir.join("runc-root")
     }
 
     fn tether_state(&self) -> PathBuf {
-        self.dir.join("tether-state")
+        self.run_dir.join("tether-state")
     }
 
     fn next_id(&self, system: System) -> String {
@@ -125,7 +132,7 @@ impl Env {
 
     fn start_runc(&self, id: String, log: PathBuf, script: &str) -> Result<Started, String> {
         let bundle = self.bundle(&id, script)?;
-        let pid_file = self.dir.join("pids").join(&id);
+        let pid_file = self.run_dir.join("pids").join(&id);
         let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let status = Command::new("runc")
             .arg("--root")
@@ -192,8 +199,8 @@ impl Env {
     /// the sync pipe, and then the caller runs `runc start`.
     fn start_conmon(&self, id: String, log: PathBuf, script: &str) -> Result<Started, String> {
         let bundle = self.bundle(&id, script)?;
-        let pid_file = self.dir.join("pids").join(&id);
-        let conmon_pid_file = self.dir.join("pids").join(format!("{id}.conmon"));
+        let pid_file = self.run_dir.join("pids").join(&id);
+        let conmon_pid_file = self.run_dir.join("pids").join(format!("{id}.conmon"));
         let (sync_read, sync_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
         let (start_read, start_write) =
@@ -219,9 +226,9 @@ impl Env {
         .arg("-P")
         .arg(&conmon_pid_file)
         .arg("--exit-dir")
-        .arg(self.dir.join("conmon-exit"))
+        .arg(self.run_dir.join("conmon-exit"))
         .arg("--socket-dir-path")
-        .arg(self.dir.join("conmon-sock"))
+        .arg(self.run_dir.join("conmon-sock"))
         .args(["--full-attach", "--log-level", "error", "-l"])
         .arg(format!("k8s-file:{}", log.display()))
         .args(["--runtime-arg", "--root", "--runtime-arg"])
@@ -265,7 +272,7 @@ impl Env {
             system: System::Conmon,
             init_pid: read_pid(&pid_file)?,
             monitor_pid: Some(read_pid(&conmon_pid_file)?),
-            exit_file: Some(self.dir.join("conmon-exit").join(&id)),
+            exit_file: Some(self.run_dir.join("conmon-exit").join(&id)),
             id,
             log,
         })

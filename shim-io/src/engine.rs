@@ -297,11 +297,10 @@ impl IoEngine {
         match self.pump_output(token, budget) {
             None => {}
             Some(Pump::WouldBlock(copied)) => self.maybe_hold(registry, token, copied),
-            Some(Pump::OverBudget) => {
-                if !self.backlog.contains(&token) {
-                    self.backlog.push_back(token);
-                }
+            Some(Pump::OverBudget) if !self.backlog.contains(&token) => {
+                self.backlog.push_back(token);
             }
+            Some(Pump::OverBudget) => {}
             Some(Pump::Eof) => events.extend(self.finish_output(registry, token)),
         }
     }

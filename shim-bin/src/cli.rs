@@ -125,6 +125,11 @@ pub enum Command {
         #[arg(short, long)]
         force: bool,
     },
+    /// Run a command in a running container and exit with its exit code.
+    #[command(
+        after_help = "Examples:\n  tether exec web -- cat /etc/hostname\n  tether exec -it web sh\n  echo data | tether exec -i web -- wc -c\n  tether exec --timeout 5 web -- sleep 100\n\nExit codes: the command's; 126 not executable; 127 not found; 128+N killed by signal N;\n124 killed by --timeout."
+    )]
+    Exec(ExecArgs),
     /// The shim daemon itself (started by `tether run`; not for people).
     #[command(hide = true)]
     Daemon {
@@ -163,4 +168,34 @@ pub struct RunArgs {
     /// Write the container's pid here.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The container id.
+    pub id: String,
+    /// Forward this terminal's stdin to the command.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the command a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Start it and print its exec id; its output is discarded.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set an environment variable (KEY=VALUE); repeatable.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Run as UID[:GID].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Kill the command (and its children) after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

@@ -23,14 +23,7 @@ pub fn request(
     request: &Request,
     timeout: Option<Duration>,
 ) -> Result<Reply> {
-    if !layout.container_dir(id).is_dir() {
-        return Err(Error::failed(format!("no such container: {id}")));
-    }
-    let mut stream =
-        UnixStream::connect(layout.control_socket(id)).map_err(|e| match e.kind() {
-            ErrorKind::NotFound | ErrorKind::ConnectionRefused => dead_daemon(layout, id),
-            _ => Error::failed(format!("container {id}: connect to the shim daemon: {e}")),
-        })?;
+    let mut stream = connect(layout, id)?;
     stream
         .set_read_timeout(timeout)
         .and_then(|()| stream.set_write_timeout(Some(REQUEST_TIMEOUT)))
@@ -73,6 +66,17 @@ pub fn request(
             "container {id}: unreadable answer from the shim daemon: {e}"
         ))),
     }
+}
+
+/// Connects to the container's daemon.
+pub fn connect(layout: &StateLayout, id: &ContainerId) -> Result<UnixStream> {
+    if !layout.container_dir(id).is_dir() {
+        return Err(Error::failed(format!("no such container: {id}")));
+    }
+    UnixStream::connect(layout.control_socket(id)).map_err(|e| match e.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => dead_daemon(layout, id),
+        _ => Error::failed(format!("container {id}: connect to the shim daemon: {e}")),
+    })
 }
 
 /// The state recorded on disk (what is left when the daemon is gone).

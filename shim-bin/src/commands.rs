@@ -52,6 +52,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Pause { id } => simple(&layout, &parse_id(&id)?, Request::Pause),
         Command::Resume { id } => simple(&layout, &parse_id(&id)?, Request::Resume),
         Command::Rm { id, force } => rm(&layout, &parse_id(&id)?, force),
+        Command::Exec(args) => crate::exec_client::exec(&layout, args),
     }
 }
 

@@ -6,9 +6,11 @@ mod commands;
 mod config;
 mod daemon;
 mod error;
+mod exec_client;
 mod logs;
 mod run;
 mod signals;
+mod terminal;
 mod time;
 
 use clap::Parser;

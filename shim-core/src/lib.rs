@@ -18,6 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod frame;
 mod id;
 mod layout;
 pub mod protocol;

@@ -40,6 +40,48 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// Run a process in the container. Unless `detach`, the connection then carries frames (see
+    /// [`crate::frame`]): the process's output, and the client's stdin when `stdin`.
+    Exec(ExecRequest),
+    /// How an exec process is doing.
+    ExecState {
+        /// The id `exec` answered with.
+        exec_id: String,
+    },
+    /// Join the container's stdio: the connection then carries frames, the container's output to
+    /// the client and the client's input to the container (when it has stdin).
+    Attach,
+}
+
+/// What to run for `exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExecRequest {
+    /// The command and its arguments.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries added to (or replacing in) the container's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// `UID[:GID]`; the container's user when absent.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The working directory; the container's when absent.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Give the process a terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// Forward the client's stdin.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Answer at once with the exec id; output is discarded.
+    #[serde(default)]
+    pub detach: bool,
+    /// Kill the process (and its descendants) after this many seconds.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// The client terminal's size (rows, columns), for `tty`.
+    #[serde(default)]
+    pub window: Option<(u16, u16)>,
 }
 
 /// The successful result of a request.
@@ -52,6 +94,22 @@ pub enum Reply {
     Exit {
         /// The exit code (128 + signal when killed).
         exit_code: i32,
+    },
+    /// For `exec`.
+    Exec {
+        /// The exec's id within the container.
+        exec_id: String,
+        /// The process's pid on the host.
+        pid: i32,
+    },
+    /// For `exec_state`.
+    ExecState {
+        /// The exec's id.
+        exec_id: String,
+        /// Whether it still runs.
+        running: bool,
+        /// Its exit code once it ended.
+        exit_code: Option<i32>,
     },
     /// For `pids`.
     Pids {
@@ -85,6 +143,10 @@ pub struct ErrorBody {
     pub kind: ErrorKind,
     /// One line for a person.
     pub message: String,
+    /// For a process that could not be started: the code a shell would give (126 not executable,
+    /// 127 not found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// One answer line.
@@ -103,6 +165,7 @@ impl Response {
         Response::Error(ErrorBody {
             kind,
             message: message.into(),
+            exit_code: None,
         })
     }
 
@@ -143,6 +206,16 @@ mod tests {
             (r#"{"op":"wait"}"#, Request::Wait),
             (r#"{"op":"reopen_log"}"#, Request::ReopenLog),
             (r#"{"op":"delete"}"#, Request::Delete { force: false }),
+            (r#"{"op":"attach"}"#, Request::Attach),
+            (
+                r#"{"op":"exec","args":["sh"],"tty":true,"window":[24,80]}"#,
+                Request::Exec(ExecRequest {
+                    args: vec!["sh".into()],
+                    tty: true,
+                    window: Some((24, 80)),
+                    ..ExecRequest::default()
+                }),
+            ),
         ];
         for (line, request) in cases {
             assert_eq!(parse_request(line.as_bytes()).unwrap(), request, "{line}");

@@ -514,3 +514,34 @@ fn pause_resume_pids_and_logs_follow() {
     assert_eq!(stderr_of(&tail), "done\n");
     assert!(sandbox.tether_output(&["rm", id]).status.success());
 }
+
+#[test]
+fn daemon_keeps_no_fd_of_its_callers() {
+    needs_root!("daemon_keeps_no_fd_of_its_callers");
+    let sandbox = Sandbox::new("inherit");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    // The caller leaves fd 7 open without close-on-exec, as shells do with `exec 7<file`.
+    let launch = format!(
+        "exec 7</dev/zero; {} --state-dir {} run --id {id} --bundle {} --runtime-root {}",
+        tether_bin().display(),
+        sandbox.state_dir().display(),
+        bundle.path().display(),
+        sandbox.runtime_root().display()
+    );
+    let output = Command::new("sh").args(["-c", &launch]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let daemon = sandbox.daemon_pid(id);
+    let leaked: Vec<String> = std::fs::read_dir(format!("/proc/{daemon}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.display().to_string())
+        .filter(|p| p == "/dev/zero")
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the daemon kept its caller's fd: {leaked:?}"
+    );
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}

@@ -1,10 +1,11 @@
-//! The control socket: accepting clients, checking who they are, reading request lines and writing
-//! answers, all nonblocking on the daemon's one event loop. A client that sends garbage, sends too
-//! much, never sends, never reads or vanishes mid-request costs a bounded amount and affects no one
-//! else.
+//! The control socket: accepting clients, checking who they are, reading request lines (or, after
+//! `exec` and `attach`, frames) and writing answers, all nonblocking on the daemon's one event loop. A
+//! client that sends garbage, sends too much, never sends, never reads or vanishes mid-request costs a
+//! bounded amount and affects no one else.
 
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
+use shim_core::frame::{self, FrameKind};
 use shim_core::protocol::{self, ErrorKind, Request, Response, MAX_REQUEST};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -13,11 +14,14 @@ use std::path::Path;
 
 /// The listener's token.
 pub const LISTENER: Token = Token(1);
-/// Tokens from here on are connections.
+/// Tokens from here on are connections (below `FIRST_CONNECTION` and from `LAST_CONNECTION` on,
+/// the daemon uses its own).
 const FIRST_CONNECTION: usize = 1000;
+pub const LAST_CONNECTION: usize = 1 << 40;
 /// At most this many clients at once; more are turned away.
 const MAX_CONNECTIONS: usize = 256;
-/// A client that lets this much of our answers pile up unread is dropped.
+/// A client in line mode that lets this much of our answers pile up unread is dropped. (Framed
+/// streams are flow-controlled by the daemon with [`ControlServer::pending_output`].)
 const MAX_UNREAD_ANSWERS: usize = 1 << 20;
 
 struct Connection {
@@ -28,10 +32,27 @@ struct Connection {
     outstanding: usize,
     /// The client closed its side.
     hung_up: bool,
+    /// Frames instead of lines (after exec/attach).
+    framed: bool,
+    /// Input is left unread (backpressure towards the client).
+    paused: bool,
+    /// Close once the output is sent.
+    closing: bool,
+    /// An exec or attach request was read: what follows may be frames, so no more lines are taken
+    /// until the daemon answers.
+    awaiting_switch: bool,
 }
 
-/// One thing a client asked, or a reason to answer it with an error at once.
-pub type Incoming = (Token, Result<Request, Response>);
+/// Something a client did.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A request line (or the error answer it deserves).
+    Request(Token, Result<Request, Response>),
+    /// A frame on a framed connection.
+    Frame(Token, FrameKind, Vec<u8>),
+    /// The connection is gone.
+    Closed(Token),
+}
 
 /// The control socket server.
 pub struct ControlServer {
@@ -39,6 +60,7 @@ pub struct ControlServer {
     connections: HashMap<Token, Connection>,
     next_token: usize,
     daemon_uid: u32,
+    closed: Vec<Token>,
 }
 
 impl ControlServer {
@@ -53,6 +75,7 @@ impl ControlServer {
             connections: HashMap::new(),
             next_token: FIRST_CONNECTION,
             daemon_uid: nix::unistd::geteuid().as_raw(),
+            closed: Vec::new(),
         })
     }
 
@@ -61,7 +84,7 @@ impl ControlServer {
         token == LISTENER || self.connections.contains_key(&token)
     }
 
-    /// Handles a readiness event; returns the requests that arrived.
+    /// Handles a readiness event; returns what clients did.
     pub fn handle(&mut self, registry: &Registry, token: Token) -> Vec<Incoming> {
         let mut incoming = Vec::new();
         if token == LISTENER {
@@ -70,6 +93,7 @@ impl ControlServer {
             self.flush(registry, token);
             self.read(registry, token, &mut incoming);
         }
+        incoming.extend(self.closed.drain(..).map(Incoming::Closed));
         incoming
     }
 
@@ -79,8 +103,71 @@ impl ControlServer {
             return;
         };
         connection.outstanding = connection.outstanding.saturating_sub(1);
+        connection.awaiting_switch = false;
         connection.output.extend_from_slice(&response.to_line());
         self.flush(registry, token);
+    }
+
+    /// Switches the connection to frames (after a successful exec or attach answer); returns frames
+    /// that had already arrived.
+    pub fn set_framed(&mut self, token: Token) -> Vec<Incoming> {
+        let mut incoming = Vec::new();
+        if let Some(connection) = self.connections.get_mut(&token) {
+            connection.framed = true;
+            connection.awaiting_switch = false;
+            connection.outstanding = 0;
+            if take_frames(connection, token, &mut incoming).is_err() {
+                connection.closing = true;
+            }
+        }
+        incoming
+    }
+
+    /// Queues a frame and sends what it can.
+    pub fn send_frame(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        kind: FrameKind,
+        payload: &[u8],
+    ) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        frame::encode(&mut connection.output, kind, payload);
+        self.flush(registry, token);
+    }
+
+    /// Bytes queued for the client and not yet sent.
+    pub fn pending_output(&self, token: Token) -> Option<usize> {
+        self.connections.get(&token).map(|c| c.output.len())
+    }
+
+    /// Closes the connection once everything queued is sent.
+    pub fn close_when_flushed(&mut self, registry: &Registry, token: Token) {
+        if let Some(connection) = self.connections.get_mut(&token) {
+            connection.closing = true;
+        }
+        self.flush(registry, token);
+    }
+
+    /// Stops or resumes reading a client (backpressure). Resuming reads what is waiting.
+    pub fn set_reading(&mut self, registry: &Registry, token: Token, on: bool) -> Vec<Incoming> {
+        let mut incoming = Vec::new();
+        if let Some(connection) = self.connections.get_mut(&token) {
+            let was_paused = connection.paused;
+            connection.paused = !on;
+            if on && was_paused {
+                self.read(registry, token, &mut incoming);
+            }
+        }
+        incoming.extend(self.closed.drain(..).map(Incoming::Closed));
+        incoming
+    }
+
+    /// Connections removed since the last call (also reported through [`ControlServer::handle`]).
+    pub fn take_closed(&mut self) -> Vec<Token> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Sends what is buffered for every client, blocking briefly if needed: used just before the
@@ -128,6 +215,10 @@ impl ControlServer {
                         output: Vec::new(),
                         outstanding: 0,
                         hung_up: false,
+                        framed: false,
+                        paused: false,
+                        closing: false,
+                        awaiting_switch: false,
                     },
                 );
             }
@@ -159,11 +250,11 @@ impl ControlServer {
         let Some(connection) = self.connections.get_mut(&token) else {
             return;
         };
-        if connection.hung_up {
+        if connection.hung_up || connection.paused {
             return;
         }
-        let mut chunk = [0u8; 4096];
-        let mut drop_it = false;
+        let mut chunk = [0u8; 16 * 1024];
+        let mut broken = false;
         loop {
             match connection.stream.read(&mut chunk) {
                 Ok(0) => {
@@ -174,34 +265,28 @@ impl ControlServer {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    drop_it = true;
+                    broken = true;
                     break;
                 }
             }
-            // Take complete lines as they come, so the buffer never holds more than one request.
-            while let Some(newline) = connection.input.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = connection.input.drain(..=newline).collect();
-                let line = &line[..line.len() - 1];
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+            if connection.framed {
+                if take_frames(connection, token, incoming).is_err() {
+                    broken = true;
+                    break;
                 }
-                connection.outstanding += 1;
-                incoming.push((token, protocol::parse_request(line)));
-            }
-            if connection.input.len() > MAX_REQUEST {
-                connection.input.clear();
-                connection.output.extend_from_slice(
-                    &Response::error(
-                        ErrorKind::BadRequest,
-                        format!("request longer than {MAX_REQUEST} bytes"),
-                    )
-                    .to_line(),
-                );
-                connection.hung_up = true;
+                if connection.paused {
+                    break;
+                }
+            } else if !connection.awaiting_switch
+                && take_lines(connection, token, incoming).is_err()
+            {
                 break;
             }
         }
-        if drop_it {
+        if connection.framed && !broken && take_frames(connection, token, incoming).is_err() {
+            broken = true;
+        }
+        if broken {
             self.remove(registry, token);
         } else {
             self.flush(registry, token);
@@ -225,9 +310,14 @@ impl ControlServer {
                 }
             }
         }
-        let finished =
-            connection.hung_up && connection.outstanding == 0 && connection.output.is_empty();
-        if finished || connection.output.len() > MAX_UNREAD_ANSWERS {
+        let drained = connection.output.is_empty();
+        // A framed client that hung up is gone (our client never half-closes); a line client that
+        // hung up still gets the answers it asked for.
+        let finished = (connection.framed && connection.hung_up)
+            || (drained
+                && (connection.closing || (connection.hung_up && connection.outstanding == 0)));
+        let overflowing = !connection.framed && connection.output.len() > MAX_UNREAD_ANSWERS;
+        if finished || overflowing {
             self.remove(registry, token);
         }
     }
@@ -235,6 +325,58 @@ impl ControlServer {
     fn remove(&mut self, registry: &Registry, token: Token) {
         if let Some(mut connection) = self.connections.remove(&token) {
             let _ = registry.deregister(&mut connection.stream);
+            self.closed.push(token);
+        }
+    }
+}
+
+/// Takes complete request lines off the input; an oversized line is answered and ends the reading.
+fn take_lines(
+    connection: &mut Connection,
+    token: Token,
+    incoming: &mut Vec<Incoming>,
+) -> Result<(), ()> {
+    while let Some(newline) = connection.input.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = connection.input.drain(..=newline).collect();
+        let line = &line[..line.len() - 1];
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        connection.outstanding += 1;
+        let request = protocol::parse_request(line);
+        let switches = matches!(request, Ok(Request::Exec(_) | Request::Attach));
+        incoming.push(Incoming::Request(token, request));
+        if switches {
+            connection.awaiting_switch = true;
+            break;
+        }
+    }
+    if connection.input.len() > MAX_REQUEST {
+        connection.input.clear();
+        connection.output.extend_from_slice(
+            &Response::error(
+                ErrorKind::BadRequest,
+                format!("request longer than {MAX_REQUEST} bytes"),
+            )
+            .to_line(),
+        );
+        connection.hung_up = true;
+        connection.closing = true;
+        return Err(());
+    }
+    Ok(())
+}
+
+fn take_frames(
+    connection: &mut Connection,
+    token: Token,
+    incoming: &mut Vec<Incoming>,
+) -> Result<(), ()> {
+    loop {
+        match frame::decode(&mut connection.input) {
+            Ok(Some((kind, payload))) => incoming.push(Incoming::Frame(token, kind, payload)),
+            Ok(None) => return Ok(()),
+            Err(_) => return Err(()),
         }
     }
 }

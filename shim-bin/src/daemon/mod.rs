@@ -10,11 +10,14 @@
 //! namespace still holds a pipe open.
 
 mod control;
+mod exec;
+mod process;
 mod record;
 mod startup;
 
 use crate::config::{DaemonConfig, StartReport};
-use control::ControlServer;
+use control::{ControlServer, Incoming};
+use exec::ExecTable;
 use mio::{Events, Interest, Poll, Token};
 use record::{write_atomically, ShimLog};
 use shim_core::protocol::{ErrorKind, Reply, Request, Response};
@@ -51,6 +54,7 @@ impl ExitWaiter for ReaperWait<'_> {
 
 /// Entry point of `tether daemon`; returns the process exit code.
 pub fn main(config_json: &str) -> u8 {
+    close_inherited_fds();
     let report_failure = |message: String| {
         report(&StartReport::Failed { message });
         1
@@ -71,6 +75,16 @@ pub fn main(config_json: &str) -> u8 {
             let _ = std::fs::remove_dir_all(layout.container_dir(&id));
             report_failure(message)
         }
+    }
+}
+
+/// Closes every fd above stdio that `tether run`'s own caller may have left open without
+/// O_CLOEXEC: the daemon lives for the container's whole life and must not keep, say, the read end
+/// of a pipe its caller's caller waits on.
+fn close_inherited_fds() {
+    // SAFETY: close_range only closes fds; nothing in this process has opened any yet.
+    unsafe {
+        nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
 }
 
@@ -116,6 +130,13 @@ struct Daemon {
     /// A blocking runtime call may have reaped exits the signalfd will not announce again.
     reap_needed: bool,
     done: bool,
+    /// The container's own process (from config.json): what an exec starts from.
+    base_process: oci_spec::runtime::Process,
+    execs: ExecTable,
+    /// The last token handed out for exec pipes (above the control socket's range).
+    next_token: usize,
+    /// Client input that arrived while handling something else.
+    deferred_incoming: Vec<Incoming>,
 }
 
 type StartError = (StateLayout, shim_core::ContainerId, String);
@@ -153,6 +174,11 @@ impl Daemon {
         if let Some(root) = &config.runtime_root {
             runc = runc.root(root);
         }
+        let base_process = oci_spec::runtime::Spec::load(config.bundle.join("config.json"))
+            .map_err(|e| fail(&layout, &config, format!("bundle config.json: {e}")))?
+            .process()
+            .clone()
+            .unwrap_or_default();
         let started = startup::start_container(&config, &layout, &runc, &mut reaper)
             .map_err(|message| fail(&layout, &config, message))?;
         let init_pid = started.init_pid;
@@ -226,6 +252,10 @@ impl Daemon {
             waiters: Vec::new(),
             reap_needed: false,
             done: false,
+            base_process,
+            execs: ExecTable::default(),
+            next_token: control::LAST_CONNECTION,
+            deferred_incoming: Vec::new(),
         };
         daemon.save_state(log);
         report(&StartReport::Started { pid: init_pid });
@@ -244,11 +274,15 @@ impl Daemon {
                 Some(Duration::ZERO)
             } else {
                 let exit_deadline = self.pending_exit.as_ref().map(|p| p.deadline);
-                [exit_deadline, self.engine.next_deadline()]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .map(|at| at.saturating_duration_since(Instant::now()))
+                [
+                    exit_deadline,
+                    self.engine.next_deadline(),
+                    self.execs.next_deadline(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| at.saturating_duration_since(Instant::now()))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -262,23 +296,29 @@ impl Daemon {
                     self.reap_needed = true;
                 } else if let Some(io_events) = self.engine.handle(self.poll.registry(), token) {
                     self.on_io_events(&io_events, log);
+                } else if self.execs.owns(token) {
+                    self.exec_ready(token);
                 } else if self.control.owns(token) {
-                    for (client, request) in self.control.handle(self.poll.registry(), token) {
-                        let response = match request {
-                            Ok(request) => self.on_request(client, request, log),
-                            Err(response) => Some(response),
-                        };
-                        if let Some(response) = response {
-                            self.control.reply(self.poll.registry(), client, &response);
-                        }
+                    for incoming in self.control.handle(self.poll.registry(), token) {
+                        self.on_incoming(incoming, log);
                     }
                 }
+            }
+            while !self.deferred_incoming.is_empty() {
+                for incoming in std::mem::take(&mut self.deferred_incoming) {
+                    self.on_incoming(incoming, log);
+                }
+            }
+            for client in self.control.take_closed() {
+                self.on_incoming(Incoming::Closed(client), log);
             }
             let io_events = self.engine.work_backlog(self.poll.registry());
             self.on_io_events(&io_events, log);
             if self.reap_needed {
                 self.reap(log);
             }
+            self.exec_tick(log);
+            self.exec_resume_throttled();
             self.check_pending_exit(log);
             if let Some(error) = self.engine.sink_mut(self.sink).and_then(|s| s.take_error()) {
                 log.line(format_args!(
@@ -294,7 +334,14 @@ impl Daemon {
         self.reap_needed = false;
         match self.reaper.reap() {
             Ok(exits) => {
+                // Exec exits first: the init's exit is reported only after theirs.
+                let mut others = Vec::new();
                 for exit in exits {
+                    if !self.exec_exited(exit) {
+                        others.push(exit);
+                    }
+                }
+                for exit in others {
                     if exit.pid == self.state.pid
                         && self.state.exit.is_none()
                         && self.pending_exit.is_none()
@@ -340,7 +387,8 @@ impl Daemon {
             .into_iter()
             .filter(|t| self.engine.is_output_open(*t))
             .count();
-        if outputs_open > 0 && Instant::now() < pending.deadline {
+        let waiting = outputs_open > 0 || !self.execs.is_empty();
+        if waiting && Instant::now() < pending.deadline {
             return;
         }
         if outputs_open > 0 {
@@ -386,6 +434,48 @@ impl Daemon {
         let json = serde_json::to_vec_pretty(&self.state).expect("state serializes");
         if let Err(e) = write_atomically(&self.layout.state_file(&self.config.id), &json) {
             log.line(format_args!("write state.json: {e}"));
+        }
+    }
+
+    /// One thing a control client did.
+    fn on_incoming(&mut self, incoming: Incoming, log: &mut ShimLog) {
+        match incoming {
+            Incoming::Request(client, Ok(Request::Exec(request))) => {
+                let detach = request.detach;
+                let response = self.start_exec(client, request, log);
+                self.control.reply(self.poll.registry(), client, &response);
+                if let Response::Ok(Reply::Exec { exec_id, .. }) = response {
+                    if !detach {
+                        let early = self.control.set_framed(client);
+                        self.deferred_incoming.extend(early);
+                    }
+                    self.begin_exec(&exec_id);
+                }
+            }
+            Incoming::Request(client, Ok(Request::Attach)) => {
+                let response =
+                    Response::error(ErrorKind::BadRequest, "attach is not supported yet");
+                self.control.reply(self.poll.registry(), client, &response);
+            }
+            Incoming::Request(client, Ok(request)) => {
+                if let Some(response) = self.on_request(client, request, log) {
+                    self.control.reply(self.poll.registry(), client, &response);
+                }
+            }
+            Incoming::Request(client, Err(response)) => {
+                self.control.reply(self.poll.registry(), client, &response);
+            }
+            Incoming::Frame(client, kind, payload) => {
+                if let Some(exec_id) = self.execs.session_of_client(client) {
+                    self.exec_frame(&exec_id, kind, payload);
+                }
+            }
+            Incoming::Closed(client) => {
+                self.waiters.retain(|w| *w != client);
+                if let Some(exec_id) = self.execs.session_of_client(client) {
+                    self.exec_client_closed(&exec_id);
+                }
+            }
         }
     }
 
@@ -469,6 +559,16 @@ impl Daemon {
                 None => done,
             },
             Request::Delete { force } => return Some(self.delete(force, log)),
+            Request::ExecState { exec_id } => match self.execs.state(&exec_id) {
+                Some(reply) => Response::Ok(reply),
+                None => Response::error(
+                    ErrorKind::BadRequest,
+                    format!("no exec {exec_id:?} in container {id}"),
+                ),
+            },
+            Request::Exec(_) | Request::Attach => {
+                Response::error(ErrorKind::Internal, "exec and attach are handled elsewhere")
+            }
         };
         Some(response)
     }

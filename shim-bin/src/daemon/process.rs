@@ -1,0 +1,219 @@
+//! Pure and small OS helpers for exec: building the process spec, mapping runtime failures to shell
+//! exit codes, receiving a terminal from the runtime, sizing it, and killing a process tree.
+
+use oci_spec::runtime::{Process, User};
+use shim_core::protocol::ExecRequest;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The exec's process: the container's own process (capabilities, rlimits, user, env, cwd) with the
+/// request's command, terminal, extra environment, user and working directory.
+pub fn build_process(base: &Process, request: &ExecRequest) -> Result<Process, String> {
+    if request.args.is_empty() {
+        return Err("exec: no command given".into());
+    }
+    let mut process = base.clone();
+    process.set_args(Some(request.args.clone()));
+    process.set_terminal(Some(request.tty));
+    process.set_console_size(None);
+    let mut env = base.env().clone().unwrap_or_default();
+    for entry in &request.env {
+        let Some((key, _)) = entry.split_once('=') else {
+            return Err(format!(
+                "exec: environment entry {entry:?} is not KEY=VALUE"
+            ));
+        };
+        env.retain(|existing| existing.split_once('=').map(|(k, _)| k) != Some(key));
+        env.push(entry.clone());
+    }
+    process.set_env(Some(env));
+    if let Some(cwd) = &request.cwd {
+        if !cwd.starts_with('/') {
+            return Err(format!("exec: working directory {cwd:?} is not absolute"));
+        }
+        process.set_cwd(cwd.into());
+    }
+    if let Some(user) = &request.user {
+        process.set_user(parse_user(user)?);
+    }
+    Ok(process)
+}
+
+/// `UID[:GID]`, numbers only (names would have to be looked up inside the container).
+pub fn parse_user(text: &str) -> Result<User, String> {
+    let (uid, gid) = match text.split_once(':') {
+        Some((uid, gid)) => (uid, Some(gid)),
+        None => (text, None),
+    };
+    let number = |part: &str| {
+        part.parse::<u32>()
+            .map_err(|_| format!("exec: user {text:?} is not UID[:GID] with numeric ids"))
+    };
+    let uid = number(uid)?;
+    let gid = gid.map(number).transpose()?.unwrap_or(uid);
+    let mut user = User::default();
+    user.set_uid(uid).set_gid(gid);
+    Ok(user)
+}
+
+/// The shell's code for a process that could not be started, from the runtime's message: 127 when
+/// the command does not exist, 126 when it cannot be executed.
+pub fn start_failure_code(message: &str) -> i32 {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("permission denied") || lower.contains("is a directory") {
+        126
+    } else if lower.contains("not found") || lower.contains("no such file") {
+        127
+    } else {
+        126
+    }
+}
+
+/// Receives the terminal master the runtime sends on its `--console-socket` connection.
+pub fn receive_terminal(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    use std::os::fd::FromRawFd;
+    listener.set_nonblocking(true)?;
+    let (stream, _) = listener.accept().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            std::io::Error::other("the runtime did not send a terminal")
+        } else {
+            e
+        }
+    })?;
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let message = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for control in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = control {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(std::io::Error::other(
+        "the runtime's console message carried no fd",
+    ))
+}
+
+nix::ioctl_write_ptr_bad!(
+    set_window_size_ioctl,
+    nix::libc::TIOCSWINSZ,
+    nix::libc::winsize
+);
+
+/// Sets a terminal's size.
+pub fn set_window(terminal: &impl AsRawFd, rows: u16, cols: u16) {
+    let size = nix::libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the valid pointer; a non-terminal fd just fails.
+    let _ = unsafe { set_window_size_ioctl(terminal.as_raw_fd(), &size) };
+}
+
+/// SIGKILLs `pid` and every descendant of it (found through /proc, repeated until none is left or
+/// a few rounds passed, since the tree can change while it is being walked).
+pub fn kill_tree(pid: i32) {
+    use nix::sys::signal::{kill, Signal};
+    for _ in 0..5 {
+        let tree = descendants_and_self(pid);
+        if tree.is_empty() {
+            return;
+        }
+        for member in &tree {
+            let _ = kill(nix::unistd::Pid::from_raw(*member), Signal::SIGKILL);
+        }
+    }
+}
+
+fn descendants_and_self(root: i32) -> Vec<i32> {
+    let mut tree = Vec::new();
+    if !std::path::Path::new(&format!("/proc/{root}")).exists() {
+        return tree;
+    }
+    tree.push(root);
+    let mut index = 0;
+    while index < tree.len() {
+        let pid = tree[index];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let children =
+                    std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+                tree.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
+            }
+        }
+        index += 1;
+    }
+    tree
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Process {
+        let mut process = Process::default();
+        process.set_env(Some(vec!["PATH=/bin".into(), "A=1".into()]));
+        process
+    }
+
+    #[test]
+    fn process_takes_the_request() {
+        let request = ExecRequest {
+            args: vec!["echo".into(), "hi".into()],
+            env: vec!["A=2".into(), "B=3".into()],
+            user: Some("1000:100".into()),
+            cwd: Some("/tmp".into()),
+            tty: true,
+            ..ExecRequest::default()
+        };
+        let process = build_process(&base(), &request).unwrap();
+        assert_eq!(process.args().as_ref().unwrap(), &["echo", "hi"]);
+        assert_eq!(
+            process.env().as_ref().unwrap(),
+            &["PATH=/bin", "A=2", "B=3"]
+        );
+        assert_eq!(process.cwd().to_str(), Some("/tmp"));
+        assert_eq!((process.user().uid(), process.user().gid()), (1000, 100));
+        assert_eq!(process.terminal(), Some(true));
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let empty = ExecRequest::default();
+        assert!(build_process(&base(), &empty).is_err());
+        let bad_env = ExecRequest {
+            args: vec!["true".into()],
+            env: vec!["NOEQUALS".into()],
+            ..ExecRequest::default()
+        };
+        assert!(build_process(&base(), &bad_env)
+            .unwrap_err()
+            .contains("KEY=VALUE"));
+        assert!(parse_user("root").is_err());
+        assert!(parse_user("1:x").is_err());
+        assert_eq!(parse_user("7").unwrap().gid(), 7);
+    }
+
+    #[test]
+    fn start_failures_map_to_shell_codes() {
+        let not_found = "runc exec web: exit status 255: exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH";
+        assert_eq!(start_failure_code(not_found), 127);
+        let denied = "exec failed: unable to start container process: exec: \"/etc/passwd\": permission denied";
+        assert_eq!(start_failure_code(denied), 126);
+    }
+}

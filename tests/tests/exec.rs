@@ -1,0 +1,278 @@
+//! End-to-end tests of `tether exec` against real runc.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tether_tests::fixture::BundleSpec;
+use tether_tests::harness::{root_or_skip, wait_until, Sandbox};
+use tether_tests::tether::children_of;
+
+macro_rules! needs_root {
+    ($name:literal) => {
+        if !root_or_skip($name) {
+            return;
+        }
+    };
+}
+
+/// A sandbox with one idle container running.
+fn idle_container(name: &str) -> (Sandbox, String) {
+    let sandbox = Sandbox::new(name);
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "100000"]));
+    sandbox.start(&id, &bundle, &[]);
+    (sandbox, id)
+}
+
+/// `tether exec [options] ID -- command...`: `args` are the options, then `--` and the command.
+fn exec(sandbox: &Sandbox, id: &str, args: &[&str]) -> std::process::Output {
+    let split = args.iter().position(|a| *a == "--").expect("args hold --");
+    sandbox
+        .tether()
+        .arg("exec")
+        .args(&args[..split])
+        .arg(id)
+        .args(&args[split..])
+        .output()
+        .unwrap()
+}
+
+/// The daemon's open fds and what they point at.
+fn fds(pid: i32) -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    format!(
+                        "{} -> {}",
+                        e.file_name().to_string_lossy(),
+                        std::fs::read_link(e.path())
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
+#[test]
+fn sequential_execs_are_exact_and_leak_nothing() {
+    needs_root!("sequential_execs_are_exact_and_leak_nothing");
+    let (sandbox, id) = idle_container("seq");
+    let daemon = sandbox.daemon_pid(&id);
+    // One exec first, so lazily made things (buffers, the runtime log) exist before counting.
+    assert!(exec(&sandbox, &id, &["--", "true"]).status.success());
+    let fds_before = fds(daemon);
+    const N: usize = 1000;
+    for n in 0..N {
+        let output = exec(&sandbox, &id, &["--", "echo", &n.to_string()]);
+        assert!(
+            output.status.success(),
+            "exec {n}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), format!("{n}\n"));
+    }
+    // Compared once the daemon has finished with the last exec (its client may return first).
+    assert!(
+        wait_until(Duration::from_secs(2), || fds(daemon) == fds_before),
+        "the daemon's fds changed: {:?} -> {:?}",
+        fds_before,
+        fds(daemon)
+    );
+    assert!(wait_until(Duration::from_secs(10), || children_of(daemon)
+        .iter()
+        .all(|(_, s)| *s != 'Z')));
+    let listing: Vec<String> = std::fs::read_dir(sandbox.state_dir().join(&id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("exec-"))
+        .collect();
+    assert!(
+        listing.is_empty(),
+        "per-exec files left behind: {listing:?}"
+    );
+}
+
+#[test]
+fn concurrent_execs_all_answer() {
+    needs_root!("concurrent_execs_all_answer");
+    let (sandbox, id) = idle_container("conc");
+    let children: Vec<_> = (0..50)
+        .map(|n| {
+            let child = sandbox
+                .tether()
+                .args([
+                    "exec",
+                    &id,
+                    "--",
+                    "sh",
+                    "-c",
+                    &format!("echo {n}; echo e{n} >&2; exit {}", n % 5),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (n, child)
+        })
+        .collect();
+    for (n, child) in children {
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), format!("{n}\n"));
+        assert_eq!(String::from_utf8_lossy(&output.stderr), format!("e{n}\n"));
+        assert_eq!(output.status.code(), Some(n % 5));
+    }
+}
+
+#[test]
+fn a_mebibyte_arrives_byte_exact_with_and_without_a_terminal() {
+    needs_root!("a_mebibyte_arrives_byte_exact_with_and_without_a_terminal");
+    let (sandbox, id) = idle_container("mib");
+    // Without a terminal: every byte value, newlines included.
+    let script = "i=0; while [ $i -lt 4096 ]; do printf '%s' \"$(head -c 255 /dev/zero | tr '\\0' 'a')\"; printf '\\n'; i=$((i+1)); done";
+    let output = exec(&sandbox, &id, &["--", "sh", "-c", script]);
+    assert!(output.status.success());
+    let line: Vec<u8> = [vec![b'a'; 255], vec![b'\n']].concat();
+    assert!(
+        output.stdout == line.repeat(4096),
+        "pipe output differs ({} bytes)",
+        output.stdout.len()
+    );
+    // With a terminal (which would turn \n into \r\n): 1 MiB without newlines.
+    let output = exec(
+        &sandbox,
+        &id,
+        &[
+            "-t",
+            "--",
+            "sh",
+            "-c",
+            "head -c 1048576 /dev/zero | tr '\\0' x",
+        ],
+    );
+    assert!(output.status.success());
+    assert!(
+        output.stdout == vec![b'x'; 1 << 20],
+        "terminal output differs ({} bytes)",
+        output.stdout.len()
+    );
+}
+
+#[test]
+fn exit_codes_follow_the_shell() {
+    needs_root!("exit_codes_follow_the_shell");
+    let (sandbox, id) = idle_container("codes");
+    for (args, code) in [
+        (&["--", "true"][..], 0),
+        (&["--", "sh", "-c", "exit 7"], 7),
+        (&["--", "/etc/passwd"], 126),
+        (&["--", "no-such-command"], 127),
+        (&["--", "sh", "-c", "kill -KILL $$"], 137),
+    ] {
+        let output = exec(&sandbox, &id, args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stdin = sandbox
+        .tether()
+        .args(["exec", "-i", &id, "--", "wc", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = stdin;
+    std::io::Write::write_all(stdin.stdin.as_mut().unwrap(), &[b'z'; 100_000]).unwrap();
+    drop(stdin.stdin.take());
+    let output = stdin.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "100000");
+    // Refused once the container has stopped.
+    sandbox.tether_output(&["kill", &id, "KILL"]);
+    sandbox.tether_output(&["wait", &id]);
+    let output = exec(&sandbox, &id, &["--", "true"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not running"));
+}
+
+#[test]
+fn background_children_and_timeouts_do_not_hang() {
+    needs_root!("background_children_and_timeouts_do_not_hang");
+    let (sandbox, id) = idle_container("hang");
+    let started = Instant::now();
+    let output = exec(&sandbox, &id, &["--", "sh", "-c", "sleep 100 & exit 3"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let output = exec(
+        &sandbox,
+        &id,
+        &[
+            "--timeout",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1000 & sleep 1000",
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        output.status.code(),
+        Some(124),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("timed out"));
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    let daemon = sandbox.daemon_pid(&id);
+    assert!(
+        wait_until(Duration::from_secs(5), || !processes_in_container(
+            &sandbox, &id
+        )
+        .iter()
+        .any(|c| c == "sleep 1000 ")),
+        "a process of the timed-out exec is left: {:?}",
+        processes_in_container(&sandbox, &id)
+    );
+    assert!(children_of(daemon).iter().all(|(_, s)| *s != 'Z'));
+}
+
+/// Command lines of the container's processes.
+fn processes_in_container(sandbox: &Sandbox, id: &str) -> Vec<String> {
+    let pids = Command::new("runc")
+        .arg("--root")
+        .arg(sandbox.runtime_root())
+        .args(["ps", "--format", "json", id])
+        .output()
+        .unwrap();
+    let pids: Vec<i32> = serde_json::from_slice(&pids.stdout).unwrap_or_default();
+    pids.iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect()
+}
+
+#[test]
+fn detached_exec_returns_an_id() {
+    needs_root!("detached_exec_returns_an_id");
+    let (sandbox, id) = idle_container("detach");
+    let started = Instant::now();
+    let output = exec(&sandbox, &id, &["-d", "--", "sleep", "30"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("exec-"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(processes_in_container(&sandbox, &id)
+        .iter()
+        .any(|c| c.starts_with("sleep 30")));
+}

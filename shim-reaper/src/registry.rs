@@ -136,6 +136,22 @@ impl Reaper {
         }
     }
 
+    /// Reaps what has exited without handing anything out: watched exits wait for the next
+    /// [`Reaper::reap`]. For code that blocks on something else (reading a child's output) and must
+    /// not leave zombies meanwhile.
+    pub fn collect(&mut self) -> Result<()> {
+        self.signals.drain();
+        let mut delivered = Vec::new();
+        self.reap_all(|exit| delivered.push(exit))?;
+        self.ready.extend(delivered);
+        Ok(())
+    }
+
+    /// The fd that becomes readable when a child changed state (for a `poll` outside mio).
+    pub fn signal_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.signals.borrowed()
+    }
+
     /// The exit of an unwatched pid, if it was reaped and is still kept.
     pub fn take_unclaimed(&mut self, pid: i32) -> Option<Exit> {
         let exit = self.unclaimed.remove(&pid)?;

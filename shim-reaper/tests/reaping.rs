@@ -29,6 +29,10 @@ fn main() {
             "orphan_storm_leaves_no_zombie",
             orphan_storm_leaves_no_zombie,
         ),
+        (
+            "collect_keeps_watched_exits_for_reap",
+            collect_keeps_watched_exits_for_reap,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -221,4 +225,23 @@ fn orphan_storm_leaves_no_zombie(reaper: &mut Reaper) {
     assert_eq!(after.reaped - before.reaped, ORPHANS + 1);
     assert_eq!(after.unclaimed - before.unclaimed, ORPHANS);
     assert_eq!(zombie_children(), Vec::<i32>::new());
+}
+
+fn collect_keeps_watched_exits_for_reap(reaper: &mut Reaper) {
+    let pid = spawn_sh("exit 9");
+    assert!(reaper.watch(pid).is_none());
+    let deadline = Instant::now() + TIMEOUT;
+    // collect() reaps (no zombie is left) but hands nothing out...
+    while process_state(pid).is_some() {
+        assert!(Instant::now() < deadline, "never reaped");
+        reaper.collect().unwrap();
+        std::thread::yield_now();
+    }
+    // ...the next reap() delivers it.
+    let delivered = reaper.reap().unwrap();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        (delivered[0].pid, delivered[0].status),
+        (pid, ExitStatus::Exited(9))
+    );
 }

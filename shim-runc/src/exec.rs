@@ -10,7 +10,7 @@ use crate::output::{self, ContainerState, Stats};
 use crate::Runc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,17 @@ use std::process::{ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 pub trait ExitWaiter {
     /// Blocks until `pid` exits and returns its wait status.
     fn wait(&mut self, pid: i32) -> std::io::Result<ExitStatus>;
+
+    /// An fd that becomes readable when the waiter has work to do while the runtime's output is
+    /// still being read (a reaper's SIGCHLD fd). Some runtime commands wait for *other* processes
+    /// to be reaped (`delete --force` waits for the container's init to be gone), so a reaper must
+    /// keep reaping while we read, or both sides wait on each other.
+    fn wakeup_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// Does the work [`ExitWaiter::wakeup_fd`] announced (reaps, keeping the exits for later).
+    fn service(&mut self) {}
 }
 
 /// `waitpid(pid)`: for processes that do not reap with `waitpid(-1)` elsewhere.
@@ -465,7 +476,7 @@ impl Runc {
 fn complete(mut spawned: Spawned, waiter: &mut dyn ExitWaiter) -> Result<Vec<u8>> {
     let stdout = spawned.stdout.take();
     let stderr = spawned.stderr.take();
-    let (out, err) = read_both(stdout, stderr).map_err(|source| Error::Read {
+    let (out, err) = read_both(stdout, stderr, waiter).map_err(|source| Error::Read {
         command: spawned.command.clone(),
         source,
     })?;
@@ -478,20 +489,25 @@ fn complete(mut spawned: Spawned, waiter: &mut dyn ExitWaiter) -> Result<Vec<u8>
 }
 
 /// Reads two pipes to EOF at once, so neither can fill up and stall the child while we block on the
-/// other.
+/// other, servicing the waiter meanwhile.
 fn read_both(
     mut stdout: Option<ChildStdout>,
     mut stderr: Option<ChildStderr>,
+    waiter: &mut dyn ExitWaiter,
 ) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut chunk = [0u8; 8192];
     while stdout.is_some() || stderr.is_some() {
-        let mut fds = Vec::with_capacity(2);
+        let mut fds = Vec::with_capacity(3);
         if let Some(pipe) = &stdout {
             fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
         }
         if let Some(pipe) = &stderr {
             fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+        }
+        let pipes = fds.len();
+        if let Some(fd) = waiter.wakeup_fd() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -502,6 +518,9 @@ fn read_both(
             .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        if ready.len() > pipes && ready[pipes] {
+            waiter.service();
+        }
         let mut index = 0;
         if stdout.is_some() {
             if ready[index] && read_some(&mut stdout, &mut out, &mut chunk)? {

@@ -276,3 +276,36 @@ fn detached_exec_returns_an_id() {
         .iter()
         .any(|c| c.starts_with("sleep 30")));
 }
+
+#[test]
+fn forced_removal_with_an_exec_running_is_prompt() {
+    needs_root!("forced_removal_with_an_exec_running_is_prompt");
+    let (sandbox, id) = idle_container("rmexec");
+    let mut client = sandbox
+        .tether()
+        .args(["exec", &id, "--", "sleep", "1000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        processes_in_container(&sandbox, &id)
+            .iter()
+            .any(|c| c == "sleep 1000 ")
+    }));
+    // runc delete --force waits for the init to be reaped, and the init's exit waits for the
+    // exec's process to be reaped: the daemon must keep reaping while runc runs.
+    let started = Instant::now();
+    let rm = sandbox.tether_output(&["rm", "-f", &id]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "rm -f took {:?}",
+        started.elapsed()
+    );
+    let status = client.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+}

@@ -50,6 +50,14 @@ impl ExitWaiter for ReaperWait<'_> {
             exit.status.to_wait_status(),
         ))
     }
+
+    fn wakeup_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.0.signal_fd())
+    }
+
+    fn service(&mut self) {
+        let _ = self.0.collect();
+    }
 }
 
 /// Entry point of `tether daemon`; returns the process exit code.

@@ -1,0 +1,133 @@
+//! Terminals, under a real terminal emulator (tmux).
+
+use std::process::Command;
+use std::time::Duration;
+use tether_tests::fixture::BundleSpec;
+use tether_tests::harness::{have_binary, root_or_skip, wait_until, Sandbox, REQUIRE_ENV};
+use tether_tests::tether::tether_bin;
+
+/// A private tmux server (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new(name: &str, command: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("tether-{name}-{}", std::process::id()),
+        };
+        let status = tmux
+            .command()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "main",
+                "-x",
+                "80",
+                "-y",
+                "24",
+                command,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux new-session");
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.args(["-L", &self.socket]);
+        cmd
+    }
+
+    fn type_line(&self, text: &str) {
+        let status = self
+            .command()
+            .args(["send-keys", "-t", "main", text, "Enter"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let output = self
+            .command()
+            .args(["capture-pane", "-p", "-t", "main"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until a line of the screen is exactly `line`.
+    fn wait_for_line(&self, line: &str) -> bool {
+        wait_until(Duration::from_secs(15), || {
+            self.screen().lines().any(|l| l.trim_end() == line)
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
+
+fn tmux_or_skip(test: &str) -> bool {
+    if have_binary("tmux") {
+        return true;
+    }
+    if std::env::var(REQUIRE_ENV).as_deref() == Ok("require") {
+        panic!("{test}: tmux is needed (cargo xtask deps installs it)");
+    }
+    eprintln!("skipping {test}: tmux is not installed");
+    false
+}
+
+#[test]
+fn exec_with_a_terminal_answers_and_follows_resizes() {
+    if !root_or_skip("exec_with_a_terminal_answers_and_follows_resizes")
+        || !tmux_or_skip("exec_with_a_terminal_answers_and_follows_resizes")
+    {
+        return;
+    }
+    let sandbox = Sandbox::new("tty");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "100000"]));
+    sandbox.start(id, &bundle, &[]);
+    let command = format!(
+        "{} --state-dir {} exec -it {id} sh",
+        tether_bin().display(),
+        sandbox.state_dir().display()
+    );
+    let tmux = Tmux::new("exec", &command);
+    tmux.type_line("echo $((6*7))");
+    assert!(
+        tmux.wait_for_line("42"),
+        "no 42 on the screen:\n{}",
+        tmux.screen()
+    );
+    tmux.type_line("stty size");
+    assert!(
+        tmux.wait_for_line("24 80"),
+        "size not 24 80:\n{}",
+        tmux.screen()
+    );
+    let resized = tmux
+        .command()
+        .args(["resize-window", "-t", "main", "-x", "100", "-y", "30"])
+        .status()
+        .unwrap();
+    assert!(resized.success());
+    // The resize travels as SIGWINCH → frame → TIOCSWINSZ; ask until the shell sees it.
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            tmux.type_line("stty size");
+            std::thread::sleep(Duration::from_millis(200));
+            tmux.screen().lines().any(|l| l.trim_end() == "30 100")
+        }),
+        "resize not seen:\n{}",
+        tmux.screen()
+    );
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}

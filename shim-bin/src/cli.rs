@@ -130,6 +130,17 @@ pub enum Command {
         after_help = "Examples:\n  tether exec web -- cat /etc/hostname\n  tether exec -it web sh\n  echo data | tether exec -i web -- wc -c\n  tether exec --timeout 5 web -- sleep 100\n\nExit codes: the command's; 126 not executable; 127 not found; 128+N killed by signal N;\n124 killed by --timeout."
     )]
     Exec(ExecArgs),
+    /// Join a container's stdio: its output to this terminal, this terminal's input to it.
+    #[command(
+        after_help = "Example:\n  tether run -i -t --id box --bundle ./bundle && tether attach box"
+    )]
+    Attach {
+        /// The container id.
+        id: String,
+        /// Only watch: do not forward stdin.
+        #[arg(long)]
+        no_stdin: bool,
+    },
     /// The shim daemon itself (started by `tether run`; not for people).
     #[command(hide = true)]
     Daemon {
@@ -168,6 +179,12 @@ pub struct RunArgs {
     /// Write the container's pid here.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
+    /// Keep the container's stdin open for `tether attach`.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the container a terminal (the bundle's process.terminal must be true).
+    #[arg(short, long)]
+    pub tty: bool,
 }
 
 #[derive(Debug, Args)]

@@ -52,7 +52,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Pause { id } => simple(&layout, &parse_id(&id)?, Request::Pause),
         Command::Resume { id } => simple(&layout, &parse_id(&id)?, Request::Resume),
         Command::Rm { id, force } => rm(&layout, &parse_id(&id)?, force),
-        Command::Exec(args) => crate::exec_client::exec(&layout, args),
+        Command::Exec(args) => crate::streams::exec(&layout, args),
+        Command::Attach { id, no_stdin } => crate::streams::attach(&layout, &id, no_stdin),
     }
 }
 

@@ -26,6 +26,12 @@ pub struct DaemonConfig {
     pub runtime: PathBuf,
     /// The runtime's --root.
     pub runtime_root: Option<PathBuf>,
+    /// Keep a stdin pipe for the container (`tether attach` writes to it).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Give the container a terminal (its output, both streams, comes through it).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl DaemonConfig {

@@ -6,10 +6,10 @@ mod commands;
 mod config;
 mod daemon;
 mod error;
-mod exec_client;
 mod logs;
 mod run;
 mod signals;
+mod streams;
 mod terminal;
 mod time;
 

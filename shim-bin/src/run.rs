@@ -55,8 +55,20 @@ fn validate(state_dir: &Path, args: &RunArgs) -> Result<DaemonConfig> {
             bundle.display()
         )));
     }
-    oci_spec::runtime::Spec::load(&config_path)
+    let spec = oci_spec::runtime::Spec::load(&config_path)
         .map_err(|e| Error::invalid(format!("bundle {}: config.json: {e}", bundle.display())))?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if terminal != args.tty {
+        return Err(Error::invalid(format!(
+            "bundle {}: config.json has process.terminal {terminal}, so run {} -t",
+            bundle.display(),
+            if terminal { "with" } else { "without" }
+        )));
+    }
     let runtime = find_runtime(&args.runtime)?;
     let state_dir = absolute(state_dir)?;
     let log_path = match &args.log {
@@ -84,6 +96,8 @@ fn validate(state_dir: &Path, args: &RunArgs) -> Result<DaemonConfig> {
         log_max_files: args.log_max_files,
         runtime,
         runtime_root: args.runtime_root.as_deref().map(absolute).transpose()?,
+        stdin: args.interactive,
+        tty: args.tty,
     })
 }
 

@@ -111,6 +111,13 @@ pub enum Reply {
         /// Its exit code once it ended.
         exit_code: Option<i32>,
     },
+    /// For `attach`.
+    Attach {
+        /// The container has a terminal (the client should switch its own to raw mode).
+        tty: bool,
+        /// The container has stdin to write to.
+        stdin: bool,
+    },
     /// For `pids`.
     Pids {
         /// The pids.

@@ -32,8 +32,17 @@ const COALESCE_HOLD: Duration = Duration::from_millis(1);
 pub struct SinkId(usize);
 
 /// Something the owner of the engine needs to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IoEvent {
+    /// Bytes read from a tapped output (see [`IoEngine::set_tap`]), after they went to the sink.
+    Data {
+        /// The pipe's token.
+        token: Token,
+        /// Which stream.
+        stream: Stream,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
     /// An output pipe reached end of stream; everything it carried is in its sink.
     OutputClosed {
         /// The pipe's token.
@@ -59,6 +68,8 @@ struct Output {
     last_turn: Option<Instant>,
     /// Set while the pipe is deregistered to let output gather.
     held_until: Option<Instant>,
+    /// Hand copies of what is read to the owner (attach clients).
+    tapped: bool,
 }
 
 struct InputCopy {
@@ -159,6 +170,7 @@ impl IoEngine {
                 sink,
                 last_turn: None,
                 held_until: None,
+                tapped: false,
             },
         );
         // Output may already be waiting; edge-triggered readiness would not report it.
@@ -270,21 +282,29 @@ impl IoEngine {
         events
     }
 
-    /// Copies everything the pipe holds right now, however much, and returns `OutputClosed` if it
-    /// reached end of stream. For recording an exit only once the output is in the log.
-    pub fn drain_output(&mut self, registry: &Registry, token: Token) -> Option<IoEvent> {
+    /// Copies everything the pipe holds right now, however much; the events end with
+    /// `OutputClosed` if it reached end of stream. For recording an exit only once the output is in
+    /// the log.
+    pub fn drain_output(&mut self, registry: &Registry, token: Token) -> Vec<IoEvent> {
         let mut events = Vec::new();
         self.turn_output(registry, token, usize::MAX, &mut events);
-        events.pop()
+        events
     }
 
     /// Stops copying from an output pipe that has not reached EOF (an orphan holds its write end):
     /// copies what it holds now, writes the unterminated last line, and closes it.
-    pub fn close_output(&mut self, registry: &Registry, token: Token) -> Option<IoEvent> {
-        if let Some(event) = self.drain_output(registry, token) {
-            return Some(event);
+    pub fn close_output(&mut self, registry: &Registry, token: Token) -> Vec<IoEvent> {
+        let mut events = self.drain_output(registry, token);
+        events.extend(self.finish_output(registry, token));
+        events
+    }
+
+    /// Whether copies of what is read from `token` are handed out as [`IoEvent::Data`]. While
+    /// tapped, a raw log is written through memory instead of spliced.
+    pub fn set_tap(&mut self, token: Token, on: bool) {
+        if let Some(output) = self.outputs.get_mut(&token) {
+            output.tapped = on;
         }
-        self.finish_output(registry, token)
     }
 
     fn turn_output(
@@ -294,7 +314,7 @@ impl IoEngine {
         budget: usize,
         events: &mut Vec<IoEvent>,
     ) {
-        match self.pump_output(token, budget) {
+        match self.pump_output(token, budget, events) {
             None => {}
             Some(Pump::WouldBlock(copied)) => self.maybe_hold(registry, token, copied),
             Some(Pump::OverBudget) if !self.backlog.contains(&token) => {
@@ -338,11 +358,16 @@ impl IoEngine {
         }
     }
 
-    fn pump_output(&mut self, token: Token, budget: usize) -> Option<Pump> {
+    fn pump_output(
+        &mut self,
+        token: Token,
+        budget: usize,
+        events: &mut Vec<IoEvent>,
+    ) -> Option<Pump> {
         let output = self.outputs.get_mut(&token)?;
         let sink = self.sinks.get_mut(output.sink.0)?.as_mut()?;
         let mut copied = 0usize;
-        if sink.options().format == LogFormat::Raw {
+        if sink.options().format == LogFormat::Raw && !output.tapped {
             loop {
                 match sink.splice_from(output.pipe.as_fd(), 1 << 20) {
                     Ok(0) => return Some(Pump::Eof),
@@ -366,6 +391,13 @@ impl IoEngine {
                 Ok(0) => return Some(Pump::Eof),
                 Ok(n) => {
                     sink.write(output.stream, &self.buffer[..n], SystemTime::now());
+                    if output.tapped {
+                        events.push(IoEvent::Data {
+                            token,
+                            stream: output.stream,
+                            bytes: self.buffer[..n].to_vec(),
+                        });
+                    }
                     copied += n;
                     if copied >= budget {
                         return Some(Pump::OverBudget);

@@ -131,3 +131,34 @@ fn exec_with_a_terminal_answers_and_follows_resizes() {
     );
     assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
 }
+
+#[test]
+fn attach_to_a_container_with_a_terminal() {
+    if !root_or_skip("attach_to_a_container_with_a_terminal")
+        || !tmux_or_skip("attach_to_a_container_with_a_terminal")
+    {
+        return;
+    }
+    let sandbox = Sandbox::new("ttyrun");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sh"]).terminal(true));
+    sandbox.start(id, &bundle, &["-t", "-i"]);
+    let command = format!(
+        "{} --state-dir {} attach {id}",
+        tether_bin().display(),
+        sandbox.state_dir().display()
+    );
+    let tmux = Tmux::new("attach", &command);
+    tmux.type_line("echo $((6*7))");
+    assert!(
+        tmux.wait_for_line("42"),
+        "no 42 on the screen:\n{}",
+        tmux.screen()
+    );
+    tmux.type_line("exit 3");
+    let wait = sandbox.tether_output(&["wait", id]);
+    assert_eq!(wait.status.code(), Some(3));
+    // Everything the terminal showed is in the log too.
+    let logs = sandbox.tether_output(&["logs", id]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("42"));
+}

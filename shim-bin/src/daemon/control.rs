@@ -151,6 +151,19 @@ impl ControlServer {
         self.flush(registry, token);
     }
 
+    /// Cuts off a client that cannot keep up: what was queued for it is discarded and replaced by
+    /// a notice frame; the connection closes once the client has read up to the notice. Nothing
+    /// more is queued for it, so it costs only the notice while it lingers.
+    pub fn cut_off(&mut self, registry: &Registry, token: Token, notice: &[u8]) {
+        if let Some(connection) = self.connections.get_mut(&token) {
+            connection.output.clear();
+            frame::encode(&mut connection.output, FrameKind::Notice, notice);
+            connection.closing = true;
+            connection.paused = true;
+        }
+        self.flush(registry, token);
+    }
+
     /// Stops or resumes reading a client (backpressure). Resuming reads what is waiting.
     pub fn set_reading(&mut self, registry: &Registry, token: Token, on: bool) -> Vec<Incoming> {
         let mut incoming = Vec::new();

@@ -9,6 +9,7 @@
 //! (everything is in the log), or after [`OUTPUT_GRACE`] if an orphan outside the container's PID
 //! namespace still holds a pipe open.
 
+mod attach;
 mod control;
 mod exec;
 mod process;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 const REAPER: Token = Token(0);
 const STDOUT: Token = Token(2);
 const STDERR: Token = Token(3);
+const CONTAINER_STDIN: Token = Token(4);
 
 /// How long the exit waits for output pipes that an orphan keeps open.
 pub const OUTPUT_GRACE: Duration = Duration::from_secs(2);
@@ -145,6 +147,14 @@ struct Daemon {
     next_token: usize,
     /// Client input that arrived while handling something else.
     deferred_incoming: Vec<Incoming>,
+    /// The container's stdin (pipe or terminal), with `run -i` or `-t`.
+    input: Option<attach::ContainerInput>,
+    /// An attach client ended stdin: close the pipe once its input is written.
+    input_eof: bool,
+    /// The container's terminal, with `run -t`.
+    terminal: Option<std::fs::File>,
+    /// Attach clients.
+    attached: Vec<Token>,
 }
 
 type StartError = (StateLayout, shim_core::ContainerId, String);
@@ -208,13 +218,9 @@ impl Daemon {
                 Stream::Stdout,
                 sink,
             )?;
-            engine.add_output(
-                poll.registry(),
-                STDERR,
-                started.stderr,
-                Stream::Stderr,
-                sink,
-            )?;
+            if let Some(stderr) = started.stderr {
+                engine.add_output(poll.registry(), STDERR, stderr, Stream::Stderr, sink)?;
+            }
             let control = ControlServer::bind(&layout.control_socket(&config.id), poll.registry())?;
             Ok((poll, engine, sink, control))
         };
@@ -232,6 +238,20 @@ impl Daemon {
                     format!("set up the event loop: {e}"),
                 ));
             }
+        };
+        let input = match started.stdin {
+            Some(file) => {
+                let input = attach::ContainerInput::new(file, started.terminal.is_some())
+                    .and_then(|input| input.register(poll.registry()).map(|()| input));
+                match input {
+                    Ok(input) => Some(input),
+                    Err(e) => {
+                        log.line(format_args!("container stdin unusable: {e}"));
+                        None
+                    }
+                }
+            }
+            None => None,
         };
         let state = ContainerState {
             id: config.id.clone(),
@@ -264,6 +284,10 @@ impl Daemon {
             execs: ExecTable::default(),
             next_token: control::LAST_CONNECTION,
             deferred_incoming: Vec::new(),
+            input,
+            input_eof: false,
+            terminal: started.terminal,
+            attached: Vec::new(),
         };
         daemon.save_state(log);
         report(&StartReport::Started { pid: init_pid });
@@ -302,6 +326,8 @@ impl Daemon {
                 let token = event.token();
                 if token == REAPER {
                     self.reap_needed = true;
+                } else if token == CONTAINER_STDIN {
+                    self.write_container_input();
                 } else if let Some(io_events) = self.engine.handle(self.poll.registry(), token) {
                     self.on_io_events(&io_events, log);
                 } else if self.execs.owns(token) {
@@ -368,20 +394,23 @@ impl Daemon {
             deadline: Instant::now() + OUTPUT_GRACE,
         });
         for token in [STDOUT, STDERR] {
-            if let Some(event) = self.engine.drain_output(self.poll.registry(), token) {
-                self.on_io_events(&[event], log);
-            }
+            let events = self.engine.drain_output(self.poll.registry(), token);
+            self.on_io_events(&events, log);
         }
         self.check_pending_exit(log);
     }
 
     fn on_io_events(&mut self, events: &[IoEvent], log: &mut ShimLog) {
         for event in events {
-            if let IoEvent::OutputClosed { stream, .. } = event {
-                log.line(format_args!(
-                    "container {} reached end of stream",
-                    stream.as_str()
-                ));
+            match event {
+                IoEvent::Data { stream, bytes, .. } => self.forward_output(*stream, bytes),
+                IoEvent::OutputClosed { stream, .. } => {
+                    log.line(format_args!(
+                        "container {} reached end of stream",
+                        stream.as_str()
+                    ));
+                }
+                IoEvent::InputClosed { .. } => {}
             }
         }
     }
@@ -404,7 +433,8 @@ impl Daemon {
                 "output still held open after the grace period (an orphan has it); closing it",
             );
             for token in [STDOUT, STDERR] {
-                self.engine.close_output(self.poll.registry(), token);
+                let events = self.engine.close_output(self.poll.registry(), token);
+                self.on_io_events(&events, log);
             }
         }
         let exit = self.pending_exit.take().expect("checked above").exit;
@@ -434,6 +464,7 @@ impl Daemon {
         for waiter in std::mem::take(&mut self.waiters) {
             self.control.reply(self.poll.registry(), waiter, &response);
         }
+        self.attach_exit(code);
         self.save_state(log);
         log.line(format_args!("exit recorded: code {code}"));
     }
@@ -461,9 +492,12 @@ impl Daemon {
                 }
             }
             Incoming::Request(client, Ok(Request::Attach)) => {
-                let response =
-                    Response::error(ErrorKind::BadRequest, "attach is not supported yet");
+                let response = self.attach(client, log);
                 self.control.reply(self.poll.registry(), client, &response);
+                if matches!(response, Response::Ok(_)) {
+                    let early = self.control.set_framed(client);
+                    self.deferred_incoming.extend(early);
+                }
             }
             Incoming::Request(client, Ok(request)) => {
                 if let Some(response) = self.on_request(client, request, log) {
@@ -476,10 +510,13 @@ impl Daemon {
             Incoming::Frame(client, kind, payload) => {
                 if let Some(exec_id) = self.execs.session_of_client(client) {
                     self.exec_frame(&exec_id, kind, payload);
+                } else if self.attached.contains(&client) {
+                    self.attach_frame(kind, payload);
                 }
             }
             Incoming::Closed(client) => {
                 self.waiters.retain(|w| *w != client);
+                self.attach_closed(client);
                 if let Some(exec_id) = self.execs.session_of_client(client) {
                     self.exec_client_closed(&exec_id);
                 }

@@ -1,5 +1,5 @@
-//! `tether exec`: ask the daemon to start the process, then relay frames: its output to our stdout
-//! and stderr, our stdin (and terminal size) to it, until the exit frame.
+//! `tether exec` and `tether attach`: ask the daemon, then relay frames — the process's output to our
+//! stdout and stderr, our stdin (and terminal size) to it — until the exit frame.
 
 use crate::cli::ExecArgs;
 use crate::client::{connect, parse_id};
@@ -83,6 +83,53 @@ pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
         Outcome::Exited { code, .. } => Ok(code.clamp(0, 255) as u8),
         Outcome::Lost => Err(Error::failed(format!(
             "container {id}: the shim daemon closed {exec_id}'s stream before it ended"
+        ))),
+    }
+}
+
+/// Runs `tether attach`; returns the container's exit code once it exits.
+pub fn attach(layout: &StateLayout, id: &str, no_stdin: bool) -> Result<u8> {
+    let id = parse_id(id)?;
+    let mut stream = connect(layout, &id)?;
+    let mut line = serde_json::to_vec(&Request::Attach).expect("serializes");
+    line.push(b'\n');
+    stream
+        .write_all(&line)
+        .map_err(|e| Error::failed(format!("container {id}: send to the shim daemon: {e}")))?;
+    let (answer, leftover) = read_answer(&mut stream)
+        .map_err(|e| Error::failed(format!("container {id}: read the answer: {e}")))?;
+    let (tty, has_stdin) = match serde_json::from_slice::<Response>(&answer) {
+        Ok(Response::Ok(Reply::Attach { tty, stdin })) => (tty, stdin),
+        Ok(Response::Error(body)) => return Err(Error::failed(body.message)),
+        _ => {
+            return Err(Error::failed(format!(
+                "container {id}: unexpected answer to attach"
+            )))
+        }
+    };
+    let forward_stdin = has_stdin && !no_stdin;
+    if tty {
+        if let Some((rows, cols)) = window_size() {
+            let mut out = Vec::new();
+            frame::encode(
+                &mut out,
+                FrameKind::Resize,
+                &frame::resize_payload(rows, cols),
+            );
+            let _ = stream.write_all(&out);
+        }
+    }
+    let _raw = if tty && forward_stdin {
+        RawMode::stdin()
+    } else {
+        None
+    };
+    let outcome = relay(stream, leftover, forward_stdin, tty)?;
+    drop(_raw);
+    match outcome {
+        Outcome::Exited { code, .. } => Ok(code.clamp(0, 255) as u8),
+        Outcome::Lost => Err(Error::failed(format!(
+            "container {id}: disconnected before the container exited"
         ))),
     }
 }

@@ -144,9 +144,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     report.target("exit", System::Conmon, "<=", 0.5);
     report.target("log_cpu", System::Conmon, "<=", 0.5);
     report.target("log_rate", System::RuncAlone, ">=", 0.97);
-    report
-        .notes
-        .push("exec and soak need `tether exec`, which does not exist yet: not measured".into());
+    report.target("exec", System::RuncAlone, "<=", 1.2);
+    report.absolute_target("soak_rss_growth", "<=", 64.0);
 
     let markdown = report.markdown(&systems);
     println!("\n{markdown}");
@@ -226,6 +225,96 @@ fn measure_all(
         }
         report.add("log_rate", "log throughput", "MiB/s", rate);
         report.add("log_cpu", "monitor CPU for the log", "s", cpu);
+    }
+    if options.wants("exec") {
+        let runs = if options.quick { 20 } else { 100 };
+        println!("bench: exec of `true`, {runs} sequential runs (tether exec vs runc exec)");
+        exec_latency(env, runs, report)?;
+    }
+    if options.wants("soak") {
+        let execs = if options.quick { 500 } else { 10_000 };
+        println!("bench: soak, {execs} execs in one container");
+        soak(env, execs, report)?;
+    }
+    Ok(())
+}
+
+fn exec_latency(env: &Env, runs: usize, report: &mut Report) -> Result<(), String> {
+    let systems = [System::RuncAlone, System::Tether];
+    let running = Running {
+        env,
+        containers: systems
+            .iter()
+            .map(|s| env.start(*s, "exec sleep 100000"))
+            .collect::<Result<_, _>>()?,
+    };
+    let mut samples: Vec<(System, Vec<f64>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
+    for _ in 0..runs {
+        for (started, (_, values)) in running.containers.iter().zip(samples.iter_mut()) {
+            check_interrupt()?;
+            let mut cmd = env.exec_true(started).expect("both systems exec");
+            let start = Instant::now();
+            let status = cmd.status().map_err(|e| format!("exec: {e}"))?;
+            values.push(start.elapsed().as_secs_f64() * 1e3);
+            if !status.success() {
+                return Err(format!("{} exec true: {status}", started.system.name()));
+            }
+        }
+    }
+    report.add("exec", "exec `true`, sequential", "ms", samples);
+    Ok(())
+}
+
+fn soak(env: &Env, execs: usize, report: &mut Report) -> Result<(), String> {
+    let running = Running {
+        env,
+        containers: vec![env.start(System::Tether, "exec sleep 100000")?],
+    };
+    let started = &running.containers[0];
+    let daemon = started.monitor_pid.ok_or("tether has a daemon")?;
+    // Warm up, so buffers made on first use are not counted as growth.
+    for _ in 0..20 {
+        env.exec_true(started)
+            .expect("tether execs")
+            .status()
+            .map_err(|e| e.to_string())?;
+    }
+    let fds = |pid: i32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let rss_before = procfs::memory(daemon).map_or(0, |m| m.rss);
+    let fds_before = fds(daemon);
+    for n in 0..execs {
+        check_interrupt()?;
+        let status = env
+            .exec_true(started)
+            .expect("tether execs")
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("soak exec {n}: {status}"));
+        }
+    }
+    let rss_after = procfs::memory(daemon).map_or(0, |m| m.rss);
+    let fds_after = fds(daemon);
+    let growth = rss_after as f64 - rss_before as f64;
+    report.add(
+        "soak_rss_growth",
+        "daemon RSS growth over the soak",
+        "KiB",
+        vec![(System::Tether, vec![growth])],
+    );
+    report.add(
+        "soak_fds",
+        "daemon open fds after the soak",
+        "count",
+        vec![(System::Tether, vec![fds_after as f64])],
+    );
+    report.notes.push(format!(
+        "soak: {execs} sequential `tether exec true`: daemon RSS {rss_before} KiB → {rss_after} KiB, open fds {fds_before} → {fds_after}"
+    ));
+    if fds_after != fds_before {
+        report.notes.push(format!(
+            "soak: **the daemon's fd count changed** ({fds_before} → {fds_after})"
+        ));
     }
     Ok(())
 }

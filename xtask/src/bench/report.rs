@@ -124,6 +124,26 @@ impl Report {
         });
     }
 
+    /// A target on tether's own median (not a ratio), e.g. memory growth over a soak.
+    pub fn absolute_target(&mut self, metric: &'static str, relation: &'static str, bound: f64) {
+        let value = self.median(metric, System::Tether);
+        let met = value.map(|v| {
+            if relation == "<=" {
+                v <= bound
+            } else {
+                v >= bound
+            }
+        });
+        self.targets.push(Target {
+            metric,
+            against: "absolute",
+            relation,
+            bound,
+            ratio: value,
+            met,
+        });
+    }
+
     pub fn markdown(&self, systems: &[System]) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# tether benchmark results\n");
@@ -156,13 +176,18 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n## Targets (tether's median over the other's, same run)\n"
+            "\n## Targets (tether's median over the other's, same run; or tether's own value)\n"
         );
         let _ = writeln!(
             out,
-            "| metric | against | target | ratio | met |\n| --- | --- | --- | --- | --- |"
+            "| metric | against | target | ratio or value | met |\n| --- | --- | --- | --- | --- |"
         );
         for t in &self.targets {
+            let shown = match (t.ratio, t.against) {
+                (Some(v), "absolute") => fmt(v),
+                (Some(r), _) => format!("{r:.2}×"),
+                (None, _) => "–".into(),
+            };
             let _ = writeln!(
                 out,
                 "| {} | {} | {} {} | {} | {} |",
@@ -170,9 +195,7 @@ impl Report {
                 t.against,
                 t.relation,
                 t.bound,
-                t.ratio
-                    .map(|r| format!("{r:.2}×"))
-                    .unwrap_or_else(|| "–".into()),
+                shown,
                 match t.met {
                     Some(true) => "yes",
                     Some(false) => "**no**",
@@ -191,7 +214,11 @@ impl Report {
 
     /// A bar per target: tether's ratio, with the target marked.
     pub fn svg(&self) -> String {
-        let targets: Vec<&Target> = self.targets.iter().filter(|t| t.ratio.is_some()).collect();
+        let targets: Vec<&Target> = self
+            .targets
+            .iter()
+            .filter(|t| t.ratio.is_some() && t.against != "absolute")
+            .collect();
         let row = 34;
         let left = 330;
         let width = 760;

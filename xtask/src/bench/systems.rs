@@ -345,6 +345,31 @@ impl Env {
         }
     }
 
+    /// A command that runs `true` in the container and exits with its code: `runc exec` for runc
+    /// alone, `tether exec` for tether; None for the others.
+    pub fn exec_true(&self, started: &Started) -> Option<Command> {
+        match started.system {
+            System::RuncAlone => {
+                let mut cmd = Command::new("runc");
+                cmd.arg("--root")
+                    .arg(self.runc_root())
+                    .args(["exec", &started.id, "true"]);
+                Some(cmd)
+            }
+            System::Tether => {
+                let mut cmd = Command::new(&self.tether);
+                cmd.arg("--state-dir").arg(self.tether_state()).args([
+                    "exec",
+                    &started.id,
+                    "--",
+                    "true",
+                ]);
+                Some(cmd)
+            }
+            System::Conmon | System::Containerd => None,
+        }
+    }
+
     /// Removes the container and its monitor, whatever state they are in.
     pub fn remove(&self, started: &Started) {
         let _ = nix::sys::signal::kill(

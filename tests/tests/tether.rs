@@ -483,8 +483,9 @@ fn pause_resume_pids_and_logs_follow() {
     needs_root!("pause_resume_pids_and_logs_follow");
     let sandbox = Sandbox::new("ops");
     let id = sandbox.id();
+    // About 25 KiB of log in 4 KiB files: `logs -f` has to follow the log across rotations.
     let bundle = sandbox.bundle(&BundleSpec::shell(
-        "i=0; while [ $i -lt 30 ]; do echo tick $i; i=$((i+1)); sleep 0.05; done; echo done >&2",
+        "i=0; while [ $i -lt 400 ]; do echo tick $i; i=$((i+1)); usleep 5000; done; echo done >&2",
     ));
     // Follow from the start: -f prints everything and returns once the container has exited.
     sandbox.start(
@@ -506,11 +507,16 @@ fn pause_resume_pids_and_logs_follow() {
         .spawn()
         .unwrap();
     let output = follow.wait_with_output().unwrap();
-    let expected: String = (0..30).map(|i| format!("tick {i}\n")).collect();
+    let expected: String = (0..400).map(|i| format!("tick {i}\n")).collect();
     assert_eq!(stdout_of(&output), expected);
     assert_eq!(stderr_of(&output), "done\n");
+    let rotated = sandbox.state_dir().join(id).join("container.log.3");
+    assert!(
+        rotated.exists(),
+        "the log did not rotate; the test would not test following"
+    );
     let tail = sandbox.tether_output(&["logs", "--tail", "2", id]);
-    assert_eq!(stdout_of(&tail), "tick 29\n");
+    assert_eq!(stdout_of(&tail), "tick 399\n");
     assert_eq!(stderr_of(&tail), "done\n");
     assert!(sandbox.tether_output(&["rm", id]).status.success());
 }

@@ -141,7 +141,20 @@ impl Daemon {
                 format!("container {id} is not running"),
             );
         }
-        let process = match build_process(&self.base_process, &request) {
+        if self.base_process.is_none() {
+            let path = self.config.bundle.join("config.json");
+            match oci_spec::runtime::Spec::load(&path) {
+                Ok(spec) => self.base_process = Some(spec.process().clone().unwrap_or_default()),
+                Err(e) => {
+                    return Response::error(
+                        ErrorKind::Internal,
+                        format!("exec: {}: {e}", path.display()),
+                    )
+                }
+            }
+        }
+        let base = self.base_process.as_ref().expect("loaded above");
+        let process = match build_process(base, &request) {
             Ok(process) => process,
             Err(message) => return Response::error(ErrorKind::BadRequest, message),
         };

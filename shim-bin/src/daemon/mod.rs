@@ -140,8 +140,10 @@ struct Daemon {
     /// A blocking runtime call may have reaped exits the signalfd will not announce again.
     reap_needed: bool,
     done: bool,
-    /// The container's own process (from config.json): what an exec starts from.
-    base_process: oci_spec::runtime::Process,
+    /// The container's own process (from config.json): what an exec starts from. Read at the
+    /// first exec, not at start-up: parsing a whole runtime spec takes tens of KiB of stack, which
+    /// stay resident for the daemon's life, and most containers are never exec'd into.
+    base_process: Option<oci_spec::runtime::Process>,
     execs: ExecTable,
     /// The last token handed out for exec pipes (above the control socket's range).
     next_token: usize,
@@ -192,11 +194,6 @@ impl Daemon {
         if let Some(root) = &config.runtime_root {
             runc = runc.root(root);
         }
-        let base_process = oci_spec::runtime::Spec::load(config.bundle.join("config.json"))
-            .map_err(|e| fail(&layout, &config, format!("bundle config.json: {e}")))?
-            .process()
-            .clone()
-            .unwrap_or_default();
         let started = startup::start_container(&config, &layout, &runc, &mut reaper)
             .map_err(|message| fail(&layout, &config, message))?;
         let init_pid = started.init_pid;
@@ -280,7 +277,7 @@ impl Daemon {
             waiters: Vec::new(),
             reap_needed: false,
             done: false,
-            base_process,
+            base_process: None,
             execs: ExecTable::default(),
             next_token: control::LAST_CONNECTION,
             deferred_incoming: Vec::new(),

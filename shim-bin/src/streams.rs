@@ -33,15 +33,8 @@ pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
         window: if args.tty { window_size() } else { None },
     };
     let timeout = request.timeout_secs;
-    let mut stream = connect(layout, &id)?;
-    let mut line = serde_json::to_vec(&Request::Exec(request)).expect("serializes");
-    line.push(b'\n');
-    stream
-        .write_all(&line)
-        .map_err(|e| Error::failed(format!("container {id}: send to the shim daemon: {e}")))?;
-    let (answer, leftover) = read_answer(&mut stream)
-        .map_err(|e| Error::failed(format!("container {id}: read the answer: {e}")))?;
-    let exec_id = match serde_json::from_slice::<Response>(&answer) {
+    let (stream, answer, leftover) = open(layout, &id, &Request::Exec(request))?;
+    let exec_id = match answer {
         Ok(Response::Ok(Reply::Exec { exec_id, .. })) => exec_id,
         Ok(Response::Error(body)) => {
             return match body.exit_code {
@@ -90,15 +83,8 @@ pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
 /// Runs `tether attach`; returns the container's exit code once it exits.
 pub fn attach(layout: &StateLayout, id: &str, no_stdin: bool) -> Result<u8> {
     let id = parse_id(id)?;
-    let mut stream = connect(layout, &id)?;
-    let mut line = serde_json::to_vec(&Request::Attach).expect("serializes");
-    line.push(b'\n');
-    stream
-        .write_all(&line)
-        .map_err(|e| Error::failed(format!("container {id}: send to the shim daemon: {e}")))?;
-    let (answer, leftover) = read_answer(&mut stream)
-        .map_err(|e| Error::failed(format!("container {id}: read the answer: {e}")))?;
-    let (tty, has_stdin) = match serde_json::from_slice::<Response>(&answer) {
+    let (mut stream, answer, leftover) = open(layout, &id, &Request::Attach)?;
+    let (tty, has_stdin) = match answer {
         Ok(Response::Ok(Reply::Attach { tty, stdin })) => (tty, stdin),
         Ok(Response::Error(body)) => return Err(Error::failed(body.message)),
         _ => {
@@ -132,6 +118,24 @@ pub fn attach(layout: &StateLayout, id: &str, no_stdin: bool) -> Result<u8> {
             "container {id}: disconnected before the container exited"
         ))),
     }
+}
+
+/// Sends a request that may turn the connection into a frame stream; returns the connection, the
+/// answer (`Err` for an unreadable one), and the bytes that came after the answer line.
+fn open(
+    layout: &StateLayout,
+    id: &shim_core::ContainerId,
+    request: &Request,
+) -> Result<(UnixStream, serde_json::Result<Response>, Vec<u8>)> {
+    let mut stream = connect(layout, id)?;
+    let mut line = serde_json::to_vec(request).expect("serializes");
+    line.push(b'\n');
+    stream
+        .write_all(&line)
+        .map_err(|e| Error::failed(format!("container {id}: send to the shim daemon: {e}")))?;
+    let (answer, leftover) = read_answer(&mut stream)
+        .map_err(|e| Error::failed(format!("container {id}: read the answer: {e}")))?;
+    Ok((stream, serde_json::from_slice(&answer), leftover))
 }
 
 /// The answer line, and whatever arrived after it (the first frames).

@@ -3,6 +3,7 @@
 //! terminal. A client that falls more than [`ATTACH_MAX_BEHIND`] behind is cut off with a notice:
 //! a slow or stalled client never blocks the container, the log, or the other clients.
 
+use super::nonblocking::{set_nonblocking, write_pending};
 use super::record::ShimLog;
 use super::{Daemon, CONTAINER_STDIN, STDERR, STDOUT};
 use mio::unix::SourceFd;
@@ -11,7 +12,7 @@ use shim_core::frame::{self, FrameKind};
 use shim_core::protocol::{ErrorKind, Reply, Response};
 use shim_io::Stream;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 
 /// How much output may wait for one attach client before it is cut off.
@@ -28,12 +29,7 @@ pub(super) struct ContainerInput {
 
 impl ContainerInput {
     pub fn new(file: File, terminal: bool) -> io::Result<Self> {
-        use nix::fcntl::{fcntl, FcntlArg, OFlag};
-        let flags = OFlag::from_bits_truncate(fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)?);
-        fcntl(
-            file.as_raw_fd(),
-            FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
-        )?;
+        set_nonblocking(&file)?;
         Ok(ContainerInput {
             file,
             pending: Vec::new(),
@@ -107,20 +103,7 @@ impl Daemon {
     /// Writes pending input into the container; called on input and on writability.
     pub(super) fn write_container_input(&mut self) {
         let Some(input) = &mut self.input else { return };
-        let mut broken = false;
-        while !input.pending.is_empty() {
-            match input.file.write(&input.pending) {
-                Ok(n) => {
-                    input.pending.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    broken = true;
-                    break;
-                }
-            }
-        }
+        let broken = write_pending(&mut input.file, &mut input.pending).is_err();
         let full = input.pending.len() >= INPUT_HIGH_WATER;
         if broken || (self.input_eof && input.pending.is_empty()) {
             let input = self.input.take().expect("checked above");

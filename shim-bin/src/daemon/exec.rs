@@ -3,6 +3,7 @@
 //! once their output is complete — or after [`EXEC_OUTPUT_GRACE`] when an orphaned background
 //! child keeps a pipe open, so `sh -c 'sleep 100 &'` returns at once.
 
+use super::nonblocking::{set_nonblocking, write_pending};
 use super::process::{build_process, kill_tree, receive_terminal, set_window, start_failure_code};
 use super::record::ShimLog;
 use super::{Daemon, ReaperWait};
@@ -14,7 +15,7 @@ use shim_reaper::{Exit, ExitStatus};
 use shim_runc::{ExecOptions, ProcessIo};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -107,13 +108,6 @@ impl ExecTable {
                 exit_code: Some(*code),
             })
     }
-}
-
-fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -404,20 +398,7 @@ impl Daemon {
         let Some(input) = &mut session.input else {
             return;
         };
-        let mut broken = false;
-        while !input.pending.is_empty() {
-            match input.file.write(&input.pending) {
-                Ok(n) => {
-                    input.pending.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    broken = true;
-                    break;
-                }
-            }
-        }
+        let broken = write_pending(&mut input.file, &mut input.pending).is_err();
         let done = broken || (input.eof && input.pending.is_empty() && !input.terminal);
         let drained = input.pending.len() < STDIN_HIGH_WATER / 2;
         if done {

@@ -12,6 +12,7 @@
 mod attach;
 mod control;
 mod exec;
+mod nonblocking;
 mod process;
 mod record;
 mod startup;

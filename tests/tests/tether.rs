@@ -201,6 +201,12 @@ fn container_sees_only_its_stdio() {
     let id = sandbox.id();
     let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
     let pid = sandbox.start(id, &bundle, &[]);
+    // `runc start` returns once the init was released, which may be just before it exec'd the
+    // command (runc's own init still holds its fds until then).
+    assert!(wait_until(TIMEOUT, || std::fs::read_to_string(format!(
+        "/proc/{pid}/comm"
+    ))
+    .is_ok_and(|c| c.trim() == "sleep")));
     let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

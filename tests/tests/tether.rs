@@ -422,8 +422,13 @@ fn other_users_are_refused() {
     ] {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let output = sandbox
-        .tether()
+    // A copy of the binary the other user can surely execute, wherever the checkout lives.
+    let binary = sandbox.path().join("tether-for-nobody");
+    std::fs::copy(tether_bin(), &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = Command::new(&binary)
+        .arg("--state-dir")
+        .arg(sandbox.state_dir())
         .args(["state", id])
         .uid(65534)
         .gid(65534)

@@ -1,4 +1,6 @@
-//! The command line.
+//! The command line. Doc comments here are the `--help` text clap shows, written for a terminal,
+//! not for rustdoc: brackets and angle brackets are meant literally.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

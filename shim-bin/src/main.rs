@@ -4,6 +4,7 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod containerd;
 mod daemon;
 mod error;
 mod logs;
@@ -19,7 +20,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // The daemon is started by `tether run` with a fixed argument shape; skipping the full command
     // line parser keeps its start-up allocations (and so its resident memory) small.
-    let mut args = std::env::args();
+    let argv: Vec<String> = std::env::args().collect();
+    if argv
+        .first()
+        .is_some_and(|argv0| containerd::invoked_as_shim(argv0))
+    {
+        return ExitCode::from(containerd::main(&argv[1..]));
+    }
+    let mut args = argv.into_iter();
     if let (Some(_), Some(daemon), Some(flag), Some(config), None) = (
         args.next(),
         args.next(),

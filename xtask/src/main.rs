@@ -2,8 +2,10 @@
 
 mod bench;
 mod deps;
+mod e2e;
 mod fixture;
 mod host;
+mod install;
 mod util;
 
 use std::process::ExitCode;
@@ -23,6 +25,12 @@ commands:
   bench [--quick] [--only startup|memory|exit|throughput]
                        tether side by side with runc alone, conmon and containerd-shim-runc-v2;
                        writes bench/results.md, bench/results.json and bench/ratios.svg
+  e2e containerd [--shim tether|runc|both] [--only TEST]
+                       a private containerd runs containers through ctr with tether's shim
+                       (io.containerd.tether.v2), then with containerd-shim-runc-v2; as root
+  install [--prefix DIR]
+                       build (release) and install DIR/bin/tether and its containerd shim name,
+                       DIR/bin/containerd-shim-tether-v2 (DIR defaults to /usr/local)
   help                 this text";
 
 fn main() -> ExitCode {
@@ -33,6 +41,8 @@ fn main() -> ExitCode {
         Some("test") => util::test(&args[1..]),
         Some("demo") => util::demo(),
         Some("bench") => bench::run(&args[1..]),
+        Some("e2e") => e2e::run(&args[1..]),
+        Some("install") => install::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{HELP}");
             Ok(())

@@ -13,7 +13,7 @@ mod attach;
 mod control;
 mod exec;
 mod nonblocking;
-mod process;
+pub(crate) mod process;
 mod record;
 mod requests;
 mod startup;

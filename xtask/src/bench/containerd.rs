@@ -14,6 +14,7 @@ pub const NAMESPACE: &str = "tether";
 
 pub struct PrivateContainerd {
     pub dir: PathBuf,
+    path: String,
     daemon: Child,
     events: Option<(Child, Receiver<(Instant, String)>)>,
 }
@@ -21,6 +22,12 @@ pub struct PrivateContainerd {
 impl PrivateContainerd {
     /// Starts containerd in `dir` and imports the fixture image.
     pub fn start(dir: &Path, rootfs: &Path) -> Result<Self, String> {
+        Self::start_with_path(dir, rootfs, None)
+    }
+
+    /// As [`PrivateContainerd::start`], with `bin` first on containerd's PATH (where it finds
+    /// runtime shims).
+    pub fn start_with_path(dir: &Path, rootfs: &Path, bin: Option<&Path>) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = dir.join("config.toml");
         std::fs::write(
@@ -34,33 +41,57 @@ impl PrivateContainerd {
             ),
         )
         .map_err(|e| format!("write {}: {e}", config.display()))?;
-        let log = std::fs::File::create(dir.join("containerd.log")).map_err(|e| e.to_string())?;
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("start containerd: {e}"))?;
+        let path = match bin {
+            Some(bin) => format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+            None => std::env::var("PATH").unwrap_or_default(),
+        };
+        let daemon = spawn_containerd(dir, &path)?;
         let mut containerd = PrivateContainerd {
             dir: dir.to_owned(),
+            path,
             daemon,
             events: None,
         };
+        containerd.wait_up()?;
+        let archive = dir.join("busybox-oci.tar");
+        build_oci_archive(rootfs, &archive, &dir.join("image"))?;
+        containerd.ctr(&["images", "import", archive.to_str().expect("utf-8 path")])?;
+        containerd.start_events()?;
+        Ok(containerd)
+    }
+
+    fn wait_up(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while containerd.ctr(&["version"]).is_err() {
+        while self.ctr(&["version"]).is_err() {
             super::check_interrupt()?;
             if Instant::now() > deadline {
                 return Err("containerd did not come up within 30 s".into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let archive = dir.join("busybox-oci.tar");
-        build_oci_archive(rootfs, &archive, &dir.join("image"))?;
-        containerd.ctr(&["images", "import", archive.to_str().expect("utf-8 path")])?;
-        containerd.start_events()?;
-        Ok(containerd)
+        Ok(())
+    }
+
+    /// Stops containerd with SIGTERM (its shims and containers stay) and waits for it to exit.
+    pub fn stop_daemon(&mut self) -> Result<(), String> {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.daemon.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        self.daemon
+            .wait()
+            .map_err(|e| format!("wait for containerd: {e}"))?;
+        Ok(())
+    }
+
+    /// Starts containerd again on the same root, state and socket.
+    pub fn start_daemon(&mut self) -> Result<(), String> {
+        self.daemon = spawn_containerd(&self.dir, &self.path)?;
+        self.wait_up()
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -183,6 +214,23 @@ impl PrivateContainerd {
         let _ = self.daemon.wait();
         unmount_below(&self.dir);
     }
+}
+
+fn spawn_containerd(dir: &Path, path: &str) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .map_err(|e| e.to_string())?;
+    Command::new("containerd")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("start containerd: {e}"))
 }
 
 /// Unmounts every mount point below `dir`, deepest first.

@@ -1,7 +1,7 @@
 //! `cargo xtask bench [--quick] [--only NAME]`: tether side by side with runc alone, conmon and
 //! containerd-shim-runc-v2, interleaved in one run. See docs/benchmarks.md.
 
-mod containerd;
+pub mod containerd;
 mod procfs;
 mod report;
 mod systems;
@@ -27,6 +27,16 @@ pub fn check_interrupt() -> Result<(), String> {
         Err("interrupted".into())
     } else {
         Ok(())
+    }
+}
+
+/// Ctrl-C and SIGTERM set a flag [`check_interrupt`] reports, so cleanup runs.
+pub fn install_interrupt_handler() {
+    let handler = nix::sys::signal::SigHandler::Handler(on_interrupt);
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler);
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, handler);
     }
 }
 
@@ -69,12 +79,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("bench: running containers needs root".into());
     }
-    let handler = nix::sys::signal::SigHandler::Handler(on_interrupt);
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler);
-        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, handler);
-    }
+    install_interrupt_handler();
 
     let mut systems = vec![System::RuncAlone, System::Tether];
     let mut report = Report {

@@ -1,0 +1,56 @@
+//! The shim daemon's own diagnostics, written to its stderr: the `log` fifo containerd makes in the
+//! bundle and copies into its own log. Lines are logfmt, like containerd's, so they read as part of
+//! it. Writes never block and never fail the caller: while containerd is down nobody reads the fifo
+//! and a line is simply lost.
+
+use std::fmt::Arguments;
+use std::time::SystemTime;
+
+/// Where the daemon says what it does.
+#[derive(Debug, Clone)]
+pub struct Diag {
+    id: String,
+    debug: bool,
+}
+
+impl Diag {
+    pub fn new(id: &str, debug: bool) -> Diag {
+        Diag {
+            id: id.to_owned(),
+            debug,
+        }
+    }
+
+    /// Something containerd's operator should see.
+    pub fn info(&self, message: Arguments<'_>) {
+        self.write("info", message);
+    }
+
+    /// Something that went wrong without failing a request.
+    pub fn warn(&self, message: Arguments<'_>) {
+        self.write("warning", message);
+    }
+
+    /// Request-level detail, with `-debug` only.
+    pub fn debug(&self, message: Arguments<'_>) {
+        if self.debug {
+            self.write("debug", message);
+        }
+    }
+
+    fn write(&self, level: &str, message: Arguments<'_>) {
+        let message = message
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        let line = format!(
+            "time=\"{}\" level={level} msg=\"{message}\" id={} runtime=io.containerd.tether.v2\n",
+            crate::time::rfc3339(SystemTime::now()),
+            self.id
+        );
+        // SAFETY: write(2) on fd 2 with a valid buffer; a short or failed write only loses the line.
+        unsafe {
+            nix::libc::write(2, line.as_ptr().cast(), line.len());
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Task events to containerd: `containerd.services.events.ttrpc.v1.Events/Forward` on the socket in
+//! `TTRPC_ADDRESS`. Events are sent in order by one thread; an event that cannot be delivered
+//! (containerd restarting, say) is retried, with growing pauses, until it is, so no event is lost
+//! or reordered while containerd is away.
+
+use super::diag::Diag;
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::protobuf::MessageFull;
+use containerd_shim_protos::shim::event::Envelope;
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::topics;
+use containerd_shim_protos::EventsClient;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Events kept while containerd cannot be reached; past this the oldest are dropped (and said).
+const QUEUE_LIMIT: usize = 4096;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// A task event.
+#[derive(Debug)]
+pub enum Event {
+    Create(ev::TaskCreate),
+    Start(ev::TaskStart),
+    ExecAdded(ev::TaskExecAdded),
+    ExecStarted(ev::TaskExecStarted),
+    Exit(ev::TaskExit),
+    Delete(ev::TaskDelete),
+    Paused(ev::TaskPaused),
+    Resumed(ev::TaskResumed),
+    Oom(ev::TaskOOM),
+}
+
+impl Event {
+    fn topic(&self) -> &'static str {
+        match self {
+            Event::Create(_) => topics::TASK_CREATE_EVENT_TOPIC,
+            Event::Start(_) => topics::TASK_START_EVENT_TOPIC,
+            Event::ExecAdded(_) => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            Event::ExecStarted(_) => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            Event::Exit(_) => topics::TASK_EXIT_EVENT_TOPIC,
+            Event::Delete(_) => topics::TASK_DELETE_EVENT_TOPIC,
+            Event::Paused(_) => topics::TASK_PAUSED_EVENT_TOPIC,
+            Event::Resumed(_) => topics::TASK_RESUMED_EVENT_TOPIC,
+            Event::Oom(_) => topics::TASK_OOM_EVENT_TOPIC,
+        }
+    }
+
+    /// The event as containerd's type registry names it (`containerd.events.TaskExit`, ...).
+    fn to_any(&self) -> Any {
+        fn pack<M: MessageFull>(message: &M) -> Any {
+            let mut any = Any::new();
+            any.type_url = M::descriptor().full_name().to_owned();
+            any.value = message.write_to_bytes().unwrap_or_default();
+            any
+        }
+        match self {
+            Event::Create(m) => pack(m),
+            Event::Start(m) => pack(m),
+            Event::ExecAdded(m) => pack(m),
+            Event::ExecStarted(m) => pack(m),
+            Event::Exit(m) => pack(m),
+            Event::Delete(m) => pack(m),
+            Event::Paused(m) => pack(m),
+            Event::Resumed(m) => pack(m),
+            Event::Oom(m) => pack(m),
+        }
+    }
+}
+
+/// A protobuf timestamp.
+pub fn timestamp(at: SystemTime) -> Timestamp {
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut stamp = Timestamp::new();
+    stamp.seconds = since.as_secs() as i64;
+    stamp.nanos = since.subsec_nanos() as i32;
+    stamp
+}
+
+#[derive(Default)]
+struct Queue {
+    envelopes: VecDeque<Envelope>,
+    /// The sender is working on the front one.
+    busy: bool,
+    closed: bool,
+}
+
+/// Hands events to the sending thread.
+#[derive(Clone)]
+pub struct Publisher {
+    namespace: String,
+    shared: Arc<(Mutex<Queue>, Condvar)>,
+    diag: Diag,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl Publisher {
+    /// Starts the sending thread for containerd's ttrpc socket at `address` (None: events are
+    /// dropped, as when run by hand without containerd).
+    pub fn start(namespace: &str, address: Option<String>, diag: Diag) -> Publisher {
+        let publisher = Publisher {
+            namespace: namespace.to_owned(),
+            shared: Arc::new((Mutex::new(Queue::default()), Condvar::new())),
+            diag,
+        };
+        if let Some(address) = address {
+            let worker = publisher.clone();
+            std::thread::spawn(move || worker.send_loop(&address));
+        } else {
+            publisher.shared.0.lock().expect("queue").closed = true;
+        }
+        publisher
+    }
+
+    /// Queues an event.
+    pub fn publish(&self, event: Event) {
+        let mut envelope = Envelope::new();
+        envelope.timestamp = Some(timestamp(SystemTime::now())).into();
+        envelope.namespace = self.namespace.clone();
+        envelope.topic = event.topic().to_owned();
+        envelope.event = Some(event.to_any()).into();
+        self.diag
+            .debug(format_args!("publish {}", envelope.topic.as_str()));
+        let (lock, ready) = &*self.shared;
+        let mut queue = lock.lock().expect("queue");
+        if queue.closed {
+            return;
+        }
+        if queue.envelopes.len() >= QUEUE_LIMIT {
+            queue.envelopes.pop_front();
+            self.diag.warn(format_args!(
+                "event queue full: the oldest event was dropped"
+            ));
+        }
+        queue.envelopes.push_back(envelope);
+        ready.notify_all();
+    }
+
+    /// Waits until every queued event has been delivered, or `timeout`.
+    pub fn flush(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let (lock, ready) = &*self.shared;
+        let mut queue = lock.lock().expect("queue");
+        while !queue.closed && (queue.busy || !queue.envelopes.is_empty()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            queue = ready.wait_timeout(queue, left).expect("queue").0;
+        }
+    }
+
+    fn send_loop(&self, address: &str) {
+        let address = if address.contains("://") {
+            address.to_owned()
+        } else {
+            format!("unix://{address}")
+        };
+        let mut client: Option<EventsClient> = None;
+        let mut pause = Duration::from_millis(20);
+        let (lock, ready) = &*self.shared;
+        loop {
+            let envelope = {
+                let mut queue = lock.lock().expect("queue");
+                queue.busy = false;
+                ready.notify_all();
+                while queue.envelopes.is_empty() {
+                    queue = ready.wait(queue).expect("queue");
+                }
+                queue.busy = true;
+                queue.envelopes.front().cloned().expect("not empty")
+            };
+            let mut request = ForwardRequest::new();
+            request.envelope = Some(envelope).into();
+            let sent = match &client {
+                Some(events) => events.forward(
+                    containerd_shim_protos::ttrpc::context::with_duration(FORWARD_TIMEOUT),
+                    &request,
+                ),
+                None => containerd_shim_protos::ttrpc::Client::connect(&address).and_then(|c| {
+                    let events = EventsClient::new(c);
+                    let sent = events.forward(
+                        containerd_shim_protos::ttrpc::context::with_duration(FORWARD_TIMEOUT),
+                        &request,
+                    );
+                    client = Some(events);
+                    sent
+                }),
+            };
+            match sent {
+                Ok(_) => {
+                    lock.lock().expect("queue").envelopes.pop_front();
+                    pause = Duration::from_millis(20);
+                }
+                Err(e) => {
+                    self.diag
+                        .debug(format_args!("forward event: {e}; retrying in {pause:?}"));
+                    client = None;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The short-lived commands containerd runs: `start` (start the shim daemon, or find the one that
+//! serves the container, and print its address) and `delete` (clean up after a shim that is gone).
+
+use super::args::ShimArgs;
+use super::mounts::unmount_rootfs;
+use super::options::RuntimeOptions;
+use containerd_shim_protos::api::DeleteResponse;
+use containerd_shim_protos::protobuf::Message;
+use shim_runc::{DeleteOptions, DirectWait};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+/// Shim sockets live here: short paths (a socket path has 108 bytes), private to root.
+pub const SOCKET_DIR: &str = "/run/tether/s";
+/// The fd the daemon finds its listening socket on.
+pub const LISTENER_FD: i32 = 3;
+
+/// The daemon's socket: one per containerd, namespace and container.
+pub fn socket_path(args: &ShimArgs) -> PathBuf {
+    Path::new(SOCKET_DIR).join(socket_stem(args))
+}
+
+/// A stable short name for the container's shim (FNV-1a of what identifies it).
+pub fn socket_stem(args: &ShimArgs) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in [&args.address, "\0", &args.namespace, "\0", &args.id]
+        .iter()
+        .flat_map(|s| s.bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// `start`: returns the address to print.
+pub fn start(args: &ShimArgs) -> Result<String, String> {
+    let bundle = args.bundle_dir()?;
+    let socket = socket_path(args);
+    let address = format!("unix://{}", socket.display());
+    // A daemon serves this container already (containerd retried, or restarted): hand it back.
+    if UnixStream::connect(&socket).is_ok() {
+        write_address(&bundle, &address)?;
+        return Ok(address);
+    }
+    let options = RuntimeOptions::decode(&read_options()?)?;
+    options
+        .save(&bundle)
+        .map_err(|e| format!("write runtime options in {}: {e}", bundle.display()))?;
+    std::fs::create_dir_all(SOCKET_DIR).map_err(|e| format!("{SOCKET_DIR}: {e}"))?;
+    let _ = std::fs::remove_file(&socket);
+    let listener =
+        UnixListener::bind(&socket).map_err(|e| format!("socket {}: {e}", socket.display()))?;
+    let daemon = spawn_daemon(args, &bundle, &listener).map_err(|e| {
+        let _ = std::fs::remove_file(&socket);
+        format!("start the shim daemon: {e}")
+    })?;
+    let _ = std::fs::write(bundle.join("shim.pid"), daemon.to_string());
+    write_address(&bundle, &address)?;
+    Ok(address)
+}
+
+/// The runtime options containerd passes on stdin (nothing when run by hand at a terminal).
+fn read_options() -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    if nix::unistd::isatty(0).unwrap_or(true) {
+        return Ok(bytes);
+    }
+    std::io::stdin()
+        .take(1 << 20)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("runtime options on stdin: {e}"))?;
+    Ok(bytes)
+}
+
+fn write_address(bundle: &Path, address: &str) -> Result<(), String> {
+    let path = bundle.join("address");
+    std::fs::write(&path, address).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+/// Starts `serve` in a new session, with the listening socket on fd 3 and stdio on /dev/null (the
+/// pipe containerd reads `start`'s output from must not be held open).
+fn spawn_daemon(args: &ShimArgs, bundle: &Path, listener: &UnixListener) -> std::io::Result<u32> {
+    let mut command = Command::new(std::env::current_exe()?);
+    // current_exe is the link's target: name the program so it knows it is the shim.
+    command
+        .arg0("containerd-shim-tether-v2")
+        .args(["-namespace", &args.namespace, "-id", &args.id])
+        .args(["-address", &args.address])
+        .args(["-publish-binary", &args.publish_binary]);
+    if args.debug {
+        command.arg("-debug");
+    }
+    let fd = listener.as_raw_fd();
+    // SAFETY: between fork and exec only async-signal-safe calls: setsid, dup2 and fcntl.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setsid()?;
+            if fd == LISTENER_FD {
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )?;
+            } else {
+                nix::unistd::dup2(fd, LISTENER_FD)?;
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .arg("serve")
+        .current_dir(bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(child.id())
+}
+
+/// `delete`: removes the runtime's container and the rootfs mount; returns the `DeleteResponse`.
+pub fn delete(args: &ShimArgs) -> Result<Vec<u8>, String> {
+    let bundle = args.bundle_dir()?;
+    let options = RuntimeOptions::load(&bundle);
+    let runc = options.runc(&args.namespace, &bundle);
+    if let Err(e) = runc.delete(&args.id, DeleteOptions { force: true }, &mut DirectWait) {
+        let message = e.to_string();
+        if !message.contains("does not exist") && !message.contains("not found") {
+            eprintln!("containerd-shim-tether-v2: {message}");
+        }
+    }
+    unmount_rootfs(&bundle.join("rootfs"));
+    let socket = socket_path(args);
+    if UnixStream::connect(&socket).is_err() {
+        let _ = std::fs::remove_file(&socket);
+    }
+    let response = DeleteResponse {
+        exit_status: 128 + 9,
+        exited_at: Some(super::events::timestamp(SystemTime::now())).into(),
+        ..Default::default()
+    };
+    response
+        .write_to_bytes()
+        .map_err(|e| format!("encode the delete response: {e}"))
+}

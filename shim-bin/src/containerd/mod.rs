@@ -1,0 +1,67 @@
+//! containerd's runtime v2 shim: the same binary, run as `containerd-shim-tether-v2`.
+//!
+//! containerd runs `containerd-shim-tether-v2 -namespace NS -address ADDR -publish-binary BIN -id ID
+//! start` in the bundle; `start` leaves a daemon serving `containerd.task.v2.Task` over ttrpc on a
+//! unix socket and prints its address. The daemon creates the container with `runc create` on
+//! Create, keeps its own pipes to every process and relays them to the client's fifos (see
+//! [`relay`]), reaps every child, and sends task events back to containerd. `delete` cleans up after
+//! a daemon that is gone. See docs/containerd.md.
+
+mod args;
+mod core;
+mod diag;
+mod events;
+mod launch;
+mod mounts;
+mod oom;
+mod options;
+mod relay;
+mod serve;
+mod service;
+mod stdio;
+mod tasks;
+
+use args::{Action, ShimArgs};
+use std::io::Write;
+
+/// Whether the binary was started under a shim's name (`containerd-shim-*`).
+pub fn invoked_as_shim(argv0: &str) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with("containerd-shim-"))
+}
+
+/// Runs the shim command line; returns the exit code.
+pub fn main(args: &[String]) -> u8 {
+    let args = match ShimArgs::parse(args) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("containerd-shim-tether-v2: {message}");
+            return 2;
+        }
+    };
+    let result = match args.action {
+        Action::Version => {
+            println!(
+                "containerd-shim-tether-v2:\n  Version: {}\n  Runtime: io.containerd.tether.v2",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(())
+        }
+        Action::Start => launch::start(&args).map(|address| {
+            let _ = std::io::stdout().write_all(address.as_bytes());
+        }),
+        Action::Delete => launch::delete(&args).map(|response| {
+            let _ = std::io::stdout().write_all(&response);
+        }),
+        Action::Serve => return serve::serve(&args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("containerd-shim-tether-v2: {message}");
+            1
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The runc shim's runtime options (`containerd.runc.v1.Options`), which tether accepts so it can stand
+//! in for `containerd-shim-runc-v2`: from the Create request, else from what containerd gave `start`
+//! on stdin. What `delete` needs of them later is kept in the bundle.
+
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::shim::oci::Options;
+use serde::{Deserialize, Serialize};
+use shim_runc::Runc;
+use std::path::{Path, PathBuf};
+
+/// Where `start` keeps the options containerd passed on stdin, and Create the ones in force.
+const SAVED: &str = "tether-options.json";
+
+/// The options tether acts on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeOptions {
+    /// The runtime binary (`runc` on PATH when empty).
+    pub binary_name: String,
+    /// The runtime's `--root` (`/run/containerd/runc/<namespace>` when empty, as the runc shim).
+    pub root: String,
+    pub systemd_cgroup: bool,
+    pub no_pivot_root: bool,
+    pub no_new_keyring: bool,
+    /// Owner of the process's stdio pipes (for user namespaces).
+    pub io_uid: u32,
+    pub io_gid: u32,
+    /// A cgroup (v1 path) the shim daemon moves itself into.
+    pub shim_cgroup: String,
+}
+
+impl RuntimeOptions {
+    /// Decodes an `Options` message; an absent or empty one gives the defaults.
+    pub fn decode(bytes: &[u8]) -> Result<RuntimeOptions, String> {
+        if bytes.is_empty() {
+            return Ok(RuntimeOptions::default());
+        }
+        let options =
+            Options::parse_from_bytes(bytes).map_err(|e| format!("runtime options: {e}"))?;
+        Ok(RuntimeOptions {
+            binary_name: options.binary_name,
+            root: options.root,
+            systemd_cgroup: options.systemd_cgroup,
+            no_pivot_root: options.no_pivot_root,
+            no_new_keyring: options.no_new_keyring,
+            io_uid: options.io_uid,
+            io_gid: options.io_gid,
+            shim_cgroup: options.shim_cgroup,
+        })
+    }
+
+    /// The options of a Create request: its own `options` if it has runc options, else `fallback`.
+    pub fn from_request(
+        any: Option<&Any>,
+        fallback: RuntimeOptions,
+    ) -> Result<RuntimeOptions, String> {
+        match any {
+            Some(any) if any.type_url.ends_with("runc.v1.Options") => Self::decode(&any.value),
+            Some(any) if !any.type_url.is_empty() && !any.value.is_empty() => Err(format!(
+                "runtime options of type {:?} are not understood (containerd.runc.v1.Options are)",
+                any.type_url
+            )),
+            _ => Ok(fallback),
+        }
+    }
+
+    /// The runtime client these options describe.
+    pub fn runc(&self, namespace: &str, bundle: &Path) -> Runc {
+        let binary = if self.binary_name.is_empty() {
+            "runc"
+        } else {
+            &self.binary_name
+        };
+        let root = if self.root.is_empty() {
+            Path::new("/run/containerd/runc").join(namespace)
+        } else {
+            PathBuf::from(&self.root)
+        };
+        Runc::new(binary)
+            .root(root)
+            .log(bundle.join("log.json"))
+            .systemd_cgroup(self.systemd_cgroup)
+            .scratch_dir(bundle)
+    }
+
+    /// Keeps the options in the bundle.
+    pub fn save(&self, bundle: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec(self).expect("options serialize");
+        std::fs::write(bundle.join(SAVED), json)
+    }
+
+    /// The options kept in the bundle, else the defaults.
+    pub fn load(bundle: &Path) -> RuntimeOptions {
+        std::fs::read(bundle.join(SAVED))
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Moves this process into the v1 cgroup `path` of every mounted controller that has it.
+pub fn join_cgroup(path: &str) -> Result<(), String> {
+    let relative = path.trim_start_matches('/');
+    let mut joined = false;
+    let controllers =
+        std::fs::read_dir("/sys/fs/cgroup").map_err(|e| format!("/sys/fs/cgroup: {e}"))?;
+    for controller in controllers.flatten() {
+        let procs = controller.path().join(relative).join("cgroup.procs");
+        if procs.exists() && std::fs::write(&procs, std::process::id().to_string()).is_ok() {
+            joined = true;
+        }
+    }
+    if joined {
+        Ok(())
+    } else {
+        Err(format!("shim cgroup {path}: no controller has it"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_options_are_decoded_from_the_request() {
+        let mut options = Options::new();
+        options.binary_name = "/usr/bin/crun".into();
+        options.root = "/run/x".into();
+        options.systemd_cgroup = true;
+        options.io_uid = 1000;
+        let mut any = Any::new();
+        any.type_url = "containerd.runc.v1.Options".into();
+        any.value = options.write_to_bytes().unwrap();
+        let decoded = RuntimeOptions::from_request(Some(&any), RuntimeOptions::default()).unwrap();
+        assert_eq!(decoded.binary_name, "/usr/bin/crun");
+        assert_eq!(decoded.root, "/run/x");
+        assert!(decoded.systemd_cgroup);
+        assert_eq!(decoded.io_uid, 1000);
+    }
+
+    #[test]
+    fn absent_options_fall_back_and_foreign_ones_are_refused() {
+        let fallback = RuntimeOptions {
+            root: "/r".into(),
+            ..RuntimeOptions::default()
+        };
+        assert_eq!(
+            RuntimeOptions::from_request(None, fallback.clone()).unwrap(),
+            fallback
+        );
+        let mut any = Any::new();
+        any.type_url = "io.containerd.runhcs.v1.Options".into();
+        any.value = vec![1, 2, 3];
+        assert!(RuntimeOptions::from_request(Some(&any), fallback)
+            .unwrap_err()
+            .contains("io.containerd.runhcs.v1.Options"));
+    }
+}

@@ -1,0 +1,104 @@
+//! The shim daemon `start` leaves behind: serves the Task service until containerd shuts it down.
+
+use super::args::ShimArgs;
+use super::core::{Core, CoreParts, REAPER, WAKER};
+use super::diag::Diag;
+use super::events::Publisher;
+use super::launch::{socket_path, socket_stem, LISTENER_FD, SOCKET_DIR};
+use super::options::RuntimeOptions;
+use super::service::TaskService;
+use containerd_shim_protos::ttrpc;
+use mio::{Interest, Poll, Waker};
+use shim_reaper::Reaper;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// Runs the daemon; returns its exit code.
+pub fn serve(args: &ShimArgs) -> u8 {
+    // Nothing of whoever started us, but the listening socket.
+    // SAFETY: close_range only closes fds; nothing in this process uses any above the socket.
+    unsafe {
+        nix::libc::syscall(nix::libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+    }
+    // A reader that went away (containerd restarting) must not kill the shim.
+    // SAFETY: setting a disposition to SIG_IGN has no handler to be unsafe; children get default
+    // dispositions back from the runtime client.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
+    }
+    let bundle = match args.bundle_dir() {
+        Ok(bundle) => bundle,
+        Err(_) => PathBuf::from("."),
+    };
+    open_log_fifo(&bundle);
+    let diag = Diag::new(&args.id, args.debug);
+    match run(args, bundle, diag.clone()) {
+        Ok(()) => 0,
+        Err(message) => {
+            diag.warn(format_args!("shim daemon: {message}"));
+            1
+        }
+    }
+}
+
+/// containerd reads the bundle's `log` fifo and copies it into its own log.
+fn open_log_fifo(bundle: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(bundle.join("log"));
+    if let Ok(fifo) = fifo {
+        let _ = nix::unistd::dup2(fifo.as_raw_fd(), 2);
+    }
+}
+
+fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
+    shim_reaper::set_child_subreaper().map_err(|e| e.to_string())?;
+    // Before any thread exists: the reaper blocks SIGCHLD, and threads inherit the mask.
+    let mut reaper = Reaper::new().map_err(|e| e.to_string())?;
+    let poll = Poll::new().map_err(|e| e.to_string())?;
+    poll.registry()
+        .register(&mut reaper, REAPER, Interest::READABLE)
+        .map_err(|e| e.to_string())?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
+    let (calls, received) = mpsc::channel();
+    let service = TaskService::new(calls, waker);
+    let mut server = ttrpc::Server::new()
+        .add_listener(LISTENER_FD)
+        .map_err(|e| format!("listen: {e}"))?
+        .register_service(containerd_shim_protos::create_task(Arc::new(service)));
+    server.start().map_err(|e| format!("serve: {e}"))?;
+    let events = Publisher::start(
+        &args.namespace,
+        std::env::var("TTRPC_ADDRESS")
+            .ok()
+            .filter(|a| !a.is_empty()),
+        diag.clone(),
+    );
+    diag.debug(format_args!("shim daemon serving"));
+    let mut core = Core::new(CoreParts {
+        namespace: args.namespace.clone(),
+        id: args.id.clone(),
+        bundle_dir: bundle.clone(),
+        socket_dir: PathBuf::from(SOCKET_DIR),
+        socket_stem: socket_stem(args),
+        diag: diag.clone(),
+        events: events.clone(),
+        poll,
+        reaper,
+        calls: received,
+        default_options: RuntimeOptions::load(&bundle),
+    });
+    core.run();
+    // Deliver what is queued (the delete event above all) before going.
+    events.flush(Duration::from_secs(5));
+    let _ = std::fs::remove_file(socket_path(args));
+    diag.debug(format_args!("shim daemon exits"));
+    std::process::exit(0);
+}

@@ -1,0 +1,621 @@
+//! `cargo xtask e2e containerd [--shim tether|runc|both]`: a real containerd (private root, state
+//! and socket; CRI off) drives containers through `ctr` with tether's runtime v2 shim, and the same
+//! suite runs with containerd's own `containerd-shim-runc-v2`, which shows the tests themselves are
+//! right. The image is the busybox fixture, imported from an OCI archive built here.
+
+use crate::bench::containerd::{PrivateContainerd, IMAGE, NAMESPACE};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TETHER_RUNTIME: &str = "io.containerd.tether.v2";
+const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
+/// Prints 1, 2, 3, ... one line every 20 ms.
+const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.02; done";
+
+type Check = Result<(), String>;
+
+struct Ctx<'a> {
+    containerd: &'a mut PrivateContainerd,
+    runtime: &'static str,
+    shim: &'static str,
+    dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn id(&self, name: &str) -> String {
+        format!("{}-{name}", self.shim)
+    }
+
+    fn ctr_command(&self) -> Command {
+        let mut command = Command::new("ctr");
+        command
+            .arg("-a")
+            .arg(self.containerd.socket())
+            .args(["-n", NAMESPACE]);
+        command
+    }
+
+    /// Runs ctr to the end, whatever its status.
+    fn ctr_raw(&self, args: &[&str]) -> Result<Output, String> {
+        self.ctr_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("ctr: {e}"))
+    }
+
+    fn ctr(&self, args: &[&str]) -> Result<String, String> {
+        self.containerd.ctr(args)
+    }
+
+    /// The STATUS column of `ctr task ls` for `id` ("" when it is not listed).
+    fn task_status(&self, id: &str) -> Result<String, String> {
+        let list = self.ctr(&["task", "ls"])?;
+        Ok(list
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cols| cols.first() == Some(&id))
+            .and_then(|cols| cols.get(2).map(|s| s.to_string()))
+            .unwrap_or_default())
+    }
+
+    fn wait_status(&self, id: &str, want: &str) -> Check {
+        let mut last = String::new();
+        wait_until(Duration::from_secs(15), || {
+            last = self.task_status(id)?;
+            Ok(last == want)
+        })
+        .map_err(|e| format!("{id}: status {want} not reached (last {last:?}): {e}"))
+    }
+
+    /// Kills, deletes the task and the container; errors ignored (cleanup).
+    fn remove(&self, id: &str) {
+        self.containerd.remove(id);
+    }
+}
+
+/// Polls `ready` every 20 ms until it holds, for at most `timeout`.
+fn wait_until(timeout: Duration, mut ready: impl FnMut() -> Result<bool, String>) -> Check {
+    let deadline = Instant::now() + timeout;
+    loop {
+        crate::bench::check_interrupt()?;
+        if ready()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("not within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn expect(condition: bool, message: impl FnOnce() -> String) -> Check {
+    if condition {
+        Ok(())
+    } else {
+        Err(message())
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `ctr run --rm` prints the container's output, and its exit code is ctr's.
+fn run_rm(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("run-rm");
+    let out = ctx.ctr_raw(&[
+        "run",
+        "--rm",
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; exit 3",
+    ])?;
+    expect(text(&out.stdout) == "hello\n", || {
+        format!(
+            "stdout {:?}, stderr {:?}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })?;
+    expect(text(&out.stderr).contains("oops"), || {
+        format!("stderr {:?}", text(&out.stderr))
+    })?;
+    expect(out.status.code() == Some(3), || {
+        format!("exit status {:?}, want 3", out.status)
+    })?;
+    expect(ctx.task_status(&id)?.is_empty(), || {
+        "the task is still listed after --rm".into()
+    })
+}
+
+/// run -d, exec, ps, pause, resume, kill, delete.
+fn lifecycle(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("lifecycle");
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ])?;
+    ctx.wait_status(&id, "RUNNING")?;
+    let exec = ctx.ctr_raw(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "sh",
+        "-c",
+        "echo from-exec; exit 5",
+    ])?;
+    expect(text(&exec.stdout) == "from-exec\n", || {
+        format!(
+            "exec stdout {:?}, stderr {:?}",
+            text(&exec.stdout),
+            text(&exec.stderr)
+        )
+    })?;
+    expect(exec.status.code() == Some(5), || {
+        format!("exec exit status {:?}, want 5", exec.status)
+    })?;
+    let list = ctx.ctr(&["task", "ls"])?;
+    let pid = list
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .ok_or_else(|| format!("no pid for {id} in {list:?}"))?
+        .to_owned();
+    let ps = ctx.ctr(&["task", "ps", &id])?;
+    expect(
+        ps.lines()
+            .any(|l| l.split_whitespace().next() == Some(pid.as_str())),
+        || format!("task ps does not list the init {pid}: {ps:?}"),
+    )?;
+    ctx.ctr(&["task", "pause", &id])?;
+    ctx.wait_status(&id, "PAUSED")?;
+    ctx.ctr(&["task", "resume", &id])?;
+    ctx.wait_status(&id, "RUNNING")?;
+    ctx.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
+    ctx.wait_status(&id, "STOPPED")?;
+    ctx.ctr(&["task", "delete", &id])?;
+    expect(ctx.task_status(&id)?.is_empty(), || {
+        "the task is still listed after delete".into()
+    })?;
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+/// `--log-uri file://` writes the container's stdout and stderr to the file.
+fn log_uri(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("log-uri");
+    let log = ctx.dir.join(format!("{id}.log"));
+    let uri = format!("file://{}", log.display());
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        ctx.runtime,
+        "--log-uri",
+        &uri,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "echo logged; echo to-stderr >&2",
+    ])?;
+    ctx.wait_status(&id, "STOPPED")?;
+    let mut content = String::new();
+    wait_until(Duration::from_secs(5), || {
+        content = std::fs::read_to_string(&log).unwrap_or_default();
+        Ok(content.contains("logged\n") && content.contains("to-stderr\n"))
+    })
+    .map_err(|e| format!("log {content:?}: {e}"))?;
+    ctx.ctr(&["task", "delete", &id])?;
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+fn tmux(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("tmux")
+        .args(args)
+        .output()
+        .map_err(|e| format!("tmux: {e}"))?;
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(format!(
+            "tmux {}: {}",
+            args.join(" "),
+            text(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `ctr run -t` in a real terminal answers a command.
+fn tty(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("tty");
+    let session = format!("tether-e2e-{id}");
+    let mut ctr = format!(
+        "ctr -a {} -n {NAMESPACE} run --rm -t --runtime {} {IMAGE} {id} sh",
+        ctx.containerd.socket().display(),
+        ctx.runtime
+    );
+    ctr.push_str("; echo CTR-EXIT-$?; sleep 60");
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &ctr,
+    ])?;
+    let result = (|| {
+        let mut pane = String::new();
+        let mut capture = |want: &str| {
+            wait_until(Duration::from_secs(15), || {
+                pane = tmux(&["capture-pane", "-p", "-t", &session])?;
+                Ok(pane.lines().any(|l| l.trim_end().ends_with(want)))
+            })
+            .map_err(|e| format!("terminal never showed {want:?}: {e}; it shows {pane:?}"))
+        };
+        capture("#")?;
+        tmux(&["send-keys", "-t", &session, "-l", "echo $((6*7))"])?;
+        tmux(&["send-keys", "-t", &session, "Enter"])?;
+        capture("42")?;
+        tmux(&["send-keys", "-t", &session, "-l", "exit"])?;
+        tmux(&["send-keys", "-t", &session, "Enter"])?;
+        capture("CTR-EXIT-0")
+    })();
+    let _ = tmux(&["kill-session", "-t", &session]);
+    result
+}
+
+/// Numbers read back from the counter's output must be 1, 2, 3, ... with nothing missing.
+fn check_counter(what: &str, output: &str, at_least: usize) -> Check {
+    let numbers: Vec<u64> = output
+        .lines()
+        .map(|l| {
+            l.trim()
+                .parse()
+                .map_err(|_| format!("{what}: odd line {l:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some((i, n)) = numbers
+        .iter()
+        .enumerate()
+        .find(|(i, n)| **n != *i as u64 + 1)
+    {
+        return Err(format!(
+            "{what}: line {} is {n}, want {} (a line is missing or repeated)",
+            i + 1,
+            i + 1
+        ));
+    }
+    expect(numbers.len() >= at_least, || {
+        format!(
+            "{what}: only {} lines, want at least {at_least}",
+            numbers.len()
+        )
+    })
+}
+
+fn line_count(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// Reads a container's output fifo the way a client does (CRI, say), until told to stop or EOF.
+/// Stopping never loses what was read: every read is kept before the stop flag is looked at.
+struct FifoReader {
+    stop: Arc<AtomicBool>,
+    data: Arc<Mutex<Vec<u8>>>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
+}
+
+impl FifoReader {
+    fn start(path: &Path) -> Result<FifoReader, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| format!("open {}: {e}", path.display()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let (thread_stop, thread_data) = (stop.clone(), data.clone());
+        let thread = std::thread::spawn(move || {
+            use std::io::Read;
+            use std::os::fd::AsFd;
+            let mut buf = vec![0u8; 64 * 1024];
+            while !thread_stop.load(Ordering::SeqCst) {
+                let mut fds = [nix::poll::PollFd::new(
+                    fifo.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16));
+                match fifo.read(&mut buf) {
+                    // No writer is left: the end of the output.
+                    Ok(0) => return Ok(()),
+                    Ok(n) => thread_data
+                        .lock()
+                        .expect("data")
+                        .extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(format!("read fifo: {e}")),
+                }
+            }
+            Ok(())
+        });
+        Ok(FifoReader { stop, data, thread })
+    }
+
+    fn lines(&self) -> usize {
+        self.data
+            .lock()
+            .expect("data")
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+    }
+
+    /// Stops reading (the fifo is closed) and returns everything read.
+    fn stop(self) -> Result<Vec<u8>, String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.join()
+    }
+
+    /// Waits for the end of the output (bounded), then returns everything read.
+    fn finish(self, timeout: Duration) -> Result<Vec<u8>, String> {
+        let thread = &self.thread;
+        let ended = wait_until(timeout, || Ok(thread.is_finished()));
+        self.stop.store(true, Ordering::SeqCst);
+        let data = self.join()?;
+        ended.map_err(|e| format!("the output did not end: {e}"))?;
+        Ok(data)
+    }
+
+    fn join(self) -> Result<Vec<u8>, String> {
+        self.thread
+            .join()
+            .map_err(|_| "fifo reader panicked".to_string())??;
+        let data = std::mem::take(&mut *self.data.lock().expect("data"));
+        Ok(data)
+    }
+}
+
+/// containerd stops for 5 s and comes back: the containers kept running, nothing they printed
+/// meanwhile is lost (in the log, and in what a client reading the fifo gets once it reconnects,
+/// as containerd's CRI does), and they can still be killed and deleted.
+fn restart(ctx: &mut Ctx<'_>) -> Check {
+    let logged = ctx.id("restart-log");
+    let piped = ctx.id("restart-fifo");
+    let log = ctx.dir.join(format!("{logged}.log"));
+    let fifo_dir = ctx.dir.join(format!("{piped}-fifos"));
+    std::fs::create_dir_all(&fifo_dir).map_err(|e| e.to_string())?;
+    let uri = format!("file://{}", log.display());
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        ctx.runtime,
+        "--log-uri",
+        &uri,
+        IMAGE,
+        &logged,
+        "sh",
+        "-c",
+        COUNTER,
+    ])?;
+    // The counter waits a second: the detached ctr has exited by then and read none of it.
+    let delayed = format!("sleep 1; {COUNTER}");
+    let fifo_dir_arg = fifo_dir.to_string_lossy().into_owned();
+    let detached = ctx.ctr(&[
+        "run",
+        "-d",
+        "--fifo-dir",
+        &fifo_dir_arg,
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &piped,
+        "sh",
+        "-c",
+        &delayed,
+    ])?;
+    let stdout_fifo = std::fs::read_dir(&fifo_dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|entry| entry.path().join(format!("{piped}-stdout")))
+        .find(|path| path.exists())
+        .ok_or_else(|| format!("no stdout fifo of {piped} in {}", fifo_dir.display()))?;
+    let first = FifoReader::start(&stdout_fifo)?;
+    wait_until(Duration::from_secs(15), || {
+        Ok(line_count(&log) >= 10 && first.lines() >= 10)
+    })
+    .map_err(|e| format!("the counters did not start: {e}"))?;
+    // The client goes away with containerd.
+    let mut output = detached.into_bytes();
+    output.extend(first.stop()?);
+    ctx.containerd.stop_daemon()?;
+    // The outage itself (the scenario, not a wait for an event).
+    std::thread::sleep(Duration::from_secs(5));
+    ctx.containerd.start_daemon()?;
+    ctx.wait_status(&logged, "RUNNING")?;
+    ctx.wait_status(&piped, "RUNNING")?;
+    let second = FifoReader::start(&stdout_fifo)?;
+    let before = output.iter().filter(|b| **b == b'\n').count();
+    // At 50 lines a second, the outage alone is 250 lines.
+    let enough = wait_until(Duration::from_secs(20), || {
+        Ok(before + second.lines() >= 400)
+    });
+    ctx.ctr(&["task", "kill", "-s", "SIGKILL", &piped])?;
+    ctx.wait_status(&piped, "STOPPED")?;
+    output.extend(second.finish(Duration::from_secs(10))?);
+    enough.map_err(|e| format!("the reconnected client got too little: {e}"))?;
+    check_counter("client output", &String::from_utf8_lossy(&output), 400)?;
+    wait_until(Duration::from_secs(5), || Ok(line_count(&log) >= 400))?;
+    ctx.ctr(&["task", "kill", "-s", "SIGKILL", &logged])?;
+    ctx.wait_status(&logged, "STOPPED")?;
+    ctx.ctr(&["task", "delete", &logged])?;
+    ctx.ctr(&["task", "delete", &piped])?;
+    let _ = std::fs::remove_dir_all(&fifo_dir);
+    check_counter(
+        "log",
+        &std::fs::read_to_string(&log).map_err(|e| e.to_string())?,
+        400,
+    )
+}
+
+type Test = fn(&mut Ctx<'_>) -> Check;
+
+const TESTS: &[(&str, Test)] = &[
+    ("run_rm_prints_output_and_propagates_the_exit_code", run_rm),
+    ("detached_exec_ps_pause_resume_kill_delete", lifecycle),
+    ("log_uri_file_gets_stdout_and_stderr", log_uri),
+    ("tty_under_tmux_answers_a_command", tty),
+    ("containerd_restart_loses_no_line", restart),
+];
+
+/// Entry point: `e2e containerd [--shim tether|runc|both] [--only NAME]`.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let mut args = args.iter();
+    match args.next().map(String::as_str) {
+        Some("containerd") => {}
+        Some(other) => return Err(format!("e2e: unknown suite {other:?} (containerd)")),
+        None => return Err("e2e: which suite? `cargo xtask e2e containerd`".into()),
+    }
+    let mut shims = vec!["tether", "runc"];
+    let mut only = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--shim" => match args.next().map(String::as_str) {
+                Some("tether") => shims = vec!["tether"],
+                Some("runc") => shims = vec!["runc"],
+                Some("both") => {}
+                other => return Err(format!("e2e: --shim tether|runc|both, not {other:?}")),
+            },
+            "--only" => only = Some(args.next().ok_or("e2e: --only needs a test name")?.clone()),
+            other => return Err(format!("e2e: unknown argument {other:?}")),
+        }
+    }
+    let required = std::env::var("TETHER_E2E").is_ok_and(|v| v == "require");
+    let missing = if !nix::unistd::geteuid().is_root() {
+        Some("needs root".to_owned())
+    } else {
+        [
+            "containerd",
+            "ctr",
+            "containerd-shim-runc-v2",
+            "runc",
+            "tmux",
+        ]
+        .into_iter()
+        .find(|b| !crate::util::on_path(b))
+        .map(|b| format!("{b} is not installed (cargo xtask deps)"))
+    };
+    if let Some(reason) = missing {
+        if required {
+            return Err(format!("e2e containerd: {reason}"));
+        }
+        println!("e2e containerd: skipped: {reason}");
+        return Ok(());
+    }
+    crate::bench::install_interrupt_handler();
+    let tether = crate::util::build_tether(false)?;
+    let dir = tempfile::Builder::new()
+        .prefix("tether-e2e-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| format!("e2e: temp dir: {e}"))?;
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(&tether, bin.join("containerd-shim-tether-v2"))
+        .map_err(|e| format!("e2e: shim link: {e}"))?;
+    let probe = dir.path().join("probe-bundle");
+    let rootfs = tether_tests::fixture::BundleSpec::shell("true")
+        .create(&probe)
+        .map_err(|e| e.to_string())?
+        .rootfs();
+    println!("e2e containerd: starting a private containerd");
+    let mut containerd =
+        PrivateContainerd::start_with_path(&dir.path().join("containerd"), &rootfs, Some(&bin))?;
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for shim in shims {
+        let runtime = if shim == "tether" {
+            TETHER_RUNTIME
+        } else {
+            RUNC_RUNTIME
+        };
+        for (name, test) in TESTS {
+            if only.as_deref().is_some_and(|o| o != *name) {
+                continue;
+            }
+            let started = Instant::now();
+            let mut ctx = Ctx {
+                containerd: &mut containerd,
+                runtime,
+                shim,
+                dir: dir.path().to_owned(),
+            };
+            let result = test(&mut ctx);
+            for id in [
+                "run-rm",
+                "lifecycle",
+                "log-uri",
+                "tty",
+                "restart-log",
+                "restart-fifo",
+            ] {
+                let id = ctx.id(id);
+                if !ctx.task_status(&id).unwrap_or_default().is_empty()
+                    || ctx.ctr(&["containers", "info", &id]).is_ok()
+                {
+                    ctx.remove(&id);
+                }
+            }
+            match result {
+                Ok(()) => {
+                    passed += 1;
+                    println!(
+                        "e2e containerd [{shim}] {name} ... ok ({:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                Err(message) => {
+                    println!("e2e containerd [{shim}] {name} ... FAILED: {message}");
+                    failures.push(format!("[{shim}] {name}: {message}"));
+                }
+            }
+        }
+    }
+    containerd.stop();
+    if failures.is_empty() {
+        println!("e2e containerd: {passed} passed");
+        Ok(())
+    } else {
+        println!(
+            "e2e containerd: containerd's log is kept in {}",
+            dir.path().display()
+        );
+        let _ = dir.keep();
+        Err(format!(
+            "e2e containerd: {} failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        ))
+    }
+}

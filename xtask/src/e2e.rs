@@ -480,14 +480,264 @@ fn restart(ctx: &mut Ctx<'_>) -> Check {
     )
 }
 
+/// Task events arrive in containerd's order: create, start, the exec's added, started and exit, paused,
+/// resumed, the init's exit, delete.
+fn events(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("events");
+    ctx.containerd.drain_events();
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ])?;
+    ctx.wait_status(&id, "RUNNING")?;
+    let exec = ctx.ctr_raw(&["task", "exec", "--exec-id", "ev1", &id, "true"])?;
+    expect(exec.status.success(), || {
+        format!("exec: {}", text(&exec.stderr))
+    })?;
+    ctx.ctr(&["task", "pause", &id])?;
+    ctx.ctr(&["task", "resume", &id])?;
+    ctx.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
+    ctx.wait_status(&id, "STOPPED")?;
+    ctx.ctr(&["task", "delete", &id])?;
+    let topics = ctx
+        .containerd
+        .events_of(&id, "/tasks/delete", Duration::from_secs(10));
+    let want = [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exec-added",
+        "/tasks/exec-started",
+        "/tasks/exit",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/exit",
+        "/tasks/delete",
+    ];
+    expect(topics == want, || {
+        format!("events {topics:?}, want {want:?}")
+    })?;
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+/// A container killed for want of memory: `/tasks/oom` comes before its `/tasks/exit`, and the exit
+/// code is the kill's.
+fn oom(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("oom");
+    ctx.containerd.drain_events();
+    // tail keeps the one endless line in memory: 256 MiB against a 32 MiB limit.
+    let out = ctx.ctr_raw(&[
+        "run",
+        "--rm",
+        "--memory-limit",
+        "33554432",
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "head -c 268435456 /dev/zero | tail -n 1 >/dev/null",
+    ])?;
+    expect(out.status.code() == Some(137), || {
+        format!(
+            "exit status {:?}, want 137; stderr {:?}",
+            out.status,
+            text(&out.stderr)
+        )
+    })?;
+    let topics = ctx
+        .containerd
+        .events_of(&id, "/tasks/delete", Duration::from_secs(10));
+    let oom_at = topics.iter().position(|t| t == "/tasks/oom");
+    let exit_at = topics.iter().position(|t| t == "/tasks/exit");
+    expect(
+        matches!((oom_at, exit_at), (Some(o), Some(e)) if o < e),
+        || format!("events {topics:?}: want /tasks/oom before /tasks/exit"),
+    )
+}
+
+/// The shim daemon serving container `id` (found by its command line, the same for every shim).
+fn shim_pid(id: &str) -> Option<i32> {
+    let wanted = format!("\0-id\0{id}\0");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.starts_with("containerd-shim-") || cmdline.contains("/containerd-shim-"))
+                .then_some(())
+                .filter(|()| cmdline.contains(&wanted))
+                .map(|()| pid)
+        })
+}
+
+/// The shim is SIGKILLed: containerd runs the shim's `delete`, which removes the runtime's container
+/// (its processes die) and unmounts the rootfs; the task is gone.
+fn shim_killed(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("shim-killed");
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ])?;
+    ctx.wait_status(&id, "RUNNING")?;
+    let bundle = ctx
+        .containerd
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(NAMESPACE)
+        .join(&id);
+    let shim = shim_pid(&id).ok_or_else(|| format!("no shim process serves {id}"))?;
+    let list = ctx.ctr(&["task", "ls"])?;
+    let init: i32 = list
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|pid| pid.parse().ok())
+        .ok_or_else(|| format!("no pid for {id} in {list:?}"))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .map_err(|e| format!("kill the shim: {e}"))?;
+    wait_until(Duration::from_secs(20), || {
+        Ok(ctx.task_status(&id)?.is_empty())
+    })
+    .map_err(|e| format!("the task is still listed after its shim died: {e}"))?;
+    wait_until(Duration::from_secs(10), || {
+        Ok(!Path::new(&format!("/proc/{init}")).exists())
+    })
+    .map_err(|e| format!("the container's init {init} outlived the cleanup: {e}"))?;
+    let mounts = std::fs::read_to_string("/proc/mounts").map_err(|e| e.to_string())?;
+    expect(!mounts.contains(&*bundle.to_string_lossy()), || {
+        format!("{} is still mounted", bundle.display())
+    })?;
+    let runc = Command::new("runc")
+        .args([
+            "--root",
+            &format!("/run/containerd/runc/{NAMESPACE}"),
+            "list",
+            "-q",
+        ])
+        .output()
+        .map_err(|e| format!("runc list: {e}"))?;
+    expect(!text(&runc.stdout).lines().any(|l| l == id), || {
+        format!("runc still has {id}")
+    })?;
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+/// Output nobody reads never blocks the container (containerd-shim-runc-v2 blocks here once the
+/// fifo is full: containerd#9342); a reader that comes later gets all of it, in order.
+fn unread_output_never_blocks(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("unread");
+    let fifo_dir = ctx.dir.join(format!("{id}-fifos"));
+    std::fs::create_dir_all(&fifo_dir).map_err(|e| e.to_string())?;
+    let fifo_dir_arg = fifo_dir.to_string_lossy().into_owned();
+    // 4 MiB of numbered lines, after the detached ctr has gone.
+    let writer = "sleep 1; i=0; while [ $i -lt 4096 ]; do i=$((i+1)); printf '%01023d\\n' $i; done";
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--fifo-dir",
+        &fifo_dir_arg,
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        writer,
+    ])?;
+    ctx.wait_status(&id, "STOPPED")
+        .map_err(|e| format!("the container blocked on output nobody reads: {e}"))?;
+    let stdout_fifo = std::fs::read_dir(&fifo_dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|entry| entry.path().join(format!("{id}-stdout")))
+        .find(|path| path.exists())
+        .ok_or_else(|| format!("no stdout fifo of {id}"))?;
+    let output = FifoReader::start(&stdout_fifo)?.finish(Duration::from_secs(10))?;
+    let lines: Vec<&str> = std::str::from_utf8(&output)
+        .map_err(|_| "output is not text".to_string())?
+        .lines()
+        .collect();
+    expect(lines.len() == 4096, || {
+        format!("{} lines, want 4096", lines.len())
+    })?;
+    for (i, line) in lines.iter().enumerate() {
+        expect(line.trim_start_matches('0') == (i + 1).to_string(), || {
+            format!("line {} is {line:?}", i + 1)
+        })?;
+    }
+    ctx.ctr(&["task", "delete", &id])?;
+    let _ = std::fs::remove_dir_all(&fifo_dir);
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
 type Test = fn(&mut Ctx<'_>) -> Check;
 
-const TESTS: &[(&str, Test)] = &[
-    ("run_rm_prints_output_and_propagates_the_exit_code", run_rm),
-    ("detached_exec_ps_pause_resume_kill_delete", lifecycle),
-    ("log_uri_file_gets_stdout_and_stderr", log_uri),
-    ("tty_under_tmux_answers_a_command", tty),
-    ("containerd_restart_loses_no_line", restart),
+/// Which shims a test is for.
+#[derive(PartialEq)]
+enum For {
+    Both,
+    /// Behaviour containerd's own shim does not have.
+    TetherOnly,
+}
+
+const TESTS: &[(&str, For, Test)] = &[
+    (
+        "run_rm_prints_output_and_propagates_the_exit_code",
+        For::Both,
+        run_rm,
+    ),
+    (
+        "detached_exec_ps_pause_resume_kill_delete",
+        For::Both,
+        lifecycle,
+    ),
+    ("log_uri_file_gets_stdout_and_stderr", For::Both, log_uri),
+    ("tty_under_tmux_answers_a_command", For::Both, tty),
+    ("containerd_restart_loses_no_line", For::Both, restart),
+    ("events_arrive_in_order", For::Both, events),
+    ("oom_is_published_before_the_exit", For::Both, oom),
+    (
+        "a_killed_shim_is_cleaned_up_by_delete",
+        For::Both,
+        shim_killed,
+    ),
+    (
+        "unread_output_never_blocks_the_container",
+        For::TetherOnly,
+        unread_output_never_blocks,
+    ),
+];
+
+/// Every id a test may leave behind when it fails.
+const IDS: &[&str] = &[
+    "run-rm",
+    "lifecycle",
+    "log-uri",
+    "tty",
+    "restart-log",
+    "restart-fifo",
+    "events",
+    "oom",
+    "shim-killed",
+    "unread",
 ];
 
 /// Entry point: `e2e containerd [--shim tether|runc|both] [--only NAME]`.
@@ -560,8 +810,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         } else {
             RUNC_RUNTIME
         };
-        for (name, test) in TESTS {
-            if only.as_deref().is_some_and(|o| o != *name) {
+        for (name, target, test) in TESTS {
+            if only.as_deref().is_some_and(|o| o != *name)
+                || (*target == For::TetherOnly && shim != "tether")
+            {
                 continue;
             }
             let started = Instant::now();
@@ -572,14 +824,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 dir: dir.path().to_owned(),
             };
             let result = test(&mut ctx);
-            for id in [
-                "run-rm",
-                "lifecycle",
-                "log-uri",
-                "tty",
-                "restart-log",
-                "restart-fifo",
-            ] {
+            for id in IDS {
                 let id = ctx.id(id);
                 if !ctx.task_status(&id).unwrap_or_default().is_empty()
                     || ctx.ctr(&["containers", "info", &id]).is_ok()

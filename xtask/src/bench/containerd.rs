@@ -22,22 +22,37 @@ pub struct PrivateContainerd {
 impl PrivateContainerd {
     /// Starts containerd in `dir` and imports the fixture image.
     pub fn start(dir: &Path, rootfs: &Path) -> Result<Self, String> {
-        Self::start_with_path(dir, rootfs, None)
+        Self::start_configured(dir, rootfs, None, &[])
     }
 
     /// As [`PrivateContainerd::start`], with `bin` first on containerd's PATH (where it finds
-    /// runtime shims).
+    /// runtime shims), and without containerd's own cgroup monitor: then every task event comes
+    /// from the shim (the monitor publishes OOM events of its own).
     pub fn start_with_path(dir: &Path, rootfs: &Path, bin: Option<&Path>) -> Result<Self, String> {
+        Self::start_configured(dir, rootfs, bin, &["io.containerd.monitor.v1.cgroups"])
+    }
+
+    fn start_configured(
+        dir: &Path,
+        rootfs: &Path,
+        bin: Option<&Path>,
+        also_disabled: &[&str],
+    ) -> Result<Self, String> {
+        let disabled: Vec<String> = std::iter::once("io.containerd.grpc.v1.cri")
+            .chain(also_disabled.iter().copied())
+            .map(|plugin| format!("\"{plugin}\""))
+            .collect();
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = dir.join("config.toml");
         std::fs::write(
             &config,
             format!(
-                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [{disabled}]\n\
                  [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
                 root = dir.join("root").display(),
                 state = dir.join("state").display(),
                 sock = dir.join("containerd.sock").display(),
+                disabled = disabled.join(", "),
             ),
         )
         .map_err(|e| format!("write {}: {e}", config.display()))?;
@@ -91,7 +106,39 @@ impl PrivateContainerd {
     /// Starts containerd again on the same root, state and socket.
     pub fn start_daemon(&mut self) -> Result<(), String> {
         self.daemon = spawn_containerd(&self.dir, &self.path)?;
-        self.wait_up()
+        self.wait_up()?;
+        // The event stream ended with the old containerd.
+        if let Some((mut child, _)) = self.events.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.start_events()
+    }
+
+    /// The topics of the events about container `id`, in arrival order, until `last` arrived for
+    /// it (or `timeout`: then what arrived so far).
+    pub fn events_of(&self, id: &str, last: &str, timeout: Duration) -> Vec<String> {
+        let mut topics = Vec::new();
+        let Some((_, events)) = self.events.as_ref() else {
+            return topics;
+        };
+        let deadline = Instant::now() + timeout;
+        let quoted = format!("\"{id}\"");
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok((_, line)) = events.recv_timeout(left) else {
+                break;
+            };
+            if !line.contains(&quoted) {
+                continue;
+            }
+            if let Some(topic) = line.split_whitespace().find(|w| w.starts_with("/tasks/")) {
+                topics.push(topic.to_owned());
+                if topic == last {
+                    break;
+                }
+            }
+        }
+        topics
     }
 
     pub fn socket(&self) -> PathBuf {

@@ -396,3 +396,151 @@ impl InputRelay {
         self.dest.is_none()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client's fifo with tether's relay writing into it from a pipe.
+    struct Setup {
+        _dir: tempfile::TempDir,
+        fifo: std::path::PathBuf,
+        poll: mio::Poll,
+        relay: OutputRelay,
+        container: File,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stdout");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let destination = Destination::open(fifo.to_str().unwrap()).unwrap();
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let mut relay = OutputRelay::new(read_end, destination).unwrap();
+        relay
+            .register(poll.registry(), Token(0), Token(1))
+            .unwrap();
+        Setup {
+            _dir: dir,
+            fifo,
+            poll,
+            relay,
+            container: File::from(write_end),
+        }
+    }
+
+    /// Numbered 16-byte records, so a gap or a repeat shows.
+    fn records(from: usize, count: usize) -> Vec<u8> {
+        (from..from + count)
+            .flat_map(|n| format!("{n:015}\n").into_bytes())
+            .collect()
+    }
+
+    /// The container writes `data`, the relay copies it as the container goes.
+    fn write_through(setup: &mut Setup, data: &[u8]) -> Turn {
+        let mut buf = vec![0; 64 * 1024];
+        let mut total = Turn::default();
+        for chunk in data.chunks(16 * 1024) {
+            setup.container.write_all(chunk).unwrap();
+            let turn = setup.relay.pump(setup.poll.registry(), &mut buf);
+            total.dropped += turn.dropped;
+            total.error = total.error.or(turn.error);
+        }
+        total
+    }
+
+    fn open_reader(path: &Path) -> File {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .unwrap()
+    }
+
+    /// Reads what the fifo holds, letting the relay refill it, until `want` bytes came.
+    fn read_back(setup: &mut Setup, reader: &mut File, want: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        for _ in 0..10_000 {
+            match reader.read(&mut buf) {
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+            setup.relay.flush();
+            if out.len() >= want {
+                break;
+            }
+        }
+        out
+    }
+
+    fn fifo_capacity(setup: &Setup) -> usize {
+        let writer = match &setup.relay.dest {
+            Some(Destination::Fifo { writer, .. }) => writer,
+            _ => panic!("not a fifo"),
+        };
+        nix::fcntl::fcntl(writer.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap() as usize
+    }
+
+    #[test]
+    fn output_nobody_reads_waits_for_the_next_reader_in_order() {
+        let mut setup = setup();
+        let data = records(1, 3 * 65536); // 3 MiB: more than the fifo holds
+        let turn = write_through(&mut setup, &data);
+        assert_eq!((turn.dropped, turn.error), (0, None));
+        assert!(!setup.relay.finished(), "the fifo cannot hold it all");
+        let mut reader = open_reader(&setup.fifo.clone());
+        let got = read_back(&mut setup, &mut reader, data.len());
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "the reader got the output out of order");
+    }
+
+    #[test]
+    fn past_the_limit_output_is_dropped_never_blocking_the_writer() {
+        let mut setup = setup();
+        let held = fifo_capacity(&setup) + PENDING_LIMIT;
+        let data = records(1, (held + (2 << 20)) / 16);
+        let turn = write_through(&mut setup, &data);
+        assert_eq!(turn.error, None);
+        assert_eq!(setup.relay.dropped() as usize, data.len() - held);
+        assert!(turn.dropped > 0, "the drop was reported");
+        let mut reader = open_reader(&setup.fifo.clone());
+        let got = read_back(&mut setup, &mut reader, held);
+        assert!(got == data[..held], "what was kept is the start, in order");
+    }
+
+    #[test]
+    fn a_reader_that_leaves_causes_no_error_and_the_next_one_continues() {
+        let mut setup = setup();
+        let first = records(1, 1000);
+        let mut reader = open_reader(&setup.fifo.clone());
+        write_through(&mut setup, &first);
+        let got = read_back(&mut setup, &mut reader, first.len());
+        assert!(got == first);
+        drop(reader);
+        let second = records(1001, 1000);
+        let turn = write_through(&mut setup, &second);
+        assert_eq!((turn.dropped, turn.error), (0, None));
+        let mut reader = open_reader(&setup.fifo.clone());
+        let got = read_back(&mut setup, &mut reader, second.len());
+        assert!(got == second);
+    }
+
+    #[test]
+    fn the_end_of_the_output_closes_the_fifo_once_it_is_passed_on() {
+        let mut setup = setup();
+        let data = records(1, 100);
+        let mut reader = open_reader(&setup.fifo.clone());
+        write_through(&mut setup, &data);
+        drop(std::mem::replace(&mut setup.container, File::open("/dev/null").unwrap()));
+        let mut buf = vec![0; 64];
+        let _ = setup.relay.pump(setup.poll.registry(), &mut buf);
+        assert!(setup.relay.finished());
+        setup.relay.close(setup.poll.registry());
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).unwrap();
+        assert!(got == data, "everything, then end-of-file");
+    }
+}

@@ -418,9 +418,7 @@ mod tests {
         let (read_end, write_end) = nix::unistd::pipe().unwrap();
         let poll = mio::Poll::new().unwrap();
         let mut relay = OutputRelay::new(read_end, destination).unwrap();
-        relay
-            .register(poll.registry(), Token(0), Token(1))
-            .unwrap();
+        relay.register(poll.registry(), Token(0), Token(1)).unwrap();
         Setup {
             _dir: dir,
             fifo,
@@ -534,7 +532,10 @@ mod tests {
         let data = records(1, 100);
         let mut reader = open_reader(&setup.fifo.clone());
         write_through(&mut setup, &data);
-        drop(std::mem::replace(&mut setup.container, File::open("/dev/null").unwrap()));
+        drop(std::mem::replace(
+            &mut setup.container,
+            File::open("/dev/null").unwrap(),
+        ));
         let mut buf = vec![0; 64];
         let _ = setup.relay.pump(setup.poll.registry(), &mut buf);
         assert!(setup.relay.finished());

@@ -20,13 +20,13 @@ pub struct PrivateContainerd {
 }
 
 impl PrivateContainerd {
-    /// Starts containerd in `dir` and imports the fixture image.
-    pub fn start(dir: &Path, rootfs: &Path) -> Result<Self, String> {
-        Self::start_configured(dir, rootfs, None, &[])
+    /// Starts containerd in `dir` and imports the fixture image, with `bin` first on its PATH
+    /// (where it finds runtime shims).
+    pub fn start_for_bench(dir: &Path, rootfs: &Path, bin: &Path) -> Result<Self, String> {
+        Self::start_configured(dir, rootfs, Some(bin), &[])
     }
 
-    /// As [`PrivateContainerd::start`], with `bin` first on containerd's PATH (where it finds
-    /// runtime shims), and without containerd's own cgroup monitor: then every task event comes
+    /// As [`PrivateContainerd::start_for_bench`], without containerd's own cgroup monitor: then every task event comes
     /// from the shim (the monitor publishes OOM events of its own).
     pub fn start_with_path(dir: &Path, rootfs: &Path, bin: Option<&Path>) -> Result<Self, String> {
         Self::start_configured(dir, rootfs, bin, &["io.containerd.monitor.v1.cgroups"])

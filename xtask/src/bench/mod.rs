@@ -115,10 +115,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .rootfs();
     let containerd = if with_containerd {
         println!("bench: starting a private containerd and importing the fixture image");
-        let started = containerd::PrivateContainerd::start(&dir.path().join("containerd"), &rootfs);
+        // containerd finds tether's shim (the release build) under its runtime name on its PATH.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).map_err(|e| format!("bench: {e}"))?;
+        std::os::unix::fs::symlink(&tether, bin.join("containerd-shim-tether-v2"))
+            .map_err(|e| format!("bench: shim link: {e}"))?;
+        let started = containerd::PrivateContainerd::start_for_bench(
+            &dir.path().join("containerd"),
+            &rootfs,
+            &bin,
+        );
         match started {
             Ok(c) => {
                 systems.push(System::Containerd);
+                systems.push(System::ContainerdTether);
                 Some(c)
             }
             Err(e) => {
@@ -384,7 +394,7 @@ fn memory(env: &Env, systems: &[System], idle: usize, report: &mut Report) -> Re
                 t.push(n as f64);
             }
         }
-        if *system == System::Containerd {
+        if system.containerd_runtime().is_some() {
             if let Some(c) = &env.containerd {
                 containerd_own = procfs::memory(c.pid());
             }

@@ -20,6 +20,8 @@ pub enum System {
     Tether,
     Conmon,
     Containerd,
+    /// containerd with tether's own runtime v2 shim.
+    ContainerdTether,
 }
 
 impl System {
@@ -29,6 +31,16 @@ impl System {
             System::Tether => "tether",
             System::Conmon => "conmon",
             System::Containerd => "containerd-shim-runc-v2",
+            System::ContainerdTether => "containerd-shim-tether-v2",
+        }
+    }
+
+    /// Started through containerd (`ctr`), with this runtime.
+    pub fn containerd_runtime(self) -> Option<&'static str> {
+        match self {
+            System::Containerd => Some("io.containerd.runc.v2"),
+            System::ContainerdTether => Some("io.containerd.tether.v2"),
+            _ => None,
         }
     }
 }
@@ -106,6 +118,7 @@ impl Env {
             System::Tether => "tether",
             System::Conmon => "conmon",
             System::Containerd => "ctrd",
+            System::ContainerdTether => "ctrdt",
         };
         format!("bench-{tag}-{n}")
     }
@@ -118,7 +131,9 @@ impl Env {
             System::RuncAlone => self.start_runc(id, log, script),
             System::Tether => self.start_tether(id, log, script),
             System::Conmon => self.start_conmon(id, log, script),
-            System::Containerd => self.start_containerd(id, log, script),
+            System::Containerd | System::ContainerdTether => {
+                self.start_containerd(system, id, log, script)
+            }
         }
     }
 
@@ -278,7 +293,13 @@ impl Env {
         })
     }
 
-    fn start_containerd(&self, id: String, log: PathBuf, script: &str) -> Result<Started, String> {
+    fn start_containerd(
+        &self,
+        system: System,
+        id: String,
+        log: PathBuf,
+        script: &str,
+    ) -> Result<Started, String> {
         let containerd = self
             .containerd
             .as_ref()
@@ -286,6 +307,8 @@ impl Env {
         containerd.ctr(&[
             "run",
             "-d",
+            "--runtime",
+            system.containerd_runtime().expect("a containerd system"),
             "--log-uri",
             &format!("file://{}", log.display()),
             IMAGE,
@@ -302,12 +325,11 @@ impl Env {
                 (fields.next() == Some(id.as_str())).then(|| fields.next()?.parse().ok())?
             })
             .ok_or_else(|| format!("ctr task ls does not show {id}"))?;
-        let shim =
-            super::procfs::find_processes(&["containerd-shim-runc-v2", &format!("-id {id} ")])
-                .into_iter()
-                .next();
+        let shim = super::procfs::find_processes(&[system.name(), &format!("-id {id} ")])
+            .into_iter()
+            .next();
         Ok(Started {
-            system: System::Containerd,
+            system,
             init_pid,
             monitor_pid: shim,
             exit_file: None,
@@ -323,7 +345,7 @@ impl Env {
         watch: Option<&DirWatch>,
     ) -> Result<Instant, String> {
         match (started.system, &started.exit_file, watch) {
-            (System::Containerd, _, _) => self
+            (System::Containerd | System::ContainerdTether, _, _) => self
                 .containerd
                 .as_ref()
                 .ok_or("containerd is not running")?
@@ -366,7 +388,7 @@ impl Env {
                 ]);
                 Some(cmd)
             }
-            System::Conmon | System::Containerd => None,
+            System::Conmon | System::Containerd | System::ContainerdTether => None,
         }
     }
 
@@ -395,14 +417,14 @@ impl Env {
                     .stderr(Stdio::null())
                     .status();
             }
-            System::Containerd => {
+            System::Containerd | System::ContainerdTether => {
                 if let Some(containerd) = &self.containerd {
                     containerd.remove(&started.id);
                 }
             }
         }
         if let Some(pid) = started.monitor_pid {
-            if started.system != System::Containerd && super::procfs::alive(pid) {
+            if started.system.containerd_runtime().is_none() && super::procfs::alive(pid) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,

@@ -12,7 +12,7 @@ pub fn payload(log: &Path, system: System, line: &str, bytes: usize) -> Result<(
     match system {
         // Raw bytes: runc alone writes the container's stdout straight to the file; containerd's
         // file:// log is the shim's raw copy.
-        System::RuncAlone | System::Containerd => loop {
+        System::RuncAlone | System::Containerd | System::ContainerdTether => loop {
             let chunk = reader.fill_buf().map_err(|e| e.to_string())?;
             if chunk.is_empty() {
                 break;

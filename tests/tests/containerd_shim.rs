@@ -1,0 +1,333 @@
+//! `containerd-shim-tether-v2` spoken to directly over ttrpc, as containerd would, without a
+//! containerd: `start`, careless and hostile requests (each answered with containerd's error kind,
+//! the daemon unharmed, nothing left half-made), a container's whole life, and `Shutdown`.
+//! containerd itself drives the shim in `cargo xtask e2e containerd`.
+
+use containerd_shim_protos::api::*;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::shim::oci::Options;
+use containerd_shim_protos::ttrpc::{self, context, Code};
+use containerd_shim_protos::TaskClient;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tether_tests::fixture::BundleSpec;
+use tether_tests::harness::{root_or_skip, wait_until, Sandbox};
+use tether_tests::tether::tether_bin;
+
+const NAMESPACE: &str = "tether-shim-test";
+
+/// The shim's name in a private bin dir (it knows it is the shim by that name).
+fn shim_binary(sandbox: &Sandbox) -> PathBuf {
+    let link = sandbox.path().join("containerd-shim-tether-v2");
+    if !link.exists() {
+        std::os::unix::fs::symlink(tether_bin(), &link).expect("link the shim");
+    }
+    link
+}
+
+/// `start` in `bundle`; returns the printed address.
+fn start(sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
+    let output = Command::new(shim_binary(sandbox))
+        .args([
+            "-namespace",
+            NAMESPACE,
+            "-address",
+            "/nonexistent/containerd.sock",
+        ])
+        .args(["-publish-binary", "/bin/false", "-id", id, "start"])
+        .current_dir(bundle)
+        .env_remove("TTRPC_ADDRESS")
+        .output()
+        .expect("run the shim");
+    assert!(
+        output.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 address")
+}
+
+fn client(address: &str) -> TaskClient {
+    TaskClient::new(ttrpc::Client::connect(address).expect("connect to the shim"))
+}
+
+fn ctx() -> context::Context {
+    context::with_duration(Duration::from_secs(30))
+}
+
+fn code_of<T: std::fmt::Debug>(result: ttrpc::Result<T>) -> (Code, String) {
+    match result {
+        Err(ttrpc::Error::RpcStatus(status)) => (status.code(), status.message),
+        other => panic!("expected an error status, got {other:?}"),
+    }
+}
+
+/// Runtime options pointing runc at the sandbox's private root.
+fn options(sandbox: &Sandbox) -> Any {
+    let options = Options {
+        root: sandbox.runtime_root().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let mut any = Any::new();
+    any.type_url = "containerd.runc.v1.Options".into();
+    any.value = options.write_to_bytes().unwrap();
+    any
+}
+
+fn create_request(sandbox: &Sandbox, id: &str, bundle: &Path, stdout: String) -> CreateTaskRequest {
+    CreateTaskRequest {
+        id: id.to_owned(),
+        bundle: bundle.to_string_lossy().into_owned(),
+        stdout,
+        options: Some(options(sandbox)).into(),
+        ..Default::default()
+    }
+}
+
+fn shim_pid(task: &TaskClient, id: &str) -> u32 {
+    let connected = task
+        .connect(
+            ctx(),
+            &ConnectRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        )
+        .expect("connect");
+    connected.shim_pid
+}
+
+#[test]
+fn the_shim_serves_a_container_and_survives_bad_requests() {
+    if !root_or_skip("the_shim_serves_a_container_and_survives_bad_requests") {
+        return;
+    }
+    let sandbox = Sandbox::new("shim");
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::shell("echo hi; echo to-stderr >&2; exit 7"));
+    let address = start(&sandbox, bundle.path(), &id);
+    assert!(address.starts_with("unix:///"), "address {address:?}");
+    assert_eq!(
+        std::fs::read_to_string(bundle.path().join("address")).unwrap(),
+        address,
+        "the bundle's address file names the socket"
+    );
+    // A second start for the same container finds the running daemon.
+    assert_eq!(start(&sandbox, bundle.path(), &id), address);
+    let task = client(&address);
+    let pid = shim_pid(&task, &id);
+    assert!(pid > 0);
+
+    // Garbage on the socket does not hurt the daemon.
+    {
+        let path = address.trim_start_matches("unix://");
+        let mut raw = std::os::unix::net::UnixStream::connect(path).unwrap();
+        let _ = raw.write_all(&[0xff; 4096]);
+    }
+    assert_eq!(shim_pid(&task, &id), pid, "the daemon still answers");
+
+    // Careless requests: containerd's error kinds, nothing made.
+    let state = task.state(
+        ctx(),
+        &StateRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(code_of(state).0, Code::NOT_FOUND, "no container yet");
+    let wrong_id = create_request(&sandbox, "someone-else", bundle.path(), String::new());
+    let (code, message) = code_of(task.create(ctx(), &wrong_id));
+    assert_eq!(code, Code::INVALID_ARGUMENT);
+    assert!(message.contains("someone-else"), "{message}");
+    let missing_fifo = create_request(&sandbox, &id, bundle.path(), "/nonexistent/fifo".into());
+    let (code, message) = code_of(task.create(ctx(), &missing_fifo));
+    assert_eq!(code, Code::UNKNOWN);
+    assert!(message.contains("/nonexistent/fifo"), "{message}");
+    let mut foreign = create_request(&sandbox, &id, bundle.path(), String::new());
+    foreign.options = Some(Any {
+        type_url: "example.com/Other".into(),
+        value: vec![1, 2, 3],
+        ..Default::default()
+    })
+    .into();
+    assert_eq!(
+        code_of(task.create(ctx(), &foreign)).0,
+        Code::INVALID_ARGUMENT
+    );
+    let runc_list = || {
+        let out = sandbox
+            .runtime_command()
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(runc_list(), "", "a failed create leaves no container");
+
+    // A container's life.
+    let log = sandbox.path().join("out.log");
+    let create = create_request(
+        &sandbox,
+        &id,
+        bundle.path(),
+        format!("file://{}", log.display()),
+    );
+    let mut create = create;
+    create.stderr = create.stdout.clone();
+    let created = task.create(ctx(), &create).expect("create");
+    assert!(created.pid > 0);
+    assert_eq!(code_of(task.create(ctx(), &create)).0, Code::ALREADY_EXISTS);
+    let state = task
+        .state(
+            ctx(),
+            &StateRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(state.status.enum_value(), Ok(Status::CREATED));
+    assert_eq!(state.pid, created.pid);
+
+    let kill = KillRequest {
+        id: id.clone(),
+        signal: 1000,
+        ..Default::default()
+    };
+    assert_eq!(code_of(task.kill(ctx(), &kill)).0, Code::INVALID_ARGUMENT);
+    let bad_exec = ExecProcessRequest {
+        id: id.clone(),
+        exec_id: "e1".into(),
+        spec: Some(Any {
+            value: b"not json".to_vec(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code_of(task.exec(ctx(), &bad_exec)).0,
+        Code::FAILED_PRECONDITION,
+        "no exec before the container runs"
+    );
+    let checkpoint = CheckpointTaskRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code_of(task.checkpoint(ctx(), &checkpoint)).0,
+        Code::UNIMPLEMENTED
+    );
+
+    task.start(
+        ctx(),
+        &StartRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .expect("start");
+    let waited = task
+        .wait(
+            ctx(),
+            &WaitRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("wait");
+    assert_eq!(waited.exit_status, 7);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "hi\nto-stderr\n",
+        "the log got everything before the exit was reported"
+    );
+    let state = task
+        .state(
+            ctx(),
+            &StateRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(state.status.enum_value(), Ok(Status::STOPPED));
+    assert_eq!(state.exit_status, 7);
+    let kill = KillRequest {
+        id: id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    assert_eq!(
+        code_of(task.kill(ctx(), &kill)).0,
+        Code::NOT_FOUND,
+        "already finished"
+    );
+
+    let deleted = task
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("delete");
+    assert_eq!(deleted.exit_status, 7);
+    assert_eq!(runc_list(), "", "delete removed the runtime's container");
+    let state = task.state(
+        ctx(),
+        &StateRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(code_of(state).0, Code::NOT_FOUND);
+
+    // Shutdown: the daemon goes, and takes its socket with it.
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !Path::new(&format!(
+            "/proc/{pid}"
+        ))
+        .exists()
+            || tether_tests::harness::is_zombie(pid as i32)),
+        "the daemon exits after Shutdown"
+    );
+    assert!(!Path::new(address.trim_start_matches("unix://")).exists());
+}
+
+#[test]
+fn bad_command_lines_get_one_line_errors() {
+    let sandbox = Sandbox::new("shim-args");
+    for (args, want) in [
+        (
+            vec!["-namespace", "n", "-id", "x", "stop"],
+            "unknown action \"stop\"",
+        ),
+        (vec!["-id", "x", "start"], "-namespace is required"),
+        (
+            vec!["-namespace", "n", "-id", "../x", "start"],
+            "is not a container id",
+        ),
+        (vec!["-namespace", "n", "-id"], "flag -id needs a value"),
+    ] {
+        let output = Command::new(shim_binary(&sandbox))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}

@@ -7,7 +7,7 @@ use super::diag::Diag;
 use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::MessageFull;
+use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::topics;
@@ -50,24 +50,25 @@ impl Event {
         }
     }
 
-    /// The event as containerd's type registry names it (`containerd.events.TaskExit`, ...).
+    /// The event as containerd's type registry names it. (Spelled out rather than taken from the
+    /// message descriptors: building protobuf reflection data costs resident memory for good.)
     fn to_any(&self) -> Any {
-        fn pack<M: MessageFull>(message: &M) -> Any {
+        fn pack(name: &str, message: &impl Message) -> Any {
             let mut any = Any::new();
-            any.type_url = M::descriptor().full_name().to_owned();
+            any.type_url = format!("containerd.events.{name}");
             any.value = message.write_to_bytes().unwrap_or_default();
             any
         }
         match self {
-            Event::Create(m) => pack(m),
-            Event::Start(m) => pack(m),
-            Event::ExecAdded(m) => pack(m),
-            Event::ExecStarted(m) => pack(m),
-            Event::Exit(m) => pack(m),
-            Event::Delete(m) => pack(m),
-            Event::Paused(m) => pack(m),
-            Event::Resumed(m) => pack(m),
-            Event::Oom(m) => pack(m),
+            Event::Create(m) => pack("TaskCreate", m),
+            Event::Start(m) => pack("TaskStart", m),
+            Event::ExecAdded(m) => pack("TaskExecAdded", m),
+            Event::ExecStarted(m) => pack("TaskExecStarted", m),
+            Event::Exit(m) => pack("TaskExit", m),
+            Event::Delete(m) => pack("TaskDelete", m),
+            Event::Paused(m) => pack("TaskPaused", m),
+            Event::Resumed(m) => pack("TaskResumed", m),
+            Event::Oom(m) => pack("TaskOOM", m),
         }
     }
 }
@@ -213,6 +214,51 @@ impl Publisher {
                     pause = (pause * 2).min(RETRY_MAX);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::protobuf::MessageFull;
+
+    #[test]
+    fn type_urls_are_the_message_names() {
+        let events = [
+            (
+                Event::Create(Default::default()),
+                ev::TaskCreate::descriptor(),
+            ),
+            (
+                Event::Start(Default::default()),
+                ev::TaskStart::descriptor(),
+            ),
+            (
+                Event::ExecAdded(Default::default()),
+                ev::TaskExecAdded::descriptor(),
+            ),
+            (
+                Event::ExecStarted(Default::default()),
+                ev::TaskExecStarted::descriptor(),
+            ),
+            (Event::Exit(Default::default()), ev::TaskExit::descriptor()),
+            (
+                Event::Delete(Default::default()),
+                ev::TaskDelete::descriptor(),
+            ),
+            (
+                Event::Paused(Default::default()),
+                ev::TaskPaused::descriptor(),
+            ),
+            (
+                Event::Resumed(Default::default()),
+                ev::TaskResumed::descriptor(),
+            ),
+            (Event::Oom(Default::default()), ev::TaskOOM::descriptor()),
+        ];
+        for (event, descriptor) in events {
+            assert_eq!(event.to_any().type_url, descriptor.full_name());
         }
     }
 }

@@ -69,7 +69,13 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
     let (calls, received) = mpsc::channel();
     let service = TaskService::new(calls, waker);
+    // Few idle handler threads per connection (more start while some are busy, e.g. in a Wait):
+    // the core does the work, and every thread costs memory for the container's whole life.
+    // (ttrpc wants min < default < max.)
     let mut server = ttrpc::Server::new()
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(3)
         .add_listener(LISTENER_FD)
         .map_err(|e| format!("listen: {e}"))?
         .register_service(containerd_shim_protos::create_task(Arc::new(service)));

@@ -160,6 +160,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     report.target("log_cpu", System::Conmon, "<=", 0.5);
     report.target("log_rate", System::RuncAlone, ">=", 0.97);
     report.target("exec", System::RuncAlone, "<=", 1.2);
+    // tether's containerd shim against containerd's own, both driven by the same containerd.
+    let shim = System::ContainerdTether;
+    report.target_of(shim, "startup", System::Containerd, "<=", 1.0);
+    report.target_of(shim, "uss", System::Containerd, "<=", 0.5);
+    report.target_of(shim, "exit", System::Containerd, "<=", 1.0);
+    report.target_of(shim, "log_cpu", System::Containerd, "<=", 1.0);
     report.absolute_target("soak_rss_growth", "<=", 64.0);
 
     let markdown = report.markdown(&systems);

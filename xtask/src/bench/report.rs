@@ -46,6 +46,8 @@ pub struct Metric {
 /// A target: tether's median over a reference system's, compared with a bound.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
+    /// The system the ratio is of (tether, or tether's containerd shim).
+    pub ours: &'static str,
     pub metric: &'static str,
     pub against: &'static str,
     /// "<=" or ">=".
@@ -100,10 +102,19 @@ impl Report {
         relation: &'static str,
         bound: f64,
     ) {
-        let ratio = match (
-            self.median(metric, System::Tether),
-            self.median(metric, against),
-        ) {
+        self.target_of(System::Tether, metric, against, relation, bound);
+    }
+
+    /// A target on the ratio of `ours` over `against`.
+    pub fn target_of(
+        &mut self,
+        ours: System,
+        metric: &'static str,
+        against: System,
+        relation: &'static str,
+        bound: f64,
+    ) {
+        let ratio = match (self.median(metric, ours), self.median(metric, against)) {
             (Some(ours), Some(theirs)) if theirs > 0.0 => Some(ours / theirs),
             _ => None,
         };
@@ -115,6 +126,7 @@ impl Report {
             }
         });
         self.targets.push(Target {
+            ours: ours.name(),
             metric,
             against: against.name(),
             relation,
@@ -135,6 +147,7 @@ impl Report {
             }
         });
         self.targets.push(Target {
+            ours: System::Tether.name(),
             metric,
             against: "absolute",
             relation,
@@ -176,11 +189,11 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n## Targets (tether's median over the other's, same run; or tether's own value)\n"
+            "\n## Targets (our median over the other's, same run; or tether's own value)\n"
         );
         let _ = writeln!(
             out,
-            "| metric | against | target | ratio or value | met |\n| --- | --- | --- | --- | --- |"
+            "| ours | metric | against | target | ratio or value | met |\n| --- | --- | --- | --- | --- | --- |"
         );
         for t in &self.targets {
             let shown = match (t.ratio, t.against) {
@@ -190,7 +203,8 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} {} | {} | {} |",
+                "| {} | {} | {} | {} {} | {} | {} |",
+                t.ours,
                 t.metric,
                 t.against,
                 t.relation,
@@ -239,11 +253,16 @@ impl Report {
             };
             let _ = write!(
                 svg,
-                "<text x=\"10\" y=\"{ty}\">{metric} vs {against}</text>\n\
+                "<text x=\"10\" y=\"{ty}\">{ours}{metric} vs {against}</text>\n\
                  <rect x=\"{left}\" y=\"{y}\" width=\"{w}\" height=\"20\" fill=\"{colour}\"/>\n\
                  <line x1=\"{tx}\" x2=\"{tx}\" y1=\"{y0}\" y2=\"{y1}\" stroke=\"black\" stroke-width=\"2\"/>\n\
                  <text x=\"{lx}\" y=\"{ty}\">{ratio:.2}× ({rel} {bound})</text>\n",
                 ty = y + 15,
+                ours = if t.ours == System::Tether.name() {
+                    String::new()
+                } else {
+                    format!("{}: ", t.ours)
+                },
                 metric = t.metric,
                 against = t.against,
                 w = scale(ratio).max(1),

@@ -19,6 +19,7 @@ type Check = Result<(), String>;
 
 struct Ctx<'a> {
     containerd: &'a mut PrivateContainerd,
+    tether: PathBuf,
     runtime: &'static str,
     shim: &'static str,
     dir: PathBuf,
@@ -637,6 +638,10 @@ fn shim_killed(ctx: &mut Ctx<'_>) -> Check {
     expect(!text(&runc.stdout).lines().any(|l| l == id), || {
         format!("runc still has {id}")
     })?;
+    let entry = ctx.containerd.dir.join("tether-state").join(&id);
+    expect(!entry.exists(), || {
+        format!("{} is left in tether's state dir", entry.display())
+    })?;
     ctx.ctr(&["containers", "delete", &id]).map(drop)
 }
 
@@ -690,6 +695,77 @@ fn unread_output_never_blocks(ctx: &mut Ctx<'_>) -> Check {
 
 type Test = fn(&mut Ctx<'_>) -> Check;
 
+/// tether's own CLI sees and acts on a container containerd started through tether's shim (the
+/// same core serves both front ends): ps, pause, resume, kill, wait; removal stays containerd's.
+fn tether_cli(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("tether-cli");
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ])?;
+    ctx.wait_status(&id, "RUNNING")?;
+    let state_dir = ctx.containerd.dir.join("tether-state");
+    let tether = |args: &[&str]| {
+        Command::new(&ctx.tether)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("tether: {e}"))
+    };
+    let listed = |status: &str| -> Result<bool, String> {
+        let ps = tether(&["ps", "--format", "json"])?;
+        let rows: serde_json::Value =
+            serde_json::from_slice(&ps.stdout).map_err(|e| format!("tether ps: {e}"))?;
+        Ok(rows.as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["id"] == id.as_str() && r["status"] == status && r["shim"] == "running")
+        }))
+    };
+    expect(listed("running")?, || {
+        format!("tether ps does not list {id} as running")
+    })?;
+    let paused = tether(&["pause", &id])?;
+    expect(paused.status.success(), || {
+        format!("tether pause: {}", text(&paused.stderr))
+    })?;
+    ctx.wait_status(&id, "PAUSED")?;
+    expect(listed("paused")?, || {
+        "tether ps does not show it paused".into()
+    })?;
+    let resumed = tether(&["resume", &id])?;
+    expect(resumed.status.success(), || {
+        format!("tether resume: {}", text(&resumed.stderr))
+    })?;
+    ctx.wait_status(&id, "RUNNING")?;
+    let rm = tether(&["rm", &id])?;
+    expect(
+        !rm.status.success() && text(&rm.stderr).contains("managed by containerd"),
+        || format!("tether rm: {:?} {}", rm.status, text(&rm.stderr)),
+    )?;
+    let killed = tether(&["kill", &id, "KILL"])?;
+    expect(killed.status.success(), || {
+        format!("tether kill: {}", text(&killed.stderr))
+    })?;
+    let waited = tether(&["wait", &id])?;
+    expect(waited.status.code() == Some(137), || {
+        format!("tether wait: {:?} {}", waited.status, text(&waited.stderr))
+    })?;
+    ctx.wait_status(&id, "STOPPED")?;
+    ctx.ctr(&["task", "delete", &id])?;
+    expect(!state_dir.join(&id).exists(), || {
+        format!("{id} is still in tether's state dir after delete")
+    })?;
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
 /// Which shims a test is for.
 #[derive(PartialEq)]
 enum For {
@@ -724,6 +800,11 @@ const TESTS: &[(&str, For, Test)] = &[
         For::TetherOnly,
         unread_output_never_blocks,
     ),
+    (
+        "tether_cli_sees_and_acts_on_containerd_containers",
+        For::TetherOnly,
+        tether_cli,
+    ),
 ];
 
 /// Every id a test may leave behind when it fails.
@@ -738,6 +819,7 @@ const IDS: &[&str] = &[
     "oom",
     "shim-killed",
     "unread",
+    "tether-cli",
 ];
 
 /// Entry point: `e2e containerd [--shim tether|runc|both] [--only NAME]`.
@@ -819,6 +901,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             let started = Instant::now();
             let mut ctx = Ctx {
                 containerd: &mut containerd,
+                tether: tether.clone(),
                 runtime,
                 shim,
                 dir: dir.path().to_owned(),

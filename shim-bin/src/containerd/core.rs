@@ -22,10 +22,11 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime};
 
 pub const REAPER: Token = Token(0);
-pub const WAKER: Token = Token(1);
-const OOM: Token = Token(2);
+// Token(1) is tether's control socket listener; its connections use 1000..2^40.
+pub const WAKER: Token = Token(2);
+const OOM: Token = Token(3);
 /// Relay `n` uses tokens `RELAYS + 2n` (its source) and `RELAYS + 2n + 1` (its destination).
-const RELAYS: usize = 16;
+const RELAYS: usize = 1 << 41;
 
 /// How long the init's exit waits for output pipes an orphan outside the container keeps open.
 const INIT_OUTPUT_GRACE: Duration = Duration::from_secs(2);
@@ -99,6 +100,9 @@ pub struct Container {
     pub init: Proc,
     pub execs: HashMap<String, Proc>,
     pub oom: Option<OomWatch>,
+    /// The runtime's `--root`.
+    pub runc_root: std::path::PathBuf,
+    pub created_at: String,
 }
 
 pub struct Core {
@@ -117,6 +121,8 @@ pub struct Core {
     /// The options containerd gave `start`; a Create request's own take precedence.
     pub default_options: RuntimeOptions,
     pub container: Option<Container>,
+    /// The container's entry in tether's state directory.
+    pub front: Option<super::front::TetherFront>,
     relays: HashMap<usize, Relay>,
     next_relay: usize,
     backlog: Vec<usize>,
@@ -163,6 +169,7 @@ impl Core {
             calls: parts.calls,
             default_options: parts.default_options,
             container: None,
+            front: None,
             relays: HashMap::new(),
             next_relay: 0,
             backlog: Vec::new(),
@@ -195,7 +202,16 @@ impl Core {
                     WAKER => {}
                     OOM => self.check_oom(),
                     Token(t) if t >= RELAYS => self.relay_ready((t - RELAYS) / 2),
-                    _ => {}
+                    token => {
+                        let registry = self.poll.registry();
+                        let incoming = match &mut self.front {
+                            Some(front) if front.owns(token) => front.handle(registry, token),
+                            _ => Vec::new(),
+                        };
+                        for incoming in incoming {
+                            self.on_tether_client(incoming);
+                        }
+                    }
                 }
             }
             for relay in std::mem::take(&mut self.backlog) {
@@ -211,6 +227,7 @@ impl Core {
                 }
             }
             self.check_pending_exits();
+            self.refresh_front();
         }
     }
 
@@ -475,6 +492,12 @@ impl Core {
         };
         self.close_sources(&outputs);
         self.events.publish(Event::Exit(event));
+        if exec_id.is_empty() {
+            self.refresh_front();
+            if let Some(front) = &mut self.front {
+                front.exited(self.poll.registry(), code as i32);
+            }
+        }
         let what = if exec_id.is_empty() {
             "init".to_owned()
         } else {

@@ -134,6 +134,7 @@ pub fn delete(args: &ShimArgs) -> Result<Vec<u8>, String> {
         }
     }
     unmount_rootfs(&bundle.join("rootfs"));
+    super::front::forget(&args.id);
     let socket = socket_path(args);
     if UnixStream::connect(&socket).is_err() {
         let _ = std::fs::remove_file(&socket);

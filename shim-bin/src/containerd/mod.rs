@@ -11,6 +11,7 @@ mod args;
 mod core;
 mod diag;
 mod events;
+mod front;
 mod launch;
 mod mounts;
 mod oom;

@@ -64,6 +64,15 @@ impl RuntimeOptions {
         }
     }
 
+    /// The runtime's `--root`.
+    pub fn runc_root(&self, namespace: &str) -> PathBuf {
+        if self.root.is_empty() {
+            Path::new("/run/containerd/runc").join(namespace)
+        } else {
+            PathBuf::from(&self.root)
+        }
+    }
+
     /// The runtime client these options describe.
     pub fn runc(&self, namespace: &str, bundle: &Path) -> Runc {
         let binary = if self.binary_name.is_empty() {
@@ -71,13 +80,8 @@ impl RuntimeOptions {
         } else {
             &self.binary_name
         };
-        let root = if self.root.is_empty() {
-            Path::new("/run/containerd/runc").join(namespace)
-        } else {
-            PathBuf::from(&self.root)
-        };
         Runc::new(binary)
-            .root(root)
+            .root(self.runc_root(namespace))
             .log(bundle.join("log.json"))
             .systemd_cgroup(self.systemd_cgroup)
             .scratch_dir(bundle)

@@ -102,6 +102,9 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
         default_options: RuntimeOptions::load(&bundle),
     });
     core.run();
+    if let Some(front) = core.front.take() {
+        front.unregister();
+    }
     // Deliver what is queued (the delete event above all) before going.
     events.flush(Duration::from_secs(5));
     let _ = std::fs::remove_file(socket_path(args));

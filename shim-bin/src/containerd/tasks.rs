@@ -300,6 +300,7 @@ impl Core {
         init.terminal = terminal;
         init.pending_exit = self.watch(pid, true);
         let oom = self.register_oom(pid);
+        let runc_root = options.runc_root(&self.namespace);
         self.container = Some(Container {
             bundle: bundle.to_string_lossy().into_owned(),
             rootfs_mounted: !r.rootfs.is_empty(),
@@ -308,7 +309,13 @@ impl Core {
             init,
             execs: HashMap::new(),
             oom,
+            runc_root,
+            created_at: crate::time::now(),
         });
+        match super::front::TetherFront::register(&self.id, self.poll.registry()) {
+            Ok(front) => self.front = Some(front),
+            Err(e) => self.diag.info(format_args!("{e}")),
+        }
         self.diag.info(format_args!(
             "container {} created, init pid {pid}",
             self.id
@@ -502,7 +509,7 @@ impl Core {
         Ok(Empty::new())
     }
 
-    fn kill(&mut self, r: KillRequest) -> Result<Empty> {
+    pub(super) fn kill(&mut self, r: KillRequest) -> Result<Empty> {
         let signal = i32::try_from(r.signal)
             .ok()
             .filter(|s| (1..=64).contains(s))
@@ -566,6 +573,9 @@ impl Core {
             }
         }
         let container = self.container.take().expect("checked above");
+        if let Some(front) = self.front.take() {
+            front.unregister();
+        }
         let mut relays: Vec<usize> = container.init.outputs.clone();
         relays.extend(container.init.input);
         for exec in container.execs.values() {
@@ -624,7 +634,7 @@ impl Core {
         })
     }
 
-    fn pids(&mut self, r: PidsRequest) -> Result<PidsResponse> {
+    pub(super) fn pids(&mut self, r: PidsRequest) -> Result<PidsResponse> {
         let container = self.container(&r.id)?;
         let runc = container.runc.clone();
         let exec_of: HashMap<u32, String> = container
@@ -661,7 +671,7 @@ impl Core {
         })
     }
 
-    fn pause_resume(&mut self, id: &str, pause: bool) -> Result<Empty> {
+    pub(super) fn pause_resume(&mut self, id: &str, pause: bool) -> Result<Empty> {
         let container = self.container(id)?;
         let expected = if pause {
             Status::RUNNING

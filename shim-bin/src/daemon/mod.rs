@@ -10,11 +10,11 @@
 //! namespace still holds a pipe open.
 
 mod attach;
-mod control;
+pub(crate) mod control;
 mod exec;
 mod nonblocking;
 pub(crate) mod process;
-mod record;
+pub(crate) mod record;
 mod requests;
 mod startup;
 

@@ -273,6 +273,8 @@ fn spawn_containerd(dir: &Path, path: &str) -> Result<Child, String> {
         .arg("--config")
         .arg(dir.join("config.toml"))
         .env("PATH", path)
+        // Shims register their containers for tether's CLI here, not in the host's /run/tether.
+        .env("TETHER_STATE_DIR", dir.join("tether-state"))
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)

@@ -9,8 +9,10 @@ use nix::libc;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Arranges for `command`'s child to start from a clean signal and fd state.
-pub(crate) fn prepare(command: &mut Command) {
+/// Arranges for `command`'s child to start from a clean signal and fd state: default dispositions
+/// for every signal, an empty signal mask, and every fd above stdio close-on-exec. Further
+/// `pre_exec` closures added after this one run after it (and may hand fds on with `dup2`).
+pub fn prepare(command: &mut Command) {
     // SAFETY: the closure only makes raw syscalls (sigaction, sigprocmask, close_range), all
     // async-signal-safe; it allocates nothing and touches no lock.
     unsafe {

@@ -50,6 +50,7 @@
 #![deny(unsafe_code)]
 
 mod child_setup;
+pub use child_setup::prepare as prepare_child;
 mod error;
 mod exec;
 mod options;

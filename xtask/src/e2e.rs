@@ -226,6 +226,60 @@ fn log_uri(ctx: &mut Ctx<'_>) -> Check {
     ctx.ctr(&["containers", "delete", &id]).map(drop)
 }
 
+/// `--log-uri binary://` (nerdctl's logging driver): the binary gets stdout on fd 3, stderr on fd 4,
+/// signals readiness on fd 5, and is told the container and namespace in its environment.
+fn log_binary(ctx: &mut Ctx<'_>) -> Check {
+    use std::os::unix::fs::PermissionsExt;
+    let id = ctx.id("log-binary");
+    let logger = ctx.dir.join("logger.sh");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\n# logger.sh dir DIR: the container's streams into DIR\n\
+         exec 5>&-\n\
+         echo \"$CONTAINER_NAMESPACE\" > \"$2/$CONTAINER_ID.namespace\"\n\
+         cat <&3 > \"$2/$CONTAINER_ID.stdout\" &\n\
+         cat <&4 > \"$2/$CONTAINER_ID.stderr\"\n\
+         wait\n",
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let out = ctx.dir.join(format!("{id}-logger"));
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let uri = format!("binary://{}?dir={}", logger.display(), out.display());
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        ctx.runtime,
+        "--log-uri",
+        &uri,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "echo to-logger; echo err-to-logger >&2",
+    ])?;
+    ctx.wait_status(&id, "STOPPED")?;
+    let read =
+        |ext: &str| std::fs::read_to_string(out.join(format!("{id}.{ext}"))).unwrap_or_default();
+    wait_until(Duration::from_secs(10), || {
+        Ok(read("stdout") == "to-logger\n" && read("stderr") == "err-to-logger\n")
+    })
+    .map_err(|e| {
+        format!(
+            "logger got stdout {:?}, stderr {:?}: {e}",
+            read("stdout"),
+            read("stderr")
+        )
+    })?;
+    expect(read("namespace") == format!("{NAMESPACE}\n"), || {
+        format!("logger was told namespace {:?}", read("namespace"))
+    })?;
+    ctx.ctr(&["task", "delete", &id])?;
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
 fn tmux(args: &[&str]) -> Result<String, String> {
     let out = Command::new("tmux")
         .args(args)
@@ -786,6 +840,11 @@ const TESTS: &[(&str, For, Test)] = &[
         lifecycle,
     ),
     ("log_uri_file_gets_stdout_and_stderr", For::Both, log_uri),
+    (
+        "log_uri_binary_feeds_a_logging_binary",
+        For::Both,
+        log_binary,
+    ),
     ("tty_under_tmux_answers_a_command", For::Both, tty),
     ("containerd_restart_loses_no_line", For::Both, restart),
     ("events_arrive_in_order", For::Both, events),
@@ -820,6 +879,7 @@ const IDS: &[&str] = &[
     "shim-killed",
     "unread",
     "tether-cli",
+    "log-binary",
 ];
 
 /// Entry point: `e2e containerd [--shim tether|runc|both] [--only NAME]`.

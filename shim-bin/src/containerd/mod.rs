@@ -13,6 +13,7 @@ mod diag;
 mod events;
 mod front;
 mod launch;
+mod logbinary;
 mod mounts;
 mod oom;
 mod options;

@@ -35,6 +35,8 @@ pub enum Destination {
     Fifo { writer: File, _reader: File },
     /// A regular file (`file://` log URIs) or anything else that is not a fifo.
     File(File),
+    /// A pipe to a logging binary (`binary://`).
+    Pipe(File),
 }
 
 impl Destination {
@@ -59,7 +61,7 @@ impl Destination {
         if let Some((scheme, _)) = uri.split_once("://") {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                format!("{scheme}:// stdio URIs are not supported (fifo paths and file:// are)"),
+                format!("{scheme}:// stdio URIs are not supported (fifo paths, file:// and binary:// are)"),
             ));
         }
         let is_fifo = std::fs::metadata(uri)?.file_type().is_fifo();
@@ -89,7 +91,15 @@ impl Destination {
     fn writer(&mut self) -> &mut File {
         match self {
             Destination::Fifo { writer, .. } => writer,
-            Destination::File(file) => file,
+            Destination::File(file) | Destination::Pipe(file) => file,
+        }
+    }
+
+    /// The writer, when it can be full (fifos and pipes): written nonblocking, and polled.
+    fn pollable(&self) -> Option<&File> {
+        match self {
+            Destination::Fifo { writer, .. } | Destination::Pipe(writer) => Some(writer),
+            Destination::File(_) => None,
         }
     }
 }
@@ -138,7 +148,7 @@ impl OutputRelay {
     /// `source` is tether's read end of the process's pipe (or its terminal).
     pub fn new(source: OwnedFd, dest: Option<Destination>) -> io::Result<OutputRelay> {
         set_nonblocking(&source)?;
-        if let Some(Destination::Fifo { writer, .. }) = &dest {
+        if let Some(writer) = dest.as_ref().and_then(Destination::pollable) {
             set_nonblocking(writer)?;
         }
         Ok(OutputRelay {
@@ -156,7 +166,7 @@ impl OutputRelay {
         if let Some(file) = &self.source {
             registry.register(&mut SourceFd(&file.as_raw_fd()), source, Interest::READABLE)?;
         }
-        if let Some(Destination::Fifo { writer, .. }) = &self.dest {
+        if let Some(writer) = self.dest.as_ref().and_then(Destination::pollable) {
             registry.register(&mut SourceFd(&writer.as_raw_fd()), dest, Interest::WRITABLE)?;
         }
         Ok(())
@@ -280,7 +290,7 @@ impl OutputRelay {
     /// Stops relaying: deregisters and closes everything (what is held is lost).
     pub fn close(&mut self, registry: &Registry) {
         self.close_source(registry);
-        if let Some(Destination::Fifo { writer, .. }) = &self.dest {
+        if let Some(writer) = self.dest.as_ref().and_then(Destination::pollable) {
             let _ = registry.deregister(&mut SourceFd(&writer.as_raw_fd()));
         }
         self.dest = None;

@@ -1,6 +1,7 @@
 //! A process's stdio as containerd asked for it: tether's own pipes (or a terminal) for the process,
 //! and the client's fifos or files on the other side of the relays.
 
+use super::logbinary::{self, is_binary_uri};
 use super::relay::{open_input_fifo, Destination};
 use shim_runc::ProcessIo;
 use std::fs::File;
@@ -66,15 +67,43 @@ fn open_destination(uri: &str, stream: &str) -> io::Result<Option<Destination>> 
     Destination::open(uri).map_err(|e| io::Error::new(e.kind(), format!("{stream} {uri}: {e}")))
 }
 
-/// Opens the client's side and makes the process's side. `owner` is the runtime options' IoUid and
-/// IoGid (the process's pipe ends are given to it), `console` where a terminal's socket goes.
-pub fn prepare(
+/// The process the stdio is for, as a logging binary is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub container_id: &'a str,
+    pub namespace: &'a str,
+    /// The runtime options' IoUid and IoGid: the process's pipe ends are given to them.
+    pub io_ids: Option<(u32, u32)>,
+}
+
+/// Where stdout and stderr go: a logging binary (one for both, when both name it), or what each
+/// names.
+fn destinations(
     paths: &StdioPaths,
-    console: &Path,
-    owner: Option<(u32, u32)>,
-) -> io::Result<Prepared> {
+    owner: Owner<'_>,
+) -> io::Result<(Option<Destination>, Option<Destination>)> {
+    if is_binary_uri(&paths.stdout) {
+        let (stdout, stderr) =
+            logbinary::spawn(&paths.stdout, owner.container_id, owner.namespace)?;
+        let stderr = if paths.stderr == paths.stdout {
+            Some(Destination::Pipe(stderr))
+        } else {
+            open_destination(&paths.stderr, "stderr")?
+        };
+        return Ok((Some(Destination::Pipe(stdout)), stderr));
+    }
+    Ok((
+        open_destination(&paths.stdout, "stdout")?,
+        open_destination(&paths.stderr, "stderr")?,
+    ))
+}
+
+/// Opens the client's side and makes the process's side; `console` is where a terminal's socket
+/// goes.
+pub fn prepare(paths: &StdioPaths, console: &Path, owner: Owner<'_>) -> io::Result<Prepared> {
+    let (stdout_destination, stderr_destination) = destinations(paths, owner)?;
     if paths.terminal {
-        let terminal_stdout = open_destination(&paths.stdout, "stdout")?;
+        let terminal_stdout = stdout_destination;
         let terminal_stdin = if paths.stdin.is_empty() {
             None
         } else {
@@ -101,18 +130,20 @@ pub fn prepare(
     }
     let mut outputs = Vec::new();
     let mut process_side = Vec::new();
-    for (uri, stream) in [(&paths.stdout, "stdout"), (&paths.stderr, "stderr")] {
+    for (uri, destination) in [
+        (&paths.stdout, stdout_destination),
+        (&paths.stderr, stderr_destination),
+    ] {
         if uri.is_empty() {
             process_side.push(null_for(true)?);
             continue;
         }
-        let destination = open_destination(uri, stream)?;
         let (read_end, write_end) = pipe()?;
         let _ = nix::fcntl::fcntl(
             read_end.as_raw_fd(),
             nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
         );
-        chown_for_io(&write_end, owner)?;
+        chown_for_io(&write_end, owner.io_ids)?;
         outputs.push((read_end, destination));
         process_side.push(File::from(write_end));
     }
@@ -122,7 +153,7 @@ pub fn prepare(
         let fifo = open_input_fifo(&paths.stdin)
             .map_err(|e| io::Error::new(e.kind(), format!("stdin {}: {e}", paths.stdin)))?;
         let (read_end, write_end) = pipe()?;
-        chown_for_io(&read_end, owner)?;
+        chown_for_io(&read_end, owner.io_ids)?;
         (File::from(read_end), Some((fifo, File::from(write_end))))
     };
     let stderr = process_side.pop().expect("two outputs");

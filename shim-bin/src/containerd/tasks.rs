@@ -237,9 +237,14 @@ impl Core {
             stderr: r.stderr.clone(),
             terminal: r.terminal,
         };
-        let owner = (options.io_uid != 0 || options.io_gid != 0)
+        let io_ids = (options.io_uid != 0 || options.io_gid != 0)
             .then_some((options.io_uid, options.io_gid));
         let console = self.console_path();
+        let owner = stdio::Owner {
+            container_id: &self.id,
+            namespace: &self.namespace,
+            io_ids,
+        };
         let undo_mounts = |message: String| {
             if !r.rootfs.is_empty() {
                 unmount_rootfs(&rootfs);
@@ -384,7 +389,7 @@ impl Core {
             ));
         }
         let runc = container.runc.clone();
-        let owner = (container.options.io_uid != 0 || container.options.io_gid != 0)
+        let io_ids = (container.options.io_uid != 0 || container.options.io_gid != 0)
             .then_some((container.options.io_uid, container.options.io_gid));
         let bundle = PathBuf::from(&container.bundle);
         let proc = self.proc(id, exec_id)?;
@@ -397,6 +402,11 @@ impl Core {
         let paths = proc.paths.clone();
         let spec = proc.spec.clone().expect("a created exec has its process");
         let console = self.console_path();
+        let owner = stdio::Owner {
+            container_id: &self.id,
+            namespace: &self.namespace,
+            io_ids,
+        };
         let mut prepared = stdio::prepare(&paths, &console, owner)
             .map_err(|e| status(Code::UNKNOWN, e.to_string()))?;
         let pid_file = bundle.join(format!("exec-{}.pid", self.next_pid_file));

@@ -192,6 +192,48 @@ fn the_shim_serves_a_container_and_survives_bad_requests() {
     assert_eq!(state.status.enum_value(), Ok(Status::CREATED));
     assert_eq!(state.pid, created.pid);
 
+    // Update and Stats go through runc to the container's cgroup.
+    let update = UpdateTaskRequest {
+        id: id.clone(),
+        resources: Some(Any {
+            value: br#"{"memory":{"limit":67108864}}"#.to_vec(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    task.update(ctx(), &update).expect("update");
+    let stats = task
+        .stats(
+            ctx(),
+            &StatsRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("stats");
+    let stats = stats.stats.into_option().expect("stats carry metrics");
+    assert_eq!(stats.type_url, "io.containerd.cgroups.v1.Metrics");
+    let metrics =
+        containerd_shim_protos::cgroups::metrics::Metrics::parse_from_bytes(&stats.value).unwrap();
+    assert_eq!(
+        metrics.memory.usage.limit, 67108864,
+        "the update reached the cgroup"
+    );
+    let garbage = UpdateTaskRequest {
+        id: id.clone(),
+        resources: Some(Any {
+            value: b"{not json".to_vec(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code_of(task.update(ctx(), &garbage)).0,
+        Code::INVALID_ARGUMENT
+    );
+
     let kill = KillRequest {
         id: id.clone(),
         signal: 1000,

@@ -280,62 +280,213 @@ fn log_binary(ctx: &mut Ctx<'_>) -> Check {
     ctx.ctr(&["containers", "delete", &id]).map(drop)
 }
 
-fn tmux(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("tmux")
-        .args(args)
-        .output()
-        .map_err(|e| format!("tmux: {e}"))?;
-    if out.status.success() {
-        Ok(text(&out.stdout))
-    } else {
-        Err(format!(
-            "tmux {}: {}",
-            args.join(" "),
-            text(&out.stderr).trim()
-        ))
+/// A real terminal: a private tmux server (its own socket) running one command; killed on drop.
+struct Terminal {
+    server: String,
+}
+
+impl Terminal {
+    fn start(name: &str, command: &str) -> Result<Terminal, String> {
+        let terminal = Terminal {
+            server: format!("tether-e2e-{name}-{}", std::process::id()),
+        };
+        terminal.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "main",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            command,
+        ])?;
+        Ok(terminal)
+    }
+
+    fn tmux(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("tmux")
+            .args(["-L", &self.server])
+            .args(args)
+            .output()
+            .map_err(|e| format!("tmux: {e}"))?;
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(format!(
+                "tmux {}: {}",
+                args.join(" "),
+                text(&out.stderr).trim()
+            ))
+        }
+    }
+
+    fn type_line(&self, line: &str) -> Check {
+        self.tmux(&["send-keys", "-t", "main", "-l", line])?;
+        self.tmux(&["send-keys", "-t", "main", "Enter"]).map(drop)
+    }
+
+    fn screen(&self) -> Result<String, String> {
+        self.tmux(&["capture-pane", "-p", "-t", "main"])
+    }
+
+    /// Waits until a line of the screen ends with `want`.
+    fn wait_for(&self, want: &str) -> Check {
+        let mut screen = String::new();
+        wait_until(Duration::from_secs(15), || {
+            screen = self.screen()?;
+            Ok(screen.lines().any(|l| l.trim_end().ends_with(want)))
+        })
+        .map_err(|e| format!("the terminal never showed {want:?}: {e}; it shows {screen:?}"))
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
     }
 }
 
 /// `ctr run -t` in a real terminal answers a command.
 fn tty(ctx: &mut Ctx<'_>) -> Check {
     let id = ctx.id("tty");
-    let session = format!("tether-e2e-{id}");
-    let mut ctr = format!(
-        "ctr -a {} -n {NAMESPACE} run --rm -t --runtime {} {IMAGE} {id} sh",
+    let ctr = format!(
+        "ctr -a {} -n {NAMESPACE} run --rm -t --runtime {} {IMAGE} {id} sh; echo CTR-EXIT-$?; sleep 60",
         ctx.containerd.socket().display(),
         ctx.runtime
     );
-    ctr.push_str("; echo CTR-EXIT-$?; sleep 60");
-    tmux(&[
-        "new-session",
+    let terminal = Terminal::start(&id, &ctr)?;
+    terminal.wait_for("#")?;
+    terminal.type_line("echo $((6*7))")?;
+    terminal.wait_for("42")?;
+    terminal.type_line("exit")?;
+    terminal.wait_for("CTR-EXIT-0")
+}
+
+/// `ctr task exec -t` in a real terminal: it answers, its size follows the terminal's (ResizePty),
+/// and its exit code is ctr's.
+fn exec_tty(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("exec-tty");
+    ctx.ctr(&[
+        "run",
         "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &ctr,
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
     ])?;
-    let result = (|| {
-        let mut pane = String::new();
-        let mut capture = |want: &str| {
-            wait_until(Duration::from_secs(15), || {
-                pane = tmux(&["capture-pane", "-p", "-t", &session])?;
-                Ok(pane.lines().any(|l| l.trim_end().ends_with(want)))
-            })
-            .map_err(|e| format!("terminal never showed {want:?}: {e}; it shows {pane:?}"))
-        };
-        capture("#")?;
-        tmux(&["send-keys", "-t", &session, "-l", "echo $((6*7))"])?;
-        tmux(&["send-keys", "-t", &session, "Enter"])?;
-        capture("42")?;
-        tmux(&["send-keys", "-t", &session, "-l", "exit"])?;
-        tmux(&["send-keys", "-t", &session, "Enter"])?;
-        capture("CTR-EXIT-0")
-    })();
-    let _ = tmux(&["kill-session", "-t", &session]);
-    result
+    ctx.wait_status(&id, "RUNNING")?;
+    let ctr = format!(
+        "ctr -a {} -n {NAMESPACE} task exec -t --exec-id sh1 {id} sh; echo EXEC-EXIT-$?; sleep 60",
+        ctx.containerd.socket().display(),
+    );
+    let terminal = Terminal::start(&id, &ctr)?;
+    terminal.wait_for("#")?;
+    terminal.type_line("stty size")?;
+    terminal.wait_for("30 100")?;
+    terminal.tmux(&["resize-window", "-t", "main", "-x", "120", "-y", "40"])?;
+    // The resize travels as SIGWINCH to ctr, then ResizePty: ask until the shell sees it.
+    wait_until(Duration::from_secs(15), || {
+        terminal.type_line("stty size")?;
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(terminal.screen()?.lines().any(|l| l.trim_end() == "40 120"))
+    })
+    .map_err(|e| format!("the resize did not reach the exec: {e}"))?;
+    terminal.type_line("exit 3")?;
+    terminal.wait_for("EXEC-EXIT-3")?;
+    ctx.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
+    ctx.wait_status(&id, "STOPPED")?;
+    ctx.ctr(&["task", "delete", &id])?;
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+/// `ctr run` feeds its stdin to the container's, and the end of ctr's input (CloseIO) is the end of
+/// the container's. The input comes once the task runs: ctr loses the CloseIO of an input that ends
+/// while the task is being created (containerd#4489), whatever the shim.
+fn stdin(ctx: &mut Ctx<'_>) -> Check {
+    use std::io::Write;
+    let id = ctx.id("stdin");
+    let mut child = ctx
+        .ctr_command()
+        .args([
+            "run",
+            "--rm",
+            "--runtime",
+            ctx.runtime,
+            IMAGE,
+            &id,
+            "sh",
+            "-c",
+        ])
+        .arg("wc -l; echo done")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("ctr: {e}"))?;
+    let mut input = child.stdin.take().expect("piped");
+    let fed = ctx.wait_status(&id, "RUNNING").and_then(|()| {
+        (0..1000)
+            .try_for_each(|n| writeln!(input, "line {n}"))
+            .map_err(|e| format!("write ctr's stdin: {e}"))
+    });
+    drop(input);
+    let exited = wait_until(Duration::from_secs(15), || {
+        Ok(child.try_wait().map_err(|e| e.to_string())?.is_some())
+    });
+    if exited.is_err() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    fed?;
+    exited.map_err(|e| format!("the container never saw the end of its input: {e}"))?;
+    expect(text(&out.stdout) == "1000\ndone\n", || {
+        format!(
+            "stdout {:?}, stderr {:?}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })?;
+    expect(out.status.success(), || format!("ctr: {:?}", out.status))
+}
+
+/// `ctr task metrics` reads the container's cgroup statistics through the shim (Stats).
+fn metrics(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("metrics");
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ])?;
+    ctx.wait_status(&id, "RUNNING")?;
+    let metrics = ctx.ctr(&["task", "metrics", "--format", "json", &id])?;
+    let json: serde_json::Value =
+        serde_json::from_str(&metrics).map_err(|e| format!("metrics {metrics:?}: {e}"))?;
+    let memory = &json["memory"]["usage"];
+    expect(memory["usage"].as_u64().is_some_and(|u| u > 0), || {
+        format!("no memory usage in {metrics}")
+    })?;
+    expect(
+        json["cpu"]["usage"]["total"]
+            .as_u64()
+            .is_some_and(|t| t > 0),
+        || format!("no CPU usage in {metrics}"),
+    )?;
+    expect(
+        json["pids"]["current"].as_u64().is_some_and(|p| p >= 1),
+        || format!("no pids in {metrics}"),
+    )?;
+    ctx.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
+    ctx.wait_status(&id, "STOPPED")?;
+    ctx.ctr(&["task", "delete", &id])?;
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
 }
 
 /// Numbers read back from the counter's output must be 1, 2, 3, ... with nothing missing.
@@ -638,9 +789,15 @@ fn shim_pid(id: &str) -> Option<i32> {
 /// (its processes die) and unmounts the rootfs; the task is gone.
 fn shim_killed(ctx: &mut Ctx<'_>) -> Check {
     let id = ctx.id("shim-killed");
+    // Its fifos in the test's own dir: no client deletes this task, so ctr never removes them.
+    let fifo_dir = ctx.dir.join(format!("{id}-fifos"));
+    std::fs::create_dir_all(&fifo_dir).map_err(|e| e.to_string())?;
+    let fifo_dir = fifo_dir.to_string_lossy().into_owned();
     ctx.ctr(&[
         "run",
         "-d",
+        "--fifo-dir",
+        &fifo_dir,
         "--runtime",
         ctx.runtime,
         IMAGE,
@@ -846,6 +1003,13 @@ const TESTS: &[(&str, For, Test)] = &[
         log_binary,
     ),
     ("tty_under_tmux_answers_a_command", For::Both, tty),
+    (
+        "exec_tty_under_tmux_answers_and_follows_resizes",
+        For::Both,
+        exec_tty,
+    ),
+    ("stdin_is_fed_and_closed", For::Both, stdin),
+    ("metrics_come_from_the_cgroup", For::Both, metrics),
     ("containerd_restart_loses_no_line", For::Both, restart),
     ("events_arrive_in_order", For::Both, events),
     ("oom_is_published_before_the_exit", For::Both, oom),
@@ -880,6 +1044,9 @@ const IDS: &[&str] = &[
     "unread",
     "tether-cli",
     "log-binary",
+    "exec-tty",
+    "stdin",
+    "metrics",
 ];
 
 /// Entry point: `e2e containerd [--shim tether|runc|both] [--only NAME]`.
@@ -991,6 +1158,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     containerd.stop();
+    // runc's root for the namespace, made on first use; gone again if nothing is left in it.
+    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{NAMESPACE}"));
     if failures.is_empty() {
         println!("e2e containerd: {passed} passed");
         Ok(())

@@ -977,6 +977,29 @@ fn tether_cli(ctx: &mut Ctx<'_>) -> Check {
     ctx.ctr(&["containers", "delete", &id]).map(drop)
 }
 
+/// With containerd at debug level, the shim gets `-debug` and its diagnostics reach containerd's
+/// log through the bundle's `log` fifo.
+fn diagnostics(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("diagnostics");
+    ctx.ctr_raw(&["run", "--rm", "--runtime", ctx.runtime, IMAGE, &id, "true"])?;
+    let log = ctx.containerd.dir.join("containerd.log");
+    let mut found = String::new();
+    wait_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        found = text
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("id={id} ")) && l.contains("runtime=io.containerd.tether.v2")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Ok(found.contains("msg=\"call Create\"") && found.contains("msg=\"publish /tasks/exit\""))
+    })
+    .map_err(|e| {
+        format!("the shim's debug lines did not reach containerd's log: {e}; found {found:?}")
+    })
+}
+
 /// Which shims a test is for.
 #[derive(PartialEq)]
 enum For {
@@ -1024,6 +1047,11 @@ const TESTS: &[(&str, For, Test)] = &[
         unread_output_never_blocks,
     ),
     (
+        "debug_diagnostics_reach_containerds_log",
+        For::TetherOnly,
+        diagnostics,
+    ),
+    (
         "tether_cli_sees_and_acts_on_containerd_containers",
         For::TetherOnly,
         tether_cli,
@@ -1044,6 +1072,7 @@ const IDS: &[&str] = &[
     "unread",
     "tether-cli",
     "log-binary",
+    "diagnostics",
     "exec-tty",
     "stdin",
     "metrics",

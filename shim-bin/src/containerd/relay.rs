@@ -21,6 +21,8 @@ use std::path::Path;
 
 /// Output held in memory per stream once the client's fifo is full.
 pub const PENDING_LIMIT: usize = 8 << 20;
+/// Held-output capacity kept after a burst drained (more is given back).
+const SHRINK_ABOVE: usize = 256 << 10;
 /// Client fifos are enlarged to this (the default 64 KiB fills in moments).
 const FIFO_SIZE: i32 = 1 << 20;
 /// Input read ahead of a process that does not take it.
@@ -283,6 +285,10 @@ impl OutputRelay {
                     self.failed = true;
                 }
             }
+        }
+        // A burst held while nobody read is not kept resident once it is passed on.
+        if self.pending.is_empty() && self.pending.capacity() > SHRINK_ABOVE {
+            self.pending = VecDeque::new();
         }
         turn
     }

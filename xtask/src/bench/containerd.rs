@@ -23,13 +23,20 @@ impl PrivateContainerd {
     /// Starts containerd in `dir` and imports the fixture image, with `bin` first on its PATH
     /// (where it finds runtime shims).
     pub fn start_for_bench(dir: &Path, rootfs: &Path, bin: &Path) -> Result<Self, String> {
-        Self::start_configured(dir, rootfs, Some(bin), &[])
+        Self::start_configured(dir, rootfs, Some(bin), &[], false)
     }
 
-    /// As [`PrivateContainerd::start_for_bench`], without containerd's own cgroup monitor: then every task event comes
-    /// from the shim (the monitor publishes OOM events of its own).
+    /// As [`PrivateContainerd::start_for_bench`], at debug level (shims then get `-debug`), and
+    /// without containerd's own cgroup monitor: then every task event comes from the shim (the
+    /// monitor publishes OOM events of its own).
     pub fn start_with_path(dir: &Path, rootfs: &Path, bin: Option<&Path>) -> Result<Self, String> {
-        Self::start_configured(dir, rootfs, bin, &["io.containerd.monitor.v1.cgroups"])
+        Self::start_configured(
+            dir,
+            rootfs,
+            bin,
+            &["io.containerd.monitor.v1.cgroups"],
+            true,
+        )
     }
 
     fn start_configured(
@@ -37,6 +44,7 @@ impl PrivateContainerd {
         rootfs: &Path,
         bin: Option<&Path>,
         also_disabled: &[&str],
+        debug: bool,
     ) -> Result<Self, String> {
         let disabled: Vec<String> = std::iter::once("io.containerd.grpc.v1.cri")
             .chain(also_disabled.iter().copied())
@@ -53,7 +61,7 @@ impl PrivateContainerd {
                 state = dir.join("state").display(),
                 sock = dir.join("containerd.sock").display(),
                 disabled = disabled.join(", "),
-            ),
+            ) + if debug { "[debug]\n  level = \"debug\"\n" } else { "" },
         )
         .map_err(|e| format!("write {}: {e}", config.display()))?;
         let path = match bin {

@@ -146,15 +146,15 @@ fn the_shim_serves_a_container_and_survives_bad_requests() {
     let (code, message) = code_of(task.create(ctx(), &missing_fifo));
     assert_eq!(code, Code::UNKNOWN);
     assert!(message.contains("/nonexistent/fifo"), "{message}");
-    let mut foreign = create_request(&sandbox, &id, bundle.path(), String::new());
-    foreign.options = Some(Any {
-        type_url: "example.com/Other".into(),
-        value: vec![1, 2, 3],
+    let mut malformed = create_request(&sandbox, &id, bundle.path(), String::new());
+    malformed.options = Some(Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: vec![0xff, 0xff],
         ..Default::default()
     })
     .into();
     assert_eq!(
-        code_of(task.create(ctx(), &foreign)).0,
+        code_of(task.create(ctx(), &malformed)).0,
         Code::INVALID_ARGUMENT
     );
     let runc_list = || {

@@ -48,7 +48,7 @@ pub fn start(args: &ShimArgs) -> Result<String, String> {
         write_address(&bundle, &address)?;
         return Ok(address);
     }
-    let options = RuntimeOptions::decode(&read_options()?)?;
+    let options = RuntimeOptions::from_start_input(&read_options()?)?;
     options
         .save(&bundle)
         .map_err(|e| format!("write runtime options in {}: {e}", bundle.display()))?;

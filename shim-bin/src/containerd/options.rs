@@ -49,19 +49,35 @@ impl RuntimeOptions {
         })
     }
 
-    /// The options of a Create request: its own `options` if it has runc options, else `fallback`.
+    /// The options containerd gives `start` on stdin: an `Any` (as containerd marshals its runtime
+    /// configuration), holding runc options or nothing tether knows.
+    pub fn from_start_input(bytes: &[u8]) -> Result<RuntimeOptions, String> {
+        if bytes.is_empty() {
+            return Ok(RuntimeOptions::default());
+        }
+        let any =
+            Any::parse_from_bytes(bytes).map_err(|e| format!("runtime options on stdin: {e}"))?;
+        Self::from_request(Some(&any), RuntimeOptions::default())
+    }
+
+    /// The options of a Create request: its own `options` if they are runc options, else
+    /// `fallback`. Options of another type (the kubelet's CRI sends `runtimeoptions.v1.Options` for
+    /// every runtime type but runc's) carry nothing tether acts on and are passed over; see
+    /// [`RuntimeOptions::foreign_type`].
     pub fn from_request(
         any: Option<&Any>,
         fallback: RuntimeOptions,
     ) -> Result<RuntimeOptions, String> {
         match any {
             Some(any) if any.type_url.ends_with("runc.v1.Options") => Self::decode(&any.value),
-            Some(any) if !any.type_url.is_empty() && !any.value.is_empty() => Err(format!(
-                "runtime options of type {:?} are not understood (containerd.runc.v1.Options are)",
-                any.type_url
-            )),
             _ => Ok(fallback),
         }
+    }
+
+    /// The type of options that [`RuntimeOptions::from_request`] passes over, for the log.
+    pub fn foreign_type(any: Option<&Any>) -> Option<&str> {
+        any.filter(|any| !any.type_url.is_empty() && !any.type_url.ends_with("runc.v1.Options"))
+            .map(|any| any.type_url.as_str())
     }
 
     /// The runtime's `--root`.
@@ -143,7 +159,29 @@ mod tests {
     }
 
     #[test]
-    fn absent_options_fall_back_and_foreign_ones_are_refused() {
+    fn start_input_is_an_any_holding_runc_options() {
+        let options = Options {
+            binary_name: "/usr/bin/crun".into(),
+            ..Default::default()
+        };
+        let any = Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: options.write_to_bytes().unwrap(),
+            ..Default::default()
+        };
+        let decoded = RuntimeOptions::from_start_input(&any.write_to_bytes().unwrap()).unwrap();
+        assert_eq!(decoded.binary_name, "/usr/bin/crun");
+        assert_eq!(
+            RuntimeOptions::from_start_input(&[]).unwrap(),
+            RuntimeOptions::default()
+        );
+        assert!(RuntimeOptions::from_start_input(&[0xff, 0xff])
+            .unwrap_err()
+            .starts_with("runtime options on stdin"));
+    }
+
+    #[test]
+    fn absent_and_foreign_options_fall_back() {
         let fallback = RuntimeOptions {
             root: "/r".into(),
             ..RuntimeOptions::default()
@@ -153,10 +191,21 @@ mod tests {
             fallback
         );
         let mut any = Any::new();
-        any.type_url = "io.containerd.runhcs.v1.Options".into();
+        any.type_url = "runtimeoptions.v1.Options".into();
         any.value = vec![1, 2, 3];
-        assert!(RuntimeOptions::from_request(Some(&any), fallback)
+        assert_eq!(
+            RuntimeOptions::from_request(Some(&any), fallback.clone()).unwrap(),
+            fallback
+        );
+        assert_eq!(
+            RuntimeOptions::foreign_type(Some(&any)),
+            Some("runtimeoptions.v1.Options")
+        );
+        let mut malformed = Any::new();
+        malformed.type_url = "containerd.runc.v1.Options".into();
+        malformed.value = vec![0xff, 0xff];
+        assert!(RuntimeOptions::from_request(Some(&malformed), fallback)
             .unwrap_err()
-            .contains("io.containerd.runhcs.v1.Options"));
+            .starts_with("runtime options"));
     }
 }

@@ -214,6 +214,11 @@ impl Core {
         let options =
             RuntimeOptions::from_request(r.options.as_ref(), self.default_options.clone())
                 .map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
+        if let Some(foreign) = RuntimeOptions::foreign_type(r.options.as_ref()) {
+            self.diag.info(format_args!(
+                "runtime options of type {foreign} carry nothing tether uses; runc defaults apply"
+            ));
+        }
         if !options.shim_cgroup.is_empty() {
             if let Err(e) = join_cgroup(&options.shim_cgroup) {
                 self.diag.warn(format_args!("{e}"));

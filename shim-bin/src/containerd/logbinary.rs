@@ -5,9 +5,10 @@
 //! write to) once it is ready. tether relays into those pipes like into a fifo: the container never
 //! writes to the binary directly, so a slow binary cannot block it.
 
+use crate::daemon::nonblocking::pipe;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -63,10 +64,6 @@ fn unescape(text: &str) -> String {
 
 fn hex(digit: u8) -> Option<u8> {
     (digit as char).to_digit(16).map(|d| d as u8)
-}
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
 }
 
 /// Starts the logging binary for one process; returns the write ends of its stdout and stderr

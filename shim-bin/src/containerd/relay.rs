@@ -10,6 +10,7 @@
 //! An [`InputRelay`] copies the client's stdin fifo into the process's stdin, holding back (not
 //! buffering) when the process does not read.
 
+use crate::daemon::nonblocking::set_nonblocking;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::collections::VecDeque;
@@ -114,13 +115,6 @@ pub fn open_input_fifo(path: &str) -> io::Result<File> {
         .write(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)
-}
-
-fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }
 
 /// What one turn of a relay did.

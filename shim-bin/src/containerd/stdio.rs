@@ -3,6 +3,7 @@
 
 use super::logbinary::{self, is_binary_uri};
 use super::relay::{open_input_fifo, Destination};
+use crate::daemon::nonblocking::pipe;
 use shim_runc::ProcessIo;
 use std::fs::File;
 use std::io;
@@ -39,10 +40,6 @@ pub struct Prepared {
     /// The client's fifos for a terminal, connected once the terminal arrives.
     pub terminal_stdout: Option<Destination>,
     pub terminal_stdin: Option<File>,
-}
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
 }
 
 fn null_for(write: bool) -> io::Result<File> {

@@ -8,6 +8,7 @@ use super::options::{join_cgroup, RuntimeOptions};
 use super::service::{status, Call};
 use super::stdio::{self, Prepared, StdioPaths};
 use crate::daemon::process::{receive_terminal, set_window, start_failure_code};
+use crate::daemon::startup::read_pid;
 use crate::daemon::ReaperWait;
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::events::task as ev;
@@ -45,14 +46,6 @@ fn runtime_error(e: shim_runc::Error) -> ttrpc::Error {
         );
     }
     status(Code::UNKNOWN, message)
-}
-
-fn read_pid(path: &Path) -> std::result::Result<i32, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("runtime pid file {}: {e}", path.display()))?;
-    text.trim()
-        .parse()
-        .map_err(|_| format!("runtime pid file {}: not a pid: {text:?}", path.display()))
 }
 
 impl Core {

@@ -3,7 +3,7 @@
 //! once their output is complete — or after [`EXEC_OUTPUT_GRACE`] when an orphaned background
 //! child keeps a pipe open, so `sh -c 'sleep 100 &'` returns at once.
 
-use super::nonblocking::{set_nonblocking, write_pending};
+use super::nonblocking::{pipe, set_nonblocking, write_pending};
 use super::process::{build_process, kill_tree, receive_terminal, set_window, start_failure_code};
 use super::record::ShimLog;
 use super::{Daemon, ReaperWait};
@@ -16,7 +16,7 @@ use shim_runc::{ExecOptions, ProcessIo};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// How long an exec's exit waits for output pipes still held open by an orphan it left behind.
@@ -108,10 +108,6 @@ impl ExecTable {
                 exit_code: Some(*code),
             })
     }
-}
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
 }
 
 impl Daemon {

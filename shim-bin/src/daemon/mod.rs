@@ -12,11 +12,11 @@
 mod attach;
 pub(crate) mod control;
 mod exec;
-mod nonblocking;
+pub(crate) mod nonblocking;
 pub(crate) mod process;
 pub(crate) mod record;
 mod requests;
-mod startup;
+pub(crate) mod startup;
 
 use crate::config::{DaemonConfig, StartReport};
 use control::{ControlServer, Incoming};

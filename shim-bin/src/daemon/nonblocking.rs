@@ -1,9 +1,14 @@
 //! The two things every nonblocking fd of the daemon needs: being made nonblocking, and being
-//! written as far as it will take right now.
+//! written as far as it will take right now; and the close-on-exec pipes they start as.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+
+/// A pipe whose ends are close-on-exec (handed to a child only through its stdio or a dup2).
+pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}
 
 /// Sets O_NONBLOCK.
 pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {

@@ -71,7 +71,7 @@ pub fn start_container(
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
+    super::nonblocking::pipe().map_err(|e| format!("pipe: {e}"))
 }
 
 fn null() -> Result<File, String> {
@@ -183,7 +183,8 @@ fn run_container(
     })
 }
 
-fn read_pid(path: &std::path::Path) -> Result<i32, String> {
+/// The pid a runtime wrote to its `--pid-file`.
+pub(crate) fn read_pid(path: &std::path::Path) -> Result<i32, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("runtime pid file {}: {e}", path.display()))?;
     text.trim()

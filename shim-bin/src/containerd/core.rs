@@ -451,7 +451,7 @@ impl Core {
         }
     }
 
-    fn record_exit(&mut self, exec_id: &str) {
+    pub(super) fn record_exit(&mut self, exec_id: &str) {
         if exec_id.is_empty() {
             // An OOM kill is reported before the exit it caused.
             self.check_oom();

@@ -568,6 +568,11 @@ impl Core {
                 format!("container {} is running; kill it first", r.id),
             ));
         }
+        if container.init.pending_exit.is_some() {
+            // Exited, its output still draining: the exit is recorded (and published) now.
+            self.record_exit("");
+        }
+        let container = self.container(&r.id)?;
         let runc = container.runc.clone();
         let force = container.init.exit.is_none();
         self.reap_needed = true;

@@ -373,3 +373,82 @@ fn bad_command_lines_get_one_line_errors() {
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn runtime_options_choose_the_runtime_binary() {
+    if !root_or_skip("runtime_options_choose_the_runtime_binary") {
+        return;
+    }
+    if !tether_tests::harness::have_binary("crun") {
+        assert!(
+            std::env::var("TETHER_E2E").as_deref() != Ok("require"),
+            "crun is needed (cargo xtask deps installs it)"
+        );
+        eprintln!("skipping: crun is not installed");
+        return;
+    }
+    let sandbox = Sandbox::with_runtime("shim-crun", "crun");
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::shell("exit 4"));
+    let task = client(&start(&sandbox, bundle.path(), &id));
+    let options = Options {
+        binary_name: "crun".into(),
+        root: sandbox.runtime_root().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let mut create = create_request(&sandbox, &id, bundle.path(), String::new());
+    create.options = Some(Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: options.write_to_bytes().unwrap(),
+        ..Default::default()
+    })
+    .into();
+    task.create(ctx(), &create).expect("create with crun");
+    let state = sandbox
+        .runtime_command()
+        .args(["state", &id])
+        .output()
+        .unwrap();
+    assert!(
+        state.status.success(),
+        "crun does not know the container: {}",
+        String::from_utf8_lossy(&state.stderr)
+    );
+    task.start(
+        ctx(),
+        &StartRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .expect("start");
+    let waited = task
+        .wait(
+            ctx(),
+            &WaitRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("wait");
+    assert_eq!(waited.exit_status, 4);
+    task.delete(
+        ctx(),
+        &DeleteRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .expect("delete");
+    let pid = shim_pid(&task, &id);
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id,
+            ..Default::default()
+        },
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        !Path::new(&format!("/proc/{pid}")).exists() || tether_tests::harness::is_zombie(pid as i32)
+    }));
+}

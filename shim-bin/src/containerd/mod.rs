@@ -20,6 +20,7 @@ mod options;
 mod relay;
 mod serve;
 mod service;
+mod spawn;
 mod stdio;
 mod tasks;
 

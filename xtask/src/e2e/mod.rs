@@ -1,0 +1,314 @@
+//! `cargo xtask e2e containerd [--shim tether|runc|both]`: a real containerd (private root, state
+//! and socket; CRI off) drives containers through `ctr` with tether's runtime v2 shim, and the same
+//! suite runs with containerd's own `containerd-shim-runc-v2`, which shows the tests themselves are
+//! right. The image is the busybox fixture, imported from an OCI archive built here.
+
+mod cases;
+mod support;
+
+use crate::bench::containerd::{PrivateContainerd, IMAGE, NAMESPACE};
+use cases::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TETHER_RUNTIME: &str = "io.containerd.tether.v2";
+const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
+
+type Check = Result<(), String>;
+
+struct Ctx<'a> {
+    containerd: &'a mut PrivateContainerd,
+    tether: PathBuf,
+    runtime: &'static str,
+    shim: &'static str,
+    dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn id(&self, name: &str) -> String {
+        format!("{}-{name}", self.shim)
+    }
+
+    fn ctr_command(&self) -> Command {
+        let mut command = Command::new("ctr");
+        command
+            .arg("-a")
+            .arg(self.containerd.socket())
+            .args(["-n", NAMESPACE]);
+        command
+    }
+
+    /// Runs ctr to the end, whatever its status.
+    fn ctr_raw(&self, args: &[&str]) -> Result<Output, String> {
+        self.ctr_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("ctr: {e}"))
+    }
+
+    fn ctr(&self, args: &[&str]) -> Result<String, String> {
+        self.containerd.ctr(args)
+    }
+
+    /// The STATUS column of `ctr task ls` for `id` ("" when it is not listed).
+    fn task_status(&self, id: &str) -> Result<String, String> {
+        let list = self.ctr(&["task", "ls"])?;
+        Ok(list
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cols| cols.first() == Some(&id))
+            .and_then(|cols| cols.get(2).map(|s| s.to_string()))
+            .unwrap_or_default())
+    }
+
+    fn wait_status(&self, id: &str, want: &str) -> Check {
+        let mut last = String::new();
+        wait_until(Duration::from_secs(15), || {
+            last = self.task_status(id)?;
+            Ok(last == want)
+        })
+        .map_err(|e| format!("{id}: status {want} not reached (last {last:?}): {e}"))
+    }
+
+    /// Kills, deletes the task and the container; errors ignored (cleanup).
+    fn remove(&self, id: &str) {
+        self.containerd.remove(id);
+    }
+}
+
+/// Polls `ready` every 20 ms until it holds, for at most `timeout`.
+fn wait_until(timeout: Duration, mut ready: impl FnMut() -> Result<bool, String>) -> Check {
+    let deadline = Instant::now() + timeout;
+    loop {
+        crate::bench::check_interrupt()?;
+        if ready()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("not within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn expect(condition: bool, message: impl FnOnce() -> String) -> Check {
+    if condition {
+        Ok(())
+    } else {
+        Err(message())
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+type Test = fn(&mut Ctx<'_>) -> Check;
+
+/// Which shims a test is for.
+#[derive(PartialEq)]
+enum For {
+    Both,
+    /// Behaviour containerd's own shim does not have.
+    TetherOnly,
+}
+
+const TESTS: &[(&str, For, Test)] = &[
+    (
+        "run_rm_prints_output_and_propagates_the_exit_code",
+        For::Both,
+        run_rm,
+    ),
+    (
+        "detached_exec_ps_pause_resume_kill_delete",
+        For::Both,
+        lifecycle,
+    ),
+    ("log_uri_file_gets_stdout_and_stderr", For::Both, log_uri),
+    (
+        "log_uri_binary_feeds_a_logging_binary",
+        For::Both,
+        log_binary,
+    ),
+    ("tty_under_tmux_answers_a_command", For::Both, tty),
+    (
+        "exec_tty_under_tmux_answers_and_follows_resizes",
+        For::Both,
+        exec_tty,
+    ),
+    ("stdin_is_fed_and_closed", For::Both, stdin),
+    ("metrics_come_from_the_cgroup", For::Both, metrics),
+    ("containerd_restart_loses_no_line", For::Both, restart),
+    ("events_arrive_in_order", For::Both, events),
+    ("oom_is_published_before_the_exit", For::Both, oom),
+    (
+        "a_killed_shim_is_cleaned_up_by_delete",
+        For::Both,
+        shim_killed,
+    ),
+    (
+        "unread_output_never_blocks_the_container",
+        For::TetherOnly,
+        unread_output_never_blocks,
+    ),
+    (
+        "debug_diagnostics_reach_containerds_log",
+        For::TetherOnly,
+        diagnostics,
+    ),
+    (
+        "tether_cli_sees_and_acts_on_containerd_containers",
+        For::TetherOnly,
+        tether_cli,
+    ),
+];
+
+/// Every id a test may leave behind when it fails.
+const IDS: &[&str] = &[
+    "run-rm",
+    "lifecycle",
+    "log-uri",
+    "tty",
+    "restart-log",
+    "restart-fifo",
+    "events",
+    "oom",
+    "shim-killed",
+    "unread",
+    "tether-cli",
+    "log-binary",
+    "diagnostics",
+    "exec-tty",
+    "stdin",
+    "metrics",
+];
+
+/// Entry point: `e2e containerd [--shim tether|runc|both] [--only NAME]`.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let mut args = args.iter();
+    match args.next().map(String::as_str) {
+        Some("containerd") => {}
+        Some(other) => return Err(format!("e2e: unknown suite {other:?} (containerd)")),
+        None => return Err("e2e: which suite? `cargo xtask e2e containerd`".into()),
+    }
+    let mut shims = vec!["tether", "runc"];
+    let mut only = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--shim" => match args.next().map(String::as_str) {
+                Some("tether") => shims = vec!["tether"],
+                Some("runc") => shims = vec!["runc"],
+                Some("both") => {}
+                other => return Err(format!("e2e: --shim tether|runc|both, not {other:?}")),
+            },
+            "--only" => only = Some(args.next().ok_or("e2e: --only needs a test name")?.clone()),
+            other => return Err(format!("e2e: unknown argument {other:?}")),
+        }
+    }
+    let required = std::env::var("TETHER_E2E").is_ok_and(|v| v == "require");
+    let missing = if !nix::unistd::geteuid().is_root() {
+        Some("needs root".to_owned())
+    } else {
+        [
+            "containerd",
+            "ctr",
+            "containerd-shim-runc-v2",
+            "runc",
+            "tmux",
+        ]
+        .into_iter()
+        .find(|b| !crate::util::on_path(b))
+        .map(|b| format!("{b} is not installed (cargo xtask deps)"))
+    };
+    if let Some(reason) = missing {
+        if required {
+            return Err(format!("e2e containerd: {reason}"));
+        }
+        println!("e2e containerd: skipped: {reason}");
+        return Ok(());
+    }
+    crate::bench::install_interrupt_handler();
+    let tether = crate::util::build_tether(false)?;
+    let dir = tempfile::Builder::new()
+        .prefix("tether-e2e-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| format!("e2e: temp dir: {e}"))?;
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(&tether, bin.join("containerd-shim-tether-v2"))
+        .map_err(|e| format!("e2e: shim link: {e}"))?;
+    let probe = dir.path().join("probe-bundle");
+    let rootfs = tether_tests::fixture::BundleSpec::shell("true")
+        .create(&probe)
+        .map_err(|e| e.to_string())?
+        .rootfs();
+    println!("e2e containerd: starting a private containerd");
+    let mut containerd =
+        PrivateContainerd::start_with_path(&dir.path().join("containerd"), &rootfs, Some(&bin))?;
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for shim in shims {
+        let runtime = if shim == "tether" {
+            TETHER_RUNTIME
+        } else {
+            RUNC_RUNTIME
+        };
+        for (name, target, test) in TESTS {
+            if only.as_deref().is_some_and(|o| o != *name)
+                || (*target == For::TetherOnly && shim != "tether")
+            {
+                continue;
+            }
+            let started = Instant::now();
+            let mut ctx = Ctx {
+                containerd: &mut containerd,
+                tether: tether.clone(),
+                runtime,
+                shim,
+                dir: dir.path().to_owned(),
+            };
+            let result = test(&mut ctx);
+            for id in IDS {
+                let id = ctx.id(id);
+                if !ctx.task_status(&id).unwrap_or_default().is_empty()
+                    || ctx.ctr(&["containers", "info", &id]).is_ok()
+                {
+                    ctx.remove(&id);
+                }
+            }
+            match result {
+                Ok(()) => {
+                    passed += 1;
+                    println!(
+                        "e2e containerd [{shim}] {name} ... ok ({:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                Err(message) => {
+                    println!("e2e containerd [{shim}] {name} ... FAILED: {message}");
+                    failures.push(format!("[{shim}] {name}: {message}"));
+                }
+            }
+        }
+    }
+    containerd.stop();
+    // runc's root for the namespace, made on first use; gone again if nothing is left in it.
+    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{NAMESPACE}"));
+    if failures.is_empty() {
+        println!("e2e containerd: {passed} passed");
+        Ok(())
+    } else {
+        println!(
+            "e2e containerd: containerd's log is kept in {}",
+            dir.path().display()
+        );
+        let _ = dir.keep();
+        Err(format!(
+            "e2e containerd: {} failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        ))
+    }
+}

@@ -150,18 +150,19 @@ impl Publisher {
         ready.notify_all();
     }
 
-    /// Waits until every queued event has been delivered, or `timeout`.
-    pub fn flush(&self, timeout: Duration) {
+    /// Waits until every queued event has been delivered (true), or `timeout` (false).
+    pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let (lock, ready) = &*self.shared;
         let mut queue = lock.lock().expect("queue");
         while !queue.closed && (queue.busy || !queue.envelopes.is_empty()) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return;
+                return false;
             }
             queue = ready.wait_timeout(queue, left).expect("queue").0;
         }
+        true
     }
 
     fn send_loop(&self, address: &str) {
@@ -260,5 +261,61 @@ mod tests {
         for (event, descriptor) in events {
             assert_eq!(event.to_any().type_url, descriptor.full_name());
         }
+    }
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    use super::*;
+    use containerd_shim_protos::api::Empty;
+    use containerd_shim_protos::ttrpc::{self, TtrpcContext};
+
+    /// containerd's events endpoint, as far as Forward goes: it keeps what it is sent.
+    struct Receiver(Arc<Mutex<Vec<String>>>);
+
+    impl containerd_shim_protos::Events for Receiver {
+        fn forward(&self, _: &TtrpcContext, request: ForwardRequest) -> ttrpc::Result<Empty> {
+            let envelope = request.envelope.into_option().unwrap_or_default();
+            let event = envelope.event.into_option().unwrap_or_default();
+            self.0.lock().unwrap().push(format!(
+                "{} {} {}",
+                envelope.namespace, envelope.topic, event.type_url
+            ));
+            Ok(Empty::new())
+        }
+    }
+
+    #[test]
+    fn events_sent_while_nobody_listens_arrive_later_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("unix://{}", dir.path().join("events.sock").display());
+        let publisher = Publisher::start("ns", Some(address.clone()), Diag::new("t", false));
+        publisher.publish(Event::Create(Default::default()));
+        publisher.publish(Event::Start(Default::default()));
+        publisher.publish(Event::Exit(Default::default()));
+        assert!(
+            !publisher.flush(Duration::from_millis(100)),
+            "nobody listens yet: nothing can be delivered"
+        );
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let service = containerd_shim_protos::create_events(Arc::new(Receiver(received.clone())));
+        let mut server = ttrpc::Server::new()
+            .bind(&address)
+            .unwrap()
+            .register_service(service);
+        server.start().unwrap();
+        assert!(
+            publisher.flush(Duration::from_secs(10)),
+            "delivered once heard"
+        );
+        assert_eq!(
+            *received.lock().unwrap(),
+            [
+                "ns /tasks/create containerd.events.TaskCreate",
+                "ns /tasks/start containerd.events.TaskStart",
+                "ns /tasks/exit containerd.events.TaskExit",
+            ]
+        );
+        server.shutdown();
     }
 }

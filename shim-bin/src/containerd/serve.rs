@@ -106,7 +106,11 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
         front.unregister();
     }
     // Deliver what is queued (the delete event above all) before going.
-    events.flush(Duration::from_secs(5));
+    if !events.flush(Duration::from_secs(5)) {
+        diag.warn(format_args!(
+            "containerd did not take the last events within 5 s"
+        ));
+    }
     let _ = std::fs::remove_file(socket_path(args));
     diag.debug(format_args!("shim daemon exits"));
     std::process::exit(0);

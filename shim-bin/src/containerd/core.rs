@@ -129,7 +129,8 @@ pub struct Core {
     buf: Vec<u8>,
     pub reap_needed: bool,
     pub done: bool,
-    pub next_pid_file: u64,
+    /// Numbers the per-process scratch names (console sockets, exec pid files).
+    pub scratch_serial: u64,
 }
 
 impl std::fmt::Debug for Core {
@@ -176,7 +177,7 @@ impl Core {
             buf: vec![0; 64 * 1024],
             reap_needed: false,
             done: false,
-            next_pid_file: 0,
+            scratch_serial: 0,
         }
     }
 

@@ -29,10 +29,10 @@ type Connected = (Vec<usize>, Option<usize>, Option<File>);
 impl Core {
     /// A short socket path for a runtime's console (bundle paths can exceed a socket's 108 bytes).
     fn console_path(&mut self) -> PathBuf {
-        self.next_pid_file += 1;
+        self.scratch_serial += 1;
         self.socket_dir.join(format!(
             "{}-{}.console",
-            self.socket_stem, self.next_pid_file
+            self.socket_stem, self.scratch_serial
         ))
     }
 
@@ -298,7 +298,7 @@ impl Core {
         };
         let mut prepared = stdio::prepare(&paths, &console, owner)
             .map_err(|e| status(Code::UNKNOWN, e.to_string()))?;
-        let pid_file = bundle.join(format!("exec-{}.pid", self.next_pid_file));
+        let pid_file = bundle.join(format!("exec-{}.pid", self.scratch_serial));
         let options = ExecOptions {
             detach: true,
             pid_file: Some(pid_file.clone()),

@@ -73,7 +73,7 @@ pub fn connect(layout: &StateLayout, id: &ContainerId) -> Result<UnixStream> {
     if !layout.container_dir(id).is_dir() {
         return Err(Error::failed(format!("no such container: {id}")));
     }
-    UnixStream::connect(layout.control_socket(id)).map_err(|e| match e.kind() {
+    crate::sockpath::connect(&layout.control_socket(id)).map_err(|e| match e.kind() {
         ErrorKind::NotFound | ErrorKind::ConnectionRefused => dead_daemon(layout, id),
         _ => Error::failed(format!("container {id}: connect to the shim daemon: {e}")),
     })

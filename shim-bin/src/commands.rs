@@ -139,8 +139,7 @@ fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<u8> {
         Ok(_) => Ok(0),
         Err(error) => {
             // Only a dead daemon is cleaned up here; any other error stands.
-            let socket_answers =
-                std::os::unix::net::UnixStream::connect(layout.control_socket(id)).is_ok();
+            let socket_answers = crate::sockpath::connect(&layout.control_socket(id)).is_ok();
             if socket_answers || !layout.container_dir(id).is_dir() {
                 return Err(error);
             }

@@ -10,6 +10,7 @@ mod error;
 mod logs;
 mod run;
 mod signals;
+mod sockpath;
 mod streams;
 mod terminal;
 mod time;

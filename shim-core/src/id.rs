@@ -71,7 +71,8 @@ impl From<ContainerId> for String {
 
 impl fmt::Display for ContainerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, not `write_str`: tables format ids with a width (`{:<20}`).
+        f.pad(&self.0)
     }
 }
 
@@ -108,6 +109,13 @@ mod tests {
             "../etc".parse::<ContainerId>().unwrap_err().to_string(),
             "invalid container id \"../etc\": must match [A-Za-z0-9][A-Za-z0-9_.-]*"
         );
+    }
+
+    #[test]
+    fn a_width_pads_the_id() {
+        let id: ContainerId = "web".parse().unwrap();
+        assert_eq!(format!("[{id:<6}]"), "[web   ]");
+        assert_eq!(format!("[{id:>6}]"), "[   web]");
     }
 
     #[test]

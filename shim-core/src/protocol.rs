@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 /// The longest request line the daemon reads; a longer one is answered with `bad_request` and the
 /// connection closed.
 pub const MAX_REQUEST: usize = 64 * 1024;
+/// The longest `exec --timeout` a request may ask for (ten years): any deadline the daemon computes
+/// from it fits an `Instant`.
+pub const MAX_EXEC_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
+/// The highest signal number Linux has (SIGRTMAX).
+pub const MAX_SIGNAL: i32 = 64;
+/// The longest exec id a request may name (ids the daemon makes are far shorter).
+pub const MAX_EXEC_ID: usize = 128;
 
 /// A request to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,15 +191,87 @@ impl Response {
     }
 }
 
-/// Parses one request line, mapping any problem to a `bad_request` answer.
+/// Parses one request line, mapping any problem to a `bad_request` answer. Every value a client
+/// sends is bounded here, so nothing past this point meets a signal that is not one, a timeout
+/// whose deadline overflows, or a zero-sized terminal.
 pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
-    serde_json::from_slice(line).map_err(|e| {
+    let request: Request = serde_json::from_slice(line).map_err(|e| {
         let message = match std::str::from_utf8(line) {
             Ok(_) => format!("malformed request: {e}"),
             Err(_) => "malformed request: not UTF-8".to_owned(),
         };
         Response::error(ErrorKind::BadRequest, message)
-    })
+    })?;
+    request
+        .check_bounds()
+        .map_err(|message| Response::error(ErrorKind::BadRequest, message))?;
+    Ok(request)
+}
+
+impl Request {
+    /// Checks every value against the bounds the daemon relies on; the error is one line.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        match self {
+            Request::Kill { signal, .. } => check_signal(*signal),
+            Request::Exec(exec) => exec.check_bounds(),
+            Request::ExecState { exec_id } if exec_id.len() > MAX_EXEC_ID => Err(format!(
+                "exec id of {} bytes is over the {MAX_EXEC_ID}-byte limit",
+                exec_id.len()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A signal number the kernel knows (1 to [`MAX_SIGNAL`]).
+pub fn check_signal(signal: i32) -> Result<(), String> {
+    if (1..=MAX_SIGNAL).contains(&signal) {
+        Ok(())
+    } else {
+        Err(format!(
+            "signal {signal} is not a signal (1 to {MAX_SIGNAL})"
+        ))
+    }
+}
+
+impl ExecRequest {
+    /// See [`Request::check_bounds`].
+    pub fn check_bounds(&self) -> Result<(), String> {
+        if self.args.is_empty() {
+            return Err("exec: no command given".to_owned());
+        }
+        let strings = self
+            .args
+            .iter()
+            .chain(&self.env)
+            .chain(&self.user)
+            .chain(&self.cwd);
+        if strings.into_iter().any(|s| s.contains('\0')) {
+            return Err("exec: a NUL byte in the command, env, user or cwd".to_owned());
+        }
+        if let Some(entry) = self
+            .env
+            .iter()
+            .find(|e| !e.contains('=') || e.starts_with('='))
+        {
+            return Err(format!("exec: env entry {entry:?} is not KEY=VALUE"));
+        }
+        if let Some(cwd) = self.cwd.as_deref().filter(|cwd| !cwd.starts_with('/')) {
+            return Err(format!("exec: cwd {cwd:?} is not an absolute path"));
+        }
+        if let Some(secs) = self
+            .timeout_secs
+            .filter(|&s| s == 0 || s > MAX_EXEC_TIMEOUT_SECS)
+        {
+            return Err(format!(
+                "exec: timeout of {secs}s is out of range (1 to {MAX_EXEC_TIMEOUT_SECS})"
+            ));
+        }
+        if let Some((rows, cols)) = self.window.filter(|&(r, c)| r == 0 || c == 0) {
+            return Err(format!("exec: terminal size {rows}x{cols} has a zero side"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +324,48 @@ mod tests {
             assert_eq!(body.kind, ErrorKind::BadRequest);
             assert!(body.message.starts_with("malformed request"));
         }
+    }
+
+    #[test]
+    fn values_out_of_bounds_are_refused_where_they_are_parsed() {
+        for (line, says) in [
+            (r#"{"op":"kill","signal":0}"#, "signal 0 is not a signal"),
+            (r#"{"op":"kill","signal":65}"#, "signal 65"),
+            (r#"{"op":"kill","signal":-9}"#, "signal -9"),
+            (
+                r#"{"op":"exec","args":["true"],"timeout_secs":18446744073709551615}"#,
+                "timeout of 18446744073709551615s is out of range",
+            ),
+            (
+                r#"{"op":"exec","args":["true"],"timeout_secs":0}"#,
+                "timeout of 0s",
+            ),
+            (r#"{"op":"exec","args":[]}"#, "no command"),
+            (r#"{"op":"exec","args":["a\u0000b"]}"#, "NUL byte"),
+            (
+                r#"{"op":"exec","args":["true"],"env":["NOEQUALS"]}"#,
+                "not KEY=VALUE",
+            ),
+            (
+                r#"{"op":"exec","args":["true"],"cwd":"rel"}"#,
+                "not an absolute path",
+            ),
+            (
+                r#"{"op":"exec","args":["sh"],"tty":true,"window":[0,80]}"#,
+                "zero side",
+            ),
+        ] {
+            let Err(Response::Error(body)) = parse_request(line.as_bytes()) else {
+                panic!("{line} accepted");
+            };
+            assert_eq!(body.kind, ErrorKind::BadRequest, "{line}");
+            assert!(body.message.contains(says), "{line}: {}", body.message);
+        }
+        let long_id = format!(r#"{{"op":"exec_state","exec_id":"{}"}}"#, "x".repeat(129));
+        assert!(parse_request(long_id.as_bytes()).is_err());
+        let most =
+            format!(r#"{{"op":"exec","args":["true"],"timeout_secs":{MAX_EXEC_TIMEOUT_SECS}}}"#);
+        assert!(parse_request(most.as_bytes()).is_ok());
     }
 
     #[test]

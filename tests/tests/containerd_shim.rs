@@ -452,3 +452,243 @@ fn runtime_options_choose_the_runtime_binary() {
         !Path::new(&format!("/proc/{pid}")).exists() || tether_tests::harness::is_zombie(pid as i32)
     }));
 }
+
+/// A shim serving one container whose stdout is a fifo the test reads, as containerd's CRI does.
+struct FifoTask {
+    sandbox: Sandbox,
+    task: TaskClient,
+    id: String,
+    fifo: PathBuf,
+}
+
+impl FifoTask {
+    /// Creates (not starts) the container running `script` with its stdout on a fifo.
+    fn create(name: &str, spec: BundleSpec) -> FifoTask {
+        let sandbox = Sandbox::new(name);
+        let id = sandbox.id().to_owned();
+        let bundle = sandbox.bundle(&spec);
+        let task = client(&start(&sandbox, bundle.path(), &id));
+        let fifo = sandbox.path().join("stdout.fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let create = create_request(
+            &sandbox,
+            &id,
+            bundle.path(),
+            fifo.to_string_lossy().into_owned(),
+        );
+        task.create(ctx(), &create).expect("create");
+        FifoTask {
+            sandbox,
+            task,
+            id,
+            fifo,
+        }
+    }
+
+    fn start(&self) {
+        let request = StartRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.task.start(ctx(), &request).expect("start");
+    }
+
+    fn wait(&self) -> u32 {
+        let request = WaitRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.task.wait(ctx(), &request).expect("wait").exit_status
+    }
+
+    fn finish(self) {
+        let delete = DeleteRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.task.delete(ctx(), &delete).expect("delete");
+        let _ = self.task.shutdown(
+            ctx(),
+            &ShutdownRequest {
+                id: self.id.clone(),
+                ..Default::default()
+            },
+        );
+        drop(self.sandbox);
+    }
+}
+
+/// Reads the fifo at a pace of `chunk` bytes per `pause`, until `stop` is set; then takes only
+/// what is there at once and closes, as containerd 1.6's CRI plugin does when it hears of the exit.
+fn paced_reader(
+    fifo: PathBuf,
+    chunk: usize,
+    pause: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("open the fifo");
+        let mut out = Vec::new();
+        let mut buf = vec![0; chunk];
+        while !stop.load(Ordering::SeqCst) {
+            match file.read(&mut buf) {
+                Ok(0) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read the fifo: {e}"),
+            }
+            std::thread::sleep(pause);
+        }
+        // The exit is known: what the fifo holds now, and nothing after.
+        let mut left: nix::libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int to the pointer, which points at `left`.
+        unsafe { nix::libc::ioctl(file.as_raw_fd(), nix::libc::FIONREAD, &mut left) };
+        let mut last = vec![0; left.max(0) as usize];
+        file.read_exact(&mut last)
+            .expect("read what the fifo holds");
+        out.extend_from_slice(&last);
+        out
+    })
+}
+
+/// `count` lines `N xxx…` of 1000 bytes, then `done`.
+fn numbered_lines_script(count: usize) -> String {
+    format!(
+        "awk 'BEGIN {{ s = sprintf(\"%994s\", \"\"); gsub(/ /, \"x\", s); \
+         for (i = 1; i <= {count}; i++) printf(\"%05d %s\\n\", i, s) }}'; echo done"
+    )
+}
+
+/// Every line whole (1000 bytes, numbered in order from 1), nothing missing, then `done`.
+fn assert_all_lines(output: &[u8], count: usize) {
+    let text = String::from_utf8_lossy(output);
+    let lines: Vec<&str> = text.lines().collect();
+    let numbered = lines.len().saturating_sub(1);
+    for (n, line) in lines[..numbered].iter().enumerate() {
+        assert!(
+            line.len() == 1000 && line.starts_with(&format!("{:05} ", n + 1)),
+            "line {} is {:?}… ({} bytes): lines were lost or glued",
+            n + 1,
+            &line[..line.len().min(12)],
+            line.len()
+        );
+    }
+    assert_eq!(numbered, count, "all {count} lines arrived");
+    assert_eq!(lines.last(), Some(&"done"), "the last line arrived");
+}
+
+#[test]
+fn an_exit_is_published_only_after_the_reader_has_all_the_output() {
+    if !root_or_skip("an_exit_is_published_only_after_the_reader_has_all_the_output") {
+        return;
+    }
+    let lines = 4000;
+    let life = FifoTask::create(
+        "shim-tail",
+        BundleSpec::shell(&numbered_lines_script(lines)),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A reader slower than the container, so output is still held when the container exits.
+    let reader = paced_reader(
+        life.fifo.clone(),
+        16 * 1024,
+        Duration::from_millis(1),
+        stop.clone(),
+    );
+    life.start();
+    assert_eq!(life.wait(), 0);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let output = reader.join().unwrap();
+    assert_all_lines(&output, lines);
+    life.finish();
+}
+
+#[test]
+fn a_reader_that_reads_slowly_loses_nothing() {
+    if !root_or_skip("a_reader_that_reads_slowly_loses_nothing") {
+        return;
+    }
+    // 64 MiB: far more than the fifo and the shim hold, so the container must be slowed down.
+    let lines = 65_536;
+    let life = FifoTask::create(
+        "shim-slow",
+        BundleSpec::shell(&numbered_lines_script(lines)),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = paced_reader(
+        life.fifo.clone(),
+        64 * 1024,
+        Duration::from_micros(500),
+        stop.clone(),
+    );
+    life.start();
+    assert_eq!(life.wait(), 0);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let output = reader.join().unwrap();
+    assert_all_lines(&output, lines);
+    life.finish();
+}
+
+#[test]
+fn without_its_own_pid_namespace_the_rest_dies_with_the_init() {
+    if !root_or_skip("without_its_own_pid_namespace_the_rest_dies_with_the_init") {
+        return;
+    }
+    let sandbox = Sandbox::new("shim-sharedpid");
+    let id = sandbox.id().to_owned();
+    // A child that outlives the init and keeps its stdout open, as in a pod sharing its PID
+    // namespace: without the kill, the exit would wait for the output grace and leave it running.
+    let bundle =
+        sandbox.bundle(&BundleSpec::shell("sleep 3600 & echo $!; exit 0").pid_namespace(false));
+    let task = client(&start(&sandbox, bundle.path(), &id));
+    let log = sandbox.path().join("out.log");
+    let create = create_request(
+        &sandbox,
+        &id,
+        bundle.path(),
+        format!("file://{}", log.display()),
+    );
+    task.create(ctx(), &create).expect("create");
+    let request = StartRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.start(ctx(), &request).expect("start");
+    let wait = WaitRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(task.wait(ctx(), &wait).expect("wait").exit_status, 0);
+    let child: i32 = std::fs::read_to_string(&log)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("the child's pid in the log");
+    let gone = |pid: i32| {
+        !Path::new(&format!("/proc/{pid}")).exists() || tether_tests::harness::is_zombie(pid)
+    };
+    assert!(
+        gone(child),
+        "the init's child {child} still runs after the exit"
+    );
+    let delete = DeleteRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.delete(ctx(), &delete).expect("delete");
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id,
+            ..Default::default()
+        },
+    );
+}

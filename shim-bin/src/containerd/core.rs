@@ -32,6 +32,9 @@ const RELAYS: usize = 1 << 41;
 const INIT_OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// The same for an exec (its background children may hold them for ever).
 const EXEC_OUTPUT_GRACE: Duration = Duration::from_millis(250);
+/// How often an exit whose output sits in a fifo looks whether the reader has taken it (a reader
+/// emptying a fifo wakes nobody).
+const DELIVERY_POLL: Duration = Duration::from_millis(5);
 
 /// One relay of the shim.
 #[derive(Debug)]
@@ -53,7 +56,7 @@ pub struct Proc {
     pub input: Option<usize>,
     pub terminal: Option<File>,
     pub exit: Option<(u32, SystemTime)>,
-    pub pending_exit: Option<(Exit, Instant)>,
+    pub pending_exit: Option<PendingExit>,
     pub waiters: Vec<Answer<WaitResponse>>,
     /// An exec's process, until it is started.
     pub spec: Option<oci_spec::runtime::Process>,
@@ -90,6 +93,16 @@ impl Proc {
     }
 }
 
+/// An exit reaped and not yet recorded: its output is still on its way to the readers.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingExit {
+    pub exit: Exit,
+    /// When it was reaped (a stalled reader's grace counts from here at the earliest).
+    pub exited: Instant,
+    /// When pipes an orphan still holds open are closed regardless.
+    pub grace_over: Instant,
+}
+
 /// The container, from Create to Delete.
 #[derive(Debug)]
 pub struct Container {
@@ -100,6 +113,8 @@ pub struct Container {
     pub init: Proc,
     pub execs: HashMap<String, Proc>,
     pub oom: Option<OomWatch>,
+    /// No PID namespace of its own: the rest of its processes are killed at the init's exit.
+    pub shares_pid_namespace: bool,
     /// The runtime's `--root`.
     pub runc_root: std::path::PathBuf,
     pub created_at: String,
@@ -233,11 +248,22 @@ impl Core {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let container = self.container.as_ref()?;
-        std::iter::once(&container.init)
+        let relays = self.relays.values().filter_map(|relay| match relay {
+            Relay::Output { relay, .. } => relay.deadline(),
+            Relay::Input(_) => None,
+        });
+        let Some(container) = self.container.as_ref() else {
+            return relays.min();
+        };
+        let exits = std::iter::once(&container.init)
             .chain(container.execs.values())
-            .filter_map(|p| p.pending_exit.map(|(_, at)| at))
-            .min()
+            .filter_map(|p| p.pending_exit.map(|pending| pending.grace_over));
+        // An exit whose pipes are closed waits for its reader, who wakes nobody: look again soon.
+        let delivering = std::iter::once(&container.init)
+            .chain(container.execs.values())
+            .any(|p| p.pending_exit.is_some() && !p.outputs.iter().any(|n| self.output_open(*n)));
+        let poll_again = delivering.then(|| Instant::now() + DELIVERY_POLL);
+        exits.chain(relays).chain(poll_again).min()
     }
 
     /// Starts relaying an output; returns its number.
@@ -245,10 +271,11 @@ impl Core {
         &mut self,
         (fd, destination): Output,
         name: String,
+        stream: &'static str,
     ) -> std::io::Result<usize> {
         let n = self.next_relay;
         self.next_relay += 1;
-        let mut relay = OutputRelay::new(fd, destination)?;
+        let mut relay = OutputRelay::new(fd, destination, stream)?;
         relay.register(
             self.poll.registry(),
             Token(RELAYS + 2 * n),
@@ -279,22 +306,27 @@ impl Core {
         let registry = self.poll.registry();
         match self.relays.get_mut(&n) {
             Some(Relay::Output { relay, name }) => {
-                let flushed = relay.flush();
                 let turn = relay.pump(registry, &mut self.buf);
-                for error in [flushed.error, turn.error].into_iter().flatten() {
+                if let Some(error) = turn.error {
                     self.diag
                         .warn(format_args!("{name}: {error} (output is dropped)"));
                 }
-                if turn.dropped > 0 {
+                if turn.dropping {
                     self.diag.warn(format_args!(
-                        "{name}: nobody reads it and {} MiB are held; output is dropped until it is read (total dropped {} bytes)",
+                        "{name}: nothing read for {}s and {} MiB held; dropping whole lines until it is read",
+                        super::relay::READER_GONE_AFTER.as_secs(),
                         super::relay::PENDING_LIMIT >> 20,
+                    ));
+                }
+                if let Some(bytes) = turn.recovered {
+                    self.diag.warn(format_args!(
+                        "{name}: read again; {bytes} bytes were dropped (total {})",
                         relay.dropped()
                     ));
                 }
                 if turn.more {
                     self.backlog.push(n);
-                } else if relay.finished() {
+                } else if relay.closable() {
                     relay.close(registry);
                     self.relays.remove(&n);
                 }
@@ -329,7 +361,7 @@ impl Core {
             if let Some(Relay::Output { relay, .. }) = self.relays.get_mut(n) {
                 let _ = relay.pump(self.poll.registry(), &mut self.buf);
                 relay.close_source(self.poll.registry());
-                if relay.finished() {
+                if relay.closable() {
                     relay.close(self.poll.registry());
                     self.relays.remove(n);
                 }
@@ -374,15 +406,8 @@ impl Core {
 
     /// Starts watching a new process's pid; its exit, if it came already (reaped while the runtime
     /// was waited for), is returned as pending.
-    pub fn watch(&mut self, pid: i32, init: bool) -> Option<(Exit, Instant)> {
-        let grace = if init {
-            INIT_OUTPUT_GRACE
-        } else {
-            EXEC_OUTPUT_GRACE
-        };
-        self.reaper
-            .watch(pid)
-            .map(|exit| (exit, Instant::now() + grace))
+    pub fn watch(&mut self, pid: i32, init: bool) -> Option<PendingExit> {
+        self.reaper.watch(pid).map(|exit| pending_exit(exit, init))
     }
 
     /// Collects exits: an exec's or the init's exit is recorded once its output is complete.
@@ -398,24 +423,50 @@ impl Core {
         let Some(container) = &mut self.container else {
             return;
         };
+        let mut init_exited = false;
         for exit in exits {
-            let now = Instant::now();
             let proc = if container.init.pid == exit.pid {
-                Some((&mut container.init, INIT_OUTPUT_GRACE))
+                Some((&mut container.init, true))
             } else {
                 container
                     .execs
                     .values_mut()
                     .find(|p| p.pid == exit.pid)
-                    .map(|p| (p, EXEC_OUTPUT_GRACE))
+                    .map(|p| (p, false))
             };
-            if let Some((proc, grace)) = proc {
+            if let Some((proc, init)) = proc {
                 if proc.exit.is_none() && proc.pending_exit.is_none() {
-                    proc.pending_exit = Some((exit, now + grace));
+                    proc.pending_exit = Some(pending_exit(exit, init));
+                    init_exited |= init;
                 }
             }
         }
+        if init_exited && container.shares_pid_namespace {
+            self.kill_the_rest();
+        }
         self.check_pending_exits();
+    }
+
+    /// The init of a container without its own PID namespace exited: nothing ends its other
+    /// processes (the kernel does that only for a namespace's init), and they may hold its output
+    /// pipes open. Kill them, as runc's shim does, before waiting for the output.
+    fn kill_the_rest(&mut self) {
+        let Some(container) = &self.container else {
+            return;
+        };
+        let runc = container.runc.clone();
+        self.reap_needed = true;
+        let kill = shim_runc::KillOptions::new(9).all(true);
+        if let Err(e) = runc.kill(
+            &self.id,
+            kill,
+            &mut crate::daemon::ReaperWait(&mut self.reaper),
+        ) {
+            self.diag.debug(format_args!(
+                "kill the rest of {} at its init's exit: {e}",
+                self.id
+            ));
+        }
     }
 
     /// Records the exits whose output is complete, or whose grace period is over. Exec exits come
@@ -425,31 +476,67 @@ impl Core {
             return;
         };
         let now = Instant::now();
-        let mut ready: Vec<String> = Vec::new();
-        for proc in container.execs.values() {
-            if let Some((_, deadline)) = proc.pending_exit {
-                let open = proc.outputs.iter().any(|n| self.output_open(*n));
-                if !open || now >= deadline {
-                    ready.push(proc.exec_id.clone());
-                }
+        let pending: Vec<(String, Instant, Instant, Vec<usize>)> = container
+            .execs
+            .values()
+            .filter_map(|p| {
+                let pending = p.pending_exit?;
+                Some((
+                    p.exec_id.clone(),
+                    pending.exited,
+                    pending.grace_over,
+                    p.outputs.clone(),
+                ))
+            })
+            .collect();
+        for (exec_id, exited, deadline, outputs) in pending {
+            if self.output_delivered(&outputs, exited, deadline, now) {
+                self.record_exit(&exec_id);
             }
-        }
-        for exec_id in ready {
-            self.record_exit(&exec_id);
         }
         let Some(container) = &self.container else {
             return;
         };
-        if let Some((_, deadline)) = container.init.pending_exit {
-            let open = container.init.outputs.iter().any(|n| self.output_open(*n));
+        if let Some(pending) = container.init.pending_exit {
+            let (exited, deadline) = (pending.exited, pending.grace_over);
+            let outputs = container.init.outputs.clone();
             let execs_running = container
                 .execs
                 .values()
                 .any(|p| p.exit.is_none() && p.status == Status::RUNNING);
-            if (!open && !execs_running) || now >= deadline {
+            let delivered = self.output_delivered(&outputs, exited, deadline, now);
+            if (delivered && !execs_running) || (execs_running && now >= deadline) {
                 self.record_exit("");
             }
         }
+    }
+
+    /// Whether a process's output reached its readers: its pipes at EOF (or closed once the grace
+    /// for orphans holding them is over), nothing held, every fifo read empty or its reader stalled.
+    fn output_delivered(
+        &mut self,
+        outputs: &[usize],
+        exited: Instant,
+        grace_over: Instant,
+        now: Instant,
+    ) -> bool {
+        let registry = self.poll.registry();
+        let mut delivered = true;
+        for n in outputs {
+            let Some(Relay::Output { relay, .. }) = self.relays.get_mut(n) else {
+                continue; // finished and closed
+            };
+            if relay.source_open() && now >= grace_over {
+                let _ = relay.pump(registry, &mut self.buf);
+                relay.close_source(registry);
+            }
+            delivered &= relay.delivered(now, exited);
+            if relay.closable() {
+                relay.close(registry);
+                self.relays.remove(n);
+            }
+        }
+        delivered
     }
 
     pub(super) fn record_exit(&mut self, exec_id: &str) {
@@ -468,7 +555,7 @@ impl Core {
                 None => return,
             }
         };
-        let Some((exit, _)) = proc.pending_exit.take() else {
+        let Some(PendingExit { exit, .. }) = proc.pending_exit.take() else {
             return;
         };
         let code = exit.status.code() as u32;
@@ -508,5 +595,20 @@ impl Core {
             "{what} (pid {}) exited: {}",
             exit.pid, exit.status
         ));
+    }
+}
+
+fn pending_exit(exit: Exit, init: bool) -> PendingExit {
+    let grace = if init {
+        INIT_OUTPUT_GRACE
+    } else {
+        EXEC_OUTPUT_GRACE
+    };
+    let exited = Instant::now();
+    PendingExit {
+        exit,
+        exited,
+        // Saturating: an Instant this far ahead cannot overflow in practice, but never panic.
+        grace_over: exited.checked_add(grace).unwrap_or(exited),
     }
 }

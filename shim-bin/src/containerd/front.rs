@@ -124,7 +124,7 @@ pub fn forget(id: &str) {
         return;
     };
     let ours = layout.container_dir(&id).join(MARKER).exists();
-    let answers = std::os::unix::net::UnixStream::connect(layout.control_socket(&id)).is_ok();
+    let answers = crate::sockpath::connect(&layout.control_socket(&id)).is_ok();
     if ours && !answers {
         let _ = std::fs::remove_dir_all(layout.container_dir(&id));
     }

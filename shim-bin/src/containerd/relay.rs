@@ -2,10 +2,24 @@
 //!
 //! The container only ever writes to tether's pipes. An [`OutputRelay`] copies a pipe into the
 //! client's fifo, which tether holds open from both ends: a client (or containerd) that goes away
-//! never causes EPIPE, and the data waits in the fifo for the next reader. When the fifo is full,
-//! up to [`PENDING_LIMIT`] more is held in memory; past that, output is dropped (counted, and said
-//! once in the shim's log) rather than ever blocking the container. A reader that comes back finds
-//! what the fifo and the memory held, in order, and then the live output.
+//! never causes EPIPE, and the data waits in the fifo for the next reader.
+//!
+//! What the relay holds is bounded, and what happens at the bound depends on the reader:
+//!
+//! - **A reader that reads** (the fifo's level falls, or it takes what is held) sets the pace: when
+//!   the fifo is full and [`PENDING_LIMIT`] is held, the relay stops reading the container's pipe,
+//!   and the container blocks on its full pipe until the reader catches up (backpressure, as with
+//!   runc's shim). Nothing is lost.
+//! - **A reader that is gone** (nothing taken for [`READER_GONE_AFTER`] while full, say containerd
+//!   is restarting) must not stop the container: the relay drops output, whole lines only, counts
+//!   it, and when a reader takes output again it writes one record into the stream itself,
+//!   `[tether: N bytes of stdout dropped: no reader]`, before the output that follows. The shim's
+//!   log says when an episode starts and ends.
+//!
+//! A process's exit is published only once its relays are [`OutputRelay::delivered`]: the pipe
+//! reached end-of-file, nothing is held, and the fifo was read empty (`FIONREAD`), or its reader
+//! stalled for [`DELIVERY_GRACE`]. Some containerd releases close their fifo readers as soon as
+//! they hear of an exit; whatever was still in the fifo then would be lost.
 //!
 //! An [`InputRelay`] copies the client's stdin fifo into the process's stdin, holding back (not
 //! buffering) when the process does not read.
@@ -19,9 +33,15 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Output held in memory per stream once the client's fifo is full.
 pub const PENDING_LIMIT: usize = 8 << 20;
+/// A full relay whose reader took nothing for this long has no reader: it drops instead of
+/// blocking the container.
+pub const READER_GONE_AFTER: Duration = Duration::from_secs(5);
+/// How long an exit waits for a reader that stopped taking the last of a process's output.
+pub const DELIVERY_GRACE: Duration = Duration::from_secs(2);
 /// Held-output capacity kept after a burst drained (more is given back).
 const SHRINK_ABOVE: usize = 256 << 10;
 /// Client fifos are enlarged to this (the default 64 KiB fills in moments).
@@ -98,6 +118,16 @@ impl Destination {
         }
     }
 
+    /// Bytes written and not read yet, for fifos and pipes (`FIONREAD` works on either end).
+    fn queued(&self) -> Option<usize> {
+        let writer = self.pollable()?;
+        let mut level: nix::libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which points at `level`.
+        let result =
+            unsafe { nix::libc::ioctl(writer.as_raw_fd(), nix::libc::FIONREAD, &mut level) };
+        (result == 0).then(|| usize::try_from(level).unwrap_or(0))
+    }
+
     /// The writer, when it can be full (fifos and pipes): written nonblocking, and polled.
     fn pollable(&self) -> Option<&File> {
         match self {
@@ -117,15 +147,37 @@ pub fn open_input_fifo(path: &str) -> io::Result<File> {
         .open(path)
 }
 
-/// What one turn of a relay did.
+/// What one turn of a relay did, for the shim's log.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Turn {
     /// The budget ran out before the source was empty: call again.
     pub more: bool,
-    /// Bytes dropped in this turn because the destination was full past [`PENDING_LIMIT`].
-    pub dropped: u64,
+    /// A drop episode began: the reader took nothing for [`READER_GONE_AFTER`].
+    pub dropping: bool,
+    /// A drop episode ended (a reader is back); this many bytes were dropped in it.
+    pub recovered: Option<u64>,
     /// The destination failed (a full disk, say); the message says how.
     pub error: Option<String>,
+}
+
+impl Turn {
+    #[cfg(test)]
+    fn merge(&mut self, other: Turn) {
+        self.more |= other.more;
+        self.dropping |= other.dropping;
+        self.recovered = self.recovered.or(other.recovered);
+        self.error = self.error.take().or(other.error);
+    }
+}
+
+/// Output being dropped because nobody reads it.
+#[derive(Debug)]
+struct DropEpisode {
+    bytes: u64,
+    /// The last byte dropped was not a newline: keep dropping up to the end of that line.
+    mid_line: bool,
+    /// A reader took output again: end the episode at the next line boundary.
+    reader_back: bool,
 }
 
 /// Copies one output pipe of a process to its destination.
@@ -133,16 +185,28 @@ pub struct Turn {
 pub struct OutputRelay {
     source: Option<File>,
     dest: Option<Destination>,
+    /// `stdout`, `stderr` or `terminal`, for the record that says output was dropped.
+    stream: &'static str,
     pending: VecDeque<u8>,
+    /// Bytes in the fifo (or logger pipe) at the last look; a fall means the reader read.
+    fifo_level: usize,
+    /// The last time the reader took output (or the relay was made).
+    last_progress: Instant,
+    /// Since when the relay holds all it may and waits for the reader.
+    blocked_since: Option<Instant>,
+    episode: Option<DropEpisode>,
     dropped: u64,
-    /// Dropping now; the next drop is not reported again until output flows once more.
-    dropping: bool,
     failed: bool,
 }
 
 impl OutputRelay {
-    /// `source` is tether's read end of the process's pipe (or its terminal).
-    pub fn new(source: OwnedFd, dest: Option<Destination>) -> io::Result<OutputRelay> {
+    /// `source` is tether's read end of the process's pipe (or its terminal); `stream` names it in
+    /// the record a drop leaves in the output.
+    pub fn new(
+        source: OwnedFd,
+        dest: Option<Destination>,
+        stream: &'static str,
+    ) -> io::Result<OutputRelay> {
         set_nonblocking(&source)?;
         if let Some(writer) = dest.as_ref().and_then(Destination::pollable) {
             set_nonblocking(writer)?;
@@ -150,9 +214,13 @@ impl OutputRelay {
         Ok(OutputRelay {
             source: Some(File::from(source)),
             dest,
+            stream,
             pending: VecDeque::new(),
+            fifo_level: 0,
+            last_progress: Instant::now(),
+            blocked_since: None,
+            episode: None,
             dropped: 0,
-            dropping: false,
             failed: false,
         })
     }
@@ -178,20 +246,67 @@ impl OutputRelay {
         self.source.is_none() && self.pending.is_empty()
     }
 
-    /// Bytes dropped so far.
+    /// Nothing is left to pass on, and the fifo's reader has taken all of it: closing now gives the
+    /// reader its end-of-file and loses nothing. (While the fifo holds output, tether keeps it
+    /// open, so the output waits for the next reader.)
+    pub fn closable(&mut self) -> bool {
+        if !self.finished() {
+            return false;
+        }
+        self.observe_reader(Instant::now());
+        self.fifo_level == 0
+    }
+
+    /// The process's output reached its reader: the source is closed, nothing is held and the fifo
+    /// was read empty — or the reader stalled for [`DELIVERY_GRACE`] (what is left waits for the
+    /// next reader). `since` is when the process exited: the stall counts from then at the earliest.
+    pub fn delivered(&mut self, now: Instant, since: Instant) -> bool {
+        if self.source.is_some() {
+            return false;
+        }
+        self.observe_reader(now);
+        let empty = self.pending.is_empty() && self.fifo_level == 0;
+        empty || now.saturating_duration_since(self.last_progress.max(since)) >= DELIVERY_GRACE
+    }
+
+    /// When the relay must be looked at again without an event: a blocked relay turns into a
+    /// dropping one after [`READER_GONE_AFTER`].
+    pub fn deadline(&self) -> Option<Instant> {
+        self.blocked_since
+            .and_then(|since| since.checked_add(READER_GONE_AFTER))
+    }
+
+    /// Bytes dropped so far (no reader, or a failed destination).
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    /// Reads what the source has (up to [`TURN_BUDGET`]) and passes it on.
+    /// Reads what the source has (up to [`TURN_BUDGET`]) and passes it on; stops reading while the
+    /// relay holds all it may and the reader is still there.
     pub fn pump(&mut self, registry: &Registry, buf: &mut [u8]) -> Turn {
-        let mut turn = Turn::default();
+        self.pump_at(registry, buf, Instant::now())
+    }
+
+    fn pump_at(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) -> Turn {
+        let mut turn = self.flush_at(now);
         let mut copied = 0;
-        while let Some(source) = &mut self.source {
+        while self.source.is_some() {
             if copied >= TURN_BUDGET {
                 turn.more = true;
                 break;
             }
+            if self.episode.is_none() && self.dest.is_some() && self.pending.len() >= PENDING_LIMIT
+            {
+                let since = *self.blocked_since.get_or_insert(now);
+                if now.saturating_duration_since(since) < READER_GONE_AFTER {
+                    break; // backpressure: the container waits for the reader
+                }
+                self.start_episode();
+                turn.dropping = true;
+            }
+            let Some(source) = &mut self.source else {
+                break;
+            };
             match source.read(buf) {
                 Ok(0) => self.close_source(registry),
                 Ok(n) => {
@@ -214,12 +329,61 @@ impl OutputRelay {
         }
     }
 
-    fn pass_on(&mut self, data: &[u8], turn: &mut Turn) {
-        let Some(dest) = &mut self.dest else {
-            return;
+    /// The reader is gone: what is held is kept up to its last whole line, and from here on output
+    /// is dropped up to a line boundary.
+    fn start_episode(&mut self) {
+        self.blocked_since = None;
+        let tail = match self.pending.iter().rposition(|&b| b == b'\n') {
+            Some(last_newline) => self.pending.len() - last_newline - 1,
+            // One line longer than all that is held: it cannot be kept whole.
+            None => 0,
         };
+        self.pending.truncate(self.pending.len() - tail);
+        self.dropped += tail as u64;
+        self.episode = Some(DropEpisode {
+            bytes: tail as u64,
+            mid_line: tail > 0 || self.pending.back().is_some_and(|&b| b != b'\n'),
+            reader_back: false,
+        });
+    }
+
+    fn pass_on(&mut self, data: &[u8], turn: &mut Turn) {
+        if self.dest.is_none() {
+            return;
+        }
         let mut rest = data;
+        if let Some(episode) = &mut self.episode {
+            if episode.mid_line || !episode.reader_back {
+                let upto = if episode.reader_back {
+                    memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1)
+                } else {
+                    rest.len()
+                };
+                episode.bytes += upto as u64;
+                self.dropped += upto as u64;
+                if upto > 0 {
+                    episode.mid_line = rest[upto - 1] != b'\n';
+                }
+                rest = &rest[upto..];
+            }
+            if episode.reader_back && !episode.mid_line {
+                let bytes = episode.bytes;
+                self.episode = None;
+                let record = format!(
+                    "[tether: {bytes} bytes of {} dropped: no reader]\n",
+                    self.stream
+                );
+                self.pending.extend(record.as_bytes());
+                turn.recovered = Some(bytes);
+            }
+            if rest.is_empty() {
+                return;
+            }
+        }
         if self.pending.is_empty() {
+            let Some(dest) = &mut self.dest else {
+                return;
+            };
             match write_some(dest.writer(), rest) {
                 Ok(n) => rest = &rest[n..],
                 Err(e) => {
@@ -228,23 +392,8 @@ impl OutputRelay {
                 }
             }
         }
-        if rest.is_empty() {
-            self.dropping = false;
-            return;
-        }
-        let room = PENDING_LIMIT.saturating_sub(self.pending.len());
-        let kept = rest.len().min(room);
-        self.pending.extend(&rest[..kept]);
-        let lost = (rest.len() - kept) as u64;
-        if lost > 0 {
-            self.dropped += lost;
-            if !self.dropping {
-                turn.dropped += lost;
-            }
-            self.dropping = true;
-        } else {
-            self.dropping = false;
-        }
+        // At most one read past the limit: the next turn stops reading until there is room.
+        self.pending.extend(rest);
     }
 
     fn fail(&mut self, error: io::Error, lost: usize, turn: &mut Turn) {
@@ -255,13 +404,34 @@ impl OutputRelay {
         self.failed = true;
     }
 
-    /// The destination can take more: write what is held.
-    pub fn flush(&mut self) -> Turn {
+    /// Looks at the fifo's level: a fall means its reader took output.
+    fn observe_reader(&mut self, now: Instant) {
+        let Some(level) = self.dest.as_ref().and_then(Destination::queued) else {
+            return;
+        };
+        if level < self.fifo_level {
+            self.reader_took(now);
+        }
+        self.fifo_level = level;
+    }
+
+    fn reader_took(&mut self, now: Instant) {
+        self.last_progress = now;
+        self.blocked_since = None;
+        if let Some(episode) = &mut self.episode {
+            episode.reader_back = true;
+        }
+    }
+
+    /// Writes what is held, as far as the destination takes it.
+    fn flush_at(&mut self, now: Instant) -> Turn {
         let mut turn = Turn::default();
+        self.observe_reader(now);
         let Some(dest) = &mut self.dest else {
             self.pending.clear();
             return turn;
         };
+        let held = self.pending.len();
         while !self.pending.is_empty() {
             let (front, _) = self.pending.as_slices();
             match write_some(dest.writer(), front) {
@@ -280,6 +450,15 @@ impl OutputRelay {
                 }
             }
         }
+        if self.pending.len() < held {
+            // The fifo had room for held output: its reader made it.
+            self.reader_took(now);
+        }
+        self.fifo_level = self
+            .dest
+            .as_ref()
+            .and_then(Destination::queued)
+            .unwrap_or(0);
         // A burst held while nobody read is not kept resident once it is passed on.
         if self.pending.is_empty() && self.pending.capacity() > SHRINK_ABOVE {
             self.pending = VecDeque::new();
@@ -427,35 +606,55 @@ mod tests {
         let destination = Destination::open(fifo.to_str().unwrap()).unwrap();
         let (read_end, write_end) = nix::unistd::pipe().unwrap();
         let poll = mio::Poll::new().unwrap();
-        let mut relay = OutputRelay::new(read_end, destination).unwrap();
+        let mut relay = OutputRelay::new(read_end, destination, "stdout").unwrap();
         relay.register(poll.registry(), Token(0), Token(1)).unwrap();
+        let container = File::from(write_end);
+        set_nonblocking(&container).unwrap();
         Setup {
             _dir: dir,
             fifo,
             poll,
             relay,
-            container: File::from(write_end),
+            container,
         }
     }
 
-    /// Numbered 16-byte records, so a gap or a repeat shows.
+    /// Numbered 16-byte records, so a gap, a repeat or a torn record shows.
     fn records(from: usize, count: usize) -> Vec<u8> {
         (from..from + count)
             .flat_map(|n| format!("{n:015}\n").into_bytes())
             .collect()
     }
 
-    /// The container writes `data`, the relay copies it as the container goes.
-    fn write_through(setup: &mut Setup, data: &[u8]) -> Turn {
+    /// The container writes `data` as fast as its pipe takes it, the relay copying at `now`;
+    /// returns how much the container got written before it would block.
+    fn write_through(setup: &mut Setup, data: &[u8], now: Instant) -> (usize, Turn) {
         let mut buf = vec![0; 64 * 1024];
         let mut total = Turn::default();
-        for chunk in data.chunks(16 * 1024) {
-            setup.container.write_all(chunk).unwrap();
-            let turn = setup.relay.pump(setup.poll.registry(), &mut buf);
-            total.dropped += turn.dropped;
-            total.error = total.error.or(turn.error);
+        let mut written = 0;
+        let write = |setup: &mut Setup, written: usize| {
+            let end = (written + 16 * 1024).min(data.len());
+            match setup.container.write(&data[written..end]) {
+                Ok(n) => Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                Err(e) => panic!("write: {e}"),
+            }
+        };
+        while written < data.len() {
+            let n = match write(setup, written) {
+                Some(n) => n,
+                None => {
+                    total.merge(setup.relay.pump_at(setup.poll.registry(), &mut buf, now));
+                    match write(setup, written) {
+                        Some(n) => n,
+                        None => break, // the relay does not read: the container is held back
+                    }
+                }
+            };
+            written += n;
+            total.merge(setup.relay.pump_at(setup.poll.registry(), &mut buf, now));
         }
-        total
+        (written, total)
     }
 
     fn open_reader(path: &Path) -> File {
@@ -466,20 +665,22 @@ mod tests {
             .unwrap()
     }
 
-    /// Reads what the fifo holds, letting the relay refill it, until `want` bytes came.
-    fn read_back(setup: &mut Setup, reader: &mut File, want: usize) -> Vec<u8> {
+    /// Reads what the fifo holds, letting the relay refill it (and read its source) at `now`.
+    fn read_back(setup: &mut Setup, reader: &mut File, now: Instant) -> Vec<u8> {
         let mut out = Vec::new();
         let mut buf = vec![0; 64 * 1024];
-        for _ in 0..10_000 {
+        let mut idle = 0;
+        while idle < 3 {
             match reader.read(&mut buf) {
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(0) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    idle = 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => idle += 1,
                 Err(e) => panic!("read: {e}"),
             }
-            setup.relay.flush();
-            if out.len() >= want {
-                break;
-            }
+            setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
         }
         out
     }
@@ -492,60 +693,187 @@ mod tests {
         nix::fcntl::fcntl(writer.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap() as usize
     }
 
-    #[test]
-    fn output_nobody_reads_waits_for_the_next_reader_in_order() {
-        let mut setup = setup();
-        let data = records(1, 3 * 65536); // 3 MiB: more than the fifo holds
-        let turn = write_through(&mut setup, &data);
-        assert_eq!((turn.dropped, turn.error), (0, None));
-        assert!(!setup.relay.finished(), "the fifo cannot hold it all");
-        let mut reader = open_reader(&setup.fifo.clone());
-        let got = read_back(&mut setup, &mut reader, data.len());
-        assert_eq!(got.len(), data.len());
-        assert!(got == data, "the reader got the output out of order");
+    fn close_container(setup: &mut Setup) {
+        drop(std::mem::replace(
+            &mut setup.container,
+            File::open("/dev/null").unwrap(),
+        ));
+    }
+
+    /// Every 16-byte record is whole; returns the numbers in order and the drop records.
+    fn parse(output: &[u8]) -> (Vec<usize>, Vec<String>) {
+        let mut numbers = Vec::new();
+        let mut notes = Vec::new();
+        for line in output.split_inclusive(|&b| b == b'\n') {
+            let text = std::str::from_utf8(line).unwrap();
+            assert!(text.ends_with('\n'), "torn record {text:?}");
+            if text.starts_with("[tether:") {
+                notes.push(text.trim_end().to_owned());
+            } else {
+                assert_eq!(text.len(), 16, "torn or glued record {text:?}");
+                numbers.push(text.trim_end().parse().unwrap());
+            }
+        }
+        (numbers, notes)
     }
 
     #[test]
-    fn past_the_limit_output_is_dropped_never_blocking_the_writer() {
+    fn output_nobody_reads_waits_for_the_next_reader_in_order() {
         let mut setup = setup();
-        let held = fifo_capacity(&setup) + PENDING_LIMIT;
-        let data = records(1, (held + (2 << 20)) / 16);
-        let turn = write_through(&mut setup, &data);
-        assert_eq!(turn.error, None);
-        assert_eq!(setup.relay.dropped() as usize, data.len() - held);
-        assert!(turn.dropped > 0, "the drop was reported");
+        let now = Instant::now();
+        let data = records(1, 3 * 65536); // 3 MiB: more than the fifo holds
+        let (written, turn) = write_through(&mut setup, &data, now);
+        assert_eq!((written, turn.error), (data.len(), None));
+        assert!(!setup.relay.finished(), "the fifo cannot hold it all");
         let mut reader = open_reader(&setup.fifo.clone());
-        let got = read_back(&mut setup, &mut reader, held);
-        assert!(got == data[..held], "what was kept is the start, in order");
+        let got = read_back(&mut setup, &mut reader, now);
+        assert!(got == data, "the reader got the output out of order");
+        assert_eq!(setup.relay.dropped(), 0);
+    }
+
+    #[test]
+    fn a_full_relay_stops_reading_and_loses_nothing_while_its_reader_reads() {
+        let mut setup = setup();
+        let now = Instant::now();
+        let held = fifo_capacity(&setup) + PENDING_LIMIT;
+        let data = records(1, (held + (4 << 20)) / 16);
+        let (written, _) = write_through(&mut setup, &data, now);
+        assert!(
+            written < data.len(),
+            "the container is held back once the relay is full"
+        );
+        // A slow reader, just within the bound each time: everything arrives, in order.
+        let mut reader = open_reader(&setup.fifo.clone());
+        let mut got = Vec::new();
+        let mut rest = &data[written..];
+        let mut buf = vec![0; 64 * 1024];
+        let mut at = now;
+        let mut open = true;
+        for _ in 0..100_000 {
+            at += READER_GONE_AFTER / 2;
+            if let Ok(n) = reader.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            if let Ok(n) = setup.container.write(rest) {
+                rest = &rest[n..];
+            }
+            if rest.is_empty() && open {
+                close_container(&mut setup);
+                open = false;
+            }
+            setup.relay.pump_at(setup.poll.registry(), &mut buf, at);
+            if got.len() == data.len() {
+                break;
+            }
+        }
+        assert_eq!(setup.relay.dropped(), 0);
+        assert!(got == data, "a reading reader gets everything, in order");
+    }
+
+    #[test]
+    fn a_reader_gone_for_long_gets_whole_lines_and_a_record_of_the_drop() {
+        let mut setup = setup();
+        let now = Instant::now();
+        let held = fifo_capacity(&setup) + PENDING_LIMIT;
+        let data = records(1, (held + (4 << 20)) / 16);
+        let (written, _) = write_through(&mut setup, &data, now);
+        assert!(written < data.len());
+        assert_eq!(
+            setup.relay.dropped(),
+            0,
+            "nothing is dropped before the reader is gone"
+        );
+        // Nobody read for READER_GONE_AFTER: the container is let go, output dropped.
+        let later = now + READER_GONE_AFTER;
+        let (rest, turn) = write_through(&mut setup, &data[written..], later);
+        assert_eq!(
+            rest,
+            data.len() - written,
+            "the container is not blocked any more"
+        );
+        assert!(turn.dropping, "the start of the episode is reported");
+        assert!(setup.relay.dropped() > 0);
+        // A reader comes back; the container goes on writing.
+        let mut reader = open_reader(&setup.fifo.clone());
+        let mut got = read_back(&mut setup, &mut reader, later);
+        let after = records(data.len() / 16 + 1, 1000);
+        write_through(&mut setup, &after, later);
+        got.extend(read_back(&mut setup, &mut reader, later));
+        let (numbers, notes) = parse(&got);
+        assert_eq!(notes.len(), 1, "one record per episode: {notes:?}");
+        let dropped_lines = data.len() / 16 + 1000 - numbers.len();
+        assert_eq!(
+            notes[0],
+            format!(
+                "[tether: {} bytes of stdout dropped: no reader]",
+                dropped_lines * 16
+            )
+        );
+        assert_eq!(setup.relay.dropped() as usize, dropped_lines * 16);
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "in order");
+        assert_eq!(
+            numbers.last(),
+            Some(&(data.len() / 16 + 1000)),
+            "the live output follows"
+        );
+    }
+
+    #[test]
+    fn delivery_waits_until_the_fifo_is_read_empty() {
+        let mut setup = setup();
+        let now = Instant::now();
+        let data = records(1, 100);
+        let mut reader = open_reader(&setup.fifo.clone());
+        write_through(&mut setup, &data, now);
+        close_container(&mut setup);
+        let mut buf = vec![0; 64];
+        setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
+        assert!(setup.relay.finished(), "nothing held");
+        assert!(!setup.relay.delivered(now, now), "the fifo is not read yet");
+        let got = read_back(&mut setup, &mut reader, now);
+        assert!(got == data);
+        assert!(setup.relay.delivered(now, now));
+    }
+
+    #[test]
+    fn delivery_gives_up_on_a_reader_that_stalls() {
+        let mut setup = setup();
+        let now = Instant::now();
+        write_through(&mut setup, &records(1, 100), now);
+        close_container(&mut setup);
+        let mut buf = vec![0; 64];
+        setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
+        let exited = now + Duration::from_secs(1);
+        assert!(!setup.relay.delivered(exited + DELIVERY_GRACE / 2, exited));
+        assert!(setup.relay.delivered(exited + DELIVERY_GRACE, exited));
     }
 
     #[test]
     fn a_reader_that_leaves_causes_no_error_and_the_next_one_continues() {
         let mut setup = setup();
+        let now = Instant::now();
         let first = records(1, 1000);
         let mut reader = open_reader(&setup.fifo.clone());
-        write_through(&mut setup, &first);
-        let got = read_back(&mut setup, &mut reader, first.len());
+        write_through(&mut setup, &first, now);
+        let got = read_back(&mut setup, &mut reader, now);
         assert!(got == first);
         drop(reader);
         let second = records(1001, 1000);
-        let turn = write_through(&mut setup, &second);
-        assert_eq!((turn.dropped, turn.error), (0, None));
+        let (_, turn) = write_through(&mut setup, &second, now);
+        assert_eq!(turn.error, None);
         let mut reader = open_reader(&setup.fifo.clone());
-        let got = read_back(&mut setup, &mut reader, second.len());
+        let got = read_back(&mut setup, &mut reader, now);
         assert!(got == second);
     }
 
     #[test]
     fn the_end_of_the_output_closes_the_fifo_once_it_is_passed_on() {
         let mut setup = setup();
+        let now = Instant::now();
         let data = records(1, 100);
         let mut reader = open_reader(&setup.fifo.clone());
-        write_through(&mut setup, &data);
-        drop(std::mem::replace(
-            &mut setup.container,
-            File::open("/dev/null").unwrap(),
-        ));
+        write_through(&mut setup, &data, now);
+        close_container(&mut setup);
         let mut buf = vec![0; 64];
         let _ = setup.relay.pump(setup.poll.registry(), &mut buf);
         assert!(setup.relay.finished());

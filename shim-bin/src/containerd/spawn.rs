@@ -18,7 +18,7 @@ use shim_runc::{CreateOptions, DeleteOptions, ExecOptions};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 type Result<T> = ttrpc::Result<T>;
@@ -55,6 +55,7 @@ impl Core {
                 .add_output(
                     (reader, prepared.terminal_stdout.take()),
                     format!("{name} terminal"),
+                    "terminal",
                 )
                 .map_err(|e| e.to_string())?;
             outputs.push(n);
@@ -66,7 +67,7 @@ impl Core {
         }
         for (stream, output) in ["stdout", "stderr"].iter().zip(prepared.outputs.drain(..)) {
             outputs.push(
-                self.add_output(output, format!("{name} {stream}"))
+                self.add_output(output, format!("{name} {stream}"), stream)
                     .map_err(|e| e.to_string())?,
             );
         }
@@ -202,6 +203,7 @@ impl Core {
             options,
             init,
             execs: HashMap::new(),
+            shares_pid_namespace: shares_pid_namespace(&bundle),
             oom,
             runc_root,
             created_at: crate::time::now(),
@@ -407,4 +409,24 @@ impl Core {
         }));
         Ok(Empty::new())
     }
+}
+
+/// Whether the container has no PID namespace of its own (none in its spec, or one it joins by
+/// path, as a pod's containers with shareProcessNamespace do): its init's exit then ends nothing
+/// else, and the shim must kill the rest itself. An unreadable spec counts as sharing, which only
+/// costs a `kill --all` that finds nothing.
+fn shares_pid_namespace(bundle: &Path) -> bool {
+    let Ok(spec) = oci_spec::runtime::Spec::load(bundle.join("config.json")) else {
+        return true;
+    };
+    let own = spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.namespaces().as_ref())
+        .is_some_and(|namespaces| {
+            namespaces.iter().any(|ns| {
+                ns.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && ns.path().is_none()
+            })
+        });
+    !own
 }

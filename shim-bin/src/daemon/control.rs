@@ -67,7 +67,7 @@ impl ControlServer {
     /// Binds `path` (mode 0600) and registers the listener.
     pub fn bind(path: &Path, registry: &Registry) -> io::Result<Self> {
         let _ = std::fs::remove_file(path);
-        let mut listener = UnixListener::bind(path)?;
+        let mut listener = UnixListener::bind(crate::sockpath::SocketPath::new(path)?.as_path())?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         registry.register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(ControlServer {

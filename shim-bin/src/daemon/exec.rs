@@ -162,7 +162,8 @@ impl Daemon {
         };
         session.client = (!request.detach).then_some(client);
         session.timeout = request.timeout_secs.map(Duration::from_secs);
-        session.kill_deadline = session.timeout.map(|t| Instant::now() + t);
+        // The protocol bounds the timeout; a deadline past what an Instant holds means "never".
+        session.kill_deadline = session.timeout.and_then(|t| Instant::now().checked_add(t));
         if let (Some(terminal), Some((rows, cols))) = (&session.terminal, request.window) {
             set_window(terminal, rows, cols);
         }

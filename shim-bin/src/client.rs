@@ -9,6 +9,43 @@ use std::time::Duration;
 
 /// How long an ordinary request may take (runtime commands included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(70);
+/// How long `state` waits: the daemon answers it from memory, without the runtime.
+pub const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the container's shim daemon process is doing, as /proc tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonProcess {
+    /// Running (or sleeping, waiting for work).
+    Alive,
+    /// Stopped by a signal (SIGSTOP, SIGTSTP) or a tracer: it answers nothing until continued.
+    Stopped(i32),
+    /// Gone, or a zombie.
+    Gone,
+    /// No pid recorded (starting, or a containerd shim's entry).
+    Unknown,
+}
+
+/// Looks the daemon's recorded pid up in /proc.
+pub fn daemon_process(layout: &StateLayout, id: &ContainerId) -> DaemonProcess {
+    let Some(pid) = std::fs::read_to_string(layout.daemon_pid_file(id))
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+    else {
+        return DaemonProcess::Unknown;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return DaemonProcess::Gone;
+    };
+    // The state is the first field after the command name, which is in parentheses.
+    match stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+    {
+        Some('Z' | 'X') => DaemonProcess::Gone,
+        Some('T' | 't') => DaemonProcess::Stopped(pid),
+        _ => DaemonProcess::Alive,
+    }
+}
 
 /// Parses an id given on the command line.
 pub fn parse_id(text: &str) -> Result<ContainerId> {
@@ -72,6 +109,11 @@ pub fn request(
 pub fn connect(layout: &StateLayout, id: &ContainerId) -> Result<UnixStream> {
     if !layout.container_dir(id).is_dir() {
         return Err(Error::failed(format!("no such container: {id}")));
+    }
+    if let DaemonProcess::Stopped(pid) = daemon_process(layout, id) {
+        return Err(Error::failed(format!(
+            "container {id}: its shim daemon (pid {pid}) is stopped and answers nothing; `kill -CONT {pid}` resumes it"
+        )));
     }
     crate::sockpath::connect(&layout.control_socket(id)).map_err(|e| match e.kind() {
         ErrorKind::NotFound | ErrorKind::ConnectionRefused => dead_daemon(layout, id),

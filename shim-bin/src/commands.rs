@@ -1,7 +1,10 @@
 //! The CLI commands other than `run` and `logs`.
 
 use crate::cli::{Cli, Command, PsFormat};
-use crate::client::{dead_daemon, parse_id, recorded_state, request, REQUEST_TIMEOUT};
+use crate::client::{
+    daemon_process, dead_daemon, parse_id, recorded_state, request, DaemonProcess, REQUEST_TIMEOUT,
+    STATE_TIMEOUT,
+};
 use crate::error::{Error, Result};
 use shim_core::protocol::{Reply, Request};
 use shim_core::{ContainerId, StateLayout};
@@ -17,7 +20,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Ps { format } => ps(&layout, format),
         Command::State { id } => {
             let id = parse_id(&id)?;
-            match request(&layout, &id, &Request::State, Some(REQUEST_TIMEOUT))? {
+            match request(&layout, &id, &Request::State, Some(STATE_TIMEOUT))? {
                 Reply::State(state) => {
                     println!(
                         "{}",
@@ -66,6 +69,9 @@ fn unexpected(reply: Reply) -> Error {
     Error::failed(format!("unexpected answer from the shim daemon: {reply:?}"))
 }
 
+/// How long `ps` waits for each daemon's state (each answers from memory).
+const PS_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// One row of `tether ps`.
 #[derive(serde::Serialize)]
 struct PsRow {
@@ -81,18 +87,26 @@ fn ps(layout: &StateLayout, format: PsFormat) -> Result<u8> {
         .map_err(|e| Error::failed(format!("state dir {}: {e}", layout.root().display())))?;
     let mut rows = Vec::new();
     for id in ids {
-        match request(layout, &id, &Request::State, Some(Duration::from_secs(5))) {
-            Ok(Reply::State(state)) => rows.push(PsRow {
+        let answer = match daemon_process(layout, &id) {
+            DaemonProcess::Alive | DaemonProcess::Unknown => {
+                request(layout, &id, &Request::State, Some(PS_TIMEOUT)).ok()
+            }
+            DaemonProcess::Stopped(_) | DaemonProcess::Gone => None,
+        };
+        match answer {
+            Some(Reply::State(state)) => rows.push(PsRow {
                 state: *state,
                 shim: "running",
             }),
             _ => {
-                // A daemon that is gone (or a directory of a container still starting).
+                // A daemon that is gone, stopped or too slow (or a container still starting).
+                let shim = match daemon_process(layout, &id) {
+                    DaemonProcess::Stopped(_) => "stopped",
+                    DaemonProcess::Alive => "not answering",
+                    DaemonProcess::Gone | DaemonProcess::Unknown => "dead",
+                };
                 if let Some(state) = recorded_state(layout, &id) {
-                    rows.push(PsRow {
-                        state,
-                        shim: "dead",
-                    });
+                    rows.push(PsRow { state, shim });
                 }
             }
         }
@@ -103,15 +117,22 @@ fn ps(layout: &StateLayout, format: PsFormat) -> Result<u8> {
             serde_json::to_string_pretty(&rows).expect("serializes")
         ),
         PsFormat::Table => {
+            // Columns as wide as their widest value, so any id length lines up.
+            let id_width = rows
+                .iter()
+                .map(|row| row.state.id.as_str().len())
+                .max()
+                .unwrap_or(0)
+                .max(2);
             println!(
-                "{:<24} {:>8} {:<22} {:<30} {:>4}",
+                "{:<id_width$} {:>8} {:<22} {:<30} {:>4}",
                 "ID", "PID", "STATUS", "CREATED", "EXIT"
             );
             for row in rows {
-                let status = if row.shim == "dead" {
-                    "unknown (shim dead)".to_owned()
-                } else {
+                let status = if row.shim == "running" {
                     row.state.status.to_string()
+                } else {
+                    format!("unknown (shim {})", row.shim)
                 };
                 let exit = row
                     .state
@@ -120,7 +141,7 @@ fn ps(layout: &StateLayout, format: PsFormat) -> Result<u8> {
                     .map(|e| e.code.to_string())
                     .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<24} {:>8} {:<22} {:<30} {:>4}",
+                    "{:<id_width$} {:>8} {:<22} {:<30} {:>4}",
                     row.state.id, row.state.pid, status, row.state.created_at, exit
                 );
             }

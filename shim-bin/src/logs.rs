@@ -12,8 +12,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How often `-f` looks for new output.
+/// How often `-f` looks for new output where inotify is not to be had.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+/// How often `-f` looks at the container's state while its log is quiet.
+const FOLLOW_TICK: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -302,7 +304,12 @@ pub fn logs(
 }
 
 /// Prints new output as it arrives, across rotation, until the container has stopped (or was
-/// removed) and everything is printed.
+/// removed, or its daemon died) and everything is printed.
+///
+/// Rotation renames `log` to `log.1`, `log.1` to `log.2`, …, so a burst can rotate several times
+/// between two looks. Files are followed by inode, as kubelet and `tail -F` do: the open file is
+/// read to its end, then the oldest file not yet read, until the live one. inotify on the log's
+/// directory wakes the loop; a slow tick remains for the container's state.
 fn follow_log(
     layout: &StateLayout,
     id: &ContainerId,
@@ -312,37 +319,111 @@ fn follow_log(
     printer: &mut Printer,
 ) -> Result<u8> {
     let raw = reader.raw;
-    let mut inode = reader.file.metadata().map(|m| m.ino()).unwrap_or(0);
+    let mut current = reader.file.metadata().map(|m| m.ino()).unwrap_or(0);
+    let mut read: VecDeque<u64> = VecDeque::new();
+    let watch = LogWatch::new(path);
     loop {
         let stopped = recorded_state(layout, id).is_none_or(|s| s.status == Status::Stopped);
+        let daemon_gone = !stopped
+            && crate::client::daemon_process(layout, id) == crate::client::DaemonProcess::Gone;
         let mut emit = |line: Line| printer.print(&line);
         let read_any = reader
             .pump(&mut decoder, &mut emit)
             .map_err(|e| Error::failed(format!("read {}: {e}", path.display())))?;
-        // Rotated: the path now names a new file. The old one was read to its end just above.
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.ino() != inode {
-                if let Ok(file) = File::open(path) {
-                    inode = meta.ino();
-                    reader.finish(&mut emit);
-                    reader = RecordReader::new(file, raw);
-                    continue;
+        if !read_any {
+            // At the end of the open file: move on if it was rotated away.
+            if let Some((file, inode)) = next_unread(path, current, &read) {
+                reader.finish(&mut emit);
+                read.push_back(current);
+                if read.len() > 1024 {
+                    read.pop_front();
                 }
+                current = inode;
+                reader = RecordReader::new(file, raw);
+                continue;
             }
         }
         printer.flush();
         if printer.closed {
             return Ok(0);
         }
-        if stopped && !read_any {
+        if (stopped || daemon_gone) && !read_any {
             let mut emit = |line: Line| printer.print(&line);
             reader.finish(&mut emit);
             decoder.finish(&mut emit);
             printer.flush();
+            if daemon_gone {
+                return Err(crate::client::dead_daemon(layout, id));
+            }
             return Ok(0);
         }
         if !read_any {
+            watch.wait(FOLLOW_TICK);
+        }
+    }
+}
+
+/// The file to read after the one with inode `current`, once `current` is no longer the live log:
+/// the oldest of the log's files not read yet.
+fn next_unread(log: &Path, current: u64, read: &VecDeque<u64>) -> Option<(File, u64)> {
+    let live = std::fs::metadata(log).ok()?.ino();
+    if live == current {
+        return None;
+    }
+    for candidate in log_files(log) {
+        let Ok(file) = File::open(&candidate) else {
+            continue;
+        };
+        let Ok(inode) = file.metadata().map(|m| m.ino()) else {
+            continue;
+        };
+        if inode != current && !read.contains(&inode) {
+            return Some((file, inode));
+        }
+    }
+    None
+}
+
+/// Wakes `logs -f` when the log's directory changes; without inotify, a plain tick.
+struct LogWatch {
+    inotify: Option<nix::sys::inotify::Inotify>,
+}
+
+impl LogWatch {
+    fn new(log: &Path) -> LogWatch {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let dir = log
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .ok()
+            .filter(|inotify| {
+                let flags = AddWatchFlags::IN_MODIFY
+                    | AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_MOVED_FROM
+                    | AddWatchFlags::IN_CLOSE_WRITE;
+                inotify.add_watch(dir, flags).is_ok()
+            });
+        LogWatch { inotify }
+    }
+
+    /// Waits for a change, or `tick` at most.
+    fn wait(&self, tick: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let Some(inotify) = &self.inotify else {
             std::thread::sleep(FOLLOW_INTERVAL);
+            return;
+        };
+        let timeout = PollTimeout::try_from(tick).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, timeout);
+        while let Ok(events) = inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
         }
     }
 }

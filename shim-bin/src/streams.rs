@@ -245,7 +245,12 @@ fn relay(
                     }
                     Ok(n) => frame::encode(&mut out, FrameKind::Stdin, &chunk[..n]),
                 }
-                stream.write_all(&out).map_err(io_error)?;
+                // The process may end before its input does (`yes | ... head -1`), and the daemon
+                // then stops taking input: that ends the input only. Output and the exit code
+                // are still on their way.
+                if stream.write_all(&out).is_err() {
+                    stdin_open = false;
+                }
             }
             next += 1;
         }
@@ -259,7 +264,8 @@ fn relay(
                         FrameKind::Resize,
                         &frame::resize_payload(rows, cols),
                     );
-                    stream.write_all(&out).map_err(io_error)?;
+                    // A resize the daemon no longer takes is moot; the exit frame follows.
+                    let _ = stream.write_all(&out);
                 }
             }
         }

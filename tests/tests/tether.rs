@@ -490,6 +490,112 @@ fn dead_daemon_is_reported_not_waited_for() {
 }
 
 #[test]
+fn a_stopped_daemon_is_reported_at_once() {
+    needs_root!("a_stopped_daemon_is_reported_at_once");
+    let sandbox = Sandbox::new("sigstop");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &[]);
+    let daemon = nix::unistd::Pid::from_raw(sandbox.daemon_pid(id));
+    nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    assert!(wait_until(TIMEOUT, || {
+        tether_tests::harness::process_state(daemon.as_raw()) == Some('T')
+    }));
+    let state = sandbox.tether_output(&["state", id]);
+    assert!(!state.status.success());
+    assert_eq!(
+        stderr_of(&state).lines().count(),
+        1,
+        "{}",
+        stderr_of(&state)
+    );
+    assert!(
+        stderr_of(&state).contains("is stopped"),
+        "{}",
+        stderr_of(&state)
+    );
+    let ps = sandbox.tether_output(&["ps"]);
+    assert!(
+        stdout_of(&ps).contains("unknown (shim stopped)"),
+        "{}",
+        stdout_of(&ps)
+    );
+    nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(sandbox.tether_output(&["state", id]).status.success());
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}
+
+#[test]
+fn logs_follow_ends_when_the_daemon_dies() {
+    needs_root!("logs_follow_ends_when_the_daemon_dies");
+    let sandbox = Sandbox::new("follow-dead");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell("echo up; exec sleep 1000"));
+    sandbox.start(id, &bundle, &[]);
+    let mut follow = sandbox
+        .tether()
+        .args(["logs", "-f", id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(follow.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "up\n");
+    let daemon = sandbox.daemon_pid(id);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(TIMEOUT, || follow.try_wait().unwrap().is_some()),
+        "logs -f follows a dead daemon's log for ever"
+    );
+    let output = follow.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("is not running"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}
+
+#[test]
+fn ps_columns_line_up_for_any_id_length() {
+    needs_root!("ps_columns_line_up_for_any_id_length");
+    let sandbox = Sandbox::new("ps-align");
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let short = sandbox.another_id("a");
+    let long = format!("{}-{}", sandbox.id(), "x".repeat(40));
+    for id in [&short, &long] {
+        sandbox.start(id, &bundle, &[]);
+    }
+    let ps = sandbox.tether_output(&["ps"]);
+    let table = stdout_of(&ps);
+    let pid_column_ends: Vec<usize> = table
+        .lines()
+        .map(|line| {
+            let pid = line.split_whitespace().nth(1).unwrap();
+            line.find(&format!(" {pid} ")).unwrap() + pid.len() + 1
+        })
+        .collect();
+    assert_eq!(pid_column_ends.len(), 3, "{table}");
+    assert!(
+        pid_column_ends.windows(2).all(|w| w[0] == w[1]),
+        "misaligned:\n{table}"
+    );
+    for id in [&short, &long] {
+        assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+    }
+}
+
+#[test]
 fn pause_resume_pids_and_logs_follow() {
     needs_root!("pause_resume_pids_and_logs_follow");
     let sandbox = Sandbox::new("ops");
@@ -529,6 +635,67 @@ fn pause_resume_pids_and_logs_follow() {
     let tail = sandbox.tether_output(&["logs", "--tail", "2", id]);
     assert_eq!(stdout_of(&tail), "tick 399\n");
     assert_eq!(stderr_of(&tail), "done\n");
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+}
+
+#[test]
+fn logs_follow_reads_every_rotated_file_of_a_burst() {
+    needs_root!("logs_follow_reads_every_rotated_file_of_a_burst");
+    use std::io::BufRead;
+    let sandbox = Sandbox::new("burst");
+    let id = sandbox.id();
+    let shared = sandbox.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    // 1,000 lines, then (once told) about 3 MiB more: three rotations of 1 MiB files, all of them
+    // kept (5 files), which a follower must read one after the other.
+    let lines = 70_000;
+    let script =
+        format!("seq 1 1000; while [ ! -e /shared/go ]; do usleep 10000; done; seq 1001 {lines}");
+    let bundle = sandbox.bundle(&BundleSpec::shell(&script).bind(&shared, "/shared"));
+    sandbox.start(
+        id,
+        &bundle,
+        &["--log-max-size", "1048576", "--log-max-files", "5"],
+    );
+    let mut follow = sandbox
+        .tether()
+        .args(["logs", "-f", id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut printed = Vec::new();
+    for _ in 0..1000 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        printed.push(line);
+    }
+    // The follower sleeps through the rotations.
+    let follower = nix::unistd::Pid::from_raw(follow.id() as i32);
+    nix::sys::signal::kill(follower, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::fs::write(shared.join("go"), "").unwrap();
+    let waited = sandbox.tether_output(&["wait", id]);
+    assert!(waited.status.success(), "{}", stderr_of(&waited));
+    assert!(
+        sandbox
+            .state_dir()
+            .join(id)
+            .join("container.log.3")
+            .exists(),
+        "the log did not rotate three times; the test would not test following"
+    );
+    nix::sys::signal::kill(follower, nix::sys::signal::Signal::SIGCONT).unwrap();
+    printed.extend(stdout.lines().map(|l| l.unwrap() + "\n"));
+    let status = follow.wait().unwrap();
+    assert!(status.success());
+    let numbers: Vec<usize> = printed
+        .iter()
+        .map(|l| l.trim().parse().expect("a number"))
+        .collect();
+    let first_gap = numbers.iter().enumerate().find(|(i, n)| **n != i + 1);
+    assert_eq!(first_gap, None, "lines were skipped");
+    assert_eq!(numbers.len(), lines);
     assert!(sandbox.tether_output(&["rm", id]).status.success());
 }
 

@@ -35,6 +35,9 @@ const EXEC_OUTPUT_GRACE: Duration = Duration::from_millis(250);
 /// How often an exit whose output sits in a fifo looks whether the reader has taken it (a reader
 /// emptying a fifo wakes nobody).
 const DELIVERY_POLL: Duration = Duration::from_millis(5);
+/// How often a fifo that holds the last of a finished output is looked at, to close it (the
+/// reader's end-of-file) once read.
+const LINGER_POLL: Duration = Duration::from_millis(250);
 
 /// One relay of the shim.
 #[derive(Debug)]
@@ -243,15 +246,40 @@ impl Core {
                 }
             }
             self.check_pending_exits();
+            self.close_delivered();
             self.refresh_front();
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let relays = self.relays.values().filter_map(|relay| match relay {
-            Relay::Output { relay, .. } => relay.deadline(),
-            Relay::Input(_) => None,
+    /// Closes relays whose last output a reader took (it gets its end-of-file).
+    fn close_delivered(&mut self) {
+        let registry = self.poll.registry();
+        self.relays.retain(|_, relay| {
+            let Relay::Output { relay, .. } = relay else {
+                return true;
+            };
+            if relay.lingering() && relay.closable() {
+                relay.close(registry);
+                return false;
+            }
+            true
         });
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let lingering = self
+            .relays
+            .values()
+            .any(|relay| matches!(relay, Relay::Output { relay, .. } if relay.lingering()))
+            .then(|| Instant::now() + LINGER_POLL);
+        let relays = self
+            .relays
+            .values()
+            .filter_map(|relay| match relay {
+                Relay::Output { relay, .. } => relay.deadline(),
+                Relay::Input(_) => None,
+            })
+            .chain(lingering);
         let Some(container) = self.container.as_ref() else {
             return relays.min();
         };

@@ -192,6 +192,8 @@ pub struct OutputRelay {
     fifo_level: usize,
     /// The last time the reader took output (or the relay was made).
     last_progress: Instant,
+    /// The last flush passed held output on because a reader made room: a reader has the fifo open.
+    reader_present: bool,
     /// Since when the relay holds all it may and waits for the reader.
     blocked_since: Option<Instant>,
     episode: Option<DropEpisode>,
@@ -218,6 +220,7 @@ impl OutputRelay {
             pending: VecDeque::new(),
             fifo_level: 0,
             last_progress: Instant::now(),
+            reader_present: false,
             blocked_since: None,
             episode: None,
             dropped: 0,
@@ -246,15 +249,21 @@ impl OutputRelay {
         self.source.is_none() && self.pending.is_empty()
     }
 
-    /// Nothing is left to pass on, and the fifo's reader has taken all of it: closing now gives the
-    /// reader its end-of-file and loses nothing. (While the fifo holds output, tether keeps it
-    /// open, so the output waits for the next reader.)
+    /// Nothing is left to pass on, and the fifo was read empty or has a reader that just made room
+    /// in it: closing now gives the reader its end-of-file and loses nothing. (While an unread fifo
+    /// holds output, tether keeps it open, so the output waits for the next reader.)
     pub fn closable(&mut self) -> bool {
         if !self.finished() {
             return false;
         }
         self.observe_reader(Instant::now());
-        self.fifo_level == 0
+        self.fifo_level == 0 || self.reader_present
+    }
+
+    /// Everything is passed on to a fifo that still holds some: only a look at its level tells
+    /// when the reader is done.
+    pub fn lingering(&self) -> bool {
+        self.finished() && self.dest.is_some()
     }
 
     /// The process's output reached its reader: the source is closed, nothing is held and the fifo
@@ -450,7 +459,8 @@ impl OutputRelay {
                 }
             }
         }
-        if self.pending.len() < held {
+        self.reader_present = self.pending.len() < held;
+        if self.reader_present {
             // The fifo had room for held output: its reader made it.
             self.reader_took(now);
         }

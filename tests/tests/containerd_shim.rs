@@ -692,3 +692,160 @@ fn without_its_own_pid_namespace_the_rest_dies_with_the_init() {
         },
     );
 }
+
+/// A figure from /proc/PID/status (`Threads`, `VmRSS` in KiB).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// One raw ttrpc frame.
+fn ttrpc_frame(kind: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&stream_id.to_be_bytes());
+    out.extend_from_slice(&[kind, 0]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Sends `wire` and reads one response frame: its stream id and status code.
+fn raw_exchange(path: &str, wire: &[u8]) -> Option<(u32, Code)> {
+    use std::io::Read;
+    let mut raw = std::os::unix::net::UnixStream::connect(path).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(wire).ok()?;
+    let mut header = [0u8; 10];
+    raw.read_exact(&mut header).ok()?;
+    let length = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+    let stream_id = u32::from_be_bytes(header[4..8].try_into().unwrap());
+    assert_eq!(header[8], 2, "a response frame");
+    let mut payload = vec![0; length];
+    raw.read_exact(&mut payload).unwrap();
+    let response = ttrpc::Response::parse_from_bytes(&payload).unwrap();
+    Some((stream_id, response.status.code()))
+}
+
+fn task_request(method: &str, payload: Vec<u8>) -> Vec<u8> {
+    ttrpc::Request {
+        service: "containerd.task.v2.Task".into(),
+        method: method.into(),
+        payload,
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .unwrap()
+}
+
+#[test]
+fn a_hostile_ttrpc_client_gets_answers_and_costs_a_bounded_amount() {
+    if !root_or_skip("a_hostile_ttrpc_client_gets_answers_and_costs_a_bounded_amount") {
+        return;
+    }
+    let sandbox = Sandbox::new("shim-hostile");
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let address = start(&sandbox, bundle.path(), &id);
+    let path = address.trim_start_matches("unix://").to_owned();
+    let task = client(&address);
+    let pid = shim_pid(&task, &id);
+    let threads = proc_status(pid, "Threads");
+    assert!(threads <= 4, "an idle shim has {threads} threads");
+    let rss_before = proc_status(pid, "VmRSS");
+    let fds_before = open_fds(pid);
+
+    // Each malformed exchange gets an error answer on its own stream.
+    let cases: Vec<(&str, Vec<u8>, Code)> = vec![
+        (
+            "undecodable request",
+            ttrpc_frame(1, 3, &[0xff; 64]),
+            Code::INVALID_ARGUMENT,
+        ),
+        (
+            "State with an undecodable payload",
+            ttrpc_frame(1, 5, &task_request("State", vec![0xff, 0xff, 0xff])),
+            Code::INVALID_ARGUMENT,
+        ),
+        (
+            "Exec with a garbage spec",
+            ttrpc_frame(1, 7, &task_request("Exec", vec![0x0a, 0xff])),
+            Code::INVALID_ARGUMENT,
+        ),
+        (
+            "an unknown frame type",
+            ttrpc_frame(9, 9, b""),
+            Code::INVALID_ARGUMENT,
+        ),
+        (
+            "an unknown method",
+            ttrpc_frame(1, 11, &task_request("LaunchMissiles", Vec::new())),
+            Code::UNIMPLEMENTED,
+        ),
+    ];
+    for (what, wire, code) in cases {
+        let answer = raw_exchange(&path, &wire);
+        let stream_id = u32::from_be_bytes(wire[4..8].try_into().unwrap());
+        assert_eq!(answer, Some((stream_id, code)), "{what}");
+    }
+    // A header announcing 4 GiB is refused without reading it.
+    let mut huge = ttrpc_frame(1, 13, b"");
+    huge[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert_eq!(
+        raw_exchange(&path, &huge).map(|(_, code)| code),
+        Some(Code::RESOURCE_EXHAUSTED)
+    );
+    // Half a frame, then gone; 100 MB of garbage.
+    {
+        let mut raw = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        raw.write_all(&ttrpc_frame(1, 15, &[0; 100])[..50]).unwrap();
+    }
+    {
+        let mut raw = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let chunk = vec![0x41u8; 1 << 20];
+        for _ in 0..100 {
+            if raw.write_all(&chunk).is_err() {
+                break; // cut off: fine
+            }
+        }
+    }
+    // 2,000 idle connections: most are refused, none costs a thread.
+    let idle: Vec<_> = (0..2000)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&path).ok())
+        .collect();
+    assert_eq!(
+        shim_pid(&task, &id),
+        pid,
+        "the daemon answers beside 2,000 connections"
+    );
+    assert!(proc_status(pid, "Threads") <= threads, "threads grew");
+    assert!(
+        open_fds(pid) <= fds_before + 40,
+        "idle connections hold {} fds",
+        open_fds(pid) - fds_before
+    );
+    drop(idle);
+    assert!(wait_until(Duration::from_secs(10), || open_fds(pid) <= fds_before));
+    assert_eq!(shim_pid(&task, &id), pid, "and after");
+    let rss_after = proc_status(pid, "VmRSS");
+    assert!(
+        rss_after <= rss_before + 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id,
+            now: true,
+            ..Default::default()
+        },
+    );
+}

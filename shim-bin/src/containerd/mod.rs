@@ -10,6 +10,7 @@
 mod args;
 mod core;
 mod diag;
+mod door;
 mod events;
 mod front;
 mod launch;

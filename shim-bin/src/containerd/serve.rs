@@ -6,8 +6,6 @@ use super::diag::Diag;
 use super::events::Publisher;
 use super::launch::{socket_path, socket_stem, LISTENER_FD, SOCKET_DIR};
 use super::options::RuntimeOptions;
-use super::service::TaskService;
-use containerd_shim_protos::ttrpc;
 use mio::{Interest, Poll, Waker};
 use shim_reaper::Reaper;
 use std::os::fd::AsRawFd;
@@ -68,18 +66,7 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
     let (calls, received) = mpsc::channel();
-    let service = TaskService::new(calls, waker);
-    // Few idle handler threads per connection (more start while some are busy, e.g. in a Wait):
-    // the core does the work, and every thread costs memory for the container's whole life.
-    // (ttrpc wants min < default < max.)
-    let mut server = ttrpc::Server::new()
-        .set_thread_count_min(1)
-        .set_thread_count_default(2)
-        .set_thread_count_max(3)
-        .add_listener(LISTENER_FD)
-        .map_err(|e| format!("listen: {e}"))?
-        .register_service(containerd_shim_protos::create_task(Arc::new(service)));
-    server.start().map_err(|e| format!("serve: {e}"))?;
+    let door = super::door::spawn(LISTENER_FD, calls, waker).map_err(|e| format!("serve: {e}"))?;
     let events = Publisher::start(
         &args.namespace,
         std::env::var("TTRPC_ADDRESS")
@@ -105,6 +92,8 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
     if let Some(front) = core.front.take() {
         front.unregister();
     }
+    // Shutdown's own answer, before the daemon goes.
+    door.finish(Duration::from_secs(1));
     // Deliver what is queued (the delete event above all) before going.
     if !events.flush(Duration::from_secs(5)) {
         diag.warn(format_args!(

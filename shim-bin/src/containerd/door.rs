@@ -1,0 +1,610 @@
+//! containerd's door: the `containerd.task.v2.Task` ttrpc service on one thread with one mio loop.
+//!
+//! The wire is ttrpc: frames of a 10-byte header (length and stream id, big-endian u32; a type
+//! byte; a flags byte) and a protobuf `Request` or `Response`. Each request is decoded here into a
+//! [`Call`] for the core, whose answer comes back as a [`Reply`] through a channel and this
+//! thread's waker, so no thread waits on a call: a `Wait` that lasts the container's whole life is
+//! just an answer not given yet. (The ttrpc crate's server spends about six threads per connection
+//! and aborts the shim when it cannot make one.)
+//!
+//! Every value from outside is bounded here: at most [`MAX_CONNECTIONS`] connections (more are
+//! refused: accepted and closed), frames of at most [`MAX_MESSAGE`] bytes, a frame begun and not
+//! finished within [`PARTIAL_FRAME_TIMEOUT`] closes its connection, and answers a client leaves
+//! unread past [`MAX_UNREAD`] close it. Malformed requests, unknown methods and frames of
+//! another type get an error answer on their stream; nothing a client sends stops the door.
+
+use super::service::{status, Answer, Call};
+use containerd_shim_protos::api::*;
+use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::ttrpc::{self, Code};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The service containerd calls.
+const SERVICE: &str = "containerd.task.v2.Task";
+/// Bytes before a frame's payload.
+const HEADER: usize = 10;
+const TYPE_REQUEST: u8 = 1;
+const TYPE_RESPONSE: u8 = 2;
+/// The largest frame taken (ttrpc's own limit).
+pub const MAX_MESSAGE: usize = 4 << 20;
+/// containerd keeps one connection or two; a few more leave room for tools.
+pub const MAX_CONNECTIONS: usize = 32;
+/// A client that starts a frame and does not finish it within this is cut off.
+pub const PARTIAL_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answers held for a client that does not read them.
+const MAX_UNREAD: usize = 16 << 20;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONNECTION: usize = 2;
+
+/// One answer on its way back to a connection.
+#[derive(Debug)]
+pub struct Reply {
+    connection: Token,
+    stream_id: u32,
+    response: ttrpc::Response,
+}
+
+/// Where answers go: the door's channel, and its waker.
+#[derive(Debug, Clone)]
+struct ReplyPath {
+    replies: Sender<Reply>,
+    waker: Arc<Waker>,
+}
+
+impl ReplyPath {
+    fn send(&self, reply: Reply) {
+        if self.replies.send(reply).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// The [`Answer`] for one request: encodes the core's result as a ttrpc response.
+    fn answer<T: Message>(&self, connection: Token, stream_id: u32) -> Answer<T> {
+        let path = self.clone();
+        Answer::new(move |result: ttrpc::Result<T>| {
+            let response = match result.and_then(|message| {
+                message
+                    .write_to_bytes()
+                    .map_err(|e| status(Code::INTERNAL, format!("encode the answer: {e}")))
+            }) {
+                Ok(payload) => ttrpc::Response {
+                    status: Some(ttrpc::get_status(Code::OK, "")).into(),
+                    payload,
+                    ..Default::default()
+                },
+                Err(error) => error_response(error),
+            };
+            path.send(Reply {
+                connection,
+                stream_id,
+                response,
+            });
+        })
+    }
+}
+
+fn error_response(error: ttrpc::Error) -> ttrpc::Response {
+    let status = match error {
+        ttrpc::Error::RpcStatus(status) => status,
+        other => ttrpc::get_status(Code::UNKNOWN, format!("{other:?}")),
+    };
+    ttrpc::Response {
+        status: Some(status).into(),
+        ..Default::default()
+    }
+}
+
+struct Connection {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// Since when `input` holds the start of a frame not complete yet.
+    partial_since: Option<Instant>,
+    /// Close once `output` is sent.
+    closing: bool,
+}
+
+/// The door's half that stays with the daemon: stop it once the core is done.
+#[derive(Debug)]
+pub struct DoorHandle {
+    stop: Sender<()>,
+    waker: Arc<Waker>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl DoorHandle {
+    /// Sends the answers still queued (Shutdown's above all), at most `within`, and stops.
+    pub fn finish(self, within: Duration) {
+        let _ = self.stop.send(());
+        let _ = self.waker.wake();
+        let deadline = Instant::now() + within;
+        while !self.thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Serves the listening socket `fd` on a new thread, handing calls to the core through `calls`
+/// (and waking it with `core`).
+pub fn spawn(fd: RawFd, calls: Sender<Call>, core: Arc<Waker>) -> io::Result<DoorHandle> {
+    // SAFETY: `fd` is the listening socket `start` passed us; nothing else owns it.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    std_listener.set_nonblocking(true)?;
+    let mut listener = UnixListener::from_std(std_listener);
+    let poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (replies, received) = mpsc::channel();
+    let (stop, stopped) = mpsc::channel();
+    let mut door = Door {
+        poll,
+        listener,
+        connections: HashMap::new(),
+        next_token: FIRST_CONNECTION,
+        calls,
+        core,
+        path: ReplyPath {
+            replies,
+            waker: waker.clone(),
+        },
+        received,
+        stopped,
+        refused: 0,
+    };
+    let thread = std::thread::Builder::new()
+        .name("ttrpc".into())
+        .spawn(move || door.run())?;
+    Ok(DoorHandle {
+        stop,
+        waker,
+        thread,
+    })
+}
+
+struct Door {
+    poll: Poll,
+    listener: UnixListener,
+    connections: HashMap<Token, Connection>,
+    next_token: usize,
+    calls: Sender<Call>,
+    core: Arc<Waker>,
+    path: ReplyPath,
+    received: Receiver<Reply>,
+    stopped: Receiver<()>,
+    refused: u64,
+}
+
+impl Door {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let timeout = self
+                .next_deadline()
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    token => {
+                        self.flush(token);
+                        self.read(token);
+                    }
+                }
+            }
+            while let Ok(reply) = self.received.try_recv() {
+                self.deliver(reply);
+            }
+            self.cut_off_slow_senders();
+            if self.stopped.try_recv().is_ok() {
+                self.flush_all();
+                return;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.connections
+            .values()
+            .filter_map(|c| c.partial_since)
+            .min()
+            .map(|since| since + PARTIAL_FRAME_TIMEOUT)
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock, or out of fds: the rest waits in the backlog.
+                Err(_) => return,
+            };
+            if self.connections.len() >= MAX_CONNECTIONS {
+                // Refused: closed at once. The shim lives; containerd's own connection is in.
+                self.refused += 1;
+                if self.refused == 1 || self.refused.is_power_of_two() {
+                    eprintln!(
+                        "level=warning msg=\"ttrpc: {} connections refused (limit {MAX_CONNECTIONS})\"",
+                        self.refused
+                    );
+                }
+                continue;
+            }
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .is_ok()
+            {
+                self.connections.insert(
+                    token,
+                    Connection {
+                        stream,
+                        input: Vec::new(),
+                        output: Vec::new(),
+                        partial_since: None,
+                        closing: false,
+                    },
+                );
+            }
+        }
+    }
+
+    fn read(&mut self, token: Token) {
+        let mut chunk = [0u8; 16 * 1024];
+        let mut gone = false;
+        let mut frames = Vec::new();
+        {
+            let Some(connection) = self.connections.get_mut(&token) else {
+                return;
+            };
+            if connection.closing {
+                return;
+            }
+            loop {
+                match connection.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        gone = true;
+                        break;
+                    }
+                    Ok(n) => connection.input.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        gone = true;
+                        break;
+                    }
+                }
+                match take_frames(&mut connection.input, &mut frames) {
+                    Ok(()) => {}
+                    Err(oversized) => {
+                        // Where the next frame starts is unknown now: answer and hang up.
+                        frames.push(Frame::Oversized(oversized));
+                        connection.input = Vec::new();
+                        connection.closing = true;
+                        break;
+                    }
+                }
+            }
+            connection.partial_since = match (connection.input.is_empty(), connection.partial_since)
+            {
+                (true, _) => None,
+                (false, Some(since)) => Some(since),
+                (false, None) => Some(Instant::now()),
+            };
+            if connection.input.capacity() > 64 * 1024 && connection.input.len() < 1024 {
+                connection.input.shrink_to(1024);
+            }
+        }
+        for frame in frames {
+            self.dispatch(token, frame);
+        }
+        if gone {
+            self.remove(token);
+        } else {
+            self.flush(token);
+        }
+    }
+
+    fn dispatch(&mut self, token: Token, frame: Frame) {
+        let (stream_id, refusal) = match frame {
+            Frame::Request { stream_id, payload } => match self.call(token, stream_id, &payload) {
+                Ok(call) => {
+                    if self.calls.send(call).is_ok() {
+                        let _ = self.core.wake();
+                        return;
+                    }
+                    (
+                        stream_id,
+                        status(Code::UNAVAILABLE, "the shim is shutting down"),
+                    )
+                }
+                Err(error) => (stream_id, error),
+            },
+            Frame::Other { stream_id, kind } => (
+                stream_id,
+                status(
+                    Code::INVALID_ARGUMENT,
+                    format!("ttrpc message type {kind} is not a request"),
+                ),
+            ),
+            Frame::Oversized(length) => (
+                0,
+                status(
+                    Code::RESOURCE_EXHAUSTED,
+                    format!("ttrpc message of {length} bytes is over the {MAX_MESSAGE}-byte limit"),
+                ),
+            ),
+        };
+        self.deliver(Reply {
+            connection: token,
+            stream_id,
+            response: error_response(refusal),
+        });
+    }
+
+    /// Decodes one request into a call for the core.
+    fn call(&self, token: Token, stream_id: u32, payload: &[u8]) -> Result<Call, ttrpc::Error> {
+        let request = ttrpc::Request::parse_from_bytes(payload).map_err(|e| {
+            status(
+                Code::INVALID_ARGUMENT,
+                format!("malformed ttrpc request: {e}"),
+            )
+        })?;
+        if request.service != SERVICE {
+            return Err(status(
+                Code::UNIMPLEMENTED,
+                format!("service {:?} is not served here", request.service),
+            ));
+        }
+        let path = &self.path;
+        macro_rules! call {
+            ($variant:ident, $request:ty) => {
+                Call::$variant(
+                    <$request>::parse_from_bytes(&request.payload).map_err(|e| {
+                        status(
+                            Code::INVALID_ARGUMENT,
+                            format!("{}: malformed request: {e}", request.method),
+                        )
+                    })?,
+                    path.answer(token, stream_id),
+                )
+            };
+        }
+        Ok(match request.method.as_str() {
+            "State" => call!(State, StateRequest),
+            "Create" => call!(Create, CreateTaskRequest),
+            "Start" => call!(Start, StartRequest),
+            "Delete" => call!(Delete, DeleteRequest),
+            "Pids" => call!(Pids, PidsRequest),
+            "Pause" => call!(Pause, PauseRequest),
+            "Resume" => call!(Resume, ResumeRequest),
+            "Kill" => call!(Kill, KillRequest),
+            "Exec" => call!(Exec, ExecProcessRequest),
+            "ResizePty" => call!(ResizePty, ResizePtyRequest),
+            "CloseIO" => call!(CloseIo, CloseIORequest),
+            "Update" => call!(Update, UpdateTaskRequest),
+            "Wait" => call!(Wait, WaitRequest),
+            "Stats" => call!(Stats, StatsRequest),
+            "Connect" => call!(Connect, ConnectRequest),
+            "Shutdown" => call!(Shutdown, ShutdownRequest),
+            "Checkpoint" => {
+                return Err(status(
+                    Code::UNIMPLEMENTED,
+                    "checkpoint is not implemented by tether",
+                ))
+            }
+            other => {
+                return Err(status(
+                    Code::UNIMPLEMENTED,
+                    format!("method {other:?} is not implemented by tether"),
+                ))
+            }
+        })
+    }
+
+    fn deliver(&mut self, reply: Reply) {
+        let Some(connection) = self.connections.get_mut(&reply.connection) else {
+            return; // the client left before its answer came
+        };
+        let payload = reply.response.write_to_bytes().unwrap_or_else(|_| {
+            error_response(status(Code::INTERNAL, "encode"))
+                .write_to_bytes()
+                .unwrap_or_default()
+        });
+        connection
+            .output
+            .extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        connection
+            .output
+            .extend_from_slice(&reply.stream_id.to_be_bytes());
+        connection.output.extend_from_slice(&[TYPE_RESPONSE, 0]);
+        connection.output.extend_from_slice(&payload);
+        self.flush(reply.connection);
+    }
+
+    fn flush(&mut self, token: Token) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        while !connection.output.is_empty() {
+            match connection.stream.write(&connection.output) {
+                Ok(n) => {
+                    connection.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.remove(token);
+                    return;
+                }
+            }
+        }
+        if connection.output.capacity() > 64 * 1024 && connection.output.is_empty() {
+            connection.output = Vec::new();
+        }
+        let done = connection.closing && connection.output.is_empty();
+        if done || connection.output.len() > MAX_UNREAD {
+            self.remove(token);
+        }
+    }
+
+    fn cut_off_slow_senders(&mut self) {
+        let now = Instant::now();
+        let slow: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| {
+                c.partial_since.is_some_and(|since| {
+                    now.saturating_duration_since(since) >= PARTIAL_FRAME_TIMEOUT
+                })
+            })
+            .map(|(token, _)| *token)
+            .collect();
+        for token in slow {
+            self.remove(token);
+        }
+    }
+
+    /// Sends what is queued, blocking briefly: the daemon is about to exit.
+    fn flush_all(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for connection in self.connections.values_mut() {
+            while !connection.output.is_empty() && Instant::now() < deadline {
+                match connection.stream.write(&connection.output) {
+                    Ok(n) => {
+                        connection.output.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, token: Token) {
+        if let Some(mut connection) = self.connections.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut connection.stream);
+        }
+    }
+}
+
+/// One frame off the wire.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    Request {
+        stream_id: u32,
+        payload: Vec<u8>,
+    },
+    /// A frame of a type the server does not take.
+    Other {
+        stream_id: u32,
+        kind: u8,
+    },
+    /// A header announcing more than [`MAX_MESSAGE`].
+    Oversized(usize),
+}
+
+/// Takes the complete frames off the front of `input`; `Err(length)` for an oversized one.
+fn take_frames(input: &mut Vec<u8>, frames: &mut Vec<Frame>) -> Result<(), usize> {
+    let mut at = 0;
+    while input.len() - at >= HEADER {
+        let header = &input[at..at + HEADER];
+        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let stream_id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let kind = header[8];
+        if length > MAX_MESSAGE {
+            input.drain(..at);
+            return Err(length);
+        }
+        if input.len() - at - HEADER < length {
+            break;
+        }
+        let payload = &input[at + HEADER..at + HEADER + length];
+        frames.push(if kind == TYPE_REQUEST {
+            Frame::Request {
+                stream_id,
+                payload: payload.to_vec(),
+            }
+        } else {
+            Frame::Other { stream_id, kind }
+        });
+        at += HEADER + length;
+    }
+    input.drain(..at);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&stream_id.to_be_bytes());
+        out.extend_from_slice(&[kind, 0]);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn frames_are_taken_whole_in_any_pieces() {
+        let wire = [
+            frame(TYPE_REQUEST, 1, b"abc"),
+            frame(3, 5, b""),
+            frame(TYPE_REQUEST, 7, &[9; 1000]),
+        ]
+        .concat();
+        let mut input = Vec::new();
+        let mut frames = Vec::new();
+        for byte in wire {
+            input.push(byte);
+            take_frames(&mut input, &mut frames).unwrap();
+        }
+        assert!(input.is_empty());
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Request {
+                    stream_id: 1,
+                    payload: b"abc".to_vec()
+                },
+                Frame::Other {
+                    stream_id: 5,
+                    kind: 3
+                },
+                Frame::Request {
+                    stream_id: 7,
+                    payload: vec![9; 1000]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_oversized_header_is_refused_before_anything_is_buffered() {
+        let mut input = frame(TYPE_REQUEST, 1, b"");
+        input[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        let mut frames = Vec::new();
+        assert_eq!(take_frames(&mut input, &mut frames), Err(u32::MAX as usize));
+    }
+}

@@ -405,6 +405,63 @@ fn control_socket_survives_hostile_clients() {
 }
 
 #[test]
+fn idle_connections_and_waits_cannot_lock_out_kill_and_rm() {
+    needs_root!("idle_connections_and_waits_cannot_lock_out_kill_and_rm");
+    let sandbox = Sandbox::new("crowd");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell("trap 'exit 3' TERM; sleep 1000 & wait"));
+    sandbox.start(id, &bundle, &[]);
+    let socket = sandbox.state_dir().join(id).join("control.sock");
+    let daemon = sandbox.daemon_pid(id);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{daemon}/fd"))
+            .unwrap()
+            .count()
+    };
+    let fds_before = fds();
+    // 800 clients waiting for the exit (the most the daemon serves but for its reserve)...
+    let waiters: Vec<UnixStream> = (0..800)
+        .map(|_| {
+            let mut stream = UnixStream::connect(&socket).unwrap();
+            stream.write_all(b"{\"op\":\"wait\"}\n").unwrap();
+            stream
+        })
+        .collect();
+    let state = sandbox.tether_output(&["state", id]);
+    assert!(state.status.success(), "{}", stderr_of(&state));
+    // ...and 600 that connect and say nothing.
+    let silent: Vec<UnixStream> = (0..600)
+        .filter_map(|_| UnixStream::connect(&socket).ok())
+        .collect();
+    // kill gets in at once, and rm -f after it.
+    let kill = sandbox.tether_output(&["kill", id, "TERM"]);
+    assert!(kill.status.success(), "{}", stderr_of(&kill));
+    for mut waiter in waiters {
+        waiter.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut answer = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut waiter), &mut answer)
+            .unwrap();
+        assert!(answer.contains("\"exit_code\":3"), "{answer}");
+    }
+    // Idle clients are hung up on.
+    for mut idle in silent.into_iter().take(20) {
+        idle.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut rest = Vec::new();
+        assert!(
+            idle.read_to_end(&mut rest).is_ok(),
+            "an idle client is closed"
+        );
+    }
+    assert!(
+        wait_until(TIMEOUT, || fds() <= fds_before),
+        "the daemon holds {} fds, {fds_before} before",
+        fds()
+    );
+    let rm = sandbox.tether_output(&["rm", "-f", id]);
+    assert!(rm.status.success(), "{}", stderr_of(&rm));
+}
+
+#[test]
 fn other_users_are_refused() {
     needs_root!("other_users_are_refused");
     let sandbox = Sandbox::new("users");

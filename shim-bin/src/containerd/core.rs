@@ -247,6 +247,13 @@ impl Core {
             }
             self.check_pending_exits();
             self.close_delivered();
+            let expired = match &mut self.front {
+                Some(front) => front.expire_idle(self.poll.registry()),
+                None => Vec::new(),
+            };
+            for incoming in expired {
+                self.on_tether_client(incoming);
+            }
             self.refresh_front();
         }
     }
@@ -280,8 +287,9 @@ impl Core {
                 Relay::Input(_) => None,
             })
             .chain(lingering);
+        let front = self.front.as_ref().and_then(|front| front.next_deadline());
         let Some(container) = self.container.as_ref() else {
-            return relays.min();
+            return relays.chain(front).min();
         };
         let exits = std::iter::once(&container.init)
             .chain(container.execs.values())
@@ -291,7 +299,7 @@ impl Core {
             .chain(container.execs.values())
             .any(|p| p.pending_exit.is_some() && !p.outputs.iter().any(|n| self.output_open(*n)));
         let poll_again = delivering.then(|| Instant::now() + DELIVERY_POLL);
-        exits.chain(relays).chain(poll_again).min()
+        exits.chain(relays).chain(poll_again).chain(front).min()
     }
 
     /// Starts relaying an output; returns its number.

@@ -73,6 +73,21 @@ impl TetherFront {
         self.server.owns(token)
     }
 
+    /// When an idle client is due to be closed.
+    pub fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.server.next_deadline()
+    }
+
+    /// Closes idle clients; returns what that ended.
+    pub fn expire_idle(&mut self, registry: &Registry) -> Vec<Incoming> {
+        self.server.expire_idle(registry);
+        self.server
+            .take_closed()
+            .into_iter()
+            .map(Incoming::Closed)
+            .collect()
+    }
+
     /// What clients did on a readiness event.
     pub fn handle(&mut self, registry: &Registry, token: Token) -> Vec<Incoming> {
         let mut incoming = self.server.handle(registry, token);

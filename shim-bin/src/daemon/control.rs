@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The listener's token.
 pub const LISTENER: Token = Token(1);
@@ -18,8 +19,16 @@ pub const LISTENER: Token = Token(1);
 /// the daemon uses its own).
 const FIRST_CONNECTION: usize = 1000;
 pub const LAST_CONNECTION: usize = 1 << 40;
-/// At most this many clients at once; more are turned away.
-const MAX_CONNECTIONS: usize = 256;
+/// At most this many clients at once. At the limit a newcomer takes the place of the longest idle
+/// client (one that asked nothing and is owed nothing); only when none is idle is it turned away.
+/// (Each costs one fd and a little memory; with the daemon's own, under the usual 1,024.)
+pub const MAX_CONNECTIONS: usize = 900;
+/// The last connections are kept for what must always get in: `kill`, `delete` (`rm -f`) and
+/// `state`. Past `MAX_CONNECTIONS - RESERVED`, other requests are answered with a refusal.
+pub const RESERVED: usize = 32;
+/// A connection that sends no request (or, between requests, nothing) for this long is closed;
+/// one waiting for an answer (`wait`) or carrying a stream is not idle.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client in line mode that lets this much of our answers pile up unread is dropped. (Framed
 /// streams are flow-controlled by the daemon with [`ControlServer::pending_output`].)
 const MAX_UNREAD_ANSWERS: usize = 1 << 20;
@@ -41,6 +50,20 @@ struct Connection {
     /// An exec or attach request was read: what follows may be frames, so no more lines are taken
     /// until the daemon answers.
     awaiting_switch: bool,
+    /// The last time the client sent something (or the connection was made).
+    last_heard: Instant,
+}
+
+impl Connection {
+    /// Closed after [`IDLE_TIMEOUT`] of silence: nothing asked and nothing owed.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let busy = self.framed
+            || self.outstanding > 0
+            || self.awaiting_switch
+            || self.closing
+            || !self.output.is_empty();
+        (!busy).then(|| self.last_heard + IDLE_TIMEOUT)
+    }
 }
 
 /// Something a client did.
@@ -178,6 +201,28 @@ impl ControlServer {
         incoming
     }
 
+    /// When the next idle connection is due to be closed.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.connections
+            .values()
+            .filter_map(Connection::idle_deadline)
+            .min()
+    }
+
+    /// Closes connections idle for [`IDLE_TIMEOUT`] (reported through [`ControlServer::take_closed`]).
+    pub fn expire_idle(&mut self, registry: &Registry) {
+        let now = Instant::now();
+        let idle: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.idle_deadline().is_some_and(|at| at <= now))
+            .map(|(token, _)| *token)
+            .collect();
+        for token in idle {
+            self.remove(registry, token);
+        }
+    }
+
     /// Connections removed since the last call (also reported through [`ControlServer::handle`]).
     pub fn take_closed(&mut self) -> Vec<Token> {
         std::mem::take(&mut self.closed)
@@ -209,6 +254,9 @@ impl ControlServer {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
+            if self.connections.len() >= MAX_CONNECTIONS {
+                self.evict_one_idle(registry);
+            }
             if let Err(refusal) = self.admit(&stream) {
                 // Best effort: tell them why, then hang up.
                 let _ = stream.write(&refusal.to_line());
@@ -232,9 +280,23 @@ impl ControlServer {
                         paused: false,
                         closing: false,
                         awaiting_switch: false,
+                        last_heard: Instant::now(),
                     },
                 );
             }
+        }
+    }
+
+    /// Closes the client idle longest, if one is idle at all.
+    fn evict_one_idle(&mut self, registry: &Registry) {
+        let oldest = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.idle_deadline().is_some())
+            .min_by_key(|(_, c)| c.last_heard)
+            .map(|(token, _)| *token);
+        if let Some(token) = oldest {
+            self.remove(registry, token);
         }
     }
 
@@ -260,6 +322,7 @@ impl ControlServer {
     }
 
     fn read(&mut self, registry: &Registry, token: Token, incoming: &mut Vec<Incoming>) {
+        let crowded = self.connections.len() > MAX_CONNECTIONS - RESERVED;
         let Some(connection) = self.connections.get_mut(&token) else {
             return;
         };
@@ -274,7 +337,10 @@ impl ControlServer {
                     connection.hung_up = true;
                     break;
                 }
-                Ok(n) => connection.input.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    connection.input.extend_from_slice(&chunk[..n]);
+                    connection.last_heard = Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -291,7 +357,7 @@ impl ControlServer {
                     break;
                 }
             } else if !connection.awaiting_switch
-                && take_lines(connection, token, incoming).is_err()
+                && take_lines(connection, token, crowded, incoming).is_err()
             {
                 break;
             }
@@ -347,6 +413,7 @@ impl ControlServer {
 fn take_lines(
     connection: &mut Connection,
     token: Token,
+    crowded: bool,
     incoming: &mut Vec<Incoming>,
 ) -> Result<(), ()> {
     while let Some(newline) = connection.input.iter().position(|&b| b == b'\n') {
@@ -355,8 +422,22 @@ fn take_lines(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        connection.outstanding += 1;
         let request = protocol::parse_request(line);
+        if crowded && !request.as_ref().is_ok_and(always_served) {
+            // The reserve is for what must get in; the client learns why and may retry.
+            connection.output.extend_from_slice(
+                &Response::error(
+                    ErrorKind::Internal,
+                    format!(
+                        "too many control connections (limit {}, the last {RESERVED} kept for kill, rm -f and state)",
+                        MAX_CONNECTIONS
+                    ),
+                )
+                .to_line(),
+            );
+            continue;
+        }
+        connection.outstanding += 1;
         let switches = matches!(request, Ok(Request::Exec(_) | Request::Attach));
         incoming.push(Incoming::Request(token, request));
         if switches {
@@ -378,6 +459,14 @@ fn take_lines(
         return Err(());
     }
     Ok(())
+}
+
+/// What gets in even when the daemon is crowded with connections.
+fn always_served(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Kill { .. } | Request::Delete { .. } | Request::State
+    )
 }
 
 fn take_frames(

@@ -309,6 +309,7 @@ impl Daemon {
                     exit_deadline,
                     self.engine.next_deadline(),
                     self.execs.next_deadline(),
+                    self.control.next_deadline(),
                 ]
                 .into_iter()
                 .flatten()
@@ -342,6 +343,7 @@ impl Daemon {
                     self.on_incoming(incoming, log);
                 }
             }
+            self.control.expire_idle(self.poll.registry());
             for client in self.control.take_closed() {
                 self.on_incoming(Incoming::Closed(client), log);
             }

@@ -110,6 +110,7 @@ pub fn connect(layout: &StateLayout, id: &ContainerId) -> Result<UnixStream> {
     if !layout.container_dir(id).is_dir() {
         return Err(Error::failed(format!("no such container: {id}")));
     }
+    trusted_entry(layout, id)?;
     if let DaemonProcess::Stopped(pid) = daemon_process(layout, id) {
         return Err(Error::failed(format!(
             "container {id}: its shim daemon (pid {pid}) is stopped and answers nothing; `kill -CONT {pid}` resumes it"
@@ -121,10 +122,27 @@ pub fn connect(layout: &StateLayout, id: &ContainerId) -> Result<UnixStream> {
     })
 }
 
-/// The state recorded on disk (what is left when the daemon is gone).
+/// The state recorded on disk (what is left when the daemon is gone); None when there is none,
+/// or when the entry is not trusted (see [`trusted_entry`]).
 pub fn recorded_state(layout: &StateLayout, id: &ContainerId) -> Option<ContainerState> {
+    trusted_entry(layout, id).ok()?;
     let text = std::fs::read(layout.state_file(id)).ok()?;
     serde_json::from_slice(&text).ok()
+}
+
+/// The container's entry may be acted on only if nobody but root (or the caller) could have
+/// written it: it names the runtime that `rm` runs.
+pub fn trusted_entry(layout: &StateLayout, id: &ContainerId) -> Result<()> {
+    layout
+        .check_entry(id, nix::unistd::geteuid().as_raw())
+        .map_err(|e| Error::failed(format!("container {id}: {e}")))
+}
+
+/// The state directory may be used only if nobody but root (or the caller) could write it.
+pub fn trusted_root(layout: &StateLayout) -> Result<()> {
+    layout
+        .check_root(nix::unistd::geteuid().as_raw())
+        .map_err(|e| Error::invalid(format!("state dir: {e}")))
 }
 
 /// The error for a container whose daemon does not answer its socket.

@@ -14,6 +14,9 @@ use std::time::Duration;
 /// Runs the parsed command line; returns the exit code.
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let layout = StateLayout::new(&cli.state_dir);
+    if !matches!(cli.command, Command::Daemon { .. }) {
+        crate::client::trusted_root(&layout)?;
+    }
     match cli.command {
         Command::Run(args) => crate::run::run(&cli.state_dir, args),
         Command::Daemon { config } => Ok(crate::daemon::main(&config)),
@@ -87,6 +90,10 @@ fn ps(layout: &StateLayout, format: PsFormat) -> Result<u8> {
         .map_err(|e| Error::failed(format!("state dir {}: {e}", layout.root().display())))?;
     let mut rows = Vec::new();
     for id in ids {
+        if let Err(e) = crate::client::trusted_entry(layout, &id) {
+            eprintln!("tether: {e}");
+            continue;
+        }
         let answer = match daemon_process(layout, &id) {
             DaemonProcess::Alive | DaemonProcess::Unknown => {
                 request(layout, &id, &Request::State, Some(PS_TIMEOUT)).ok()
@@ -171,6 +178,8 @@ fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<u8> {
 
 /// `rm` for a container whose daemon died: delete it with the runtime, then remove its state.
 fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<u8> {
+    // The runtime named in state.json is run only if nobody else could have written it.
+    crate::client::trusted_entry(layout, id)?;
     if let Some(state) = recorded_state(layout, id) {
         let mut runc = Runc::new(&state.runtime);
         if let Some(root) = &state.runtime_root {

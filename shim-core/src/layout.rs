@@ -1,7 +1,65 @@
 //! Where a container's files live under the state directory.
 
 use crate::ContainerId;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// Why a path under the state directory is not trusted: someone other than its owner could have
+/// written it, so nothing in it (a runtime path above all) may be acted on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    /// Owned by another user.
+    #[error("{path} is owned by uid {owner}, not root or uid {expected}: refusing it")]
+    Owner {
+        /// The path.
+        path: String,
+        /// Its owner.
+        owner: u32,
+        /// The uid that would be trusted besides root.
+        expected: u32,
+    },
+    /// Writable by group or others.
+    #[error("{path} is writable by group or others (mode {mode:04o}): refusing it")]
+    Writable {
+        /// The path.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A symbolic link, where a directory or file of tether's own belongs.
+    #[error("{path} is a symbolic link: refusing it")]
+    Link {
+        /// The path.
+        path: String,
+    },
+}
+
+/// Checks that `path` (not followed if a link) is owned by root or `uid` and writable by its owner
+/// alone. A missing path is no threat: `Ok`.
+pub fn check_trusted(path: &Path, uid: u32) -> Result<(), Untrusted> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let shown = || path.display().to_string();
+    if meta.file_type().is_symlink() {
+        return Err(Untrusted::Link { path: shown() });
+    }
+    if meta.uid() != 0 && meta.uid() != uid {
+        return Err(Untrusted::Owner {
+            path: shown(),
+            owner: meta.uid(),
+            expected: uid,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Untrusted::Writable {
+            path: shown(),
+            mode,
+        });
+    }
+    Ok(())
+}
 
 /// `<state-dir>/<id>/` holds, for each container:
 ///
@@ -78,6 +136,19 @@ impl StateLayout {
         self.container_dir(id).join("container.log")
     }
 
+    /// Checks the state directory itself (see [`check_trusted`]).
+    pub fn check_root(&self, uid: u32) -> Result<(), Untrusted> {
+        check_trusted(&self.root, uid)
+    }
+
+    /// Checks every level of a container's entry that is read: the state directory, the
+    /// container's directory and its `state.json`.
+    pub fn check_entry(&self, id: &ContainerId, uid: u32) -> Result<(), Untrusted> {
+        check_trusted(&self.root, uid)?;
+        check_trusted(&self.container_dir(id), uid)?;
+        check_trusted(&self.state_file(id), uid)
+    }
+
     /// The ids of every container directory under the root, sorted; entries that are not valid ids
     /// are skipped.
     pub fn list(&self) -> std::io::Result<Vec<ContainerId>> {
@@ -97,5 +168,83 @@ impl StateLayout {
         }
         ids.sort();
         Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn uid_of(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().uid()
+    }
+
+    #[test]
+    fn an_entry_only_its_owner_can_write_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let id: ContainerId = "web".parse().unwrap();
+        std::fs::create_dir(layout.container_dir(&id)).unwrap();
+        std::fs::write(layout.state_file(&id), "{}").unwrap();
+        std::fs::set_permissions(
+            layout.state_file(&id),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            layout.container_dir(&id),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let uid = uid_of(dir.path());
+        assert_eq!(layout.check_entry(&id, uid), Ok(()));
+        // Any level writable by others is refused.
+        for (path, mode) in [
+            (dir.path().to_owned(), 0o777),
+            (layout.container_dir(&id), 0o770),
+            (layout.state_file(&id), 0o666),
+        ] {
+            let before = std::fs::metadata(&path).unwrap().permissions();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let refused = layout.check_entry(&id, uid).unwrap_err();
+            assert!(
+                matches!(refused, Untrusted::Writable { .. }),
+                "{}: {refused}",
+                path.display()
+            );
+            assert!(refused.to_string().contains("writable by group or others"));
+            std::fs::set_permissions(&path, before).unwrap();
+        }
+    }
+
+    #[test]
+    fn another_users_entry_and_links_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = uid_of(dir.path());
+        let planted = dir.path().join("planted");
+        std::fs::create_dir(&planted).unwrap();
+        if owner == 0 {
+            // As root: a directory another user owns.
+            std::os::unix::fs::chown(&planted, Some(4242), Some(4242)).unwrap();
+            assert!(matches!(
+                check_trusted(&planted, 0),
+                Err(Untrusted::Owner { owner: 4242, .. })
+            ));
+        } else {
+            // Not root: our own directory, as seen by a caller of another uid.
+            assert!(matches!(
+                check_trusted(&planted, owner + 1),
+                Err(Untrusted::Owner { .. })
+            ));
+        }
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        assert!(matches!(
+            check_trusted(&link, owner),
+            Err(Untrusted::Link { .. })
+        ));
+        assert_eq!(check_trusted(&dir.path().join("missing"), owner), Ok(()));
     }
 }

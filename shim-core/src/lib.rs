@@ -25,5 +25,5 @@ pub mod protocol;
 mod state;
 
 pub use id::{ContainerId, InvalidId};
-pub use layout::{StateLayout, DEFAULT_STATE_DIR};
+pub use layout::{check_trusted, StateLayout, Untrusted, DEFAULT_STATE_DIR};
 pub use state::{ContainerState, ExitRecord, Status};

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 use tether_tests::fixture::BundleSpec;
@@ -459,6 +459,96 @@ fn idle_connections_and_waits_cannot_lock_out_kill_and_rm() {
     );
     let rm = sandbox.tether_output(&["rm", "-f", id]);
     assert!(rm.status.success(), "{}", stderr_of(&rm));
+}
+
+/// A container entry someone else planted: its state.json names `evil.sh`, which leaves a mark.
+fn plant_entry(state_dir: &Path, owner: Option<u32>) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let planted = state_dir.join("planted");
+    std::fs::create_dir_all(&planted).unwrap();
+    let mark = state_dir.join("pwned");
+    let evil = state_dir.join("evil.sh");
+    std::fs::write(&evil, format!("#!/bin/sh\ntouch {}\n", mark.display())).unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = serde_json::json!({
+        "id": "planted", "status": "running", "pid": 1, "daemon_pid": 999999,
+        "bundle": "/", "log_path": "/dev/null", "log_format": "raw",
+        "runtime": evil, "created_at": "2026-01-01T00:00:00Z"
+    });
+    std::fs::write(planted.join("state.json"), state.to_string()).unwrap();
+    if let Some(uid) = owner {
+        for path in [&planted, &planted.join("state.json")] {
+            std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+        }
+    }
+    mark
+}
+
+#[test]
+fn a_state_dir_others_can_write_is_refused_and_runs_nothing() {
+    needs_root!("a_state_dir_others_can_write_is_refused_and_runs_nothing");
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new("trust");
+    let open_dir = sandbox.path().join("world-writable");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mark = plant_entry(&open_dir, None);
+    let tether = |args: &[&str]| {
+        Command::new(tether_bin())
+            .arg("--state-dir")
+            .arg(&open_dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [&["ps"][..], &["rm", "-f", "planted"], &["state", "planted"]] {
+        let output = tether(args);
+        assert!(
+            !output.status.success(),
+            "{args:?} accepted a 0777 state dir"
+        );
+        let stderr = stderr_of(&output);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("writable by group or others"), "{stderr}");
+    }
+    assert!(!mark.exists(), "root ran the planted runtime");
+
+    // A state dir of root's own, with an entry another user owns.
+    let nobody = 65534;
+    let own_dir = sandbox.path().join("own");
+    std::fs::create_dir(&own_dir).unwrap();
+    std::fs::set_permissions(&own_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mark = plant_entry(&own_dir, Some(nobody));
+    let ps = Command::new(tether_bin())
+        .arg("--state-dir")
+        .arg(&own_dir)
+        .arg("ps")
+        .output()
+        .unwrap();
+    assert!(ps.status.success());
+    assert!(!stdout_of(&ps).contains("planted"), "{}", stdout_of(&ps));
+    assert!(
+        stderr_of(&ps).contains("owned by uid 65534"),
+        "{}",
+        stderr_of(&ps)
+    );
+    let rm = Command::new(tether_bin())
+        .arg("--state-dir")
+        .arg(&own_dir)
+        .args(["rm", "-f", "planted"])
+        .output()
+        .unwrap();
+    assert!(!rm.status.success());
+    assert!(
+        stderr_of(&rm).contains("owned by uid 65534"),
+        "{}",
+        stderr_of(&rm)
+    );
+    assert!(!mark.exists(), "root ran the planted runtime");
+    assert!(
+        own_dir.join("planted").exists(),
+        "the entry is left as it was"
+    );
 }
 
 #[test]

@@ -131,6 +131,10 @@ pub struct LogSink {
     stats: SinkStats,
     failing: bool,
     unreported: Option<io::Error>,
+    /// Bytes dropped in the current failure episode.
+    episode_dropped: u64,
+    /// A failure episode ended: how many bytes it dropped (not yet taken).
+    recovered: Option<u64>,
     last_open_attempt: Option<Instant>,
 }
 
@@ -159,6 +163,8 @@ impl LogSink {
             stats: SinkStats::default(),
             failing: false,
             unreported: None,
+            episode_dropped: 0,
+            recovered: None,
             last_open_attempt: None,
         })
     }
@@ -234,6 +240,11 @@ impl LogSink {
         self.unreported.take()
     }
 
+    /// A failure episode that ended since the last call: the bytes it dropped, once.
+    pub fn take_recovered(&mut self) -> Option<u64> {
+        self.recovered.take()
+    }
+
     /// Copies up to `max` bytes from a pipe into a raw log without passing them through user space.
     /// Returns the bytes moved (0 at EOF), or `Unsupported` when splicing cannot be used for this sink
     /// now (not raw, a log that is failing, or a file system without splice); read and
@@ -297,7 +308,7 @@ impl LogSink {
         let out = std::mem::take(&mut self.out);
         let ends = std::mem::take(&mut self.record_ends);
         match self.options.rotation {
-            None => self.write_bytes(&out),
+            None => self.write_records(&out, &ends, 0),
             Some(rotation) => {
                 let mut start = 0;
                 let mut previous_end = 0;
@@ -305,13 +316,13 @@ impl LogSink {
                     let would_be = self.size + (end - start) as u64;
                     if would_be > rotation.max_size && self.size + (previous_end - start) as u64 > 0
                     {
-                        self.write_bytes(&out[start..previous_end]);
+                        self.write_records(&out[start..previous_end], &ends, start);
                         self.rotate();
                         start = previous_end;
                     }
                     previous_end = end;
                 }
-                self.write_bytes(&out[start..]);
+                self.write_records(&out[start..], &ends, start);
             }
         }
         // Keep the buffers' capacity for the next chunk.
@@ -321,16 +332,46 @@ impl LogSink {
         self.record_ends.clear();
     }
 
-    fn write_bytes(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
+    /// Writes `bytes`, whole records that start at `offset` of the buffer `ends` indexes. A short
+    /// write (a full disk) is cut back to the last whole record, so the next record never lands
+    /// glued to a torn one; what is cut is counted as dropped.
+    fn write_records(&mut self, bytes: &[u8], ends: &[usize], offset: usize) {
+        let before = self.size;
+        let written = self.write_bytes(bytes);
+        if written == bytes.len() || self.options.format == LogFormat::Raw {
             return;
+        }
+        let kept = ends
+            .iter()
+            .map(|&end| end.saturating_sub(offset))
+            .filter(|&end| end <= written)
+            .max()
+            .unwrap_or(0);
+        if kept < written {
+            if let Some(file) = &self.file {
+                if file.set_len(before + kept as u64).is_ok() {
+                    let cut = (written - kept) as u64;
+                    self.size -= cut;
+                    self.stats.written -= cut;
+                    self.stats.dropped += cut;
+                    self.episode_dropped += cut;
+                }
+            }
+        }
+    }
+
+    /// Writes what it can of `bytes`; returns how much.
+    fn write_bytes(&mut self, bytes: &[u8]) -> usize {
+        if bytes.is_empty() {
+            return 0;
         }
         if self.file.is_none() && !self.retry_open() {
             self.stats.dropped += bytes.len() as u64;
-            return;
+            self.episode_dropped += bytes.len() as u64;
+            return 0;
         }
         let Some(file) = self.file.as_mut() else {
-            return;
+            return 0;
         };
         let mut written = 0;
         while written < bytes.len() {
@@ -350,9 +391,12 @@ impl LogSink {
         self.size += written as u64;
         self.stats.written += written as u64;
         self.stats.dropped += (bytes.len() - written) as u64;
-        if written == bytes.len() {
+        self.episode_dropped += (bytes.len() - written) as u64;
+        if written == bytes.len() && self.failing {
             self.failing = false;
+            self.recovered = Some(std::mem::take(&mut self.episode_dropped));
         }
+        written
     }
 
     fn retry_open(&mut self) -> bool {

@@ -361,6 +361,16 @@ impl Daemon {
                     self.config.log_path.display()
                 ));
             }
+            if let Some(bytes) = self
+                .engine
+                .sink_mut(self.sink)
+                .and_then(|s| s.take_recovered())
+            {
+                log.line(format_args!(
+                    "log {}: written again; {bytes} bytes of output were dropped",
+                    self.config.log_path.display()
+                ));
+            }
         }
         self.control.flush_all_blocking();
     }

@@ -178,6 +178,11 @@ pub struct RunArgs {
     /// The runtime's --root (default: the runtime's own).
     #[arg(long)]
     pub runtime_root: Option<PathBuf>,
+    /// The longest one runtime command may take; a runtime still running then is killed (and a
+    /// start that did not finish is undone).
+    #[arg(long, value_name = "SECS", default_value_t = crate::config::DEFAULT_RUNTIME_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub runtime_timeout: u64,
     /// Write the container's pid here.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,

@@ -32,6 +32,16 @@ pub struct DaemonConfig {
     /// Give the container a terminal (its output, both streams, comes through it).
     #[serde(default)]
     pub tty: bool,
+    /// The longest one runtime command may take before it is killed, in seconds.
+    #[serde(default = "default_runtime_timeout")]
+    pub runtime_timeout_secs: u64,
+}
+
+/// `tether run --runtime-timeout`'s default.
+pub const DEFAULT_RUNTIME_TIMEOUT_SECS: u64 = 60;
+
+fn default_runtime_timeout() -> u64 {
+    DEFAULT_RUNTIME_TIMEOUT_SECS
 }
 
 impl DaemonConfig {

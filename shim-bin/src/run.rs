@@ -17,13 +17,20 @@ pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
     match start_daemon(&config) {
         Ok(pid) => {
             if let Some(pid_file) = &args.pid_file {
-                std::fs::write(pid_file, format!("{pid}\n")).map_err(|e| {
-                    Error::failed(format!(
-                        "container {} started with pid {pid}, but writing {}: {e}",
+                if let Err(e) = std::fs::write(pid_file, format!("{pid}\n")) {
+                    // Said to have failed, so it must not be left running.
+                    let _ = crate::client::request(
+                        &layout,
+                        &config.id,
+                        &shim_core::protocol::Request::Delete { force: true },
+                        Some(crate::client::REQUEST_TIMEOUT),
+                    );
+                    return Err(Error::failed(format!(
+                        "container {}: write its pid to {}: {e}; the container was removed",
                         config.id,
                         pid_file.display()
-                    ))
-                })?;
+                    )));
+                }
             }
             println!("{pid}");
             Ok(0)
@@ -74,18 +81,24 @@ fn validate(state_dir: &Path, args: &RunArgs) -> Result<DaemonConfig> {
     let log_path = match &args.log {
         Some(log) => {
             let log = absolute(log)?;
-            let parent = log.parent().unwrap_or(Path::new("/"));
-            if !parent.is_dir() {
-                return Err(Error::invalid(format!(
-                    "log {}: directory {} does not exist",
-                    log.display(),
-                    parent.display()
-                )));
+            check_parent("log", &log)?;
+            // A fifo with no reader would block the daemon in open(2); a device or a directory is
+            // no log either.
+            if let Ok(meta) = std::fs::metadata(&log) {
+                if !shim_io::is_log_file(&meta) {
+                    return Err(Error::invalid(format!(
+                        "log {}: not a regular file or a device",
+                        log.display()
+                    )));
+                }
             }
             log
         }
         None => StateLayout::new(&state_dir).default_log(&id),
     };
+    if let Some(pid_file) = &args.pid_file {
+        check_parent("pid file", &absolute(pid_file)?)?;
+    }
     Ok(DaemonConfig {
         id,
         bundle,
@@ -98,7 +111,22 @@ fn validate(state_dir: &Path, args: &RunArgs) -> Result<DaemonConfig> {
         runtime_root: args.runtime_root.as_deref().map(absolute).transpose()?,
         stdin: args.interactive,
         tty: args.tty,
+        runtime_timeout_secs: args.runtime_timeout,
     })
+}
+
+/// `path`'s directory must exist before anything is made.
+fn check_parent(what: &str, path: &Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if parent.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{what} {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        )))
+    }
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
@@ -130,18 +158,29 @@ fn find_runtime(runtime: &Path) -> Result<PathBuf> {
     absolute(&found)
 }
 
-/// Creates `<state-dir>/<id>` (0700); its existence is what "the id is in use" means.
+/// Creates `<state-dir>/<id>` (0700); its existence is what "the id is in use" means. The
+/// reserving process writes its pid there (`run.pid`), so a reservation whose `tether run` was
+/// killed before a daemon took over is known stale and taken over.
 fn reserve(layout: &StateLayout, id: &ContainerId) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o711)
         .create(layout.root())
         .map_err(|e| Error::failed(format!("state dir {}: {e}", layout.root().display())))?;
-    match std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(layout.container_dir(id))
+    crate::client::trusted_root(layout)?;
+    let dir = layout.container_dir(id);
+    let mut made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists)
+        && stale_reservation(layout, id)
     {
-        Ok(()) => Ok(()),
+        let _ = std::fs::remove_dir_all(&dir);
+        made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    }
+    match made {
+        Ok(()) => {
+            let _ = std::fs::write(dir.join(RESERVED_BY), format!("{}\n", std::process::id()));
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(format!(
             "container {id} already exists (tether rm {id} to remove it)"
         ))),
@@ -149,6 +188,30 @@ fn reserve(layout: &StateLayout, id: &ContainerId) -> Result<()> {
             "state dir {}: {e}",
             layout.container_dir(id).display()
         ))),
+    }
+}
+
+/// In a container's directory: the pid of the `tether run` that reserved it.
+const RESERVED_BY: &str = "run.pid";
+
+/// A directory no daemon ever took over (no `daemon.pid`, no `state.json`) whose `tether run` is
+/// gone (or, with no `run.pid` yet, made over 10 s ago).
+fn stale_reservation(layout: &StateLayout, id: &ContainerId) -> bool {
+    let dir = layout.container_dir(id);
+    if layout.daemon_pid_file(id).exists() || layout.state_file(id).exists() {
+        return false;
+    }
+    if crate::client::trusted_entry(layout, id).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(dir.join(RESERVED_BY)) {
+        Ok(text) => match text.trim().parse::<i32>() {
+            Ok(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            Err(_) => true,
+        },
+        Err(_) => std::fs::metadata(&dir)
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age.as_secs() > 10)),
     }
 }
 
@@ -168,8 +231,23 @@ fn start_daemon(config: &DaemonConfig) -> Result<i32> {
         .spawn()
         .map_err(|e| Error::failed(format!("start the shim daemon: {e}")))?;
     let stdout = child.stdout.take().expect("piped");
+    // The daemon reports within its runtime timeout (plus the undoing after it); past that it is
+    // stuck, and is killed: `tether run` is bounded.
+    let limit = std::time::Duration::from_secs(config.runtime_timeout_secs.saturating_mul(2) + 10);
     let mut line = String::new();
-    let read = BufReader::new(stdout).read_line(&mut line);
+    let read = read_report(stdout, &mut line, limit);
+    if read
+        .as_ref()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(Error::failed(format!(
+            "container {}: the shim daemon did not report within {}s and was killed",
+            config.id,
+            limit.as_secs()
+        )));
+    }
     let report: Option<StartReport> = serde_json::from_str(line.trim()).ok();
     match (read, report) {
         (Ok(_), Some(StartReport::Started { pid })) => Ok(pid),
@@ -196,4 +274,33 @@ fn start_daemon(config: &DaemonConfig) -> Result<i32> {
             )))
         }
     }
+}
+
+/// Reads the daemon's one-line start report, waiting at most `limit`.
+fn read_report(
+    stdout: std::process::ChildStdout,
+    line: &mut String,
+    limit: std::time::Duration,
+) -> std::io::Result<usize> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => continue,
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The report is one short line written at once.
+    BufReader::new(stdout).read_line(line)
 }

@@ -458,17 +458,35 @@ pub fn numbered(path: &Path, n: u32) -> PathBuf {
 
 fn open_log(path: &Path, format: LogFormat) -> io::Result<File> {
     let mut options = OpenOptions::new();
+    // O_NONBLOCK: a fifo put where the log belongs must not block the daemon in open(2) (regular
+    // files and devices ignore the flag); a fifo or socket is then refused (a device such as
+    // /dev/null is a log like any other).
     options
         .create(true)
         .mode(0o640)
-        .custom_flags(nix::libc::O_CLOEXEC);
-    if format == LogFormat::Raw {
+        .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK);
+    let mut file = if format == LogFormat::Raw {
         // splice(2) refuses O_APPEND files: write at the end by position instead.
-        options.write(true);
-        let mut file = options.open(path)?;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
-        Ok(file)
+        options.write(true).open(path)?
     } else {
-        options.append(true).open(path)
+        options.append(true).open(path)?
+    };
+    if !is_log_file(&file.metadata()?) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file or a device",
+        ));
     }
+    if format == LogFormat::Raw {
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+    }
+    Ok(file)
+}
+
+/// A regular file or a device (`/dev/null`): what a log may be. A fifo would block or drop, a
+/// socket cannot be opened as a file.
+pub fn is_log_file(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    kind.is_file() || kind.is_char_device() || kind.is_block_device()
 }

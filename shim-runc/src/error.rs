@@ -49,6 +49,12 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The runtime ran past its time limit and was killed.
+    #[error("{command}: the runtime did not finish within {}s and was killed", timeout.as_secs())]
+    TimedOut {
+        command: String,
+        timeout: std::time::Duration,
+    },
 }
 
 impl Error {

@@ -15,6 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// Collects the exit of a spawned runtime child. A process with a reaper implements this with it, so
 /// that one owner of `waitpid(-1)` sees every exit; [`DirectWait`] suits everyone else.
@@ -32,6 +33,13 @@ pub trait ExitWaiter {
 
     /// Does the work [`ExitWaiter::wakeup_fd`] announced (reaps, keeping the exits for later).
     fn service(&mut self) {}
+
+    /// Waits at most `timeout` for `pid`; `None` when it is still running then. The default waits
+    /// without a limit.
+    fn wait_timeout(&mut self, pid: i32, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+        let _ = timeout;
+        self.wait(pid).map(Some)
+    }
 }
 
 /// `waitpid(pid)`: for processes that do not reap with `waitpid(-1)` elsewhere.
@@ -253,7 +261,7 @@ impl Runc {
         waiter: &mut dyn ExitWaiter,
     ) -> Result<Vec<u8>> {
         let spawned = self.spawn(subcommand, io)?;
-        complete(spawned, waiter)
+        complete(spawned, waiter, self.timeout)
     }
 
     /// `create`: the container exists, its init waits for [`Runc::start`]. `io` becomes the
@@ -337,7 +345,7 @@ impl Runc {
         waiter: &mut dyn ExitWaiter,
     ) -> Result<()> {
         let spawned = self.spawn_exec(id, process, options, io)?;
-        complete(spawned, waiter).map(drop)
+        complete(spawned, waiter, self.timeout).map(drop)
     }
 
     /// `kill`.
@@ -391,7 +399,7 @@ impl Runc {
             resources_file: path.clone(),
         };
         let spawned = self.spawn_with_scratch(&sub, ProcessIo::piped(), Some(path))?;
-        complete(spawned, waiter).map(drop)
+        complete(spawned, waiter, self.timeout).map(drop)
     }
 
     /// `state`: the container's status and init pid.
@@ -472,18 +480,53 @@ impl Runc {
     }
 }
 
-/// Reads whatever was piped to the end, waits, and interprets the status.
-fn complete(mut spawned: Spawned, waiter: &mut dyn ExitWaiter) -> Result<Vec<u8>> {
+/// Reads whatever was piped to the end, waits, and interprets the status; a runtime past its
+/// `timeout` is killed.
+fn complete(
+    mut spawned: Spawned,
+    waiter: &mut dyn ExitWaiter,
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let stdout = spawned.stdout.take();
     let stderr = spawned.stderr.take();
-    let (out, err) = read_both(stdout, stderr, waiter).map_err(|source| Error::Read {
+    let kill = |pid: i32| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    };
+    let wait_error = |source| Error::Wait {
+        command: spawned.command.clone(),
+        source,
+    };
+    let (out, err, mut timed_out) = read_both(stdout, stderr, waiter, deadline, || {
+        kill(spawned.pid)
+    })
+    .map_err(|source| Error::Read {
         command: spawned.command.clone(),
         source,
     })?;
-    let status = waiter.wait(spawned.pid).map_err(|source| Error::Wait {
-        command: spawned.command.clone(),
-        source,
-    })?;
+    let status = match deadline {
+        Some(deadline) if !timed_out => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match waiter.wait_timeout(spawned.pid, left).map_err(wait_error)? {
+                Some(status) => status,
+                None => {
+                    timed_out = true;
+                    kill(spawned.pid);
+                    waiter.wait(spawned.pid).map_err(wait_error)?
+                }
+            }
+        }
+        _ => waiter.wait(spawned.pid).map_err(wait_error)?,
+    };
+    if timed_out {
+        return Err(Error::TimedOut {
+            command: spawned.command.clone(),
+            timeout: timeout.unwrap_or_default(),
+        });
+    }
     spawned.finish_with_stderr(status, &err)?;
     Ok(out)
 }
@@ -494,10 +537,29 @@ fn read_both(
     mut stdout: Option<ChildStdout>,
     mut stderr: Option<ChildStderr>,
     waiter: &mut dyn ExitWaiter,
-) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    deadline: Option<Instant>,
+    kill: impl Fn(),
+) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut chunk = [0u8; 8192];
+    let mut timed_out = false;
     while stdout.is_some() || stderr.is_some() {
+        let timeout = match deadline {
+            Some(_) if timed_out => PollTimeout::NONE,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    // Killed, the runtime's pipes close (its own children may keep them: the
+                    // caller's waiter bounds that wait).
+                    kill();
+                    timed_out = true;
+                    continue;
+                }
+                PollTimeout::try_from(left.max(Duration::from_millis(1)))
+                    .unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
         let mut fds = Vec::with_capacity(3);
         if let Some(pipe) = &stdout {
             fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
@@ -509,7 +571,7 @@ fn read_both(
         if let Some(fd) = waiter.wakeup_fd() {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
@@ -532,7 +594,7 @@ fn read_both(
             stderr = None;
         }
     }
-    Ok((out, err))
+    Ok((out, err, timed_out))
 }
 
 /// One read; returns whether the pipe reached EOF.

@@ -77,6 +77,7 @@ pub struct Runc {
     debug: bool,
     rootless: Option<bool>,
     scratch_dir: PathBuf,
+    timeout: Option<std::time::Duration>,
 }
 
 impl Runc {
@@ -90,7 +91,15 @@ impl Runc {
             debug: false,
             rootless: None,
             scratch_dir: std::env::temp_dir(),
+            timeout: None,
         }
+    }
+
+    /// The longest a command may take: past it the runtime is killed (SIGKILL) and the command
+    /// fails with [`Error::TimedOut`]. Unset: no limit but the waiter's own.
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// `--root DIR`: where the runtime keeps its container state.

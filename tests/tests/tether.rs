@@ -876,3 +876,140 @@ fn daemon_keeps_no_fd_of_its_callers() {
     );
     assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
 }
+
+/// Nothing of container `id` is left: no state entry, no runtime container.
+fn assert_nothing_left(sandbox: &Sandbox, id: &str) {
+    assert!(
+        !sandbox.state_dir().join(id).exists(),
+        "the state entry of {id} is left"
+    );
+    let listed = sandbox
+        .runtime_command()
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout_of(&listed).lines().any(|l| l == id),
+        "the runtime still has {id}"
+    );
+}
+
+#[test]
+fn a_pid_file_that_cannot_be_written_is_refused_before_anything_starts() {
+    needs_root!("a_pid_file_that_cannot_be_written_is_refused_before_anything_starts");
+    let sandbox = Sandbox::new("pidfile");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let output = sandbox.tether_run(id, &bundle, &["--pid-file", "/no/such/dir/pid"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("/no/such/dir does not exist"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_nothing_left(&sandbox, id);
+}
+
+#[test]
+fn a_log_that_is_a_fifo_is_refused_without_blocking() {
+    needs_root!("a_log_that_is_a_fifo_is_refused_without_blocking");
+    let sandbox = Sandbox::new("logfifo");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let fifo = sandbox.path().join("log.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let output = sandbox.tether_run(id, &bundle, &["--log", fifo.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("not a regular file"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_nothing_left(&sandbox, id);
+}
+
+#[test]
+fn a_runtime_that_hangs_is_killed_and_the_start_undone() {
+    needs_root!("a_runtime_that_hangs_is_killed_and_the_start_undone");
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new("hang");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    // A runtime that hangs on `run` (and behaves for the undoing `delete`).
+    let runtime = sandbox.path().join("hanging-runtime");
+    let marker = sandbox.path().join("hung-pid");
+    std::fs::write(
+        &runtime,
+        format!(
+            "#!/bin/sh\nfor a; do [ \"$a\" = run ] && {{ echo $$ > {}; exec sleep 1000; }}; done\nexit 0\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let started = Instant::now();
+    let output = sandbox
+        .tether()
+        .args(["run", "--id", id, "--bundle"])
+        .arg(bundle.path())
+        .arg("--runtime")
+        .arg(&runtime)
+        .args(["--runtime-timeout", "2"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("did not finish within 2s"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "run took {:?}",
+        started.elapsed()
+    );
+    let hung: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_until(TIMEOUT, || !Path::new(&format!("/proc/{hung}")).exists()
+            || is_zombie(hung)),
+        "the hung runtime is still running"
+    );
+    assert!(
+        !sandbox.state_dir().join(id).exists(),
+        "the state entry is left"
+    );
+    assert!(!sandbox.state_dir().join(id).join("container.log").exists());
+}
+
+#[test]
+fn a_reservation_left_by_a_killed_run_does_not_block_the_id() {
+    needs_root!("a_reservation_left_by_a_killed_run_does_not_block_the_id");
+    let sandbox = Sandbox::new("stale");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    // What a `tether run` killed between reserving the id and starting the daemon leaves.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let dir = sandbox.state_dir().join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::write(dir.join("run.pid"), format!("{gone_pid}\n")).unwrap();
+    sandbox.start(id, &bundle, &[]);
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+    // A reservation whose run is alive still counts.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("run.pid"), format!("{}\n", std::process::id())).unwrap();
+    let output = sandbox.tether_run(id, &bundle, &[]);
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("already exists"),
+        "{}",
+        stderr_of(&output)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

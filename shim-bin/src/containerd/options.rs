@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use shim_runc::Runc;
 use std::path::{Path, PathBuf};
 
+/// The longest one runtime command may take before it is killed (a hung runtime must not hang the
+/// shim's one thread for ever).
+const RUNTIME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Where `start` keeps the options containerd passed on stdin, and Create the ones in force.
 const SAVED: &str = "tether-options.json";
 
@@ -100,6 +104,7 @@ impl RuntimeOptions {
             .root(self.runc_root(namespace))
             .log(bundle.join("log.json"))
             .systemd_cgroup(self.systemd_cgroup)
+            .timeout(RUNTIME_TIMEOUT)
             .scratch_dir(bundle)
     }
 

@@ -62,6 +62,20 @@ impl ExitWaiter for ReaperWait<'_> {
     fn service(&mut self) {
         let _ = self.0.collect();
     }
+
+    fn wait_timeout(
+        &mut self,
+        pid: i32,
+        timeout: Duration,
+    ) -> std::io::Result<Option<std::process::ExitStatus>> {
+        match self.0.wait_for(pid, timeout) {
+            Ok(exit) => Ok(Some(std::process::ExitStatus::from_raw(
+                exit.status.to_wait_status(),
+            ))),
+            Err(shim_reaper::Error::Timeout { .. }) => Ok(None),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
 }
 
 /// Entry point of `tether daemon`; returns the process exit code.
@@ -191,6 +205,7 @@ impl Daemon {
         shim_reaper::set_child_subreaper().map_err(|e| fail(&layout, &config, e.to_string()))?;
         let mut reaper = Reaper::new().map_err(|e| fail(&layout, &config, e.to_string()))?;
         let mut runc = Runc::new(&config.runtime)
+            .timeout(Duration::from_secs(config.runtime_timeout_secs))
             .log(layout.runtime_log(&config.id))
             .scratch_dir(layout.container_dir(&config.id));
         if let Some(root) = &config.runtime_root {

@@ -849,3 +849,90 @@ fn a_hostile_ttrpc_client_gets_answers_and_costs_a_bounded_amount() {
         },
     );
 }
+
+#[test]
+fn stats_come_from_the_cgroup_without_running_the_runtime() {
+    if !root_or_skip("stats_come_from_the_cgroup_without_running_the_runtime") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new("shim-stats");
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    // A runc that notes each subcommand it is asked for.
+    let calls = sandbox.path().join("runtime-calls");
+    let runtime = sandbox.path().join("noting-runc");
+    let runc = tether_tests::harness::find_binary("runc").expect("runc");
+    std::fs::write(
+        &runtime,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
+            calls.display(),
+            runc.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let task = client(&start(&sandbox, bundle.path(), &id));
+    let mut create = create_request(&sandbox, &id, bundle.path(), String::new());
+    let options = Options {
+        binary_name: runtime.to_string_lossy().into_owned(),
+        root: sandbox.runtime_root().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    create.options = Some(Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: options.write_to_bytes().unwrap(),
+        ..Default::default()
+    })
+    .into();
+    task.create(ctx(), &create).expect("create");
+    let request = StartRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.start(ctx(), &request).expect("start");
+    let stats = StatsRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let answer = task.stats(ctx(), &stats).expect("stats");
+        let any = answer.stats.into_option().expect("metrics");
+        assert_eq!(any.type_url, "io.containerd.cgroups.v1.Metrics");
+        let metrics =
+            containerd_shim_protos::cgroups::metrics::Metrics::parse_from_bytes(&any.value)
+                .unwrap();
+        assert!(metrics.memory.usage.usage > 0, "memory in use");
+        assert!(metrics.pids.current >= 1, "the init is counted");
+        assert!(metrics.cpu.usage.total > 0, "cpu time");
+    }
+    let noted = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        !noted.lines().any(|l| l.contains("events")),
+        "Stats ran the runtime: {noted}"
+    );
+    let kill = KillRequest {
+        id: id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    task.kill(ctx(), &kill).expect("kill");
+    let wait = WaitRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.wait(ctx(), &wait).expect("wait");
+    let delete = DeleteRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.delete(ctx(), &delete).expect("delete");
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id,
+            ..Default::default()
+        },
+    );
+}

@@ -118,6 +118,8 @@ pub struct Container {
     pub oom: Option<OomWatch>,
     /// No PID namespace of its own: the rest of its processes are killed at the init's exit.
     pub shares_pid_namespace: bool,
+    /// Its cgroup, found while the init ran (Stats reads it).
+    pub cgroup: Option<super::cgroup_stats::Cgroup>,
     /// The runtime's `--root`.
     pub runc_root: std::path::PathBuf,
     pub created_at: String,

@@ -8,6 +8,7 @@
 //! a daemon that is gone. See docs/containerd.md.
 
 mod args;
+mod cgroup_stats;
 mod core;
 mod diag;
 mod door;

@@ -204,6 +204,12 @@ impl Core {
             init,
             execs: HashMap::new(),
             shares_pid_namespace: shares_pid_namespace(&bundle),
+            cgroup: super::cgroup_stats::Cgroup::of_process(pid)
+                .map_err(|e| {
+                    self.diag
+                        .info(format_args!("stats through the runtime: {e}"))
+                })
+                .ok(),
             oom,
             runc_root,
             created_at: crate::time::now(),

@@ -381,6 +381,15 @@ impl Core {
             CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat,
         };
         let container = self.container(&r.id)?;
+        if let Some(cgroup) = &container.cgroup {
+            let stats = cgroup
+                .metrics()
+                .map_err(|e| status(Code::INTERNAL, format!("cgroup metrics: {e}")))?;
+            return Ok(StatsResponse {
+                stats: Some(stats).into(),
+                ..Default::default()
+            });
+        }
         let runc = container.runc.clone();
         self.reap_needed = true;
         let stats = runc

@@ -387,3 +387,62 @@ fn an_out_of_range_timeout_is_refused_and_the_daemon_lives() {
     let output = exec(&sandbox, &id, &["--", "echo", "alive"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "alive\n");
 }
+
+#[test]
+fn a_stdin_flood_is_held_to_the_bound() {
+    needs_root!("a_stdin_flood_is_held_to_the_bound");
+    use std::io::Write;
+    let (sandbox, id) = idle_container("flood");
+    let daemon = sandbox.daemon_pid(&id);
+    let rss = || -> u64 {
+        tether_tests::tether::proc_status_field(daemon, "VmRSS")
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    // Warm up (buffers made at the first exec), then measure.
+    assert!(exec(&sandbox, &id, &["--", "true"]).status.success());
+    let before = rss();
+    // A process that never reads its stdin, and a client that pushes 64 MiB at it.
+    let mut child = sandbox
+        .tether()
+        .args(["exec", "-i", &id, "--", "sleep", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let pushed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = pushed.clone();
+    let feeder = std::thread::spawn(move || {
+        let chunk = vec![b'z'; 64 * 1024];
+        for _ in 0..1024 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    // Await the client being held back: what it pushed stops growing.
+    let mut last = 0;
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = pushed.load(std::sync::atomic::Ordering::SeqCst);
+        let settled = now > 0 && now == last;
+        last = now;
+        settled
+    }));
+    let grown = rss().saturating_sub(before);
+    let accepted = pushed.load(std::sync::atomic::Ordering::SeqCst) >> 10;
+    // 1 MiB held for the process, plus what the sockets and the pipe hold.
+    assert!(
+        accepted < 3 * 1024,
+        "{accepted} KiB of input were taken for a process that does not read"
+    );
+    assert!(
+        grown < 3 * 1024,
+        "the daemon holds {grown} KiB more for a process that does not read"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    feeder.join().unwrap();
+}

@@ -1013,3 +1013,110 @@ fn a_reservation_left_by_a_killed_run_does_not_block_the_id() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Unmounts a test's tmpfs, also when the test fails.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn an_exit_that_could_not_be_written_is_written_once_there_is_room() {
+    needs_root!("an_exit_that_could_not_be_written_is_written_once_there_is_room");
+    let sandbox = Sandbox::new("fullstate");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell("trap 'exit 7' TERM; sleep 1000 & wait"));
+    std::fs::create_dir_all(sandbox.state_dir()).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
+        .arg(sandbox.state_dir())
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _mount = Mounted(sandbox.state_dir());
+    let log = sandbox.path().join("ctr.log");
+    sandbox.start(id, &bundle, &["--log", log.to_str().unwrap()]);
+    // Fill the state dir's file system to the last byte.
+    let filler = sandbox.state_dir().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    assert!(sandbox
+        .tether_output(&["kill", id, "TERM"])
+        .status
+        .success());
+    let waited = sandbox.tether_output(&["wait", id]);
+    assert_eq!(waited.status.code(), Some(7), "{}", stderr_of(&waited));
+    let exit_file = sandbox.state_dir().join(id).join("exit");
+    assert!(
+        !exit_file.exists(),
+        "the file system was not full; the test tests nothing"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        wait_until(TIMEOUT, || std::fs::read_to_string(&exit_file)
+            .is_ok_and(|t| t == "7\n")),
+        "the exit was never written"
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox.state_dir().join(id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["exit"]["code"], 7);
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+}
+
+#[test]
+fn a_128_character_id_works_whatever_the_state_dir() {
+    needs_root!("a_128_character_id_works_whatever_the_state_dir");
+    let sandbox = Sandbox::new("long-id");
+    let id = "L".repeat(128);
+    let socket = sandbox.state_dir().join(&id).join("control.sock");
+    assert!(
+        socket.as_os_str().len() > 108,
+        "the path must be past sun_path"
+    );
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(&id, &bundle, &[]);
+    let state = sandbox.tether_output(&["state", &id]);
+    assert!(state.status.success(), "{}", stderr_of(&state));
+    let exec = sandbox.tether_output(&["exec", &id, "--", "echo", "in"]);
+    assert_eq!(stdout_of(&exec), "in\n", "{}", stderr_of(&exec));
+    assert!(sandbox.tether_output(&["rm", "-f", &id]).status.success());
+}
+
+#[test]
+fn what_a_failing_runtime_says_on_stderr_is_in_the_error() {
+    needs_root!("what_a_failing_runtime_says_on_stderr_is_in_the_error");
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new("runtime-says");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["true"]));
+    let runtime = sandbox.path().join("grumpy-runtime");
+    std::fs::write(
+        &runtime,
+        "#!/bin/sh\nfor a; do [ \"$a\" = run ] && { echo 'grumpy: no cgroup for you' >&2; exit 1; }; done\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = sandbox
+        .tether()
+        .args(["run", "--id", id, "--bundle"])
+        .arg(bundle.path())
+        .arg("--runtime")
+        .arg(&runtime)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("grumpy: no cgroup for you"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert!(!sandbox.state_dir().join(id).exists());
+}

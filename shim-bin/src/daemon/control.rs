@@ -32,6 +32,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client in line mode that lets this much of our answers pile up unread is dropped. (Framed
 /// streams are flow-controlled by the daemon with [`ControlServer::pending_output`].)
 const MAX_UNREAD_ANSWERS: usize = 1 << 20;
+/// The most read from one framed client per turn: the daemon looks at what arrived (and pauses a
+/// client whose process does not take its input) before reading more, so a flood costs at most
+/// this past the daemon's own high-water mark.
+const FRAMED_READ_BUDGET: usize = 256 << 10;
 
 struct Connection {
     stream: UnixStream,
@@ -84,6 +88,8 @@ pub struct ControlServer {
     next_token: usize,
     daemon_uid: u32,
     closed: Vec<Token>,
+    /// Framed clients with input left unread when their budget ran out.
+    backlog: Vec<Token>,
 }
 
 impl ControlServer {
@@ -99,6 +105,7 @@ impl ControlServer {
             next_token: FIRST_CONNECTION,
             daemon_uid: nix::unistd::geteuid().as_raw(),
             closed: Vec::new(),
+            backlog: Vec::new(),
         })
     }
 
@@ -196,6 +203,21 @@ impl ControlServer {
             if on && was_paused {
                 self.read(registry, token, &mut incoming);
             }
+        }
+        incoming.extend(self.closed.drain(..).map(Incoming::Closed));
+        incoming
+    }
+
+    /// Whether clients have input left to read (the loop should not sleep).
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Reads on for clients whose budget ran out last turn.
+    pub fn work_backlog(&mut self, registry: &Registry) -> Vec<Incoming> {
+        let mut incoming = Vec::new();
+        for token in std::mem::take(&mut self.backlog) {
+            self.read(registry, token, &mut incoming);
         }
         incoming.extend(self.closed.drain(..).map(Incoming::Closed));
         incoming
@@ -331,6 +353,8 @@ impl ControlServer {
         }
         let mut chunk = [0u8; 16 * 1024];
         let mut broken = false;
+        let mut taken = 0;
+        let mut over_budget = false;
         loop {
             match connection.stream.read(&mut chunk) {
                 Ok(0) => {
@@ -340,6 +364,7 @@ impl ControlServer {
                 Ok(n) => {
                     connection.input.extend_from_slice(&chunk[..n]);
                     connection.last_heard = Instant::now();
+                    taken += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -356,6 +381,10 @@ impl ControlServer {
                 if connection.paused {
                     break;
                 }
+                if taken >= FRAMED_READ_BUDGET {
+                    over_budget = true;
+                    break;
+                }
             } else if !connection.awaiting_switch
                 && take_lines(connection, token, crowded, incoming).is_err()
             {
@@ -368,6 +397,9 @@ impl ControlServer {
         if broken {
             self.remove(registry, token);
         } else {
+            if over_budget && !self.backlog.contains(&token) {
+                self.backlog.push(token);
+            }
             self.flush(registry, token);
         }
     }

@@ -173,7 +173,21 @@ struct Daemon {
     terminal: Option<std::fs::File>,
     /// Attach clients.
     attached: Vec<Token>,
+    /// Files not written yet (a full state dir).
+    unsaved: Unsaved,
 }
+
+/// What of the daemon's record is not on disk yet.
+#[derive(Debug, Default)]
+struct Unsaved {
+    exit: bool,
+    state: bool,
+    /// When to try again after a failed write.
+    retry_at: Option<Instant>,
+}
+
+/// How often a record that could not be written is tried again.
+const PERSIST_RETRY: Duration = Duration::from_secs(1);
 
 type StartError = (StateLayout, shim_core::ContainerId, String);
 
@@ -302,6 +316,7 @@ impl Daemon {
             input_eof: false,
             terminal: started.terminal,
             attached: Vec::new(),
+            unsaved: Unsaved::default(),
         };
         daemon.save_state(log);
         report(&StartReport::Started { pid: init_pid });
@@ -316,21 +331,23 @@ impl Daemon {
     fn serve(&mut self, log: &mut ShimLog) {
         let mut events = Events::with_capacity(64);
         while !self.done {
-            let timeout = if self.engine.has_backlog() || self.reap_needed {
-                Some(Duration::ZERO)
-            } else {
-                let exit_deadline = self.pending_exit.as_ref().map(|p| p.deadline);
-                [
-                    exit_deadline,
-                    self.engine.next_deadline(),
-                    self.execs.next_deadline(),
-                    self.control.next_deadline(),
-                ]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|at| at.saturating_duration_since(Instant::now()))
-            };
+            let timeout =
+                if self.engine.has_backlog() || self.reap_needed || self.control.has_backlog() {
+                    Some(Duration::ZERO)
+                } else {
+                    let exit_deadline = self.pending_exit.as_ref().map(|p| p.deadline);
+                    [
+                        exit_deadline,
+                        self.engine.next_deadline(),
+                        self.execs.next_deadline(),
+                        self.control.next_deadline(),
+                        self.unsaved.retry_at,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+                };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log.line(format_args!("poll failed: {e}"));
@@ -353,12 +370,18 @@ impl Daemon {
                     }
                 }
             }
+            for incoming in self.control.work_backlog(self.poll.registry()) {
+                self.on_incoming(incoming, log);
+            }
             while !self.deferred_incoming.is_empty() {
                 for incoming in std::mem::take(&mut self.deferred_incoming) {
                     self.on_incoming(incoming, log);
                 }
             }
             self.control.expire_idle(self.poll.registry());
+            if self.unsaved.retry_at.is_some_and(|at| at <= Instant::now()) {
+                self.persist(log);
+            }
             for client in self.control.take_closed() {
                 self.on_incoming(Incoming::Closed(client), log);
             }
@@ -480,12 +503,7 @@ impl Daemon {
             signal,
             exited_at: crate::time::rfc3339(exit.reaped_at),
         });
-        if let Err(e) = write_atomically(
-            &self.layout.exit_file(&self.config.id),
-            format!("{code}\n").as_bytes(),
-        ) {
-            log.line(format_args!("write exit file: {e}"));
-        }
+        self.unsaved.exit = true;
         let response = Response::Ok(Reply::Exit { exit_code: code });
         for waiter in std::mem::take(&mut self.waiters) {
             self.control.reply(self.poll.registry(), waiter, &response);
@@ -496,9 +514,49 @@ impl Daemon {
     }
 
     fn save_state(&mut self, log: &mut ShimLog) {
-        let json = serde_json::to_vec_pretty(&self.state).expect("state serializes");
-        if let Err(e) = write_atomically(&self.layout.state_file(&self.config.id), &json) {
-            log.line(format_args!("write state.json: {e}"));
+        self.unsaved.state = true;
+        self.persist(log);
+    }
+
+    /// Writes the exit file and state.json that are not on disk yet. One that fails (a full state
+    /// dir) is tried again every [`PERSIST_RETRY`] until it is written: the exit is never lost.
+    fn persist(&mut self, log: &mut ShimLog) {
+        let first_failure = self.unsaved.retry_at.is_none();
+        let mut failed = false;
+        if self.unsaved.exit {
+            if let Some(exit) = &self.state.exit {
+                let path = self.layout.exit_file(&self.config.id);
+                match write_atomically(&path, format!("{}\n", exit.code).as_bytes()) {
+                    Ok(()) => self.unsaved.exit = false,
+                    Err(e) => {
+                        failed = true;
+                        if first_failure {
+                            log.line(format_args!(
+                                "write exit file: {e} (tried again until written)"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if self.unsaved.state {
+            let json = serde_json::to_vec_pretty(&self.state).expect("state serializes");
+            match write_atomically(&self.layout.state_file(&self.config.id), &json) {
+                Ok(()) => self.unsaved.state = false,
+                Err(e) => {
+                    failed = true;
+                    if first_failure {
+                        log.line(format_args!(
+                            "write state.json: {e} (tried again until written)"
+                        ));
+                    }
+                }
+            }
+        }
+        if failed {
+            self.unsaved.retry_at = Instant::now().checked_add(PERSIST_RETRY);
+        } else if self.unsaved.retry_at.take().is_some() {
+            log.line(format_args!("state written again"));
         }
     }
 }

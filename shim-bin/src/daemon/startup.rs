@@ -146,7 +146,13 @@ fn run_container(
     let _ = std::fs::remove_file(&console_path);
     if let Err(e) = ran {
         undo(reaper);
-        return Err(e.to_string());
+        // The runtime's stderr is the container's: what it said there is its error too.
+        return Err(match stdio.stderr.as_ref().and_then(last_words) {
+            Some(said) if e.runtime_message().is_none_or(|m| !m.contains(&said)) => {
+                format!("{e}; the runtime said: {said}")
+            }
+            _ => e.to_string(),
+        });
     }
     let init_pid = match read_pid(&pid_file) {
         Ok(pid) => pid,
@@ -190,4 +196,19 @@ pub(crate) fn read_pid(path: &std::path::Path) -> Result<i32, String> {
     text.trim()
         .parse()
         .map_err(|_| format!("runtime pid file {}: not a pid: {text:?}", path.display()))
+}
+
+/// The last line written to a pipe nobody read yet (at most 64 KiB of it).
+fn last_words(pipe: &OwnedFd) -> Option<String> {
+    use std::io::Read;
+    super::nonblocking::set_nonblocking(pipe).ok()?;
+    let mut file = File::from(pipe.try_clone().ok()?);
+    let mut text = vec![0; 64 * 1024];
+    let n = file.read(&mut text).ok()?;
+    let text = String::from_utf8_lossy(&text[..n]);
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(|line| line.chars().take(500).collect())
 }

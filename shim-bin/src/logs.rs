@@ -4,7 +4,7 @@
 use crate::client::recorded_state;
 use crate::error::{Error, Result};
 use shim_core::{ContainerId, StateLayout, Status};
-use shim_io::{numbered, LogFormat};
+use shim_io::{numbered, DecodedLine, LogDecoder, LogFormat, Stream};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -17,109 +17,8 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 /// How often `-f` looks at the container's state while its log is quiet.
 const FOLLOW_TICK: Duration = Duration::from_millis(500);
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Stdout,
-    Stderr,
-}
-
-/// One line of original output (or its unterminated tail), with the time of its first record.
-struct Line {
-    time: Option<Vec<u8>>,
-    target: Target,
-    text: Vec<u8>,
-}
-
-/// Turns log records back into lines of output.
-struct Decoder {
-    format: LogFormat,
-    partial: [Option<Line>; 2],
-}
-
-impl Decoder {
-    fn new(format: LogFormat) -> Self {
-        Decoder {
-            format,
-            partial: [None, None],
-        }
-    }
-
-    /// One record (a line of the log file without its newline).
-    fn record(&mut self, record: &[u8], emit: &mut dyn FnMut(Line)) {
-        let (time, target, content, ends_line) = match self.format {
-            LogFormat::Raw => {
-                emit(Line {
-                    time: None,
-                    target: Target::Stdout,
-                    text: [record, b"\n"].concat(),
-                });
-                return;
-            }
-            LogFormat::Cri => {
-                let mut fields = record.splitn(4, |&b| b == b' ');
-                let (Some(time), Some(stream), Some(tag)) =
-                    (fields.next(), fields.next(), fields.next())
-                else {
-                    return;
-                };
-                let content = fields.next().unwrap_or_default().to_vec();
-                let ends_line = tag.split(|&b| b == b':').next() == Some(b"F");
-                (time.to_vec(), target_of(stream), content, ends_line)
-            }
-            LogFormat::JsonFile => {
-                #[derive(serde::Deserialize)]
-                struct JsonRecord {
-                    log: String,
-                    stream: String,
-                    time: String,
-                }
-                let Ok(parsed) = serde_json::from_slice::<JsonRecord>(record) else {
-                    return;
-                };
-                let mut content = parsed.log.into_bytes();
-                let ends_line = content.last() == Some(&b'\n');
-                if ends_line {
-                    content.pop();
-                }
-                (
-                    parsed.time.into_bytes(),
-                    target_of(parsed.stream.as_bytes()),
-                    content,
-                    ends_line,
-                )
-            }
-        };
-        let slot = &mut self.partial[target as usize];
-        let line = slot.get_or_insert_with(|| Line {
-            time: Some(time),
-            target,
-            text: Vec::new(),
-        });
-        line.text.extend_from_slice(&content);
-        if ends_line {
-            let mut line = slot.take().expect("just inserted");
-            line.text.push(b'\n');
-            emit(line);
-        }
-    }
-
-    /// The end of the log: what is left is an unterminated last line.
-    fn finish(&mut self, emit: &mut dyn FnMut(Line)) {
-        for slot in &mut self.partial {
-            if let Some(line) = slot.take() {
-                emit(line);
-            }
-        }
-    }
-}
-
-fn target_of(stream: &[u8]) -> Target {
-    if stream == b"stderr" {
-        Target::Stderr
-    } else {
-        Target::Stdout
-    }
-}
+type Line = DecodedLine;
+type Decoder = LogDecoder;
 
 /// Reads record lines from a file, keeping an incomplete last line for later.
 struct RecordReader {
@@ -164,7 +63,7 @@ impl RecordReader {
         if self.raw && !self.carry.is_empty() {
             emit(Line {
                 time: None,
-                target: Target::Stdout,
+                stream: Stream::Stdout,
                 text: std::mem::take(&mut self.carry),
             });
         }
@@ -188,9 +87,9 @@ impl Printer {
         if self.closed {
             return;
         }
-        let result = match line.target {
-            Target::Stdout => write_line(&mut self.stdout, line, self.timestamps),
-            Target::Stderr => {
+        let result = match line.stream {
+            Stream::Stdout => write_line(&mut self.stdout, line, self.timestamps),
+            Stream::Stderr => {
                 let _ = self.stdout.flush();
                 write_line(&mut self.stderr, line, self.timestamps)
             }

@@ -63,12 +63,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod decode;
 mod encode;
 mod engine;
 mod framing;
 mod sink;
 mod timestamp;
 
+pub use decode::{DecodedLine, LogDecoder, MAX_DECODED_LINE};
 pub use encode::{encode_cri, encode_json, Stream};
 pub use engine::{IoEngine, IoEvent, SinkId};
 pub use framing::{CutRule, LineFramer, Record};

@@ -936,3 +936,111 @@ fn stats_come_from_the_cgroup_without_running_the_runtime() {
         },
     );
 }
+
+#[test]
+fn hostile_field_values_get_containerd_error_kinds() {
+    if !root_or_skip("hostile_field_values_get_containerd_error_kinds") {
+        return;
+    }
+    let sandbox = Sandbox::new("shim-fields");
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let task = client(&start(&sandbox, bundle.path(), &id));
+    let pid = shim_pid(&task, &id);
+    let start_request = StartRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code_of(task.start(ctx(), &start_request)).0,
+        Code::NOT_FOUND,
+        "Start before Create"
+    );
+    for other in ["../x", "a/b", "", &"x".repeat(1 << 20)] {
+        let create = create_request(&sandbox, other, bundle.path(), String::new());
+        assert_eq!(
+            code_of(task.create(ctx(), &create)).0,
+            Code::INVALID_ARGUMENT,
+            "Create for id {:?}",
+            &other[..other.len().min(10)]
+        );
+    }
+    task.create(
+        ctx(),
+        &create_request(&sandbox, &id, bundle.path(), String::new()),
+    )
+    .expect("create");
+    task.start(ctx(), &start_request).expect("start");
+    let kill = KillRequest {
+        id: id.clone(),
+        signal: u32::MAX,
+        ..Default::default()
+    };
+    assert_eq!(code_of(task.kill(ctx(), &kill)).0, Code::INVALID_ARGUMENT);
+    for (width, height) in [(0, 0), (u32::MAX, u32::MAX)] {
+        let resize = ResizePtyRequest {
+            id: id.clone(),
+            width,
+            height,
+            ..Default::default()
+        };
+        task.resize_pty(ctx(), &resize)
+            .expect("a resize of no terminal is a no-op");
+    }
+    let spec = Any {
+        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+        value: br#"{"args":["true"],"cwd":"/","user":{"uid":0,"gid":0}}"#.to_vec(),
+        ..Default::default()
+    };
+    let exec = |exec_id: String| ExecProcessRequest {
+        id: id.clone(),
+        exec_id,
+        spec: Some(spec.clone()).into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code_of(task.exec(ctx(), &exec("e".repeat(1 << 20)))).0,
+        Code::INVALID_ARGUMENT,
+        "a 1 MiB exec id"
+    );
+    task.exec(ctx(), &exec("e1".into())).expect("exec");
+    assert_eq!(
+        code_of(task.exec(ctx(), &exec("e1".into()))).0,
+        Code::ALREADY_EXISTS
+    );
+    let wait_unknown = WaitRequest {
+        id: id.clone(),
+        exec_id: "nobody".into(),
+        ..Default::default()
+    };
+    assert_eq!(code_of(task.wait(ctx(), &wait_unknown)).0, Code::NOT_FOUND);
+    let kill = KillRequest {
+        id: id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    task.kill(ctx(), &kill).expect("kill");
+    let wait = WaitRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.wait(ctx(), &wait).expect("wait");
+    let delete = DeleteRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.delete(ctx(), &delete).expect("delete");
+    assert_eq!(
+        code_of(task.delete(ctx(), &delete)).0,
+        Code::NOT_FOUND,
+        "Delete twice"
+    );
+    assert_eq!(shim_pid(&task, &id), pid, "the daemon lives");
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id,
+            ..Default::default()
+        },
+    );
+}

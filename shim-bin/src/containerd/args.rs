@@ -110,6 +110,38 @@ impl ShimArgs {
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("-namespace".to_owned()),
+            Just("-id".to_owned()),
+            Just("--address=x".to_owned()),
+            Just("-debug".to_owned()),
+            Just("start".to_owned()),
+            Just("delete".to_owned()),
+            Just("-bundle".to_owned()),
+            "\\PC{0,20}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_command_line_parses_or_gets_a_one_line_error(args in prop::collection::vec(word(), 0..12)) {
+            match ShimArgs::parse(&args) {
+                Ok(parsed) => {
+                    prop_assert!(!parsed.id.is_empty() && !parsed.id.contains('/') && parsed.id.len() <= 1024);
+                    prop_assert!(!parsed.namespace.is_empty() || parsed.action == Action::Version);
+                }
+                Err(message) => prop_assert!(!message.contains('\n')),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

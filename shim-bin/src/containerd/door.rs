@@ -557,6 +557,27 @@ fn take_frames(input: &mut Vec<u8>, frames: &mut Vec<Frame>) -> Result<(), usize
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_give_bounded_frames_or_a_refusal(bytes in prop::collection::vec(any::<u8>(), 0..4096), piece in 1usize..100) {
+            let mut input = Vec::new();
+            let mut frames = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                input.extend_from_slice(chunk);
+                if take_frames(&mut input, &mut frames).is_err() {
+                    break;
+                }
+                prop_assert!(input.len() < HEADER + MAX_MESSAGE);
+            }
+            for frame in frames {
+                if let Frame::Request { payload, .. } = frame {
+                    prop_assert!(payload.len() <= MAX_MESSAGE);
+                }
+            }
+        }
+    }
 
     fn frame(kind: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
         let mut out = (payload.len() as u32).to_be_bytes().to_vec();

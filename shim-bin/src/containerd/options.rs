@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use shim_runc::Runc;
 use std::path::{Path, PathBuf};
 
+/// The longest path an option may name (PATH_MAX).
+const MAX_PATH: usize = 4096;
+
 /// The longest one runtime command may take before it is killed (a hung runtime must not hang the
 /// shim's one thread for ever).
 const RUNTIME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -41,6 +44,17 @@ impl RuntimeOptions {
         }
         let options =
             Options::parse_from_bytes(bytes).map_err(|e| format!("runtime options: {e}"))?;
+        for (name, value) in [
+            ("BinaryName", &options.binary_name),
+            ("Root", &options.root),
+            ("ShimCgroup", &options.shim_cgroup),
+        ] {
+            if value.len() > MAX_PATH || value.contains('\0') {
+                return Err(format!(
+                    "runtime options: {name} is not a path (a NUL byte, or over {MAX_PATH} bytes)"
+                ));
+            }
+        }
         Ok(RuntimeOptions {
             binary_name: options.binary_name,
             root: options.root,
@@ -139,6 +153,29 @@ pub fn join_cgroup(path: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("shim cgroup {path}: no controller has it"))
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_or_get_an_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(options) = RuntimeOptions::decode(&bytes) {
+                prop_assert!(options.binary_name.len() <= MAX_PATH && !options.root.contains('\0'));
+            }
+            let _ = RuntimeOptions::from_start_input(&bytes);
+        }
+
+        #[test]
+        fn any_path_length_is_bounded(len in 0usize..10_000) {
+            let options = Options { root: "r".repeat(len), ..Default::default() };
+            let decoded = RuntimeOptions::decode(&options.write_to_bytes().unwrap());
+            prop_assert_eq!(decoded.is_ok(), len <= MAX_PATH);
+        }
     }
 }
 

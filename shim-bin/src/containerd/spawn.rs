@@ -26,6 +26,11 @@ type Result<T> = ttrpc::Result<T>;
 /// A started process's relays: its outputs, its input, and its terminal.
 type Connected = (Vec<usize>, Option<usize>, Option<File>);
 
+/// The longest exec id taken (containerd's are far shorter).
+const MAX_EXEC_ID: usize = 1024;
+/// Exec processes a container may have at once, started or not (each is kept until deleted).
+const MAX_EXECS: usize = 4096;
+
 impl Core {
     /// A short socket path for a runtime's console (bundle paths can exceed a socket's 108 bytes).
     fn console_path(&mut self) -> PathBuf {
@@ -376,6 +381,24 @@ impl Core {
         let container = self.container(&r.id)?;
         if r.exec_id.is_empty() {
             return Err(status(Code::INVALID_ARGUMENT, "an exec needs an id"));
+        }
+        if r.exec_id.len() > MAX_EXEC_ID {
+            return Err(status(
+                Code::INVALID_ARGUMENT,
+                format!(
+                    "exec id of {} bytes is over the {MAX_EXEC_ID}-byte limit",
+                    r.exec_id.len()
+                ),
+            ));
+        }
+        if container.execs.len() >= MAX_EXECS {
+            return Err(status(
+                Code::RESOURCE_EXHAUSTED,
+                format!(
+                    "container {} has {MAX_EXECS} execs: delete some first",
+                    r.id
+                ),
+            ));
         }
         if container.execs.contains_key(&r.exec_id) {
             return Err(status(

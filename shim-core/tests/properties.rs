@@ -89,11 +89,8 @@ proptest! {
 
     #[test]
     fn any_bytes_decode_as_frames_or_an_error(mut bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        loop {
-            match frame::decode(&mut bytes) {
-                Ok(Some((_, payload))) => prop_assert!(payload.len() <= MAX_PAYLOAD),
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some((_, payload))) = frame::decode(&mut bytes) {
+            prop_assert!(payload.len() <= MAX_PAYLOAD);
         }
     }
 

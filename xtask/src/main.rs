@@ -4,6 +4,7 @@ mod bench;
 mod deps;
 mod e2e;
 mod fixture;
+mod fuzz;
 mod host;
 mod install;
 mod util;
@@ -20,7 +21,11 @@ commands:
   fixture [--out DIR] [--bench]
                        make a busybox OCI bundle in DIR (default target/fixture/bundle);
                        --bench times the making of 50 bundles
-  test                 build, then run the unit and end-to-end tests (TETHER_E2E=require: no skipping)
+  test [--under-load] [FILTER]
+                       build, then run the unit and end-to-end tests (TETHER_E2E=require: no
+                       skipping); --under-load keeps two CPU hogs busy the whole time
+  fuzz [--seconds N] [--target NAME]
+                       run each fuzz target of tests/fuzz for N seconds (default 60) with libFuzzer
   demo                 build tether, make the fixture, run a container that outlives its launcher
   bench [--quick] [--only startup|memory|exit|throughput]
                        tether side by side with runc alone, conmon and containerd-shim-runc-v2;
@@ -42,6 +47,7 @@ fn main() -> ExitCode {
         Some("demo") => util::demo(),
         Some("bench") => bench::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("install") => install::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{HELP}");

@@ -38,15 +38,51 @@ fn cargo() -> Command {
     cmd
 }
 
-/// `cargo xtask test`: every unit, doc and end-to-end test of the workspace.
-pub fn test(extra: &[String]) -> Result<(), String> {
+/// `cargo xtask test`: every unit, doc and end-to-end test of the workspace. `--under-load` runs
+/// them beside two busy CPU hogs, as a loaded CI machine would: a test that races shows here.
+pub fn test(args: &[String]) -> Result<(), String> {
+    let under_load = args.iter().any(|a| a == "--under-load");
+    let extra: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--under-load")
+        .cloned()
+        .collect();
+    let _hogs = under_load.then(CpuHogs::start).transpose()?;
     run_status(cargo().args(["build", "--workspace", "--bins"]))?;
-    run_status(cargo().args(["test", "--workspace"]).args(extra))?;
+    run_status(cargo().args(["test", "--workspace"]).args(&extra))?;
     // A filter given to cargo test selects among its tests; the containerd suite runs without one.
     if extra.is_empty() {
         crate::e2e::run(&["containerd".to_owned()])?;
     }
     Ok(())
+}
+
+/// Two processes spinning on the CPU for as long as the value lives (both cores of this machine's
+/// kind). Killed when dropped.
+struct CpuHogs(Vec<std::process::Child>);
+
+impl CpuHogs {
+    fn start() -> Result<CpuHogs, String> {
+        let hogs = (0..2)
+            .map(|_| {
+                Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .map_err(|e| format!("start a CPU hog: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        println!("test: under load (two CPU hogs)");
+        Ok(CpuHogs(hogs))
+    }
+}
+
+impl Drop for CpuHogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
 }
 
 /// Builds the `tether` binary (debug profile) and returns its path.

@@ -552,6 +552,73 @@ fn a_state_dir_others_can_write_is_refused_and_runs_nothing() {
 }
 
 #[test]
+fn the_control_socket_outlives_a_flood_of_hostile_input_at_a_bounded_cost() {
+    needs_root!("the_control_socket_outlives_a_flood_of_hostile_input_at_a_bounded_cost");
+    let sandbox = Sandbox::new("hostile2");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &[]);
+    let socket = sandbox.state_dir().join(id).join("control.sock");
+    let daemon = sandbox.daemon_pid(id);
+    let rss = || -> u64 {
+        proc_status_field(daemon, "VmRSS")
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{daemon}/fd"))
+            .unwrap()
+            .count()
+    };
+    // Warm up: one ordinary request of each shape the floods use.
+    assert!(request(&socket, b"{\"op\":\"state\"}\n").contains("running"));
+    let (rss_before, fds_before) = (rss(), fds());
+    // A 100 MB line: answered once past the limit, the rest is never buffered.
+    {
+        let mut big = UnixStream::connect(&socket).unwrap();
+        big.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            if big.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    }
+    // Deeply nested JSON, invalid UTF-8, half a line then gone.
+    let nested = format!(
+        "{{\"op\":\"exec\",\"args\":{}{}}}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let answer = request(&socket, nested.as_bytes());
+    assert!(answer.contains("bad_request"), "{answer}");
+    assert!(request(&socket, b"\xc3\x28\xa0\xa1\n").contains("bad_request"));
+    {
+        let mut half = UnixStream::connect(&socket).unwrap();
+        half.write_all(b"{\"op\":\"ki").unwrap();
+    }
+    // 2,000 connections at once.
+    let many: Vec<UnixStream> = (0..2000)
+        .filter_map(|_| UnixStream::connect(&socket).ok())
+        .collect();
+    assert!(fds() <= fds_before + 900 + 2, "{} fds", fds());
+    drop(many);
+    // The daemon answers as before, and gave back what the floods cost.
+    assert!(request(&socket, b"{\"op\":\"state\"}\n").contains("running"));
+    assert!(
+        wait_until(TIMEOUT, || fds() <= fds_before),
+        "{} fds, {fds_before} before",
+        fds()
+    );
+    let rss_after = rss();
+    assert!(
+        rss_after <= rss_before + 1024,
+        "RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}
+
+#[test]
 fn other_users_are_refused() {
     needs_root!("other_users_are_refused");
     let sandbox = Sandbox::new("users");

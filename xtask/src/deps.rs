@@ -14,8 +14,16 @@ const PACKAGES: &[(&str, &str)] = &[
     ("tmux", "/usr/bin/tmux"),
 ];
 
-pub fn run() -> Result<(), String> {
+pub fn run(args: &[String]) -> Result<(), String> {
+    let engines = match args {
+        [] => true,
+        [flag] if flag == "--no-engines" => false,
+        other => return Err(format!("deps: unknown arguments {other:?} (--no-engines)")),
+    };
     install_packages()?;
+    if engines {
+        crate::engines::fetch()?;
+    }
     // Not fatal: only crun needs it, and crun's own test says so clearly if it is still refused.
     if let Err(message) = crate::host::prepare_cgroups() {
         eprintln!("warning: {message}");

@@ -3,6 +3,7 @@
 mod bench;
 mod deps;
 mod e2e;
+mod engines;
 mod fixture;
 mod fuzz;
 mod host;
@@ -15,9 +16,10 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  deps                 install runc, crun, busybox-static, conmon, containerd and tmux with apt-get,
-                       and give cgroup controllers left on a hybrid layout's v2 hierarchy a v1 mount
-                       (crun refuses a hybrid layout otherwise); as root
+  deps [--no-engines]  install runc, crun, busybox-static, conmon, containerd and tmux with apt-get,
+                       give cgroup controllers left on a hybrid layout's v2 hierarchy a v1 mount
+                       (crun refuses a hybrid layout otherwise), and unpack containerd 1.7 and 2.1
+                       from Debian's newer suites into target/engines (not installed); as root
   fixture [--out DIR] [--bench]
                        make a busybox OCI bundle in DIR (default target/fixture/bundle);
                        --bench times the making of 50 bundles
@@ -30,7 +32,8 @@ commands:
   bench [--quick] [--only startup|memory|exit|throughput]
                        tether side by side with runc alone, conmon and containerd-shim-runc-v2;
                        writes bench/results.md, bench/results.json and bench/ratios.svg
-  e2e containerd [--shim tether|runc|both] [--only TEST]
+  e2e containerd [--engine 1.6|1.7|2.1|all] [--shim tether|runc|both] [--only TEST]
+                       (default: every engine present)
                        a private containerd runs containers through ctr with tether's shim
                        (io.containerd.tether.v2), then with containerd-shim-runc-v2; as root
   install [--prefix DIR]
@@ -41,7 +44,7 @@ commands:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("deps") => deps::run(),
+        Some("deps") => deps::run(&args[1..]),
         Some("fixture") => fixture::run(&args[1..]),
         Some("test") => util::test(&args[1..]),
         Some("demo") => util::demo(),

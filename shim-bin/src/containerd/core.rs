@@ -410,7 +410,7 @@ impl Core {
     /// Ends a process's input (CloseIO).
     pub fn close_input(&mut self, n: usize) {
         if let Some(Relay::Input(relay)) = self.relays.get_mut(&n) {
-            relay.close_after_flush(self.poll.registry());
+            relay.close_after_flush(self.poll.registry(), &mut self.buf);
             if relay.is_closed() {
                 self.relays.remove(&n);
             }

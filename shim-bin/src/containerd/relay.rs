@@ -509,6 +509,8 @@ pub struct InputRelay {
     dest: Option<File>,
     pending: Vec<u8>,
     close_requested: bool,
+    /// After the close request, the fifo was read empty: what the client wrote is all taken.
+    drained: bool,
 }
 
 impl InputRelay {
@@ -521,6 +523,7 @@ impl InputRelay {
             dest: Some(dest),
             pending: Vec::new(),
             close_requested: false,
+            drained: false,
         })
     }
 
@@ -545,10 +548,17 @@ impl InputRelay {
                 return;
             };
             match source.read(buf) {
-                Ok(0) => return,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Ok(n) if n > 0 => self.pending.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
+                // Empty (tether holds the writer too, so never end-of-file): after CloseIO, all
+                // the client wrote has been read.
+                Ok(_) | Err(_) => {
+                    if self.close_requested {
+                        self.drained = true;
+                        self.flush(registry);
+                    }
+                    return;
+                }
             }
         }
     }
@@ -572,15 +582,16 @@ impl InputRelay {
                 }
             }
         }
-        if self.close_requested {
+        if self.close_requested && (self.drained || self.source.is_none()) {
             self.close(registry);
         }
     }
 
-    /// The client's input ended (CloseIO): the process gets end-of-file once what is held is written.
-    pub fn close_after_flush(&mut self, registry: &Registry) {
+    /// The client's input ended (CloseIO): the process gets end-of-file once everything the client
+    /// wrote is passed on, what the fifo still holds included (it may not have been read yet).
+    pub fn close_after_flush(&mut self, registry: &Registry, buf: &mut [u8]) {
         self.close_requested = true;
-        self.flush(registry);
+        self.pump(registry, buf);
     }
 
     /// Closes both sides.
@@ -874,6 +885,37 @@ mod tests {
         let mut reader = open_reader(&setup.fifo.clone());
         let got = read_back(&mut setup, &mut reader, now);
         assert!(got == second);
+    }
+
+    #[test]
+    fn close_io_passes_on_what_the_fifo_still_holds_then_ends_the_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stdin");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let source = open_input_fifo(fifo.to_str().unwrap()).unwrap();
+        let (process_end, our_end) = nix::unistd::pipe().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let mut relay = InputRelay::new(source, File::from(our_end)).unwrap();
+        relay.register(poll.registry(), Token(0), Token(1)).unwrap();
+        // The client writes everything and asks for CloseIO before the relay read any of it.
+        let data = records(1, 1000);
+        let mut client = OpenOptions::new().write(true).open(&fifo).unwrap();
+        client.write_all(&data).unwrap();
+        drop(client);
+        let mut buf = vec![0; 64 * 1024];
+        relay.close_after_flush(poll.registry(), &mut buf);
+        assert!(
+            relay.is_closed(),
+            "everything fitted the pipe: the input is over"
+        );
+        let mut got = Vec::new();
+        File::from(process_end).read_to_end(&mut got).unwrap();
+        assert!(
+            got == data,
+            "the process got {} of {} bytes",
+            got.len(),
+            data.len()
+        );
     }
 
     #[test]

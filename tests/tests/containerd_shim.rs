@@ -585,30 +585,29 @@ fn assert_all_lines(output: &[u8], count: usize) {
     assert_eq!(lines.last(), Some(&"done"), "the last line arrived");
 }
 
+/// A container writes `lines` numbered 1000-byte lines and `done`; a reader takes `chunk` bytes
+/// per `pause` and stops when the exit is known (as containerd 1.6's CRI plugin does). Returns what
+/// the reader got.
+fn output_read_until_the_exit(name: &str, lines: usize, chunk: usize, pause: Duration) -> Vec<u8> {
+    let life = FifoTask::create(name, BundleSpec::shell(&numbered_lines_script(lines)));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = paced_reader(life.fifo.clone(), chunk, pause, stop.clone());
+    life.start();
+    assert_eq!(life.wait(), 0);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let output = reader.join().unwrap();
+    life.finish();
+    output
+}
+
 #[test]
 fn an_exit_is_published_only_after_the_reader_has_all_the_output() {
     if !root_or_skip("an_exit_is_published_only_after_the_reader_has_all_the_output") {
         return;
     }
-    let lines = 4000;
-    let life = FifoTask::create(
-        "shim-tail",
-        BundleSpec::shell(&numbered_lines_script(lines)),
-    );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // A reader slower than the container, so output is still held when the container exits.
-    let reader = paced_reader(
-        life.fifo.clone(),
-        16 * 1024,
-        Duration::from_millis(1),
-        stop.clone(),
-    );
-    life.start();
-    assert_eq!(life.wait(), 0);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let output = reader.join().unwrap();
-    assert_all_lines(&output, lines);
-    life.finish();
+    let output = output_read_until_the_exit("shim-tail", 4000, 16 * 1024, Duration::from_millis(1));
+    assert_all_lines(&output, 4000);
 }
 
 #[test]
@@ -617,24 +616,9 @@ fn a_reader_that_reads_slowly_loses_nothing() {
         return;
     }
     // 64 MiB: far more than the fifo and the shim hold, so the container must be slowed down.
-    let lines = 65_536;
-    let life = FifoTask::create(
-        "shim-slow",
-        BundleSpec::shell(&numbered_lines_script(lines)),
-    );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = paced_reader(
-        life.fifo.clone(),
-        64 * 1024,
-        Duration::from_micros(500),
-        stop.clone(),
-    );
-    life.start();
-    assert_eq!(life.wait(), 0);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let output = reader.join().unwrap();
-    assert_all_lines(&output, lines);
-    life.finish();
+    let output =
+        output_read_until_the_exit("shim-slow", 65_536, 64 * 1024, Duration::from_micros(500));
+    assert_all_lines(&output, 65_536);
 }
 
 #[test]

@@ -59,6 +59,8 @@ pub struct Proc {
     pub input: Option<usize>,
     pub terminal: Option<File>,
     pub exit: Option<(u32, SystemTime)>,
+    /// The signal that ended it, when one did (an `exit 130` is a code, not SIGINT).
+    pub exit_signal: Option<i32>,
     pub pending_exit: Option<PendingExit>,
     pub waiters: Vec<Answer<WaitResponse>>,
     /// An exec's process, until it is started.
@@ -76,6 +78,7 @@ impl Proc {
             input: None,
             terminal: None,
             exit: None,
+            exit_signal: None,
             pending_exit: None,
             waiters: Vec::new(),
             spec: None,
@@ -598,6 +601,10 @@ impl Core {
         };
         let code = exit.status.code() as u32;
         proc.exit = Some((code, exit.reaped_at));
+        proc.exit_signal = match exit.status {
+            shim_reaper::ExitStatus::Signaled { signal, .. } => Some(signal),
+            shim_reaper::ExitStatus::Exited(_) => None,
+        };
         proc.status = Status::STOPPED;
         let outputs = proc.outputs.clone();
         let response = proc.wait_response();

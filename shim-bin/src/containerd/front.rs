@@ -266,7 +266,7 @@ impl super::core::Core {
             created_at: container.created_at.clone(),
             exit: init.exit.map(|(code, at)| shim_core::ExitRecord {
                 code: code as i32,
-                signal: (code > 128).then_some(code as i32 - 128),
+                signal: init.exit_signal,
                 exited_at: crate::time::rfc3339(at),
             }),
         })

@@ -681,6 +681,55 @@ pub(super) fn tether_cli(ctx: &mut Ctx<'_>) -> Check {
     ctx.ctr(&["containers", "delete", &id]).map(drop)
 }
 
+/// `tether state` of a containerd task that exits with code 130 says code 130, not SIGINT; one that
+/// is killed says the signal.
+pub(super) fn tether_state_exit(ctx: &mut Ctx<'_>) -> Check {
+    let state_dir = ctx.containerd.dir.join("tether-state");
+    for (name, script, code, signal) in [
+        ("exit-130", "exit 130", 130, serde_json::Value::Null),
+        ("killed", "exec sleep 1000", 137, serde_json::json!(9)),
+    ] {
+        let id = ctx.id(name);
+        ctx.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            ctx.runtime,
+            IMAGE,
+            &id,
+            "sh",
+            "-c",
+            script,
+        ])?;
+        if signal.is_number() {
+            ctx.wait_status(&id, "RUNNING")?;
+            ctx.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
+        }
+        ctx.wait_status(&id, "STOPPED")?;
+        let state = Command::new(&ctx.tether)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["state", &id])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("tether: {e}"))?;
+        let state: serde_json::Value = serde_json::from_slice(&state.stdout)
+            .map_err(|e| format!("tether state {id}: {e}: {}", text(&state.stderr)))?;
+        expect(
+            state["exit"]["code"] == code && state["exit"]["signal"] == signal,
+            || {
+                format!(
+                    "tether state {id}: exit {}, want code {code} signal {signal}",
+                    state["exit"]
+                )
+            },
+        )?;
+        ctx.ctr(&["task", "delete", &id])?;
+        ctx.ctr(&["containers", "delete", &id])?;
+    }
+    Ok(())
+}
+
 /// With containerd at debug level, the shim gets `-debug` and its diagnostics reach containerd's
 /// log through the bundle's `log` fifo.
 pub(super) fn diagnostics(ctx: &mut Ctx<'_>) -> Check {

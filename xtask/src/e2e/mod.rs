@@ -171,6 +171,11 @@ const TESTS: &[(&str, For, Test)] = &[
         For::TetherOnly,
         tether_cli,
     ),
+    (
+        "tether_state_tells_an_exit_code_from_a_signal",
+        For::TetherOnly,
+        tether_state_exit,
+    ),
 ];
 
 /// Every id a test may leave behind when it fails.
@@ -191,6 +196,8 @@ const IDS: &[&str] = &[
     "exec-tty",
     "stdin",
     "metrics",
+    "exit-130",
+    "killed",
 ];
 
 /// Entry point: `e2e containerd [--engine 1.6|1.7|2.1|all] [--shim tether|runc|both] [--only NAME]`.

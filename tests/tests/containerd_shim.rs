@@ -1028,3 +1028,79 @@ fn hostile_field_values_get_containerd_error_kinds() {
         },
     );
 }
+
+#[test]
+fn a_client_pipelining_slow_calls_is_held_back() {
+    if !root_or_skip("a_client_pipelining_slow_calls_is_held_back") {
+        return;
+    }
+    let sandbox = Sandbox::new("shim-pipeline");
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let address = start(&sandbox, bundle.path(), &id);
+    let task = client(&address);
+    task.create(
+        ctx(),
+        &create_request(&sandbox, &id, bundle.path(), String::new()),
+    )
+    .expect("create");
+    let start_request = StartRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.start(ctx(), &start_request).expect("start");
+    // Pids runs the runtime for each call: slow. Send 8 MiB of them without reading answers.
+    let pids = PidsRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    let frame = ttrpc_frame(1, 1, &task_request("Pids", pids.write_to_bytes().unwrap()));
+    let path = address.trim_start_matches("unix://").to_owned();
+    let mut raw = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    raw.set_nonblocking(true).unwrap();
+    let wire: Vec<u8> = frame.iter().copied().cycle().take(8 << 20).collect();
+    let mut sent = 0;
+    let mut stalled_since = std::time::Instant::now();
+    while sent < wire.len() && stalled_since.elapsed() < Duration::from_secs(3) {
+        match raw.write(&wire[sent..]) {
+            Ok(n) => {
+                sent += n;
+                stalled_since = std::time::Instant::now();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    assert!(
+        sent < 2 << 20,
+        "the shim took {sent} bytes of calls it could not answer yet"
+    );
+    // Another client is still served.
+    assert!(shim_pid(&task, &id) > 0);
+    drop(raw);
+    let kill = KillRequest {
+        id: id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    task.kill(ctx(), &kill).expect("kill");
+    let wait = WaitRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.wait(ctx(), &wait).expect("wait");
+    let delete = DeleteRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.delete(ctx(), &delete).expect("delete");
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id,
+            ..Default::default()
+        },
+    );
+}

@@ -40,6 +40,9 @@ pub const MAX_CONNECTIONS: usize = 32;
 pub const PARTIAL_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answers held for a client that does not read them.
 const MAX_UNREAD: usize = 16 << 20;
+/// Calls of one connection the core has not answered yet; past it the connection is not read
+/// until answers come back (a client pipelining slow calls cannot queue work without bound).
+pub const MAX_IN_FLIGHT: usize = 64;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -51,6 +54,8 @@ pub struct Reply {
     connection: Token,
     stream_id: u32,
     response: ttrpc::Response,
+    /// The answer to a call the core had (counted in the connection's calls in flight).
+    from_core: bool,
 }
 
 /// Where answers go: the door's channel, and its waker.
@@ -87,6 +92,7 @@ impl ReplyPath {
                 connection,
                 stream_id,
                 response,
+                from_core: true,
             });
         })
     }
@@ -111,6 +117,8 @@ struct Connection {
     partial_since: Option<Instant>,
     /// Close once `output` is sent.
     closing: bool,
+    /// Calls handed to the core and not answered yet.
+    in_flight: usize,
 }
 
 /// The door's half that stays with the daemon: stop it once the core is done.
@@ -260,6 +268,7 @@ impl Door {
                         output: Vec::new(),
                         partial_since: None,
                         closing: false,
+                        in_flight: 0,
                     },
                 );
             }
@@ -274,7 +283,7 @@ impl Door {
             let Some(connection) = self.connections.get_mut(&token) else {
                 return;
             };
-            if connection.closing {
+            if connection.closing || connection.in_flight >= MAX_IN_FLIGHT {
                 return;
             }
             loop {
@@ -292,6 +301,8 @@ impl Door {
                     }
                 }
                 match take_frames(&mut connection.input, &mut frames) {
+                    // Enough work asked for: read the rest once answers come back.
+                    Ok(()) if connection.in_flight + frames.len() >= MAX_IN_FLIGHT => break,
                     Ok(()) => {}
                     Err(oversized) => {
                         // Where the next frame starts is unknown now: answer and hang up.
@@ -328,6 +339,9 @@ impl Door {
                 Ok(call) => {
                     if self.calls.send(call).is_ok() {
                         let _ = self.core.wake();
+                        if let Some(connection) = self.connections.get_mut(&token) {
+                            connection.in_flight += 1;
+                        }
                         return;
                     }
                     (
@@ -356,6 +370,7 @@ impl Door {
             connection: token,
             stream_id,
             response: error_response(refusal),
+            from_core: false,
         });
     }
 
@@ -423,6 +438,11 @@ impl Door {
         let Some(connection) = self.connections.get_mut(&reply.connection) else {
             return; // the client left before its answer came
         };
+        let was_full = connection.in_flight >= MAX_IN_FLIGHT;
+        if reply.from_core {
+            connection.in_flight = connection.in_flight.saturating_sub(1);
+        }
+        let resume = was_full && connection.in_flight < MAX_IN_FLIGHT;
         let payload = reply.response.write_to_bytes().unwrap_or_else(|_| {
             error_response(status(Code::INTERNAL, "encode"))
                 .write_to_bytes()
@@ -437,6 +457,10 @@ impl Door {
         connection.output.extend_from_slice(&[TYPE_RESPONSE, 0]);
         connection.output.extend_from_slice(&payload);
         self.flush(reply.connection);
+        if resume {
+            // What the client sent meanwhile waits in the socket: no new event will say so.
+            self.read(reply.connection);
+        }
     }
 
     fn flush(&mut self, token: Token) {

@@ -64,6 +64,10 @@ fn sequential_execs_are_exact_and_leak_nothing() {
     let daemon = sandbox.daemon_pid(&id);
     // One exec first, so lazily made things (buffers, the runtime log) exist before counting.
     assert!(exec(&sandbox, &id, &["--", "true"]).status.success());
+    // Counted once the daemon has closed that client's connection (the client may return first):
+    // then its only socket is the control listener.
+    let sockets = |daemon| fds(daemon).iter().filter(|f| f.contains("socket:")).count();
+    assert!(wait_until(Duration::from_secs(20), || sockets(daemon) == 1));
     let fds_before = fds(daemon);
     const N: usize = 1000;
     for n in 0..N {

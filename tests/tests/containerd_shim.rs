@@ -1034,22 +1034,45 @@ fn a_client_pipelining_slow_calls_is_held_back() {
     if !root_or_skip("a_client_pipelining_slow_calls_is_held_back") {
         return;
     }
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
     let sandbox = Sandbox::new("shim-pipeline");
     let id = sandbox.id().to_owned();
     let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
     let address = start(&sandbox, bundle.path(), &id);
     let task = client(&address);
-    task.create(
-        ctx(),
-        &create_request(&sandbox, &id, bundle.path(), String::new()),
+    // A runc whose `ps` takes 0.2 s: 64 calls in flight hold the connection back for over 12 s,
+    // longer than a sender may take to finish a frame.
+    let runtime = sandbox.path().join("slow-ps-runc");
+    let runc = tether_tests::harness::find_binary("runc").expect("runc");
+    std::fs::write(
+        &runtime,
+        format!(
+            "#!/bin/sh\nfor a; do [ \"$a\" = ps ] && sleep 0.2; done\nexec {} \"$@\"\n",
+            runc.display()
+        ),
     )
-    .expect("create");
+    .unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut create = create_request(&sandbox, &id, bundle.path(), String::new());
+    let options = Options {
+        binary_name: runtime.to_string_lossy().into_owned(),
+        root: sandbox.runtime_root().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    create.options = Some(Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: options.write_to_bytes().unwrap(),
+        ..Default::default()
+    })
+    .into();
+    task.create(ctx(), &create).expect("create");
     let start_request = StartRequest {
         id: id.clone(),
         ..Default::default()
     };
     task.start(ctx(), &start_request).expect("start");
-    // Pids runs the runtime for each call: slow. Send 8 MiB of them without reading answers.
+    // 8 MiB of Pids calls, answers left unread.
     let pids = PidsRequest {
         id: id.clone(),
         ..Default::default()
@@ -1058,7 +1081,8 @@ fn a_client_pipelining_slow_calls_is_held_back() {
     let path = address.trim_start_matches("unix://").to_owned();
     let mut raw = std::os::unix::net::UnixStream::connect(&path).unwrap();
     raw.set_nonblocking(true).unwrap();
-    let wire: Vec<u8> = frame.iter().copied().cycle().take(8 << 20).collect();
+    let frames = (8 << 20) / frame.len();
+    let wire: Vec<u8> = frame.repeat(frames);
     let mut sent = 0;
     let mut stalled_since = std::time::Instant::now();
     while sent < wire.len() && stalled_since.elapsed() < Duration::from_secs(3) {
@@ -1079,6 +1103,19 @@ fn a_client_pipelining_slow_calls_is_held_back() {
     );
     // Another client is still served.
     assert!(shim_pid(&task, &id) > 0);
+    // The held-back connection is not cut off: its answers keep coming, past the first 64.
+    raw.set_nonblocking(false).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for answer in 0..100 {
+        let mut header = [0u8; 10];
+        raw.read_exact(&mut header)
+            .unwrap_or_else(|e| panic!("answer {answer}: {e}"));
+        let length = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+        let mut payload = vec![0; length];
+        raw.read_exact(&mut payload).unwrap();
+        let response = ttrpc::Response::parse_from_bytes(&payload).unwrap();
+        assert_eq!(response.status.code(), Code::OK, "answer {answer}");
+    }
     drop(raw);
     let kill = KillRequest {
         id: id.clone(),

@@ -42,6 +42,8 @@ pub const PARTIAL_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_UNREAD: usize = 16 << 20;
 /// Calls of one connection the core has not answered yet; past it the connection is not read
 /// until answers come back (a client pipelining slow calls cannot queue work without bound).
+/// A `Wait` does not count: it queues no work, and containerd keeps one open per running process
+/// on its one connection, so counting it could stall that connection.
 pub const MAX_IN_FLIGHT: usize = 64;
 
 const LISTENER: Token = Token(0);
@@ -54,7 +56,7 @@ pub struct Reply {
     connection: Token,
     stream_id: u32,
     response: ttrpc::Response,
-    /// The answer to a call the core had (counted in the connection's calls in flight).
+    /// The answer to a call counted in the connection's calls in flight.
     from_core: bool,
 }
 
@@ -72,8 +74,9 @@ impl ReplyPath {
         }
     }
 
-    /// The [`Answer`] for one request: encodes the core's result as a ttrpc response.
-    fn answer<T: Message>(&self, connection: Token, stream_id: u32) -> Answer<T> {
+    /// The [`Answer`] for one request: encodes the core's result as a ttrpc response. `counted`:
+    /// the call counts in its connection's calls in flight.
+    fn answer<T: Message>(&self, connection: Token, stream_id: u32, counted: bool) -> Answer<T> {
         let path = self.clone();
         Answer::new(move |result: ttrpc::Result<T>| {
             let response = match result.and_then(|message| {
@@ -92,7 +95,7 @@ impl ReplyPath {
                 connection,
                 stream_id,
                 response,
-                from_core: true,
+                from_core: counted,
             });
         })
     }
@@ -228,6 +231,7 @@ impl Door {
     fn next_deadline(&self) -> Option<Instant> {
         self.connections
             .values()
+            .filter(|c| c.in_flight < MAX_IN_FLIGHT)
             .filter_map(|c| c.partial_since)
             .min()
             .map(|since| since + PARTIAL_FRAME_TIMEOUT)
@@ -283,10 +287,26 @@ impl Door {
             let Some(connection) = self.connections.get_mut(&token) else {
                 return;
             };
-            if connection.closing || connection.in_flight >= MAX_IN_FLIGHT {
+            if connection.closing {
                 return;
             }
             loop {
+                // What is already buffered first (frames left when the budget ran out).
+                let budget = MAX_IN_FLIGHT.saturating_sub(connection.in_flight + frames.len());
+                match take_frames(&mut connection.input, &mut frames, budget) {
+                    Ok(()) => {}
+                    Err(oversized) => {
+                        // Where the next frame starts is unknown now: answer and hang up.
+                        frames.push(Frame::Oversized(oversized));
+                        connection.input = Vec::new();
+                        connection.closing = true;
+                        break;
+                    }
+                }
+                if connection.in_flight + frames.len() >= MAX_IN_FLIGHT {
+                    // Enough work asked for: read the rest once answers come back.
+                    break;
+                }
                 match connection.stream.read(&mut chunk) {
                     Ok(0) => {
                         gone = true;
@@ -297,18 +317,6 @@ impl Door {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
                         gone = true;
-                        break;
-                    }
-                }
-                match take_frames(&mut connection.input, &mut frames) {
-                    // Enough work asked for: read the rest once answers come back.
-                    Ok(()) if connection.in_flight + frames.len() >= MAX_IN_FLIGHT => break,
-                    Ok(()) => {}
-                    Err(oversized) => {
-                        // Where the next frame starts is unknown now: answer and hang up.
-                        frames.push(Frame::Oversized(oversized));
-                        connection.input = Vec::new();
-                        connection.closing = true;
                         break;
                     }
                 }
@@ -337,9 +345,12 @@ impl Door {
         let (stream_id, refusal) = match frame {
             Frame::Request { stream_id, payload } => match self.call(token, stream_id, &payload) {
                 Ok(call) => {
+                    let counted = !matches!(call, Call::Wait(..));
                     if self.calls.send(call).is_ok() {
                         let _ = self.core.wake();
-                        if let Some(connection) = self.connections.get_mut(&token) {
+                        if let (true, Some(connection)) =
+                            (counted, self.connections.get_mut(&token))
+                        {
                             connection.in_flight += 1;
                         }
                         return;
@@ -391,6 +402,9 @@ impl Door {
         let path = &self.path;
         macro_rules! call {
             ($variant:ident, $request:ty) => {
+                call!($variant, $request, true)
+            };
+            ($variant:ident, $request:ty, $counted:expr) => {
                 Call::$variant(
                     <$request>::parse_from_bytes(&request.payload).map_err(|e| {
                         status(
@@ -398,7 +412,7 @@ impl Door {
                             format!("{}: malformed request: {e}", request.method),
                         )
                     })?,
-                    path.answer(token, stream_id),
+                    path.answer(token, stream_id, $counted),
                 )
             };
         }
@@ -415,7 +429,7 @@ impl Door {
             "ResizePty" => call!(ResizePty, ResizePtyRequest),
             "CloseIO" => call!(CloseIo, CloseIORequest),
             "Update" => call!(Update, UpdateTaskRequest),
-            "Wait" => call!(Wait, WaitRequest),
+            "Wait" => call!(Wait, WaitRequest, false),
             "Stats" => call!(Stats, StatsRequest),
             "Connect" => call!(Connect, ConnectRequest),
             "Shutdown" => call!(Shutdown, ShutdownRequest),
@@ -443,6 +457,10 @@ impl Door {
             connection.in_flight = connection.in_flight.saturating_sub(1);
         }
         let resume = was_full && connection.in_flight < MAX_IN_FLIGHT;
+        if resume && connection.partial_since.is_some() {
+            // Its clock starts again now that it is read again.
+            connection.partial_since = Some(Instant::now());
+        }
         let payload = reply.response.write_to_bytes().unwrap_or_else(|_| {
             error_response(status(Code::INTERNAL, "encode"))
                 .write_to_bytes()
@@ -494,10 +512,12 @@ impl Door {
         let slow: Vec<Token> = self
             .connections
             .iter()
+            // A connection held back for its calls in flight is not slow: tether is not reading it.
             .filter(|(_, c)| {
-                c.partial_since.is_some_and(|since| {
-                    now.saturating_duration_since(since) >= PARTIAL_FRAME_TIMEOUT
-                })
+                c.in_flight < MAX_IN_FLIGHT
+                    && c.partial_since.is_some_and(|since| {
+                        now.saturating_duration_since(since) >= PARTIAL_FRAME_TIMEOUT
+                    })
             })
             .map(|(token, _)| *token)
             .collect();
@@ -548,10 +568,11 @@ enum Frame {
     Oversized(usize),
 }
 
-/// Takes the complete frames off the front of `input`; `Err(length)` for an oversized one.
-fn take_frames(input: &mut Vec<u8>, frames: &mut Vec<Frame>) -> Result<(), usize> {
+/// Takes up to `max` complete frames off the front of `input`; `Err(length)` for an oversized one.
+fn take_frames(input: &mut Vec<u8>, frames: &mut Vec<Frame>, max: usize) -> Result<(), usize> {
     let mut at = 0;
-    while input.len() - at >= HEADER {
+    let mut taken = 0;
+    while input.len() - at >= HEADER && taken < max {
         let header = &input[at..at + HEADER];
         let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let stream_id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
@@ -572,6 +593,7 @@ fn take_frames(input: &mut Vec<u8>, frames: &mut Vec<Frame>) -> Result<(), usize
         } else {
             Frame::Other { stream_id, kind }
         });
+        taken += 1;
         at += HEADER + length;
     }
     input.drain(..at);
@@ -590,7 +612,7 @@ mod tests {
             let mut frames = Vec::new();
             for chunk in bytes.chunks(piece) {
                 input.extend_from_slice(chunk);
-                if take_frames(&mut input, &mut frames).is_err() {
+                if take_frames(&mut input, &mut frames, usize::MAX).is_err() {
                     break;
                 }
                 prop_assert!(input.len() < HEADER + MAX_MESSAGE);
@@ -623,7 +645,7 @@ mod tests {
         let mut frames = Vec::new();
         for byte in wire {
             input.push(byte);
-            take_frames(&mut input, &mut frames).unwrap();
+            take_frames(&mut input, &mut frames, usize::MAX).unwrap();
         }
         assert!(input.is_empty());
         assert_eq!(
@@ -650,6 +672,9 @@ mod tests {
         let mut input = frame(TYPE_REQUEST, 1, b"");
         input[..4].copy_from_slice(&u32::MAX.to_be_bytes());
         let mut frames = Vec::new();
-        assert_eq!(take_frames(&mut input, &mut frames), Err(u32::MAX as usize));
+        assert_eq!(
+            take_frames(&mut input, &mut frames, usize::MAX),
+            Err(u32::MAX as usize)
+        );
     }
 }

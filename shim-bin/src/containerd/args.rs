@@ -74,7 +74,7 @@ impl ShimArgs {
                 None => rest
                     .next()
                     .cloned()
-                    .ok_or_else(|| format!("flag -{name} needs a value"))?,
+                    .ok_or_else(|| format!("flag {} needs a value", shown(name)))?,
             };
             match name {
                 "namespace" => parsed.namespace = value,
@@ -84,7 +84,7 @@ impl ShimArgs {
                 "bundle" => parsed.bundle = Some(PathBuf::from(value)),
                 // Flags of older containerd releases: accepted, not needed.
                 "socket" | "containerd-binary" | "criu" | "systemd-cgroup" => {}
-                other => return Err(format!("unknown flag -{other}")),
+                other => return Err(format!("unknown flag {}", shown(other))),
             }
         }
         parsed.action = action.unwrap_or(Action::Serve);
@@ -109,6 +109,16 @@ impl ShimArgs {
     }
 }
 
+/// A flag as the error names it: `-name`, quoted and escaped when it holds anything but plain
+/// visible characters (a newline in an argument must not split the one-line error).
+fn shown(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_graphic()) {
+        format!("-{name}")
+    } else {
+        format!("{:?}", format!("-{name}"))
+    }
+}
+
 #[cfg(test)]
 mod properties {
     use super::*;
@@ -124,6 +134,7 @@ mod properties {
             Just("delete".to_owned()),
             Just("-bundle".to_owned()),
             "\\PC{0,20}",
+            "-[a-z\\n ]{1,8}",
         ]
     }
 

@@ -30,6 +30,7 @@ fn shim_binary(sandbox: &Sandbox) -> PathBuf {
 
 /// `start` in `bundle`; returns the printed address.
 fn start(sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
+    std::fs::create_dir_all(sandbox.state_dir()).expect("the sandbox's state dir");
     let output = Command::new(shim_binary(sandbox))
         .args([
             "-namespace",
@@ -40,6 +41,9 @@ fn start(sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
         .args(["-publish-binary", "/bin/false", "-id", id, "start"])
         .current_dir(bundle)
         .env_remove("TTRPC_ADDRESS")
+        // The shim registers its container for tether's CLI there: in the sandbox, whose cleanup
+        // then stops a shim a failing test left running.
+        .env("TETHER_STATE_DIR", sandbox.state_dir())
         .output()
         .expect("run the shim");
     assert!(

@@ -1,6 +1,8 @@
-//! The words tether speaks in, shared by the daemon and the CLI: validated container ids
-//! ([`ContainerId`]), statuses and exit records ([`ContainerState`], [`ExitRecord`]), the JSON-lines
-//! control protocol ([`protocol`]) and where things live on disk ([`StateLayout`]).
+//! The words tether speaks in, shared by the supervisor, its doors and the CLI: validated container
+//! ids ([`ContainerId`]), processes ([`ProcessKey`]), exits ([`Exit`]), the one error type
+//! ([`Error`], with a kind every door maps to its wire), the lifecycle rules as pure decisions
+//! ([`lifecycle`]), statuses and records ([`ContainerState`], [`ExitRecord`]), the JSON-lines
+//! control protocol ([`protocol`]) and where things live on disk ([`StateLayout`]). No I/O.
 //!
 //! # Example
 //!
@@ -18,12 +20,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
+mod error;
+mod exit;
 pub mod frame;
 mod id;
 mod layout;
+pub mod lifecycle;
+mod process;
 pub mod protocol;
 mod state;
 
+pub use error::{Error, ErrorKind, Result};
+pub use exit::{Exit, ExitStatus};
 pub use id::{ContainerId, InvalidId};
 pub use layout::{check_trusted, StateLayout, Untrusted, DEFAULT_STATE_DIR};
+pub use process::{ExecId, ProcessKey};
 pub use state::{ContainerState, ExitRecord, Status};

@@ -183,6 +183,24 @@ impl Response {
         })
     }
 
+    /// The one conversion of the supervisor's error to this protocol's.
+    pub fn from_error(error: crate::Error) -> Self {
+        use crate::ErrorKind as Kind;
+        let (kind, exit_code) = match error.kind {
+            Kind::BadRequest | Kind::Exhausted | Kind::Unsupported => (ErrorKind::BadRequest, None),
+            Kind::NotFound | Kind::AlreadyExists | Kind::InvalidState => {
+                (ErrorKind::InvalidState, None)
+            }
+            Kind::Runtime { start_failure } => (ErrorKind::Runtime, start_failure),
+            Kind::Internal => (ErrorKind::Internal, None),
+        };
+        Response::Error(ErrorBody {
+            kind,
+            message: error.message,
+            exit_code,
+        })
+    }
+
     /// The answer as one line, newline included.
     pub fn to_line(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self).expect("responses always serialize");

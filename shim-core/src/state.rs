@@ -41,6 +41,17 @@ pub struct ExitRecord {
     pub exited_at: String,
 }
 
+impl ExitRecord {
+    /// The record of an exit; `exited_at` is its time in RFC 3339.
+    pub fn new(exit: &crate::Exit, exited_at: String) -> ExitRecord {
+        ExitRecord {
+            code: exit.code(),
+            signal: exit.signal(),
+            exited_at,
+        }
+    }
+}
+
 /// Everything `tether state` reports, and what `state.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerState {

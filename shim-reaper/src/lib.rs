@@ -61,11 +61,11 @@
 
 mod registry;
 mod signalfd;
-mod status;
+
 mod subreaper;
 
 pub use registry::{Reaper, ReaperStats, UNCLAIMED_LIMIT};
-pub use status::{Exit, ExitStatus};
+pub use shim_core::{Exit, ExitStatus};
 pub use subreaper::{is_child_subreaper, set_child_subreaper};
 
 /// What can go wrong while reaping.

@@ -65,6 +65,61 @@ impl Error {
             _ => None,
         }
     }
+
+    /// The runtime said it has no such container (runc: "container does not exist"; other
+    /// runtimes: "not found", "No such file").
+    pub fn container_missing(&self) -> bool {
+        self.runtime_message().is_some_and(|m| {
+            let m = m.to_ascii_lowercase();
+            m.contains("does not exist") || m.contains("not found") || m.contains("no such file")
+        })
+    }
+
+    /// The runtime said the process is gone (not running, no such process): what containerd's
+    /// shim calls "process already finished".
+    pub fn process_finished(&self) -> bool {
+        self.runtime_message().is_some_and(|m| {
+            let m = m.to_ascii_lowercase();
+            m.contains("not running")
+                || m.contains("no such process")
+                || m.contains("process already finished")
+        })
+    }
+
+    /// For a process the runtime could not start (`exec`, `run`): the code a shell gives, 127 when
+    /// the command does not exist, 126 when it cannot be executed.
+    pub fn start_failure_code(&self) -> i32 {
+        let message = self.to_string().to_ascii_lowercase();
+        if message.contains("permission denied") || message.contains("is a directory") {
+            126
+        } else if message.contains("not found") || message.contains("no such file") {
+            127
+        } else {
+            126
+        }
+    }
+
+    /// As the supervisor's error, for a process the runtime was asked to start: it carries the
+    /// shell's code ([`Error::start_failure_code`]).
+    pub fn as_start_failure(&self) -> shim_core::Error {
+        shim_core::Error::new(
+            shim_core::ErrorKind::Runtime {
+                start_failure: Some(self.start_failure_code()),
+            },
+            self.to_string(),
+        )
+    }
+}
+
+/// The one place a runtime's failure gets its kind.
+impl From<Error> for shim_core::Error {
+    fn from(error: Error) -> shim_core::Error {
+        if error.process_finished() {
+            shim_core::Error::not_found(format!("process already finished: {error}"))
+        } else {
+            shim_core::Error::runtime(error.to_string())
+        }
+    }
 }
 
 /// Result alias of this crate.
@@ -98,6 +153,35 @@ fn error_message(line: &str) -> Option<String> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn failed(message: &str) -> Error {
+        Error::Failed {
+            command: "runc exec web".into(),
+            status: "exit status 1".into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn runtime_failures_get_their_kind_once() {
+        let gone: shim_core::Error = failed("container not running").into();
+        assert_eq!(gone.kind, shim_core::ErrorKind::NotFound);
+        let other: shim_core::Error = failed("cgroup: permission denied").into();
+        assert!(matches!(other.kind, shim_core::ErrorKind::Runtime { .. }));
+        assert!(failed("container \"web\" does not exist").container_missing());
+        let not_found = failed("exec: \"nope\": executable file not found in $PATH");
+        assert_eq!(not_found.start_failure_code(), 127);
+        assert_eq!(
+            failed("exec: \"/etc\": permission denied").start_failure_code(),
+            126
+        );
+        assert_eq!(
+            not_found.as_start_failure().kind,
+            shim_core::ErrorKind::Runtime {
+                start_failure: Some(127)
+            }
+        );
+    }
 
     #[test]
     fn reads_the_last_error_after_the_offset() {

@@ -9,12 +9,12 @@ use crate::options::{
 use crate::output::{self, ContainerState, Stats};
 use crate::Runc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use shim_core::ExitStatus;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Collects the exit of a spawned runtime child. A process with a reaper implements this with it, so
@@ -51,13 +51,12 @@ impl ExitWaiter for DirectWait {
         use nix::sys::wait::{waitpid, WaitStatus};
         loop {
             match waitpid(nix::unistd::Pid::from_raw(pid), None) {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    return Ok(ExitStatus::from_raw((code & 0xff) << 8))
-                }
-                Ok(WaitStatus::Signaled(_, signal, core)) => {
-                    return Ok(ExitStatus::from_raw(
-                        signal as i32 | if core { 0x80 } else { 0 },
-                    ))
+                Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::Exited(code)),
+                Ok(WaitStatus::Signaled(_, signal, core_dumped)) => {
+                    return Ok(ExitStatus::Signaled {
+                        signal: signal as i32,
+                        core_dumped,
+                    })
                 }
                 Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -163,7 +162,7 @@ impl Spawned {
             .unwrap_or_else(|| "no error message from the runtime".to_owned());
         Err(Error::Failed {
             command: self.command.clone(),
-            status: describe(status),
+            status: status.to_string(),
             message,
         })
     }
@@ -174,19 +173,6 @@ impl Drop for Spawned {
         if let Some(path) = self.scratch.take() {
             let _ = std::fs::remove_file(path);
         }
-    }
-}
-
-fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => {
-            let name = nix::sys::signal::Signal::try_from(signal)
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_else(|_| format!("signal {signal}"));
-            format!("killed by {name}")
-        }
-        (None, None) => format!("wait status {}", status.into_raw()),
     }
 }
 

@@ -1145,3 +1145,89 @@ fn a_client_pipelining_slow_calls_is_held_back() {
         },
     );
 }
+
+/// The two doors tell an exit the same way: an `exit 130` is code 130 (not SIGINT) in containerd's
+/// Wait and in `tether state`, and a task removed before it exited is SIGKILL, 137.
+#[test]
+fn both_doors_tell_an_exit_the_same_way() {
+    if !root_or_skip("both_doors_tell_an_exit_the_same_way") {
+        return;
+    }
+    let sandbox = Sandbox::new("doors");
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::shell("exit 130"));
+    let task = client(&start(&sandbox, bundle.path(), &id));
+    task.create(
+        ctx(),
+        &create_request(&sandbox, &id, bundle.path(), String::new()),
+    )
+    .expect("create");
+    task.start(
+        ctx(),
+        &StartRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .expect("start");
+    let waited = task
+        .wait(
+            ctx(),
+            &WaitRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("wait");
+    assert_eq!(waited.exit_status, 130);
+    let state = sandbox.tether_output(&["state", &id]);
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).expect("state JSON");
+    assert_eq!(state["exit"]["code"], 130, "{state}");
+    assert!(state["exit"].get("signal").is_none(), "{state}");
+    let deleted = task
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("delete");
+    assert_eq!(deleted.exit_status, 130);
+    task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .ok();
+
+    // Created, never started, deleted: removed by force, and that is SIGKILL's 137.
+    let id = sandbox.another_id("unstarted");
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let task = client(&start(&sandbox, bundle.path(), &id));
+    task.create(
+        ctx(),
+        &create_request(&sandbox, &id, bundle.path(), String::new()),
+    )
+    .expect("create");
+    let deleted = task
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("delete");
+    assert_eq!(deleted.exit_status, 137);
+    task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id,
+            ..Default::default()
+        },
+    )
+    .ok();
+}

@@ -1187,3 +1187,37 @@ fn what_a_failing_runtime_says_on_stderr_is_in_the_error() {
     );
     assert!(!sandbox.state_dir().join(id).exists());
 }
+
+/// What containerd's door reports (see `both_doors_tell_an_exit_the_same_way`), tether's own does
+/// too: `exit 130` is a code, not SIGINT; a forced removal of a running container is SIGKILL, 137,
+/// for whoever waits on it.
+#[test]
+fn an_exit_130_is_a_code_and_a_forced_removal_is_137() {
+    needs_root!("an_exit_130_is_a_code_and_a_forced_removal_is_137");
+    let sandbox = Sandbox::new("same");
+    let id = sandbox.another_id("code130");
+    let bundle = sandbox.bundle(&BundleSpec::shell("exit 130"));
+    sandbox.start(&id, &bundle, &[]);
+    assert_eq!(wait_exit(&sandbox, &id), (130, 130));
+    let state: serde_json::Value =
+        serde_json::from_slice(&sandbox.tether_output(&["state", &id]).stdout).unwrap();
+    assert_eq!(state["exit"]["code"], 130, "{state}");
+    assert!(state["exit"].get("signal").is_none(), "{state}");
+    assert!(sandbox.tether_output(&["rm", &id]).status.success());
+
+    let id = sandbox.another_id("forced");
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(&id, &bundle, &[]);
+    // A waiter on the control socket, then a request answered after it was read (the existing
+    // crowd test relies on the same order).
+    let socket = sandbox.state_dir().join(&id).join("control.sock");
+    let mut waiter = UnixStream::connect(&socket).unwrap();
+    waiter.write_all(b"{\"op\":\"wait\"}\n").unwrap();
+    assert!(sandbox.tether_output(&["state", &id]).status.success());
+    let rm = sandbox.tether_output(&["rm", "-f", &id]);
+    assert!(rm.status.success(), "{}", stderr_of(&rm));
+    waiter.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut answer = String::new();
+    BufReader::new(&mut waiter).read_line(&mut answer).unwrap();
+    assert!(answer.contains("\"exit_code\":137"), "{answer}");
+}

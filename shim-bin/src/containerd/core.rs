@@ -13,13 +13,15 @@ use containerd_shim_protos::api::{Status, WaitResponse};
 use containerd_shim_protos::events::task as ev;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use shim_reaper::{Exit, Reaper};
+use shim_core::lifecycle::{self, Phase};
+use shim_core::{ExecId, Exit, ProcessKey};
+use shim_reaper::Reaper;
 use shim_runc::Runc;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 pub const REAPER: Token = Token(0);
 // Token(1) is tether's control socket listener; its connections use 1000..2^40.
@@ -28,10 +30,6 @@ const OOM: Token = Token(3);
 /// Relay `n` uses tokens `RELAYS + 2n` (its source) and `RELAYS + 2n + 1` (its destination).
 const RELAYS: usize = 1 << 41;
 
-/// How long the init's exit waits for output pipes an orphan outside the container keeps open.
-const INIT_OUTPUT_GRACE: Duration = Duration::from_secs(2);
-/// The same for an exec (its background children may hold them for ever).
-const EXEC_OUTPUT_GRACE: Duration = Duration::from_millis(250);
 /// How often an exit whose output sits in a fifo looks whether the reader has taken it (a reader
 /// emptying a fifo wakes nobody).
 const DELIVERY_POLL: Duration = Duration::from_millis(5);
@@ -49,8 +47,7 @@ pub enum Relay {
 /// The init or an exec.
 #[derive(Debug)]
 pub struct Proc {
-    /// "" for the init.
-    pub exec_id: String,
+    pub key: ProcessKey,
     pub pid: i32,
     pub status: Status,
     pub paths: StdioPaths,
@@ -58,9 +55,7 @@ pub struct Proc {
     pub outputs: Vec<usize>,
     pub input: Option<usize>,
     pub terminal: Option<File>,
-    pub exit: Option<(u32, SystemTime)>,
-    /// The signal that ended it, when one did (an `exit 130` is a code, not SIGINT).
-    pub exit_signal: Option<i32>,
+    pub exit: Option<Exit>,
     pub pending_exit: Option<PendingExit>,
     pub waiters: Vec<Answer<WaitResponse>>,
     /// An exec's process, until it is started.
@@ -68,9 +63,9 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn new(exec_id: &str, paths: StdioPaths) -> Proc {
+    pub fn new(key: ProcessKey, paths: StdioPaths) -> Proc {
         Proc {
-            exec_id: exec_id.to_owned(),
+            key,
             pid: 0,
             status: Status::CREATED,
             paths,
@@ -78,22 +73,43 @@ impl Proc {
             input: None,
             terminal: None,
             exit: None,
-            exit_signal: None,
             pending_exit: None,
             waiters: Vec::new(),
             spec: None,
         }
     }
 
-    pub fn is_running(&self) -> bool {
-        matches!(self.status, Status::RUNNING | Status::PAUSED) && self.exit.is_none()
+    /// Where it is in its life, in the lifecycle rules' terms.
+    pub fn phase(&self) -> Phase {
+        if self.exit.is_some() {
+            Phase::Exited
+        } else if self.pending_exit.is_some() {
+            Phase::Exiting
+        } else {
+            match self.status {
+                Status::CREATED => Phase::Created,
+                Status::PAUSED => Phase::Paused,
+                Status::STOPPED => Phase::Exited,
+                _ => Phase::Running,
+            }
+        }
+    }
+
+    /// Records its exit and answers its waiters.
+    pub fn exited(&mut self, exit: Exit) {
+        self.exit = Some(exit);
+        self.status = Status::STOPPED;
+        let response = self.wait_response();
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Ok(response.clone()));
+        }
     }
 
     pub fn wait_response(&self) -> WaitResponse {
         let mut response = WaitResponse::new();
-        if let Some((code, at)) = self.exit {
-            response.exit_status = code;
-            response.exited_at = Some(timestamp(at)).into();
+        if let Some(exit) = self.exit {
+            response.exit_status = exit.code() as u32;
+            response.exited_at = Some(timestamp(exit.reaped_at)).into();
         }
         response
     }
@@ -117,7 +133,7 @@ pub struct Container {
     pub runc: Runc,
     pub options: RuntimeOptions,
     pub init: Proc,
-    pub execs: HashMap<String, Proc>,
+    pub execs: HashMap<ExecId, Proc>,
     pub oom: Option<OomWatch>,
     /// No PID namespace of its own: the rest of its processes are killed at the init's exit.
     pub shares_pid_namespace: bool,
@@ -447,8 +463,8 @@ impl Core {
 
     /// Starts watching a new process's pid; its exit, if it came already (reaped while the runtime
     /// was waited for), is returned as pending.
-    pub fn watch(&mut self, pid: i32, init: bool) -> Option<PendingExit> {
-        self.reaper.watch(pid).map(|exit| pending_exit(exit, init))
+    pub fn watch(&mut self, pid: i32, key: &ProcessKey) -> Option<PendingExit> {
+        self.reaper.watch(pid).map(|exit| pending_exit(exit, key))
     }
 
     /// Collects exits: an exec's or the init's exit is recorded once its output is complete.
@@ -467,18 +483,14 @@ impl Core {
         let mut init_exited = false;
         for exit in exits {
             let proc = if container.init.pid == exit.pid {
-                Some((&mut container.init, true))
+                Some(&mut container.init)
             } else {
-                container
-                    .execs
-                    .values_mut()
-                    .find(|p| p.pid == exit.pid)
-                    .map(|p| (p, false))
+                container.execs.values_mut().find(|p| p.pid == exit.pid)
             };
-            if let Some((proc, init)) = proc {
+            if let Some(proc) = proc {
                 if proc.exit.is_none() && proc.pending_exit.is_none() {
-                    proc.pending_exit = Some(pending_exit(exit, init));
-                    init_exited |= init;
+                    proc.pending_exit = Some(pending_exit(exit, &proc.key));
+                    init_exited |= proc.key.is_init();
                 }
             }
         }
@@ -517,50 +529,45 @@ impl Core {
             return;
         };
         let now = Instant::now();
-        let pending: Vec<(String, Instant, Instant, Vec<usize>)> = container
+        let pending: Vec<(ProcessKey, PendingExit, Vec<usize>)> = container
             .execs
             .values()
-            .filter_map(|p| {
-                let pending = p.pending_exit?;
-                Some((
-                    p.exec_id.clone(),
-                    pending.exited,
-                    pending.grace_over,
-                    p.outputs.clone(),
-                ))
-            })
+            .filter_map(|p| Some((p.key.clone(), p.pending_exit?, p.outputs.clone())))
             .collect();
-        for (exec_id, exited, deadline, outputs) in pending {
-            if self.output_delivered(&outputs, exited, deadline, now) {
-                self.record_exit(&exec_id);
+        for (key, pending, outputs) in pending {
+            let output = self.output_state(&outputs, pending, now);
+            if lifecycle::exit_may_be_recorded(&key, output, false) {
+                self.record_exit(&key);
             }
         }
         let Some(container) = &self.container else {
             return;
         };
         if let Some(pending) = container.init.pending_exit {
-            let (exited, deadline) = (pending.exited, pending.grace_over);
             let outputs = container.init.outputs.clone();
             let execs_running = container
                 .execs
                 .values()
-                .any(|p| p.exit.is_none() && p.status == Status::RUNNING);
-            let delivered = self.output_delivered(&outputs, exited, deadline, now);
-            if (delivered && !execs_running) || (execs_running && now >= deadline) {
-                self.record_exit("");
+                .any(|p| p.phase() == Phase::Running);
+            let output = self.output_state(&outputs, pending, now);
+            if lifecycle::exit_may_be_recorded(&ProcessKey::Init, output, execs_running) {
+                self.record_exit(&ProcessKey::Init);
             }
         }
     }
 
-    /// Whether a process's output reached its readers: its pipes at EOF (or closed once the grace
-    /// for orphans holding them is over), nothing held, every fifo read empty or its reader stalled.
-    fn output_delivered(
+    /// Where a reaped process's output is: delivered when its pipes are at EOF (or closed once the
+    /// grace for orphans holding them is over), nothing is held, and every fifo was read empty or
+    /// its reader stalled.
+    fn output_state(
         &mut self,
         outputs: &[usize],
-        exited: Instant,
-        grace_over: Instant,
+        pending: PendingExit,
         now: Instant,
-    ) -> bool {
+    ) -> lifecycle::Output {
+        let PendingExit {
+            exited, grace_over, ..
+        } = pending;
         let registry = self.poll.registry();
         let mut delivered = true;
         for n in outputs {
@@ -577,78 +584,59 @@ impl Core {
                 self.relays.remove(n);
             }
         }
-        delivered
+        lifecycle::Output {
+            delivered,
+            grace_over: now >= grace_over,
+        }
     }
 
-    pub(super) fn record_exit(&mut self, exec_id: &str) {
-        if exec_id.is_empty() {
-            // An OOM kill is reported before the exit it caused.
+    pub(super) fn record_exit(&mut self, key: &ProcessKey) {
+        if lifecycle::oom_before_exit(key) {
             self.check_oom();
         }
         let Some(container) = &mut self.container else {
             return;
         };
-        let proc = if exec_id.is_empty() {
-            &mut container.init
-        } else {
-            match container.execs.get_mut(exec_id) {
+        let proc = match key {
+            ProcessKey::Init => &mut container.init,
+            ProcessKey::Exec(id) => match container.execs.get_mut(id) {
                 Some(proc) => proc,
                 None => return,
-            }
+            },
         };
         let Some(PendingExit { exit, .. }) = proc.pending_exit.take() else {
             return;
         };
-        let code = exit.status.code() as u32;
-        proc.exit = Some((code, exit.reaped_at));
-        proc.exit_signal = match exit.status {
-            shim_reaper::ExitStatus::Signaled { signal, .. } => Some(signal),
-            shim_reaper::ExitStatus::Exited(_) => None,
-        };
-        proc.status = Status::STOPPED;
+        proc.exited(exit);
         let outputs = proc.outputs.clone();
-        let response = proc.wait_response();
-        for waiter in proc.waiters.drain(..) {
-            let _ = waiter.send(Ok(response.clone()));
-        }
         let event = ev::TaskExit {
             container_id: self.id.clone(),
-            id: if exec_id.is_empty() {
-                self.id.clone()
-            } else {
-                exec_id.to_owned()
+            id: match key {
+                ProcessKey::Init => self.id.clone(),
+                ProcessKey::Exec(id) => id.to_string(),
             },
             pid: exit.pid as u32,
-            exit_status: code,
+            exit_status: exit.code() as u32,
             exited_at: Some(timestamp(exit.reaped_at)).into(),
             ..Default::default()
         };
         self.close_sources(&outputs);
         self.events.publish(Event::Exit(event));
-        if exec_id.is_empty() {
+        if key.is_init() {
             self.refresh_front();
             if let Some(front) = &mut self.front {
-                front.exited(self.poll.registry(), code as i32);
+                front.exited(self.poll.registry(), exit.code());
             }
         }
-        let what = if exec_id.is_empty() {
-            "init".to_owned()
-        } else {
-            format!("exec {exec_id}")
-        };
         self.diag.debug(format_args!(
-            "{what} (pid {}) exited: {}",
+            "{key} (pid {}) exited: {}",
             exit.pid, exit.status
         ));
     }
 }
 
-fn pending_exit(exit: Exit, init: bool) -> PendingExit {
-    let grace = if init {
-        INIT_OUTPUT_GRACE
-    } else {
-        EXEC_OUTPUT_GRACE
-    };
+fn pending_exit(exit: Exit, key: &ProcessKey) -> PendingExit {
+    let grace = lifecycle::output_grace(key);
     let exited = Instant::now();
     PendingExit {
         exit,

@@ -187,9 +187,9 @@ impl super::core::Core {
         use containerd_shim_protos::api::{KillRequest, PidsRequest};
         use shim_core::protocol::{Reply, Request};
         let id = self.id.clone();
-        let done = |result: containerd_shim_protos::ttrpc::Result<_>| match result {
+        let done = |result: shim_core::Result<_>| match result {
             Ok(_) => Response::Ok(Reply::Done {}),
-            Err(e) => tether_error(e),
+            Err(e) => Response::from_error(e),
         };
         Some(match request {
             Request::State => match self.tether_state() {
@@ -221,7 +221,7 @@ impl super::core::Core {
                 Ok(pids) => Response::Ok(Reply::Pids {
                     pids: pids.processes.iter().map(|p| p.pid as i32).collect(),
                 }),
-                Err(e) => tether_error(e),
+                Err(e) => Response::from_error(e),
             },
             Request::Pause => done(self.pause_resume(&id, true)),
             Request::Resume => done(self.pause_resume(&id, false)),
@@ -264,10 +264,8 @@ impl super::core::Core {
             },
             runtime_root: Some(container.runc_root.clone()),
             created_at: container.created_at.clone(),
-            exit: init.exit.map(|(code, at)| shim_core::ExitRecord {
-                code: code as i32,
-                signal: init.exit_signal,
-                exited_at: crate::time::rfc3339(at),
+            exit: init.exit.map(|exit| {
+                shim_core::ExitRecord::new(&exit, crate::time::rfc3339(exit.reaped_at))
             }),
         })
     }
@@ -278,21 +276,5 @@ impl super::core::Core {
         if let (Some(front), Some(state)) = (&mut self.front, state) {
             front.save(state);
         }
-    }
-}
-
-/// A ttrpc error as a tether protocol error.
-fn tether_error(error: containerd_shim_protos::ttrpc::Error) -> Response {
-    use containerd_shim_protos::ttrpc::{Code, Error};
-    match error {
-        Error::RpcStatus(status) => {
-            let kind = match status.code() {
-                Code::NOT_FOUND | Code::FAILED_PRECONDITION => ErrorKind::InvalidState,
-                Code::INVALID_ARGUMENT => ErrorKind::BadRequest,
-                _ => ErrorKind::Runtime,
-            };
-            Response::error(kind, status.message)
-        }
-        other => Response::error(ErrorKind::Internal, other.to_string()),
     }
 }

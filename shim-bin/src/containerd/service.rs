@@ -53,3 +53,22 @@ pub enum Call {
 pub fn status(code: Code, message: impl ToString) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, message))
 }
+
+/// The one conversion of the supervisor's error to containerd's wire: the status codes
+/// containerd's errdefs map back to its own kinds.
+pub fn to_ttrpc<T>(result: shim_core::Result<T>) -> ttrpc::Result<T> {
+    use shim_core::ErrorKind as Kind;
+    result.map_err(|error| {
+        let code = match error.kind {
+            Kind::NotFound => Code::NOT_FOUND,
+            Kind::AlreadyExists => Code::ALREADY_EXISTS,
+            Kind::InvalidState => Code::FAILED_PRECONDITION,
+            Kind::BadRequest => Code::INVALID_ARGUMENT,
+            Kind::Exhausted => Code::RESOURCE_EXHAUSTED,
+            Kind::Unsupported => Code::UNIMPLEMENTED,
+            Kind::Runtime { .. } => Code::UNKNOWN,
+            Kind::Internal => Code::INTERNAL,
+        };
+        status(code, error.message)
+    })
+}

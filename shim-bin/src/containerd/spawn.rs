@@ -5,15 +5,15 @@ use super::core::{Container, Core, Proc};
 use super::events::Event;
 use super::mounts::{mount_rootfs, unmount_rootfs};
 use super::options::{join_cgroup, RuntimeOptions};
-use super::service::status;
 use super::stdio::{self, Prepared, StdioPaths};
-use super::tasks::runtime_error;
-use crate::daemon::process::{receive_terminal, start_failure_code};
+use super::tasks::process_key;
+use crate::daemon::process::receive_terminal;
 use crate::daemon::startup::read_pid;
 use crate::daemon::ReaperWait;
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::events::task as ev;
-use containerd_shim_protos::ttrpc::{self, Code};
+use shim_core::lifecycle;
+use shim_core::{Error, Exit, ExitStatus, ProcessKey, Result};
 use shim_runc::{CreateOptions, DeleteOptions, ExecOptions};
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,13 +21,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-type Result<T> = ttrpc::Result<T>;
-
 /// A started process's relays: its outputs, its input, and its terminal.
 type Connected = (Vec<usize>, Option<usize>, Option<File>);
 
-/// The longest exec id taken (containerd's are far shorter).
-const MAX_EXEC_ID: usize = 1024;
 /// Exec processes a container may have at once, started or not (each is kept until deleted).
 const MAX_EXECS: usize = 4096;
 
@@ -84,26 +80,25 @@ impl Core {
 
     pub(super) fn create(&mut self, r: CreateTaskRequest) -> Result<CreateTaskResponse> {
         if self.container.is_some() {
-            return Err(status(
-                Code::ALREADY_EXISTS,
-                format!("container {} already exists", r.id),
-            ));
+            return Err(Error::already_exists(format!(
+                "container {} already exists",
+                r.id
+            )));
         }
         if r.id != self.id {
-            return Err(status(
-                Code::INVALID_ARGUMENT,
-                format!("this shim serves container {}, not {}", self.id, r.id),
-            ));
+            return Err(Error::bad_request(format!(
+                "this shim serves container {}, not {}",
+                self.id, r.id
+            )));
         }
         if !r.checkpoint.is_empty() {
-            return Err(status(
-                Code::UNIMPLEMENTED,
+            return Err(Error::unsupported(
                 "restoring from a checkpoint is not implemented by tether",
             ));
         }
         let options =
             RuntimeOptions::from_request(r.options.as_ref(), self.default_options.clone())
-                .map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
+                .map_err(Error::bad_request)?;
         if let Some(foreign) = RuntimeOptions::foreign_type(r.options.as_ref()) {
             self.diag.info(format_args!(
                 "runtime options of type {foreign} carry nothing tether uses; runc defaults apply"
@@ -125,7 +120,7 @@ impl Core {
         }
         let runc = options.runc(&self.namespace, &bundle);
         let rootfs = bundle.join("rootfs");
-        mount_rootfs(&r.rootfs, &rootfs).map_err(|e| status(Code::UNKNOWN, e))?;
+        mount_rootfs(&r.rootfs, &rootfs).map_err(Error::runtime)?;
         let paths = StdioPaths {
             stdin: r.stdin.clone(),
             stdout: r.stdout.clone(),
@@ -144,7 +139,7 @@ impl Core {
             if !r.rootfs.is_empty() {
                 unmount_rootfs(&rootfs);
             }
-            status(Code::UNKNOWN, message)
+            Error::runtime(message)
         };
         let mut prepared =
             stdio::prepare(&paths, &console, owner).map_err(|e| undo_mounts(e.to_string()))?;
@@ -193,12 +188,12 @@ impl Core {
             Ok(connected) => connected,
             Err(message) => return Err(undo_container(self, message)),
         };
-        let mut init = Proc::new("", paths.clone());
+        let mut init = Proc::new(ProcessKey::Init, paths.clone());
         init.pid = pid;
         init.outputs = outputs;
         init.input = input;
         init.terminal = terminal;
-        init.pending_exit = self.watch(pid, true);
+        init.pending_exit = self.watch(pid, &ProcessKey::Init);
         let oom = self.register_oom(pid);
         let runc_root = options.runc_root(&self.namespace);
         self.container = Some(Container {
@@ -258,16 +253,11 @@ impl Core {
 
     fn start_init(&mut self, id: &str) -> Result<StartResponse> {
         let container = self.container(id)?;
-        if container.init.status != Status::CREATED {
-            return Err(status(
-                Code::FAILED_PRECONDITION,
-                format!("container {id} was started already"),
-            ));
-        }
+        lifecycle::check_start(&ProcessKey::Init, container.init.phase())
+            .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
         self.reap_needed = true;
-        runc.start(id, &mut ReaperWait(&mut self.reaper))
-            .map_err(runtime_error)?;
+        runc.start(id, &mut ReaperWait(&mut self.reaper))?;
         let container = self.container_mut(id)?;
         container.init.status = Status::RUNNING;
         let pid = container.init.pid;
@@ -284,23 +274,15 @@ impl Core {
 
     fn start_exec(&mut self, id: &str, exec_id: &str) -> Result<StartResponse> {
         let container = self.container(id)?;
-        if !container.init.is_running() {
-            return Err(status(
-                Code::FAILED_PRECONDITION,
-                format!("container {id} is not running"),
-            ));
-        }
+        lifecycle::check_exec(container.init.phase())
+            .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
         let io_ids = (container.options.io_uid != 0 || container.options.io_gid != 0)
             .then_some((container.options.io_uid, container.options.io_gid));
         let bundle = PathBuf::from(&container.bundle);
         let proc = self.proc(id, exec_id)?;
-        if proc.status != Status::CREATED {
-            return Err(status(
-                Code::FAILED_PRECONDITION,
-                format!("process {exec_id} was started already"),
-            ));
-        }
+        lifecycle::check_start(&proc.key, proc.phase())?;
+        let key = proc.key.clone();
         let paths = proc.paths.clone();
         let spec = proc.spec.clone().expect("a created exec has its process");
         let console = self.console_path();
@@ -309,8 +291,8 @@ impl Core {
             namespace: &self.namespace,
             io_ids,
         };
-        let mut prepared = stdio::prepare(&paths, &console, owner)
-            .map_err(|e| status(Code::UNKNOWN, e.to_string()))?;
+        let mut prepared =
+            stdio::prepare(&paths, &console, owner).map_err(|e| Error::runtime(e.to_string()))?;
         let pid_file = bundle.join(format!("exec-{}.pid", self.scratch_serial));
         let options = ExecOptions {
             detach: true,
@@ -335,28 +317,32 @@ impl Core {
             &mut ReaperWait(&mut self.reaper),
         );
         let pid = ran
-            .map_err(|e| e.to_string())
-            .and_then(|()| read_pid(&pid_file));
+            .map_err(|e| e.as_start_failure())
+            .and_then(|()| read_pid(&pid_file).map_err(Error::runtime));
         let _ = std::fs::remove_file(&pid_file);
         let pid = match pid {
             Ok(pid) => pid,
-            Err(message) => {
+            Err(error) => {
                 let _ = std::fs::remove_file(&console);
                 // It never ran: it exited, as far as anyone waiting is concerned.
+                let code = match error.kind {
+                    shim_core::ErrorKind::Runtime {
+                        start_failure: Some(code),
+                    } => code,
+                    _ => 126,
+                };
                 let proc = self.proc_mut(id, exec_id)?;
-                proc.status = Status::STOPPED;
-                proc.exit = Some((start_failure_code(&message) as u32, SystemTime::now()));
-                let response = proc.wait_response();
-                for waiter in proc.waiters.drain(..) {
-                    let _ = waiter.send(Ok(response.clone()));
-                }
-                return Err(status(Code::UNKNOWN, message));
+                proc.exited(Exit {
+                    pid: 0,
+                    status: ExitStatus::Exited(code),
+                    reaped_at: SystemTime::now(),
+                });
+                return Err(error);
             }
         };
         let connected = self.connect_stdio(&mut prepared, &format!("exec {exec_id}"));
-        let (outputs, input, terminal) =
-            connected.map_err(|message| status(Code::UNKNOWN, message))?;
-        let pending_exit = self.watch(pid, false);
+        let (outputs, input, terminal) = connected.map_err(Error::runtime)?;
+        let pending_exit = self.watch(pid, &key);
         let proc = self.proc_mut(id, exec_id)?;
         proc.pid = pid;
         proc.pending_exit = pending_exit;
@@ -379,48 +365,31 @@ impl Core {
 
     pub(super) fn exec(&mut self, r: ExecProcessRequest) -> Result<Empty> {
         let container = self.container(&r.id)?;
-        if r.exec_id.is_empty() {
-            return Err(status(Code::INVALID_ARGUMENT, "an exec needs an id"));
-        }
-        if r.exec_id.len() > MAX_EXEC_ID {
-            return Err(status(
-                Code::INVALID_ARGUMENT,
-                format!(
-                    "exec id of {} bytes is over the {MAX_EXEC_ID}-byte limit",
-                    r.exec_id.len()
-                ),
-            ));
-        }
+        let ProcessKey::Exec(exec_id) = process_key(&r.exec_id)? else {
+            return Err(Error::bad_request("an exec needs an id"));
+        };
         if container.execs.len() >= MAX_EXECS {
-            return Err(status(
-                Code::RESOURCE_EXHAUSTED,
-                format!(
-                    "container {} has {MAX_EXECS} execs: delete some first",
-                    r.id
-                ),
-            ));
+            return Err(Error::exhausted(format!(
+                "container {} has {MAX_EXECS} execs: delete some first",
+                r.id
+            )));
         }
-        if container.execs.contains_key(&r.exec_id) {
-            return Err(status(
-                Code::ALREADY_EXISTS,
-                format!("id {}: already exists", r.exec_id),
-            ));
+        if container.execs.contains_key(&exec_id) {
+            return Err(Error::already_exists(format!(
+                "id {exec_id}: already exists"
+            )));
         }
-        if !container.init.is_running() {
-            return Err(status(
-                Code::FAILED_PRECONDITION,
-                format!("container {} is not running", r.id),
-            ));
-        }
+        lifecycle::check_exec(container.init.phase())
+            .map_err(|e| e.context(format!("container {}", r.id)))?;
         let spec_bytes = r
             .spec
             .as_ref()
             .map(|any| any.value.as_slice())
             .unwrap_or_default();
         let spec: oci_spec::runtime::Process = serde_json::from_slice(spec_bytes)
-            .map_err(|e| status(Code::INVALID_ARGUMENT, format!("exec process spec: {e}")))?;
+            .map_err(|e| Error::bad_request(format!("exec process spec: {e}")))?;
         let mut proc = Proc::new(
-            &r.exec_id,
+            ProcessKey::Exec(exec_id.clone()),
             StdioPaths {
                 stdin: r.stdin,
                 stdout: r.stdout,
@@ -430,7 +399,7 @@ impl Core {
         );
         proc.spec = Some(spec);
         let container = self.container_mut(&r.id)?;
-        container.execs.insert(r.exec_id.clone(), proc);
+        container.execs.insert(exec_id, proc);
         self.events.publish(Event::ExecAdded(ev::TaskExecAdded {
             container_id: r.id,
             exec_id: r.exec_id,

@@ -5,7 +5,7 @@
 use super::core::{Container, Core, Proc};
 use super::events::{timestamp, Event};
 use super::mounts::unmount_rootfs;
-use super::service::{status, Call};
+use super::service::{to_ttrpc, Call};
 use crate::daemon::process::set_window;
 use crate::daemon::ReaperWait;
 use containerd_shim_protos::api::*;
@@ -13,32 +13,24 @@ use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::oci::ProcessDetails;
-use containerd_shim_protos::ttrpc::{self, Code};
+use shim_core::lifecycle::{self, DeletePlan};
+use shim_core::{Error, ExecId, Exit, ProcessKey, Result};
 use shim_runc::{DeleteOptions, KillOptions};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-type Result<T> = ttrpc::Result<T>;
-
-fn not_found(what: impl std::fmt::Display) -> ttrpc::Error {
-    status(Code::NOT_FOUND, format!("{what}: not found"))
+fn not_found(what: impl std::fmt::Display) -> Error {
+    Error::not_found(format!("{what}: not found"))
 }
 
-pub(super) fn runtime_error(e: shim_runc::Error) -> ttrpc::Error {
-    let message = e.to_string();
-    let lower = message.to_ascii_lowercase();
-    // What containerd's own shim reports as "process already finished".
-    if lower.contains("not running")
-        || lower.contains("no such process")
-        || lower.contains("process already finished")
-    {
-        return status(
-            Code::NOT_FOUND,
-            format!("process already finished: {message}"),
-        );
+/// The process a request names: containerd's `""` is the init.
+pub(super) fn process_key(exec_id: &str) -> Result<ProcessKey> {
+    if exec_id.is_empty() {
+        Ok(ProcessKey::Init)
+    } else {
+        ExecId::new(exec_id).map(ProcessKey::Exec)
     }
-    status(Code::UNKNOWN, message)
 }
 
 impl Core {
@@ -46,26 +38,26 @@ impl Core {
     pub fn handle(&mut self, call: Call) {
         self.diag.debug(format_args!("call {}", call_name(&call)));
         match call {
-            Call::State(r, a) => drop(a.send(self.state(r))),
-            Call::Create(r, a) => drop(a.send(self.create(r))),
-            Call::Start(r, a) => drop(a.send(self.start(r))),
-            Call::Delete(r, a) => drop(a.send(self.delete(r))),
-            Call::Pids(r, a) => drop(a.send(self.pids(r))),
-            Call::Pause(r, a) => drop(a.send(self.pause_resume(&r.id, true))),
-            Call::Resume(r, a) => drop(a.send(self.pause_resume(&r.id, false))),
-            Call::Kill(r, a) => drop(a.send(self.kill(r))),
-            Call::Exec(r, a) => drop(a.send(self.exec(r))),
-            Call::ResizePty(r, a) => drop(a.send(self.resize(r))),
-            Call::CloseIo(r, a) => drop(a.send(self.close_io(r))),
-            Call::Update(r, a) => drop(a.send(self.update(r))),
+            Call::State(r, a) => drop(a.send(to_ttrpc(self.state(r)))),
+            Call::Create(r, a) => drop(a.send(to_ttrpc(self.create(r)))),
+            Call::Start(r, a) => drop(a.send(to_ttrpc(self.start(r)))),
+            Call::Delete(r, a) => drop(a.send(to_ttrpc(self.delete(r)))),
+            Call::Pids(r, a) => drop(a.send(to_ttrpc(self.pids(r)))),
+            Call::Pause(r, a) => drop(a.send(to_ttrpc(self.pause_resume(&r.id, true)))),
+            Call::Resume(r, a) => drop(a.send(to_ttrpc(self.pause_resume(&r.id, false)))),
+            Call::Kill(r, a) => drop(a.send(to_ttrpc(self.kill(r)))),
+            Call::Exec(r, a) => drop(a.send(to_ttrpc(self.exec(r)))),
+            Call::ResizePty(r, a) => drop(a.send(to_ttrpc(self.resize(r)))),
+            Call::CloseIo(r, a) => drop(a.send(to_ttrpc(self.close_io(r)))),
+            Call::Update(r, a) => drop(a.send(to_ttrpc(self.update(r)))),
             Call::Wait(r, a) => match self.proc_mut(&r.id, &r.exec_id) {
                 Ok(proc) if proc.exit.is_some() => drop(a.send(Ok(proc.wait_response()))),
                 Ok(proc) => proc.waiters.push(a),
-                Err(e) => drop(a.send(Err(e))),
+                Err(e) => drop(a.send(to_ttrpc(Err(e)))),
             },
-            Call::Stats(r, a) => drop(a.send(self.stats(r))),
-            Call::Connect(r, a) => drop(a.send(self.connect(r))),
-            Call::Shutdown(r, a) => drop(a.send(self.shutdown(r))),
+            Call::Stats(r, a) => drop(a.send(to_ttrpc(self.stats(r)))),
+            Call::Connect(r, a) => drop(a.send(to_ttrpc(self.connect(r)))),
+            Call::Shutdown(r, a) => drop(a.send(to_ttrpc(self.shutdown(r)))),
         }
     }
 
@@ -84,25 +76,27 @@ impl Core {
     }
 
     pub(super) fn proc_mut(&mut self, id: &str, exec_id: &str) -> Result<&mut Proc> {
+        let key = process_key(exec_id)?;
         let container = self.container_mut(id)?;
-        if exec_id.is_empty() {
-            return Ok(&mut container.init);
+        match key {
+            ProcessKey::Init => Ok(&mut container.init),
+            ProcessKey::Exec(exec_id) => container
+                .execs
+                .get_mut(&exec_id)
+                .ok_or_else(|| not_found(format!("process {exec_id}"))),
         }
-        container
-            .execs
-            .get_mut(exec_id)
-            .ok_or_else(|| not_found(format!("process {exec_id}")))
     }
 
     pub(super) fn proc(&self, id: &str, exec_id: &str) -> Result<&Proc> {
+        let key = process_key(exec_id)?;
         let container = self.container(id)?;
-        if exec_id.is_empty() {
-            return Ok(&container.init);
+        match key {
+            ProcessKey::Init => Ok(&container.init),
+            ProcessKey::Exec(exec_id) => container
+                .execs
+                .get(&exec_id)
+                .ok_or_else(|| not_found(format!("process {exec_id}"))),
         }
-        container
-            .execs
-            .get(exec_id)
-            .ok_or_else(|| not_found(format!("process {exec_id}")))
     }
 
     fn state(&self, r: StateRequest) -> Result<StateResponse> {
@@ -122,9 +116,9 @@ impl Core {
         response.stdout = proc.paths.stdout.clone();
         response.stderr = proc.paths.stderr.clone();
         response.terminal = proc.paths.terminal;
-        if let Some((code, at)) = proc.exit {
-            response.exit_status = code;
-            response.exited_at = Some(timestamp(at)).into();
+        if let Some(exit) = proc.exit {
+            response.exit_status = exit.code() as u32;
+            response.exited_at = Some(timestamp(exit.reaped_at)).into();
         }
         Ok(response)
     }
@@ -133,28 +127,15 @@ impl Core {
         let signal = i32::try_from(r.signal)
             .ok()
             .filter(|s| (1..=64).contains(s))
-            .ok_or_else(|| {
-                status(
-                    Code::INVALID_ARGUMENT,
-                    format!("signal {} is not a signal", r.signal),
-                )
-            })?;
+            .ok_or_else(|| Error::bad_request(format!("signal {} is not a signal", r.signal)))?;
         let container = self.container(&r.id)?;
         let proc = self.proc(&r.id, &r.exec_id)?;
-        if proc.exit.is_some() || proc.pending_exit.is_some() {
-            return Err(status(Code::NOT_FOUND, "process already finished"));
-        }
-        if !r.exec_id.is_empty() {
-            if proc.status == Status::CREATED {
-                return Err(status(
-                    Code::FAILED_PRECONDITION,
-                    format!("process {} was not started", r.exec_id),
-                ));
-            }
+        lifecycle::check_signal(&proc.key, proc.phase())?;
+        if !proc.key.is_init() {
             // SAFETY: kill(2) with a pid this shim reaps (so it cannot have been reused yet).
             let result = unsafe { nix::libc::kill(proc.pid, signal) };
             if result != 0 {
-                return Err(status(Code::NOT_FOUND, "process already finished"));
+                return Err(Error::not_found("process already finished"));
             }
             return Ok(Empty::new());
         }
@@ -164,8 +145,7 @@ impl Core {
             &r.id,
             KillOptions::new(signal).all(r.all),
             &mut ReaperWait(&mut self.reaper),
-        )
-        .map_err(runtime_error)?;
+        )?;
         Ok(Empty::new())
     }
 
@@ -174,27 +154,24 @@ impl Core {
             return self.delete_exec(&r.id, &r.exec_id);
         }
         let container = self.container(&r.id)?;
-        if container.init.is_running() && container.init.pending_exit.is_none() {
-            return Err(status(
-                Code::FAILED_PRECONDITION,
-                format!("container {} is running; kill it first", r.id),
-            ));
-        }
-        if container.init.pending_exit.is_some() {
+        let plan = lifecycle::delete_plan(container.init.phase(), false)
+            .map_err(|e| e.context(format!("container {}", r.id)))?;
+        if plan == DeletePlan::RecordExitFirst {
             // Exited, its output still draining: the exit is recorded (and published) now.
-            self.record_exit("");
+            self.record_exit(&ProcessKey::Init);
         }
         let container = self.container(&r.id)?;
         let runc = container.runc.clone();
-        let force = container.init.exit.is_none();
         self.reap_needed = true;
         if let Err(e) = runc.delete(
             &r.id,
-            DeleteOptions { force },
+            DeleteOptions {
+                force: plan == DeletePlan::Force,
+            },
             &mut ReaperWait(&mut self.reaper),
         ) {
-            if !e.to_string().contains("does not exist") {
-                return Err(status(Code::UNKNOWN, e.to_string()));
+            if !e.container_missing() {
+                return Err(e.into());
             }
         }
         let container = self.container.take().expect("checked above");
@@ -213,24 +190,23 @@ impl Core {
         if container.rootfs_mounted {
             unmount_rootfs(&Path::new(&container.bundle).join("rootfs"));
         }
-        let (code, at) = container.init.exit.unwrap_or((128 + 9, SystemTime::now()));
-        for waiter in container.init.waiters {
-            let mut response = WaitResponse::new();
-            response.exit_status = code;
-            response.exited_at = Some(timestamp(at)).into();
-            let _ = waiter.send(Ok(response));
+        let mut init = container.init;
+        if init.exit.is_none() {
+            init.exited(Exit::forced(init.pid, SystemTime::now()));
         }
+        let exit = init.exit.expect("recorded above");
+        let (code, at) = (exit.code() as u32, exit.reaped_at);
         self.events.publish(Event::Delete(ev::TaskDelete {
             container_id: r.id.clone(),
             id: r.id.clone(),
-            pid: container.init.pid as u32,
+            pid: init.pid as u32,
             exit_status: code,
             exited_at: Some(timestamp(at)).into(),
             ..Default::default()
         }));
         self.diag.info(format_args!("container {} deleted", r.id));
         Ok(DeleteResponse {
-            pid: container.init.pid as u32,
+            pid: init.pid as u32,
             exit_status: code,
             exited_at: Some(timestamp(at)).into(),
             ..Default::default()
@@ -239,18 +215,24 @@ impl Core {
 
     fn delete_exec(&mut self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
         let proc = self.proc(id, exec_id)?;
-        if proc.is_running() {
-            return Err(status(
-                Code::FAILED_PRECONDITION,
-                format!("process {exec_id} is running; kill it first"),
-            ));
+        let key = proc.key.clone();
+        let plan = lifecycle::delete_plan(proc.phase(), false)
+            .map_err(|e| e.context(format!("process {exec_id}")))?;
+        if plan == DeletePlan::RecordExitFirst {
+            self.record_exit(&key);
         }
+        let ProcessKey::Exec(exec_id) = key else {
+            return Err(Error::bad_request("the init is deleted with its container"));
+        };
         let container = self.container_mut(id)?;
-        let proc = container.execs.remove(exec_id).expect("checked above");
+        let proc = container.execs.remove(&exec_id).expect("checked above");
         for n in proc.outputs.iter().copied().chain(proc.input) {
             self.close_relay(n);
         }
-        let (code, at) = proc.exit.unwrap_or((0, SystemTime::now()));
+        // An exec never started has no exit: 0, as containerd's own shim reports it.
+        let (code, at) = proc.exit.map_or((0, SystemTime::now()), |exit| {
+            (exit.code() as u32, exit.reaped_at)
+        });
         Ok(DeleteResponse {
             pid: proc.pid as u32,
             exit_status: code,
@@ -264,14 +246,12 @@ impl Core {
         let runc = container.runc.clone();
         let exec_of: HashMap<u32, String> = container
             .execs
-            .values()
-            .filter(|p| p.pid > 0)
-            .map(|p| (p.pid as u32, p.exec_id.clone()))
+            .iter()
+            .filter(|(_, p)| p.pid > 0)
+            .map(|(id, p)| (p.pid as u32, id.to_string()))
             .collect();
         self.reap_needed = true;
-        let pids = runc
-            .ps(&r.id, &mut ReaperWait(&mut self.reaper))
-            .map_err(runtime_error)?;
+        let pids = runc.ps(&r.id, &mut ReaperWait(&mut self.reaper))?;
         let processes = pids
             .into_iter()
             .map(|pid| {
@@ -298,27 +278,15 @@ impl Core {
 
     pub(super) fn pause_resume(&mut self, id: &str, pause: bool) -> Result<Empty> {
         let container = self.container(id)?;
-        let expected = if pause {
-            Status::RUNNING
-        } else {
-            Status::PAUSED
-        };
-        if container.init.status != expected || container.init.exit.is_some() {
-            return Err(status(
-                Code::FAILED_PRECONDITION,
-                format!(
-                    "container {id} is not {}",
-                    if pause { "running" } else { "paused" }
-                ),
-            ));
-        }
+        lifecycle::check_pause(container.init.phase(), pause)
+            .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
         self.reap_needed = true;
         let mut waiter = ReaperWait(&mut self.reaper);
         if pause {
-            runc.pause(id, &mut waiter).map_err(runtime_error)?;
+            runc.pause(id, &mut waiter)?;
         } else {
-            runc.resume(id, &mut waiter).map_err(runtime_error)?;
+            runc.resume(id, &mut waiter)?;
         }
         let container = self.container_mut(id)?;
         if container.init.exit.is_none() {
@@ -368,11 +336,10 @@ impl Core {
             .map(|any| any.value.as_slice())
             .unwrap_or_default();
         let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(bytes)
-            .map_err(|e| status(Code::INVALID_ARGUMENT, format!("resources: {e}")))?;
+            .map_err(|e| Error::bad_request(format!("resources: {e}")))?;
         let runc = container.runc.clone();
         self.reap_needed = true;
-        runc.update(&r.id, &resources, &mut ReaperWait(&mut self.reaper))
-            .map_err(runtime_error)?;
+        runc.update(&r.id, &resources, &mut ReaperWait(&mut self.reaper))?;
         Ok(Empty::new())
     }
 
@@ -384,7 +351,7 @@ impl Core {
         if let Some(cgroup) = &container.cgroup {
             let stats = cgroup
                 .metrics()
-                .map_err(|e| status(Code::INTERNAL, format!("cgroup metrics: {e}")))?;
+                .map_err(|e| Error::internal(format!("cgroup metrics: {e}")))?;
             return Ok(StatsResponse {
                 stats: Some(stats).into(),
                 ..Default::default()
@@ -392,9 +359,7 @@ impl Core {
         }
         let runc = container.runc.clone();
         self.reap_needed = true;
-        let stats = runc
-            .stats(&r.id, &mut ReaperWait(&mut self.reaper))
-            .map_err(runtime_error)?;
+        let stats = runc.stats(&r.id, &mut ReaperWait(&mut self.reaper))?;
         let per_cpu = stats.raw["cpu"]["usage"]["percpu"]
             .as_array()
             .map(|cpus| cpus.iter().filter_map(|v| v.as_u64()).collect())
@@ -436,7 +401,7 @@ impl Core {
         any.type_url = "io.containerd.cgroups.v1.Metrics".into();
         any.value = metrics
             .write_to_bytes()
-            .map_err(|e| status(Code::INTERNAL, e.to_string()))?;
+            .map_err(|e| Error::internal(e.to_string()))?;
         Ok(StatsResponse {
             stats: Some(any).into(),
             ..Default::default()

@@ -1,10 +1,11 @@
 //! `exec`: processes started in the running container with `runtime exec --detach`, their output
 //! streamed to the client as frames, their stdin (or terminal) fed from it, their exit delivered only
-//! once their output is complete — or after [`EXEC_OUTPUT_GRACE`] when an orphaned background
+//! once their output is complete — or after the exec's output grace (see
+//! [`shim_core::lifecycle::output_grace`]) when an orphaned background
 //! child keeps a pipe open, so `sh -c 'sleep 100 &'` returns at once.
 
 use super::nonblocking::{pipe, set_nonblocking, write_pending};
-use super::process::{build_process, kill_tree, receive_terminal, set_window, start_failure_code};
+use super::process::{build_process, kill_tree, receive_terminal, set_window};
 use super::record::ShimLog;
 use super::{Daemon, ReaperWait};
 use mio::unix::SourceFd;
@@ -19,8 +20,6 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// How long an exec's exit waits for output pipes still held open by an orphan it left behind.
-pub const EXEC_OUTPUT_GRACE: Duration = Duration::from_millis(250);
 /// Stop reading an exec's output while this much is queued for its client (the process then blocks
 /// on a full pipe, as it would writing to a slow terminal).
 const CLIENT_HIGH_WATER: usize = 1 << 20;
@@ -67,8 +66,9 @@ pub(super) struct ExecTable {
 }
 
 impl ExecTable {
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
+    /// Whether an exec still runs (reaped ones wait only for their output).
+    pub fn any_running(&self) -> bool {
+        self.sessions.values().any(|s| s.exit.is_none())
     }
 
     pub fn owns(&self, token: Token) -> bool {
@@ -267,11 +267,10 @@ impl Daemon {
             io,
             &mut ReaperWait(&mut self.reaper),
         ) {
-            let message = e.to_string();
             return Err(Response::Error(ErrorBody {
                 kind: ErrorKind::Runtime,
-                exit_code: Some(start_failure_code(&message)),
-                message,
+                exit_code: Some(e.start_failure_code()),
+                message: e.to_string(),
             }));
         }
         let pid: i32 = std::fs::read_to_string(pid_file)
@@ -478,7 +477,7 @@ impl Daemon {
         let exec_id = exec_id.clone();
         session.exit = Some(exit.status);
         session.kill_deadline = None;
-        session.grace_deadline = Some(Instant::now() + EXEC_OUTPUT_GRACE);
+        session.grace_deadline = Some(Instant::now() + shim_core::lifecycle::EXEC_OUTPUT_GRACE);
         self.exec_pump(&exec_id);
         true
     }

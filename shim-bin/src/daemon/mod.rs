@@ -6,7 +6,8 @@
 //! a one-line start report on that pipe, and from then on serves until `delete`.
 //!
 //! When the container's init exits, the exit is recorded only after its output pipes reached EOF
-//! (everything is in the log), or after [`OUTPUT_GRACE`] if an orphan outside the container's PID
+//! (everything is in the log), or after the init's output grace
+//! ([`shim_core::lifecycle::output_grace`]) if an orphan outside the container's PID
 //! namespace still holds a pipe open.
 
 mod attach;
@@ -23,12 +24,13 @@ use control::{ControlServer, Incoming};
 use exec::ExecTable;
 use mio::{Events, Interest, Poll, Token};
 use record::{write_atomically, ShimLog};
+use shim_core::lifecycle;
 use shim_core::protocol::{Reply, Response};
-use shim_core::{ContainerState, ExitRecord, StateLayout, Status};
+use shim_core::{ContainerState, ExitRecord, ProcessKey, StateLayout, Status};
+use shim_core::{Exit, ExitStatus};
 use shim_io::{IoEngine, IoEvent, SinkId, Stream};
-use shim_reaper::{Exit, ExitStatus, Reaper};
+use shim_reaper::Reaper;
 use shim_runc::{DeleteOptions, ExitWaiter, Runc};
-use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 const REAPER: Token = Token(0);
@@ -36,8 +38,6 @@ const STDOUT: Token = Token(2);
 const STDERR: Token = Token(3);
 const CONTAINER_STDIN: Token = Token(4);
 
-/// How long the exit waits for output pipes that an orphan keeps open.
-pub const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// The longest a runtime command may take before the daemon gives up on it.
 const RUNTIME_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -45,14 +45,12 @@ const RUNTIME_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ReaperWait<'a>(pub &'a mut Reaper);
 
 impl ExitWaiter for ReaperWait<'_> {
-    fn wait(&mut self, pid: i32) -> std::io::Result<std::process::ExitStatus> {
+    fn wait(&mut self, pid: i32) -> std::io::Result<ExitStatus> {
         let exit = self
             .0
             .wait_for(pid, RUNTIME_TIMEOUT)
             .map_err(std::io::Error::other)?;
-        Ok(std::process::ExitStatus::from_raw(
-            exit.status.to_wait_status(),
-        ))
+        Ok(exit.status)
     }
 
     fn wakeup_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
@@ -63,15 +61,9 @@ impl ExitWaiter for ReaperWait<'_> {
         let _ = self.0.collect();
     }
 
-    fn wait_timeout(
-        &mut self,
-        pid: i32,
-        timeout: Duration,
-    ) -> std::io::Result<Option<std::process::ExitStatus>> {
+    fn wait_timeout(&mut self, pid: i32, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
         match self.0.wait_for(pid, timeout) {
-            Ok(exit) => Ok(Some(std::process::ExitStatus::from_raw(
-                exit.status.to_wait_status(),
-            ))),
+            Ok(exit) => Ok(Some(exit.status)),
             Err(shim_reaper::Error::Timeout { .. }) => Ok(None),
             Err(e) => Err(std::io::Error::other(e)),
         }
@@ -440,7 +432,7 @@ impl Daemon {
     fn on_init_exit(&mut self, exit: Exit, log: &mut ShimLog) {
         self.pending_exit = Some(PendingExit {
             exit,
-            deadline: Instant::now() + OUTPUT_GRACE,
+            deadline: Instant::now() + lifecycle::output_grace(&ProcessKey::Init),
         });
         for token in [STDOUT, STDERR] {
             let events = self.engine.drain_output(self.poll.registry(), token);
@@ -473,8 +465,14 @@ impl Daemon {
             .into_iter()
             .filter(|t| self.engine.is_output_open(*t))
             .count();
-        let waiting = outputs_open > 0 || !self.execs.is_empty();
-        if waiting && Instant::now() < pending.deadline {
+        let output = lifecycle::Output {
+            delivered: outputs_open == 0,
+            grace_over: Instant::now() >= pending.deadline,
+        };
+        let execs_running = self.execs.any_running();
+        if !lifecycle::exit_may_be_recorded(&ProcessKey::Init, output, execs_running)
+            && !output.grace_over
+        {
             return;
         }
         if outputs_open > 0 {
@@ -492,17 +490,9 @@ impl Daemon {
     }
 
     fn record_exit(&mut self, exit: Exit, log: &mut ShimLog) {
-        let signal = match exit.status {
-            ExitStatus::Signaled { signal, .. } => Some(signal),
-            ExitStatus::Exited(_) => None,
-        };
-        let code = exit.status.code();
+        let code = exit.code();
         self.state.status = Status::Stopped;
-        self.state.exit = Some(ExitRecord {
-            code,
-            signal,
-            exited_at: crate::time::rfc3339(exit.reaped_at),
-        });
+        self.state.exit = Some(ExitRecord::new(&exit, crate::time::rfc3339(exit.reaped_at)));
         self.unsaved.exit = true;
         let response = Response::Ok(Reply::Exit { exit_code: code });
         for waiter in std::mem::take(&mut self.waiters) {

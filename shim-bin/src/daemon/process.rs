@@ -1,5 +1,4 @@
-//! Pure and small OS helpers for exec: building the process spec, mapping runtime failures to shell
-//! exit codes, receiving a terminal from the runtime, sizing it, and killing a process tree.
+//! Pure and small OS helpers for exec: building the process spec, receiving a terminal from the runtime, sizing it, and killing a process tree.
 
 use oci_spec::runtime::{Process, User};
 use shim_core::protocol::ExecRequest;
@@ -53,19 +52,6 @@ pub fn parse_user(text: &str) -> Result<User, String> {
     let mut user = User::default();
     user.set_uid(uid).set_gid(gid);
     Ok(user)
-}
-
-/// The shell's code for a process that could not be started, from the runtime's message: 127 when
-/// the command does not exist, 126 when it cannot be executed.
-pub fn start_failure_code(message: &str) -> i32 {
-    let lower = message.to_ascii_lowercase();
-    if lower.contains("permission denied") || lower.contains("is a directory") {
-        126
-    } else if lower.contains("not found") || lower.contains("no such file") {
-        127
-    } else {
-        126
-    }
 }
 
 /// Receives the terminal master the runtime sends on its `--console-socket` connection.
@@ -207,13 +193,5 @@ mod tests {
         assert!(parse_user("root").is_err());
         assert!(parse_user("1:x").is_err());
         assert_eq!(parse_user("7").unwrap().gid(), 7);
-    }
-
-    #[test]
-    fn start_failures_map_to_shell_codes() {
-        let not_found = "runc exec web: exit status 255: exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH";
-        assert_eq!(start_failure_code(not_found), 127);
-        let denied = "exec failed: unable to start container process: exec: \"/etc/passwd\": permission denied";
-        assert_eq!(start_failure_code(denied), 126);
     }
 }

@@ -5,9 +5,10 @@ use super::control::Incoming;
 use super::record::ShimLog;
 use super::{Daemon, ReaperWait, RUNTIME_TIMEOUT, STDERR, STDOUT};
 use mio::Token;
+use shim_core::lifecycle::{self, DeletePlan, Phase};
 use shim_core::protocol::{ErrorKind, Reply, Request, Response};
+use shim_core::Exit;
 use shim_core::Status;
-use shim_reaper::{Exit, ExitStatus};
 use shim_runc::{DeleteOptions, KillOptions};
 use std::time::SystemTime;
 
@@ -154,18 +155,36 @@ impl Daemon {
         Some(response)
     }
 
+    /// Where the init is in its life, in the lifecycle rules' terms.
+    fn phase(&self) -> Phase {
+        if self.state.exit.is_some() {
+            Phase::Exited
+        } else if self.pending_exit.is_some() {
+            Phase::Exiting
+        } else if self.state.status == Status::Paused {
+            Phase::Paused
+        } else {
+            Phase::Running
+        }
+    }
+
     fn delete(&mut self, force: bool, log: &mut ShimLog) -> Response {
         let id = self.config.id.as_str().to_owned();
-        if self.state.exit.is_none() && !force {
-            return Response::error(
-                ErrorKind::InvalidState,
-                format!("container {id} is running; kill it first or force the removal (tether rm -f {id})"),
-            );
-        }
+        let plan = match lifecycle::delete_plan(self.phase(), force) {
+            Ok(plan) => plan,
+            Err(_) => {
+                return Response::error(
+                    ErrorKind::InvalidState,
+                    format!("container {id} is running; kill it first or force the removal (tether rm -f {id})"),
+                )
+            }
+        };
         self.reap_needed = true;
         if let Err(e) = self.runc.delete(
             &id,
-            DeleteOptions { force },
+            DeleteOptions {
+                force: plan == DeletePlan::Force,
+            },
             &mut ReaperWait(&mut self.reaper),
         ) {
             return Response::error(ErrorKind::Runtime, e.to_string());
@@ -180,14 +199,7 @@ impl Daemon {
             for token in [STDOUT, STDERR] {
                 self.engine.close_output(self.poll.registry(), token);
             }
-            let exit = exit.unwrap_or(Exit {
-                pid: self.state.pid,
-                status: ExitStatus::Signaled {
-                    signal: 9,
-                    core_dumped: false,
-                },
-                reaped_at: SystemTime::now(),
-            });
+            let exit = exit.unwrap_or_else(|| Exit::forced(self.state.pid, SystemTime::now()));
             self.record_exit(exit, log);
         }
         log.line(format_args!("container {id} deleted; daemon exits"));

@@ -1,4 +1,5 @@
-//! Typed exit statuses, with the shell's convention for a single code.
+//! How a process ended: the one exit type of tether. The reaper makes them, the supervisor records
+//! them, every door reports them (as the shell's single code, or code and signal).
 
 use std::fmt;
 use std::time::SystemTime;
@@ -75,7 +76,7 @@ impl fmt::Display for ExitStatus {
     }
 }
 
-/// One reaped child.
+/// One process's end: who, how, when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
     /// The pid it had.
@@ -84,6 +85,34 @@ pub struct Exit {
     pub status: ExitStatus,
     /// When the reaper collected it.
     pub reaped_at: SystemTime,
+}
+
+impl Exit {
+    /// What is recorded for a process removed by force before its exit was seen: SIGKILL, code
+    /// 137, on every door (`tether rm -f`, containerd's forced Delete).
+    pub fn forced(pid: i32, at: SystemTime) -> Exit {
+        Exit {
+            pid,
+            status: ExitStatus::Signaled {
+                signal: 9,
+                core_dumped: false,
+            },
+            reaped_at: at,
+        }
+    }
+
+    /// The shell's single code (see [`ExitStatus::code`]).
+    pub fn code(&self) -> i32 {
+        self.status.code()
+    }
+
+    /// The signal that ended it, if one did (an `exit 130` is a code, not SIGINT).
+    pub fn signal(&self) -> Option<i32> {
+        match self.status {
+            ExitStatus::Signaled { signal, .. } => Some(signal),
+            ExitStatus::Exited(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +149,22 @@ mod tests {
         };
         assert_eq!(term.code(), 143);
         assert_eq!(term.to_string(), "killed by SIGTERM");
+    }
+
+    #[test]
+    fn a_forced_removal_is_sigkill_and_137() {
+        let exit = Exit::forced(42, SystemTime::UNIX_EPOCH);
+        assert_eq!((exit.code(), exit.signal()), (137, Some(9)));
+    }
+
+    #[test]
+    fn an_exit_code_of_130_is_not_a_signal() {
+        let exit = Exit {
+            pid: 1,
+            status: ExitStatus::Exited(130),
+            reaped_at: SystemTime::UNIX_EPOCH,
+        };
+        assert_eq!((exit.code(), exit.signal()), (130, None));
+        assert_eq!(exit.status.to_string(), "exit status 130");
     }
 }

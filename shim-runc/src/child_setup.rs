@@ -24,6 +24,11 @@ pub fn prepare(command: &mut Command) {
     }
 }
 
+// The layout below is the kernel's on these two; elsewhere it differs (mips, sparc, alpha) and must
+// be checked before the crate builds there.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("KernelSigaction's layout is known for x86_64 and aarch64 only");
+
 /// The kernel's `struct sigaction` for rt_sigaction(2) (x86_64 and aarch64 layout).
 #[repr(C)]
 struct KernelSigaction {
@@ -69,13 +74,22 @@ fn reset_signals() {
 /// discipline of the rest of the process is the only guard.
 fn mark_inherited_fds_cloexec() {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range only changes fd flags; failure (ENOSYS, EINVAL) leaves them as they were.
+    close_range(3, CLOSE_RANGE_CLOEXEC);
+}
+
+/// Closes every fd from `first` up: what a long-lived daemon's starter left open without
+/// O_CLOEXEC must not stay open for the container's whole life. Call it before opening any fd
+/// above `first`.
+pub fn close_fds_from(first: u32) {
+    close_range(first, 0);
+}
+
+/// close_range(2) from `first` to the last fd, closing them (`flags` 0) or marking them
+/// close-on-exec; async-signal-safe, so the child side of a fork may call it.
+fn close_range(first: libc::c_uint, flags: libc::c_uint) {
+    // SAFETY: close_range only closes or flags fds; failure (ENOSYS, EINVAL) leaves them as they
+    // were. A caller closing fds owns every fd it closes (see close_fds_from).
     unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        );
+        libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, flags);
     }
 }

@@ -47,10 +47,11 @@
 //! assert_eq!(argv, ["--root", "/run/r", "kill", "--all", "web", "9"]);
 //! ```
 
+// `unsafe` is denied but in `child_setup`: the `pre_exec` hook, rt_sigaction and close_range.
 #![deny(unsafe_code)]
 
 mod child_setup;
-pub use child_setup::prepare as prepare_child;
+pub use child_setup::{close_fds_from, prepare as prepare_child};
 mod error;
 mod exec;
 mod options;

@@ -48,9 +48,7 @@ impl Diag {
             crate::time::rfc3339(SystemTime::now()),
             self.id
         );
-        // SAFETY: write(2) on fd 2 with a valid buffer; a short or failed write only loses the line.
-        unsafe {
-            nix::libc::write(2, line.as_ptr().cast(), line.len());
-        }
+        // Unbuffered, one write per line; a failed write only loses the line.
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
 }

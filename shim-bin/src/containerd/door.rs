@@ -21,7 +21,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,8 +147,7 @@ impl DoorHandle {
 /// Serves the listening socket `fd` on a new thread, handing calls to the core through `calls`
 /// (and waking it with `core`).
 pub fn spawn(fd: RawFd, calls: Sender<Call>, core: Arc<Waker>) -> io::Result<DoorHandle> {
-    // SAFETY: `fd` is the listening socket `start` passed us; nothing else owns it.
-    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    let std_listener = crate::sys::inherited_listener(fd);
     std_listener.set_nonblocking(true)?;
     let mut listener = UnixListener::from_std(std_listener);
     let poll = Poll::new()?;

@@ -96,22 +96,7 @@ fn spawn_daemon(args: &ShimArgs, bundle: &Path, listener: &UnixListener) -> std:
     if args.debug {
         command.arg("-debug");
     }
-    let fd = listener.as_raw_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls: setsid, dup2 and fcntl.
-    unsafe {
-        command.pre_exec(move || {
-            nix::unistd::setsid()?;
-            if fd == LISTENER_FD {
-                nix::fcntl::fcntl(
-                    fd,
-                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-                )?;
-            } else {
-                nix::unistd::dup2(fd, LISTENER_FD)?;
-            }
-            Ok(())
-        });
-    }
+    crate::sys::detach_with_fd(&mut command, listener.as_raw_fd(), LISTENER_FD);
     let child = command
         .arg("serve")
         .current_dir(bundle)

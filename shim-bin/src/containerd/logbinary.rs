@@ -9,7 +9,6 @@ use crate::daemon::nonblocking::pipe;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 /// How long the binary may take to say it is ready.
@@ -88,21 +87,8 @@ pub fn spawn(uri: &str, id: &str, namespace: &str) -> io::Result<(File, File)> {
         stderr_read.as_raw_fd(),
         ready_write.as_raw_fd(),
     ];
-    // SAFETY: between fork and exec only fcntl and dup2, which are async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            // Out of the way of 3..=5 first (close-on-exec: only 3, 4 and 5 may reach the binary),
-            // so no dup2 below overwrites a source.
-            let mut high = [0; 3];
-            for (slot, fd) in high.iter_mut().zip(handed) {
-                *slot = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))?;
-            }
-            for (target, fd) in (3..).zip(high) {
-                nix::unistd::dup2(fd, target)?;
-            }
-            Ok(())
-        });
-    }
+    // Only 3, 4 and 5 reach the binary: everything else is close-on-exec.
+    crate::sys::hand_fds(&mut command, handed);
     let mut child = command
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("logging binary {program}: {e}")))?;

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 /// A registered OOM notification.
@@ -18,13 +18,9 @@ impl OomWatch {
     /// Watches the memory cgroup process `pid` is in.
     pub fn new(pid: i32) -> io::Result<OomWatch> {
         let dir = memory_cgroup(pid)?;
-        // SAFETY: eventfd has no memory preconditions; the fd is owned by the File right away.
-        let fd = unsafe { nix::libc::eventfd(0, nix::libc::EFD_CLOEXEC | nix::libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just created and nothing else owns it.
-        let event = unsafe { File::from_raw_fd(fd) };
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        let flags = EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK;
+        let event = File::from(OwnedFd::from(EventFd::from_value_and_flags(0, flags)?));
         let control = File::open(dir.join("memory.oom_control"))?;
         std::fs::write(
             dir.join("cgroup.event_control"),

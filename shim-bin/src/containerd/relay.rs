@@ -120,12 +120,7 @@ impl Destination {
 
     /// Bytes written and not read yet, for fifos and pipes (`FIONREAD` works on either end).
     fn queued(&self) -> Option<usize> {
-        let writer = self.pollable()?;
-        let mut level: nix::libc::c_int = 0;
-        // SAFETY: FIONREAD writes one c_int through the pointer, which points at `level`.
-        let result =
-            unsafe { nix::libc::ioctl(writer.as_raw_fd(), nix::libc::FIONREAD, &mut level) };
-        (result == 0).then(|| usize::try_from(level).unwrap_or(0))
+        crate::sys::queued_bytes(self.pollable()?)
     }
 
     /// The writer, when it can be full (fifos and pipes): written nonblocking, and polled.

@@ -16,19 +16,9 @@ use std::time::Duration;
 /// Runs the daemon; returns its exit code.
 pub fn serve(args: &ShimArgs) -> u8 {
     // Nothing of whoever started us, but the listening socket.
-    // SAFETY: close_range only closes fds; nothing in this process uses any above the socket.
-    unsafe {
-        nix::libc::syscall(nix::libc::SYS_close_range, 4u32, u32::MAX, 0u32);
-    }
-    // A reader that went away (containerd restarting) must not kill the shim.
-    // SAFETY: setting a disposition to SIG_IGN has no handler to be unsafe; children get default
-    // dispositions back from the runtime client.
-    unsafe {
-        let _ = nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigIgn,
-        );
-    }
+    shim_runc::close_fds_from(4);
+    // A reader that went away (containerd restarting) cannot kill the shim: the Rust runtime
+    // ignores SIGPIPE before main, and every child gets the default back (shim_runc::prepare_child).
     let bundle = match args.bundle_dir() {
         Ok(bundle) => bundle,
         Err(_) => PathBuf::from("."),

@@ -6,8 +6,8 @@ use super::core::{Container, Core, Proc};
 use super::events::{timestamp, Event};
 use super::mounts::unmount_rootfs;
 use super::service::{to_ttrpc, Call};
-use crate::daemon::process::set_window;
 use crate::daemon::ReaperWait;
+use crate::sys::set_window;
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
@@ -132,9 +132,8 @@ impl Core {
         let proc = self.proc(&r.id, &r.exec_id)?;
         lifecycle::check_signal(&proc.key, proc.phase())?;
         if !proc.key.is_init() {
-            // SAFETY: kill(2) with a pid this shim reaps (so it cannot have been reused yet).
-            let result = unsafe { nix::libc::kill(proc.pid, signal) };
-            if result != 0 {
+            // A pid this shim reaps: it cannot have been reused while the exit is not recorded.
+            if crate::sys::kill(proc.pid, signal).is_err() {
                 return Err(Error::not_found("process already finished"));
             }
             return Ok(Empty::new());

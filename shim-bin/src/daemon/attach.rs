@@ -93,7 +93,7 @@ impl Daemon {
                 if let (Some(terminal), Some((rows, cols))) =
                     (&self.terminal, frame::parse_resize(&payload))
                 {
-                    super::process::set_window(terminal, rows, cols);
+                    crate::sys::set_window(terminal, rows, cols);
                 }
             }
             _ => {}

@@ -5,9 +5,10 @@
 //! child keeps a pipe open, so `sh -c 'sleep 100 &'` returns at once.
 
 use super::nonblocking::{pipe, set_nonblocking, write_pending};
-use super::process::{build_process, kill_tree, receive_terminal, set_window};
+use super::process::{build_process, kill_tree};
 use super::record::ShimLog;
 use super::{Daemon, ReaperWait};
+use crate::sys::{receive_terminal, set_window};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use shim_core::frame::{self, FrameKind};

@@ -100,10 +100,7 @@ pub fn main(config_json: &str) -> u8 {
 /// O_CLOEXEC: the daemon lives for the container's whole life and must not keep, say, the read end
 /// of a pipe its caller's caller waits on.
 fn close_inherited_fds() {
-    // SAFETY: close_range only closes fds; nothing in this process has opened any yet.
-    unsafe {
-        nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-    }
+    shim_runc::close_fds_from(3);
 }
 
 /// Writes the start report to stdout (the pipe `tether run` reads), then points stdout at /dev/null
@@ -122,10 +119,7 @@ fn report(report: &StartReport) {
 /// Start-up (argument parsing, the runtime calls) leaves freed heap pages behind that are still
 /// resident; the daemon lives for the container's whole life, so give them back once.
 fn release_startup_memory() {
-    // SAFETY: malloc_trim only returns free memory to the kernel; it has no preconditions.
-    unsafe {
-        nix::libc::malloc_trim(0);
-    }
+    crate::sys::release_free_memory();
 }
 
 struct PendingExit {

@@ -1,8 +1,7 @@
-//! Pure and small OS helpers for exec: building the process spec, receiving a terminal from the runtime, sizing it, and killing a process tree.
+//! Helpers for exec: building the process spec and killing a process tree.
 
 use oci_spec::runtime::{Process, User};
 use shim_core::protocol::ExecRequest;
-use std::os::fd::{AsRawFd, OwnedFd};
 
 /// The exec's process: the container's own process (capabilities, rlimits, user, env, cwd) with the
 /// request's command, terminal, extra environment, user and working directory.
@@ -52,59 +51,6 @@ pub fn parse_user(text: &str) -> Result<User, String> {
     let mut user = User::default();
     user.set_uid(uid).set_gid(gid);
     Ok(user)
-}
-
-/// Receives the terminal master the runtime sends on its `--console-socket` connection.
-pub fn receive_terminal(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::io::IoSliceMut;
-    use std::os::fd::FromRawFd;
-    listener.set_nonblocking(true)?;
-    let (stream, _) = listener.accept().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            std::io::Error::other("the runtime did not send a terminal")
-        } else {
-            e
-        }
-    })?;
-    let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let message = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for control in message.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = control {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err(std::io::Error::other(
-        "the runtime's console message carried no fd",
-    ))
-}
-
-nix::ioctl_write_ptr_bad!(
-    set_window_size_ioctl,
-    nix::libc::TIOCSWINSZ,
-    nix::libc::winsize
-);
-
-/// Sets a terminal's size.
-pub fn set_window(terminal: &impl AsRawFd, rows: u16, cols: u16) {
-    let size = nix::libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize from the valid pointer; a non-terminal fd just fails.
-    let _ = unsafe { set_window_size_ioctl(terminal.as_raw_fd(), &size) };
 }
 
 /// SIGKILLs `pid` and every descendant of it (found through /proc, repeated until none is left or

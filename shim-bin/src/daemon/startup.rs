@@ -6,9 +6,9 @@
 //! 10 ms of start-up (31.8 ms against 42.6 ms measured on this machine's kind), and `tether run` has
 //! nothing to do between the two steps.
 
-use super::process::receive_terminal;
 use super::ReaperWait;
 use crate::config::DaemonConfig;
+use crate::sys::receive_terminal;
 use shim_core::StateLayout;
 use shim_io::{LogSink, Rotation, SinkOptions};
 use shim_reaper::Reaper;

@@ -1,0 +1,153 @@
+//! The operating-system calls that need `unsafe`, each behind a safe function: the one module of
+//! shim-bin allowed it (see the crate root). Every block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Sends signal number `signal` (1 to 64: real-time ones too, which `nix::sys::signal::Signal`
+/// cannot name) to `pid`.
+pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    let result = unsafe { nix::libc::kill(pid, signal) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Bytes written to a pipe or fifo and not read yet (`FIONREAD` works on either end).
+pub fn queued_bytes(fd: &impl AsRawFd) -> Option<usize> {
+    let mut level: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points at `level`.
+    let result = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::FIONREAD, &mut level) };
+    (result == 0).then(|| usize::try_from(level).unwrap_or(0))
+}
+
+nix::ioctl_write_ptr_bad!(
+    set_window_size_ioctl,
+    nix::libc::TIOCSWINSZ,
+    nix::libc::winsize
+);
+nix::ioctl_read_bad!(
+    get_window_size_ioctl,
+    nix::libc::TIOCGWINSZ,
+    nix::libc::winsize
+);
+
+/// Sets a terminal's size.
+pub fn set_window(terminal: &impl AsRawFd, rows: u16, cols: u16) {
+    let size = nix::libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the valid pointer; a non-terminal fd just fails.
+    let _ = unsafe { set_window_size_ioctl(terminal.as_raw_fd(), &size) };
+}
+
+/// A terminal's size (rows, columns), if `fd` is one.
+pub fn window_size(fd: RawFd) -> Option<(u16, u16)> {
+    let mut size = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize to the valid pointer; a non-terminal fd just fails.
+    let ok = unsafe { get_window_size_ioctl(fd, &mut size) }.is_ok();
+    (ok && size.ws_row > 0).then_some((size.ws_row, size.ws_col))
+}
+
+/// Receives the terminal master a runtime sends on its `--console-socket` connection.
+pub fn receive_terminal(listener: &UnixListener) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    listener.set_nonblocking(true)?;
+    let (stream, _) = listener.accept().map_err(|e| {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            io::Error::other("the runtime did not send a terminal")
+        } else {
+            e
+        }
+    })?;
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let message = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for control in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = control {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(io::Error::other(
+        "the runtime's console message carried no fd",
+    ))
+}
+
+/// The listening socket a parent left at `fd` for this process (containerd's `start` does).
+pub fn inherited_listener(fd: RawFd) -> UnixListener {
+    // SAFETY: `fd` is the socket our parent passed at a fixed number; nothing else in this process
+    // opened or owns it.
+    unsafe { UnixListener::from_raw_fd(fd) }
+}
+
+/// Gives the kernel back the heap pages start-up freed (a daemon keeps them resident otherwise).
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only returns free memory to the kernel; it has no preconditions.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
+/// In `command`'s child: the fds `handed` become 3, 4, ... in order (everything else stays
+/// close-on-exec).
+pub fn hand_fds(command: &mut Command, handed: [RawFd; 3]) {
+    // SAFETY: between fork and exec only fcntl and dup2, which are async-signal-safe; nothing is
+    // allocated.
+    unsafe {
+        command.pre_exec(move || {
+            // Out of the way of 3..=5 first, so no dup2 below overwrites a source.
+            let mut high = [0; 3];
+            for (slot, fd) in high.iter_mut().zip(handed) {
+                *slot = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))?;
+            }
+            for (target, fd) in (3..).zip(high) {
+                nix::unistd::dup2(fd, target)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// In `command`'s child: a session of its own, and `fd` handed on as `target`.
+pub fn detach_with_fd(command: &mut Command, fd: RawFd, target: RawFd) {
+    // SAFETY: between fork and exec only setsid, dup2 and fcntl, which are async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setsid()?;
+            if fd == target {
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )?;
+            } else {
+                nix::unistd::dup2(fd, target)?;
+            }
+            Ok(())
+        });
+    }
+}

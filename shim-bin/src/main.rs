@@ -1,7 +1,7 @@
 //! `tether`: a container shim. See `tether --help`, README.md and docs/.
 //!
 //! `unsafe` is denied in this crate but for one module, [`sys`]: the system calls that need it
-//! (signals by number, ioctls on terminals and fifos, an fd received over a socket or inherited at a
+//! (signals by number, ioctls on terminals, an fd received over a socket or inherited at a
 //! fixed number, `malloc_trim`, and the `pre_exec` hooks between fork and exec),
 //! each behind a safe function that says why it is sound.
 #![deny(unsafe_code)]

@@ -20,14 +20,6 @@ pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
     }
 }
 
-/// Bytes written to a pipe or fifo and not read yet (`FIONREAD` works on either end).
-pub fn queued_bytes(fd: &impl AsRawFd) -> Option<usize> {
-    let mut level: nix::libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points at `level`.
-    let result = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::FIONREAD, &mut level) };
-    (result == 0).then(|| usize::try_from(level).unwrap_or(0))
-}
-
 nix::ioctl_write_ptr_bad!(
     set_window_size_ioctl,
     nix::libc::TIOCSWINSZ,

@@ -6,6 +6,10 @@
 //!   [`LogFormat::Raw`]), line framing with bounded memory (a line longer than 16 KiB becomes several
 //!   records; a 10 MiB line costs one 16 KiB buffer), rotation by size, reopening, and write failures
 //!   that are counted and reported once but never block the container.
+//! * [`relay`] — a process's pipes to a client's fifos, files or logging pipes (what containerd
+//!   names for a process): the fifo held open from both ends, bounded holding, backpressure while a
+//!   reader reads, whole lines dropped (and said in the stream) only for a reader that is gone,
+//!   and "delivered" as the condition for announcing an exit. See the module for its loop contract.
 //! * [`IoEngine`] — the pipes: registered with your [`mio::Registry`] under your tokens; output is
 //!   copied on readiness (raw logs with `splice(2)`, zero-copy), stdin with backpressure.
 //!   [`IoEngine::drain_output`] copies whatever a pipe holds *now*, so an exit can be recorded only
@@ -63,13 +67,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![forbid(unsafe_code)]
+// `unsafe` is denied but in `sys`: the one ioctl that tells how much a fifo holds.
+#![deny(unsafe_code)]
 
 mod decode;
 mod encode;
 mod engine;
 mod framing;
+pub mod relay;
 mod sink;
+mod sys;
 mod timestamp;
 
 pub use decode::{DecodedLine, LogDecoder, MAX_DECODED_LINE};

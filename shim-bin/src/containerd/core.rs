@@ -6,7 +6,6 @@ use super::diag::Diag;
 use super::events::{timestamp, Event, Publisher};
 use super::oom::OomWatch;
 use super::options::RuntimeOptions;
-use super::relay::{InputRelay, OutputRelay};
 use super::service::{Answer, Call};
 use super::stdio::{Input, Output, StdioPaths};
 use containerd_shim_protos::api::{Status, WaitResponse};
@@ -15,6 +14,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use shim_core::lifecycle::{self, Phase};
 use shim_core::{ExecId, Exit, ProcessKey};
+use shim_io::relay::{self, InputRelay, OutputRelay};
 use shim_reaper::Reaper;
 use shim_runc::Runc;
 use std::collections::HashMap;
@@ -371,8 +371,8 @@ impl Core {
                 if turn.dropping {
                     self.diag.warn(format_args!(
                         "{name}: nothing read for {}s and {} MiB held; dropping whole lines until it is read",
-                        super::relay::READER_GONE_AFTER.as_secs(),
-                        super::relay::PENDING_LIMIT >> 20,
+                        relay::READER_GONE_AFTER.as_secs(),
+                        relay::PENDING_LIMIT >> 20,
                     ));
                 }
                 if let Some(bytes) = turn.recovered {

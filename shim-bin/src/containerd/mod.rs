@@ -4,7 +4,7 @@
 //! start` in the bundle; `start` leaves a daemon serving `containerd.task.v2.Task` over ttrpc on a
 //! unix socket and prints its address. The daemon creates the container with `runc create` on
 //! Create, keeps its own pipes to every process and relays them to the client's fifos (see
-//! [`relay`]), reaps every child, and sends task events back to containerd. `delete` cleans up after
+//! [`shim_io::relay`]), reaps every child, and sends task events back to containerd. `delete` cleans up after
 //! a daemon that is gone. See docs/containerd.md.
 
 mod args;
@@ -19,7 +19,6 @@ mod logbinary;
 mod mounts;
 mod oom;
 mod options;
-mod relay;
 mod serve;
 mod service;
 mod spawn;

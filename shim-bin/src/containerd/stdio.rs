@@ -2,8 +2,8 @@
 //! and the client's fifos or files on the other side of the relays.
 
 use super::logbinary::{self, is_binary_uri};
-use super::relay::{open_input_fifo, Destination};
 use crate::daemon::nonblocking::pipe;
+use shim_io::relay::{open_input_fifo, Destination};
 use shim_runc::ProcessIo;
 use std::fs::File;
 use std::io;

@@ -1,6 +1,7 @@
-//! Copying a process's stdio between tether's own pipes and what containerd named for it.
+//! Copying a process's stdio between the shim's own pipes and a client's fifos, files or logging
+//! pipes (what containerd names for a process).
 //!
-//! The container only ever writes to tether's pipes. An [`OutputRelay`] copies a pipe into the
+//! The container only ever writes to the shim's pipes. An [`OutputRelay`] copies a pipe into the
 //! client's fifo, which tether holds open from both ends: a client (or containerd) that goes away
 //! never causes EPIPE, and the data waits in the fifo for the next reader.
 //!
@@ -23,8 +24,44 @@
 //!
 //! An [`InputRelay`] copies the client's stdin fifo into the process's stdin, holding back (not
 //! buffering) when the process does not read.
+//!
+//! # Loop contract
+//!
+//! The relays do no waiting of their own; the caller's mio loop drives them:
+//!
+//! - `register` each relay under two tokens (source, destination) and call `pump` on readiness of
+//!   either. A [`Turn`] with `more` set means the [`TURN_BUDGET`] ran out: pump again before
+//!   sleeping.
+//! - Never sleep past [`OutputRelay::deadline`] (a blocked relay becomes a dropping one then), and
+//!   while a relay is [`OutputRelay::lingering`], look at it again every little while: a reader
+//!   emptying a fifo wakes nobody. Close it once [`OutputRelay::closable`].
+//! - Once the process is reaped, ask [`OutputRelay::delivered`] before announcing its exit, and
+//!   call [`OutputRelay::close_source`] when its orphan grace is over.
+//!
+//! # Example
+//!
+//! ```
+//! use shim_io::relay::{Destination, OutputRelay};
+//! use std::io::Write;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = dir.path().join("out.log");
+//! let destination = Destination::open(&format!("file://{}", log.display()))?;
+//! let (read_end, write_end) = nix::unistd::pipe()?;
+//! let poll = mio::Poll::new()?;
+//! let mut relay = OutputRelay::new(read_end, destination, "stdout")?;
+//! relay.register(poll.registry(), mio::Token(1), mio::Token(2))?;
+//! std::fs::File::from(write_end).write_all(b"hello\n")?; // and the process is gone: EOF
+//! let mut buf = vec![0; 64 * 1024];
+//! while relay.source_open() {
+//!     relay.pump(poll.registry(), &mut buf);
+//! }
+//! let now = std::time::Instant::now();
+//! assert!(relay.delivered(now, now));
+//! assert_eq!(std::fs::read_to_string(&log)?, "hello\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-use crate::daemon::nonblocking::set_nonblocking;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::collections::VecDeque;
@@ -480,6 +517,14 @@ impl OutputRelay {
         self.dest = None;
         self.pending.clear();
     }
+}
+
+/// Sets O_NONBLOCK.
+fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
 }
 
 /// Writes as much of `data` as `file` takes now (0 when it is full).

@@ -14,6 +14,7 @@ mod containerd;
 mod daemon;
 mod error;
 mod logs;
+mod oom;
 mod run;
 mod signals;
 mod sockpath;
@@ -21,6 +22,7 @@ mod streams;
 mod sys;
 mod terminal;
 mod time;
+mod tokens;
 
 use clap::Parser;
 use std::process::ExitCode;

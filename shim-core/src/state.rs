@@ -79,4 +79,7 @@ pub struct ContainerState {
     /// The exit, once there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitRecord>,
+    /// The kernel killed a process of the container for want of memory (its cgroup's limit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }

@@ -42,6 +42,7 @@ pub struct BundleSpec {
     pid_namespace: bool,
     terminal: bool,
     readonly_rootfs: bool,
+    memory_limit: Option<i64>,
     extra_mounts: Vec<Mount>,
 }
 
@@ -61,6 +62,7 @@ impl BundleSpec {
             pid_namespace: true,
             terminal: false,
             readonly_rootfs: false,
+            memory_limit: None,
             extra_mounts: Vec::new(),
         }
     }
@@ -92,6 +94,12 @@ impl BundleSpec {
     /// `root.readonly`.
     pub fn readonly_rootfs(mut self, on: bool) -> Self {
         self.readonly_rootfs = on;
+        self
+    }
+
+    /// A memory limit (bytes) for the container's cgroup.
+    pub fn memory_limit(mut self, bytes: i64) -> Self {
+        self.memory_limit = Some(bytes);
         self
     }
 
@@ -146,6 +154,15 @@ impl BundleSpec {
                 .filter(|ns| ns.typ() != LinuxNamespaceType::Pid)
                 .collect();
             linux.set_namespaces(Some(namespaces));
+        }
+        if let Some(limit) = self.memory_limit {
+            let memory = oci_spec::runtime::LinuxMemoryBuilder::default()
+                .limit(limit)
+                .build()
+                .map_err(|e| FixtureError(format!("build memory spec: {e}")))?;
+            let mut resources = linux.resources().clone().unwrap_or_default();
+            resources.set_memory(Some(memory));
+            linux.set_resources(Some(resources));
         }
         spec.set_linux(Some(linux));
         let mut mounts = spec.mounts().clone().unwrap_or_default();

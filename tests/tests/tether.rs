@@ -1221,3 +1221,40 @@ fn an_exit_130_is_a_code_and_a_forced_removal_is_137() {
     BufReader::new(&mut waiter).read_line(&mut answer).unwrap();
     assert!(answer.contains("\"exit_code\":137"), "{answer}");
 }
+
+/// An OOM kill is recorded before the exit it caused: `oom_killed` in `tether state` (containerd's
+/// door publishes `/tasks/oom` from the same watch; see the e2e suite).
+#[test]
+fn an_oom_kill_is_recorded_in_the_state() {
+    needs_root!("an_oom_kill_is_recorded_in_the_state");
+    if !Path::new("/sys/fs/cgroup/memory/memory.oom_control").exists() {
+        eprintln!(
+            "skipped an_oom_kill_is_recorded_in_the_state: no cgroup v1 memory controller here"
+        );
+        return;
+    }
+    let sandbox = Sandbox::new("oom");
+    let id = sandbox.id();
+    // tail keeps the one endless line in memory: 256 MiB against a 32 MiB limit.
+    let bundle = sandbox.bundle(
+        &BundleSpec::shell("head -c 268435456 /dev/zero | tail -n 1 >/dev/null")
+            .memory_limit(32 << 20),
+    );
+    sandbox.start(id, &bundle, &[]);
+    let (code, _) = wait_exit(&sandbox, id);
+    let state: serde_json::Value =
+        serde_json::from_slice(&sandbox.tether_output(&["state", id]).stdout).unwrap();
+    assert_eq!(state["oom_killed"], true, "{state}");
+    assert_eq!(state["exit"]["code"], code, "{state}");
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+
+    // Without an OOM kill the field is not there.
+    let id = sandbox.another_id("fits");
+    let bundle = sandbox.bundle(&BundleSpec::shell("exit 0").memory_limit(32 << 20));
+    sandbox.start(&id, &bundle, &[]);
+    assert_eq!(wait_exit(&sandbox, &id), (0, 0));
+    let state: serde_json::Value =
+        serde_json::from_slice(&sandbox.tether_output(&["state", &id]).stdout).unwrap();
+    assert!(state.get("oom_killed").is_none(), "{state}");
+    assert!(sandbox.tether_output(&["rm", &id]).status.success());
+}

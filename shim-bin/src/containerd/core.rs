@@ -4,14 +4,15 @@
 
 use super::diag::Diag;
 use super::events::{timestamp, Event, Publisher};
-use super::oom::OomWatch;
 use super::options::RuntimeOptions;
 use super::service::{Answer, Call};
 use super::stdio::{Input, Output, StdioPaths};
+use crate::oom::OomWatch;
+use crate::tokens::{self, OOM, REAPER, WAKER};
 use containerd_shim_protos::api::{Status, WaitResponse};
 use containerd_shim_protos::events::task as ev;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 use shim_core::lifecycle::{self, Phase};
 use shim_core::{ExecId, Exit, ProcessKey};
 use shim_io::relay::{self, InputRelay, OutputRelay};
@@ -22,13 +23,6 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
-
-pub const REAPER: Token = Token(0);
-// Token(1) is tether's control socket listener; its connections use 1000..2^40.
-pub const WAKER: Token = Token(2);
-const OOM: Token = Token(3);
-/// Relay `n` uses tokens `RELAYS + 2n` (its source) and `RELAYS + 2n + 1` (its destination).
-const RELAYS: usize = 1 << 41;
 
 /// How often an exit whose output sits in a fifo looks whether the reader has taken it (a reader
 /// emptying a fifo wakes nobody).
@@ -135,6 +129,8 @@ pub struct Container {
     pub init: Proc,
     pub execs: HashMap<ExecId, Proc>,
     pub oom: Option<OomWatch>,
+    /// An OOM kill happened in its cgroup.
+    pub oom_killed: bool,
     /// No PID namespace of its own: the rest of its processes are killed at the init's exit.
     pub shares_pid_namespace: bool,
     /// Its cgroup, found while the init ran (Stats reads it).
@@ -237,12 +233,13 @@ impl Core {
                 }
             }
             for event in events.iter() {
-                match event.token() {
-                    REAPER => self.reap_needed = true,
-                    WAKER => {}
-                    OOM => self.check_oom(),
-                    Token(t) if t >= RELAYS => self.relay_ready((t - RELAYS) / 2),
-                    token => {
+                let token = event.token();
+                match (token, tokens::relay_of(token)) {
+                    (REAPER, _) => self.reap_needed = true,
+                    (WAKER, _) => {}
+                    (OOM, _) => self.check_oom(),
+                    (_, Some(relay)) => self.relay_ready(relay),
+                    (token, None) => {
                         let registry = self.poll.registry();
                         let incoming = match &mut self.front {
                             Some(front) if front.owns(token) => front.handle(registry, token),
@@ -333,11 +330,8 @@ impl Core {
         let n = self.next_relay;
         self.next_relay += 1;
         let mut relay = OutputRelay::new(fd, destination, stream)?;
-        relay.register(
-            self.poll.registry(),
-            Token(RELAYS + 2 * n),
-            Token(RELAYS + 2 * n + 1),
-        )?;
+        let (source, destination) = tokens::relay_tokens(n);
+        relay.register(self.poll.registry(), source, destination)?;
         self.relays.insert(n, Relay::Output { relay, name });
         // Output may be waiting already.
         self.backlog.push(n);
@@ -349,11 +343,8 @@ impl Core {
         let n = self.next_relay;
         self.next_relay += 1;
         let mut relay = InputRelay::new(fifo, writer)?;
-        relay.register(
-            self.poll.registry(),
-            Token(RELAYS + 2 * n),
-            Token(RELAYS + 2 * n + 1),
-        )?;
+        let (source, destination) = tokens::relay_tokens(n);
+        relay.register(self.poll.registry(), source, destination)?;
         self.relays.insert(n, Relay::Input(relay));
         self.backlog.push(n);
         Ok(n)
@@ -452,6 +443,7 @@ impl Core {
             return;
         };
         if container.oom.as_mut().is_some_and(OomWatch::fired) {
+            container.oom_killed = true;
             self.diag
                 .info(format_args!("container {} ran out of memory", self.id));
             self.events.publish(Event::Oom(ev::TaskOOM {

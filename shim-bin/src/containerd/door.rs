@@ -14,6 +14,7 @@
 //! another type get an error answer on their stream; nothing a client sends stops the door.
 
 use super::service::{status, Answer, Call};
+use crate::tokens::{self, Tokens, DOOR_LISTENER, DOOR_WAKER};
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::ttrpc::{self, Code};
@@ -45,10 +46,6 @@ const MAX_UNREAD: usize = 16 << 20;
 /// A `Wait` does not count: it queues no work, and containerd keeps one open per running process
 /// on its one connection, so counting it could stall that connection.
 pub const MAX_IN_FLIGHT: usize = 64;
-
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
-const FIRST_CONNECTION: usize = 2;
 
 /// One answer on its way back to a connection.
 #[derive(Debug)]
@@ -152,15 +149,15 @@ pub fn spawn(fd: RawFd, calls: Sender<Call>, core: Arc<Waker>) -> io::Result<Doo
     let mut listener = UnixListener::from_std(std_listener);
     let poll = Poll::new()?;
     poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        .register(&mut listener, DOOR_LISTENER, Interest::READABLE)?;
+    let waker = Arc::new(Waker::new(poll.registry(), DOOR_WAKER)?);
     let (replies, received) = mpsc::channel();
     let (stop, stopped) = mpsc::channel();
     let mut door = Door {
         poll,
         listener,
         connections: HashMap::new(),
-        next_token: FIRST_CONNECTION,
+        tokens: tokens::DOOR_CONNECTIONS,
         calls,
         core,
         path: ReplyPath {
@@ -185,7 +182,8 @@ struct Door {
     poll: Poll,
     listener: UnixListener,
     connections: HashMap<Token, Connection>,
-    next_token: usize,
+    /// Tokens for new connections.
+    tokens: Tokens,
     calls: Sender<Call>,
     core: Arc<Waker>,
     path: ReplyPath,
@@ -208,8 +206,8 @@ impl Door {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
-                    WAKER => {}
+                    DOOR_LISTENER => self.accept(),
+                    DOOR_WAKER => {}
                     token => {
                         self.flush(token);
                         self.read(token);
@@ -255,8 +253,7 @@ impl Door {
                 }
                 continue;
             }
-            let token = Token(self.next_token);
-            self.next_token += 1;
+            let token = self.tokens.take();
             if self
                 .poll
                 .registry()

@@ -267,6 +267,7 @@ impl super::core::Core {
             exit: init.exit.map(|exit| {
                 shim_core::ExitRecord::new(&exit, crate::time::rfc3339(exit.reaped_at))
             }),
+            oom_killed: container.oom_killed,
         })
     }
 

@@ -17,7 +17,6 @@ mod front;
 mod launch;
 mod logbinary;
 mod mounts;
-mod oom;
 mod options;
 mod serve;
 mod service;

@@ -1,11 +1,12 @@
 //! The shim daemon `start` leaves behind: serves the Task service until containerd shuts it down.
 
 use super::args::ShimArgs;
-use super::core::{Core, CoreParts, REAPER, WAKER};
+use super::core::{Core, CoreParts};
 use super::diag::Diag;
 use super::events::Publisher;
 use super::launch::{socket_path, socket_stem, LISTENER_FD, SOCKET_DIR};
 use super::options::RuntimeOptions;
+use crate::tokens::{REAPER, WAKER};
 use mio::{Interest, Poll, Waker};
 use shim_reaper::Reaper;
 use std::os::fd::AsRawFd;

@@ -211,6 +211,7 @@ impl Core {
                 })
                 .ok(),
             oom,
+            oom_killed: false,
             runc_root,
             created_at: crate::time::now(),
         });

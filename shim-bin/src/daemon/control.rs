@@ -3,6 +3,7 @@
 //! client that sends garbage, sends too much, never sends, never reads or vanishes mid-request costs a
 //! bounded amount and affects no one else.
 
+use crate::tokens::{self, Tokens, CONTROL_LISTENER};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use shim_core::frame::{self, FrameKind};
@@ -13,12 +14,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The listener's token.
-pub const LISTENER: Token = Token(1);
-/// Tokens from here on are connections (below `FIRST_CONNECTION` and from `LAST_CONNECTION` on,
-/// the daemon uses its own).
-const FIRST_CONNECTION: usize = 1000;
-pub const LAST_CONNECTION: usize = 1 << 40;
 /// At most this many clients at once. At the limit a newcomer takes the place of the longest idle
 /// client (one that asked nothing and is owed nothing); only when none is idle is it turned away.
 /// (Each costs one fd and a little memory; with the daemon's own, under the usual 1,024.)
@@ -85,7 +80,8 @@ pub enum Incoming {
 pub struct ControlServer {
     listener: UnixListener,
     connections: HashMap<Token, Connection>,
-    next_token: usize,
+    /// Tokens for new connections.
+    tokens: Tokens,
     daemon_uid: u32,
     closed: Vec<Token>,
     /// Framed clients with input left unread when their budget ran out.
@@ -98,11 +94,11 @@ impl ControlServer {
         let _ = std::fs::remove_file(path);
         let mut listener = UnixListener::bind(crate::sockpath::SocketPath::new(path)?.as_path())?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        registry.register(&mut listener, CONTROL_LISTENER, Interest::READABLE)?;
         Ok(ControlServer {
             listener,
             connections: HashMap::new(),
-            next_token: FIRST_CONNECTION,
+            tokens: tokens::CONTROL_CONNECTIONS,
             daemon_uid: nix::unistd::geteuid().as_raw(),
             closed: Vec::new(),
             backlog: Vec::new(),
@@ -111,13 +107,13 @@ impl ControlServer {
 
     /// Whether `token` belongs to the control socket.
     pub fn owns(&self, token: Token) -> bool {
-        token == LISTENER || self.connections.contains_key(&token)
+        token == CONTROL_LISTENER || self.connections.contains_key(&token)
     }
 
     /// Handles a readiness event; returns what clients did.
     pub fn handle(&mut self, registry: &Registry, token: Token) -> Vec<Incoming> {
         let mut incoming = Vec::new();
-        if token == LISTENER {
+        if token == CONTROL_LISTENER {
             self.accept(registry);
         } else {
             self.flush(registry, token);
@@ -284,8 +280,7 @@ impl ControlServer {
                 let _ = stream.write(&refusal.to_line());
                 continue;
             }
-            let token = Token(self.next_token);
-            self.next_token += 1;
+            let token = self.tokens.take();
             if registry
                 .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
                 .is_ok()

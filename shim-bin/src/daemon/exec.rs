@@ -113,8 +113,7 @@ impl ExecTable {
 
 impl Daemon {
     fn allocate_token(&mut self) -> Token {
-        self.next_token += 1;
-        Token(self.next_token)
+        self.exec_tokens.take()
     }
 
     /// Starts an exec. On success the answer is `Reply::Exec`; unless detached, the caller switches

@@ -20,8 +20,11 @@ mod requests;
 pub(crate) mod startup;
 
 use crate::config::{DaemonConfig, StartReport};
+use crate::oom::OomWatch;
+use crate::tokens::{self, Tokens, CONTAINER_STDIN, OOM, REAPER, STDERR, STDOUT};
 use control::{ControlServer, Incoming};
 use exec::ExecTable;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use record::{write_atomically, ShimLog};
 use shim_core::lifecycle;
@@ -32,11 +35,6 @@ use shim_io::{IoEngine, IoEvent, SinkId, Stream};
 use shim_reaper::Reaper;
 use shim_runc::{DeleteOptions, ExitWaiter, Runc};
 use std::time::{Duration, Instant};
-
-const REAPER: Token = Token(0);
-const STDOUT: Token = Token(2);
-const STDERR: Token = Token(3);
-const CONTAINER_STDIN: Token = Token(4);
 
 /// The longest a runtime command may take before the daemon gives up on it.
 const RUNTIME_TIMEOUT: Duration = Duration::from_secs(60);
@@ -147,8 +145,8 @@ struct Daemon {
     /// stay resident for the daemon's life, and most containers are never exec'd into.
     base_process: Option<oci_spec::runtime::Process>,
     execs: ExecTable,
-    /// The last token handed out for exec pipes (above the control socket's range).
-    next_token: usize,
+    /// Tokens for exec pipes.
+    exec_tokens: Tokens,
     /// Client input that arrived while handling something else.
     deferred_incoming: Vec<Incoming>,
     /// The container's stdin (pipe or terminal), with `run -i` or `-t`.
@@ -161,6 +159,8 @@ struct Daemon {
     attached: Vec<Token>,
     /// Files not written yet (a full state dir).
     unsaved: Unsaved,
+    /// OOM kills in the container's memory cgroup (none without a v1 memory controller).
+    oom: Option<OomWatch>,
 }
 
 /// What of the daemon's record is not on disk yet.
@@ -279,6 +279,7 @@ impl Daemon {
             runtime_root: config.runtime_root.clone(),
             created_at: crate::time::now(),
             exit: None,
+            oom_killed: false,
         };
         let mut daemon = Daemon {
             config,
@@ -296,14 +297,16 @@ impl Daemon {
             done: false,
             base_process: None,
             execs: ExecTable::default(),
-            next_token: control::LAST_CONNECTION,
+            exec_tokens: tokens::EXEC_PIPES,
             deferred_incoming: Vec::new(),
             input,
             input_eof: false,
             terminal: started.terminal,
             attached: Vec::new(),
             unsaved: Unsaved::default(),
+            oom: None,
         };
+        daemon.oom = daemon.watch_oom(init_pid, log);
         daemon.save_state(log);
         report(&StartReport::Started { pid: init_pid });
         release_startup_memory();
@@ -344,6 +347,8 @@ impl Daemon {
                 let token = event.token();
                 if token == REAPER {
                     self.reap_needed = true;
+                } else if token == OOM {
+                    self.check_oom(log);
                 } else if token == CONTAINER_STDIN {
                     self.write_container_input();
                 } else if let Some(io_events) = self.engine.handle(self.poll.registry(), token) {
@@ -423,6 +428,30 @@ impl Daemon {
         }
     }
 
+    fn watch_oom(&mut self, pid: i32, log: &mut ShimLog) -> Option<OomWatch> {
+        let watch = OomWatch::new(pid)
+            .map_err(|e| log.line(format_args!("no OOM notifications: {e}")))
+            .ok()?;
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&watch.fd()), OOM, Interest::READABLE)
+            .map_err(|e| log.line(format_args!("no OOM notifications: {e}")))
+            .ok()?;
+        Some(watch)
+    }
+
+    /// Records an OOM kill the cgroup reported.
+    fn check_oom(&mut self, log: &mut ShimLog) {
+        if self.oom.as_mut().is_some_and(OomWatch::fired) && !self.state.oom_killed {
+            log.line(format_args!(
+                "container {} ran out of memory",
+                self.config.id
+            ));
+            self.state.oom_killed = true;
+            self.save_state(log);
+        }
+    }
+
     fn on_init_exit(&mut self, exit: Exit, log: &mut ShimLog) {
         self.pending_exit = Some(PendingExit {
             exit,
@@ -484,6 +513,9 @@ impl Daemon {
     }
 
     fn record_exit(&mut self, exit: Exit, log: &mut ShimLog) {
+        if lifecycle::oom_before_exit(&ProcessKey::Init) {
+            self.check_oom(log);
+        }
         let code = exit.code();
         self.state.status = Status::Stopped;
         self.state.exit = Some(ExitRecord::new(&exit, crate::time::rfc3339(exit.reaped_at)));

@@ -1,6 +1,6 @@
 //! Out-of-memory notifications for the container's cgroup (v1: an eventfd registered with the
-//! memory controller's `cgroup.event_control`), so the shim can publish `/tasks/oom` — before the
-//! exit the OOM kill causes.
+//! memory controller's `cgroup.event_control`), so both doors report an OOM kill before the exit it
+//! causes: `oom_killed` in `tether state`, `/tasks/oom` for containerd.
 
 use std::fs::File;
 use std::io::{self, Read};

@@ -10,12 +10,14 @@ mod cli;
 mod client;
 mod commands;
 mod config;
-mod containerd;
 mod daemon;
 mod error;
+mod front;
+mod launch;
 mod logs;
 mod oom;
 mod run;
+mod shim;
 mod signals;
 mod sockpath;
 mod streams;
@@ -33,9 +35,9 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv
         .first()
-        .is_some_and(|argv0| containerd::invoked_as_shim(argv0))
+        .is_some_and(|argv0| launch::invoked_as_shim(argv0))
     {
-        return ExitCode::from(containerd::main(&argv[1..]));
+        return ExitCode::from(launch::main(&argv[1..]));
     }
     let mut args = argv.into_iter();
     if let (Some(_), Some(daemon), Some(flag), Some(config), None) = (

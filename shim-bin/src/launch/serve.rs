@@ -1,11 +1,11 @@
 //! The shim daemon `start` leaves behind: serves the Task service until containerd shuts it down.
 
 use super::args::ShimArgs;
-use super::core::{Core, CoreParts};
-use super::diag::Diag;
-use super::events::Publisher;
-use super::launch::{socket_path, socket_stem, LISTENER_FD, SOCKET_DIR};
-use super::options::RuntimeOptions;
+use super::start::{socket_path, socket_stem, LISTENER_FD, SOCKET_DIR};
+use crate::front::ttrpc::events::Publisher;
+use crate::shim::diag::Diag;
+use crate::shim::runtime::RuntimeOptions;
+use crate::shim::{Core, CoreParts};
 use crate::tokens::{REAPER, WAKER};
 use mio::{Interest, Poll, Waker};
 use shim_reaper::Reaper;
@@ -57,7 +57,8 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
     let (calls, received) = mpsc::channel();
-    let door = super::door::spawn(LISTENER_FD, calls, waker).map_err(|e| format!("serve: {e}"))?;
+    let door = crate::front::ttrpc::door::spawn(LISTENER_FD, calls, waker)
+        .map_err(|e| format!("serve: {e}"))?;
     let events = Publisher::start(
         &args.namespace,
         std::env::var("TTRPC_ADDRESS")

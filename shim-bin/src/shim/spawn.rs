@@ -1,14 +1,14 @@
 //! Making and starting processes: Create (the rootfs, the stdio, `runc create`), Start (`runc
 //! start`, or `runc exec --detach` for an exec) and Exec (an exec's process, kept until its Start).
 
-use super::core::{Container, Core, Proc};
-use super::events::Event;
 use super::mounts::{mount_rootfs, unmount_rootfs};
-use super::options::{join_cgroup, RuntimeOptions};
+use super::ops::process_key;
+use super::runtime::{join_cgroup, RuntimeOptions};
 use super::stdio::{self, Prepared, StdioPaths};
-use super::tasks::process_key;
+use super::{Container, Core, Proc};
 use crate::daemon::startup::read_pid;
 use crate::daemon::ReaperWait;
+use crate::front::ttrpc::events::Event;
 use crate::sys::receive_terminal;
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::events::task as ev;
@@ -78,7 +78,7 @@ impl Core {
         Ok((outputs, input, terminal))
     }
 
-    pub(super) fn create(&mut self, r: CreateTaskRequest) -> Result<CreateTaskResponse> {
+    pub(crate) fn create(&mut self, r: CreateTaskRequest) -> Result<CreateTaskResponse> {
         if self.container.is_some() {
             return Err(Error::already_exists(format!(
                 "container {} already exists",
@@ -204,7 +204,7 @@ impl Core {
             init,
             execs: HashMap::new(),
             shares_pid_namespace: shares_pid_namespace(&bundle),
-            cgroup: super::cgroup_stats::Cgroup::of_process(pid)
+            cgroup: super::cgroup::Cgroup::of_process(pid)
                 .map_err(|e| {
                     self.diag
                         .info(format_args!("stats through the runtime: {e}"))
@@ -215,7 +215,7 @@ impl Core {
             runc_root,
             created_at: crate::time::now(),
         });
-        match super::front::TetherFront::register(&self.id, self.poll.registry()) {
+        match crate::front::control::TetherFront::register(&self.id, self.poll.registry()) {
             Ok(front) => self.front = Some(front),
             Err(e) => self.diag.info(format_args!("{e}")),
         }
@@ -245,7 +245,7 @@ impl Core {
         })
     }
 
-    pub(super) fn start(&mut self, r: StartRequest) -> Result<StartResponse> {
+    pub(crate) fn start(&mut self, r: StartRequest) -> Result<StartResponse> {
         if r.exec_id.is_empty() {
             return self.start_init(&r.id);
         }
@@ -364,7 +364,7 @@ impl Core {
         })
     }
 
-    pub(super) fn exec(&mut self, r: ExecProcessRequest) -> Result<Empty> {
+    pub(crate) fn exec(&mut self, r: ExecProcessRequest) -> Result<Empty> {
         let container = self.container(&r.id)?;
         let ProcessKey::Exec(exec_id) = process_key(&r.exec_id)? else {
             return Err(Error::bad_request("an exec needs an id"));

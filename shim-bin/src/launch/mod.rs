@@ -8,21 +8,8 @@
 //! a daemon that is gone. See docs/containerd.md.
 
 mod args;
-mod cgroup_stats;
-mod core;
-mod diag;
-mod door;
-mod events;
-mod front;
-mod launch;
-mod logbinary;
-mod mounts;
-mod options;
 mod serve;
-mod service;
-mod spawn;
-mod stdio;
-mod tasks;
+mod start;
 
 use args::{Action, ShimArgs};
 use std::io::Write;
@@ -52,10 +39,10 @@ pub fn main(args: &[String]) -> u8 {
             );
             Ok(())
         }
-        Action::Start => launch::start(&args).map(|address| {
+        Action::Start => start::start(&args).map(|address| {
             let _ = std::io::stdout().write_all(address.as_bytes());
         }),
-        Action::Delete => launch::delete(&args).map(|response| {
+        Action::Delete => start::delete(&args).map(|response| {
             let _ = std::io::stdout().write_all(&response);
         }),
         Action::Serve => return serve::serve(&args),

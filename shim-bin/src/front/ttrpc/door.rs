@@ -13,7 +13,7 @@
 //! unread past [`MAX_UNREAD`] close it. Malformed requests, unknown methods and frames of
 //! another type get an error answer on their stream; nothing a client sends stops the door.
 
-use super::service::{status, Answer, Call};
+use super::calls::{status, Answer, Call};
 use crate::tokens::{self, Tokens, DOOR_LISTENER, DOOR_WAKER};
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::protobuf::Message;

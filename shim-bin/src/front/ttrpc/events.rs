@@ -3,7 +3,7 @@
 //! (containerd restarting, say) is retried, with growing pauses, until it is, so no event is lost
 //! or reordered while containerd is away.
 
-use super::diag::Diag;
+use crate::shim::diag::Diag;
 use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;

@@ -2,11 +2,11 @@
 //! containerd's terms (its error kinds, statuses and events). Making and starting processes is in
 //! [`super::spawn`].
 
-use super::core::{Container, Core, Proc};
-use super::events::{timestamp, Event};
 use super::mounts::unmount_rootfs;
-use super::service::{to_ttrpc, Call};
+use super::{Container, Core, Proc};
 use crate::daemon::ReaperWait;
+use crate::front::ttrpc::calls::{to_ttrpc, Call};
+use crate::front::ttrpc::events::{timestamp, Event};
 use crate::sys::set_window;
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::events::task as ev;
@@ -25,7 +25,7 @@ fn not_found(what: impl std::fmt::Display) -> Error {
 }
 
 /// The process a request names: containerd's `""` is the init.
-pub(super) fn process_key(exec_id: &str) -> Result<ProcessKey> {
+pub(crate) fn process_key(exec_id: &str) -> Result<ProcessKey> {
     if exec_id.is_empty() {
         Ok(ProcessKey::Init)
     } else {
@@ -61,21 +61,21 @@ impl Core {
         }
     }
 
-    pub(super) fn container(&self, id: &str) -> Result<&Container> {
+    pub(crate) fn container(&self, id: &str) -> Result<&Container> {
         match &self.container {
             Some(container) if id == self.id => Ok(container),
             _ => Err(not_found(format!("container {id}"))),
         }
     }
 
-    pub(super) fn container_mut(&mut self, id: &str) -> Result<&mut Container> {
+    pub(crate) fn container_mut(&mut self, id: &str) -> Result<&mut Container> {
         match &mut self.container {
             Some(container) if id == self.id => Ok(container),
             _ => Err(not_found(format!("container {id}"))),
         }
     }
 
-    pub(super) fn proc_mut(&mut self, id: &str, exec_id: &str) -> Result<&mut Proc> {
+    pub(crate) fn proc_mut(&mut self, id: &str, exec_id: &str) -> Result<&mut Proc> {
         let key = process_key(exec_id)?;
         let container = self.container_mut(id)?;
         match key {
@@ -87,7 +87,7 @@ impl Core {
         }
     }
 
-    pub(super) fn proc(&self, id: &str, exec_id: &str) -> Result<&Proc> {
+    pub(crate) fn proc(&self, id: &str, exec_id: &str) -> Result<&Proc> {
         let key = process_key(exec_id)?;
         let container = self.container(id)?;
         match key {
@@ -123,7 +123,7 @@ impl Core {
         Ok(response)
     }
 
-    pub(super) fn kill(&mut self, r: KillRequest) -> Result<Empty> {
+    pub(crate) fn kill(&mut self, r: KillRequest) -> Result<Empty> {
         let signal = i32::try_from(r.signal)
             .ok()
             .filter(|s| (1..=64).contains(s))
@@ -240,7 +240,7 @@ impl Core {
         })
     }
 
-    pub(super) fn pids(&mut self, r: PidsRequest) -> Result<PidsResponse> {
+    pub(crate) fn pids(&mut self, r: PidsRequest) -> Result<PidsResponse> {
         let container = self.container(&r.id)?;
         let runc = container.runc.clone();
         let exec_of: HashMap<u32, String> = container
@@ -275,7 +275,7 @@ impl Core {
         })
     }
 
-    pub(super) fn pause_resume(&mut self, id: &str, pause: bool) -> Result<Empty> {
+    pub(crate) fn pause_resume(&mut self, id: &str, pause: bool) -> Result<Empty> {
         let container = self.container(id)?;
         lifecycle::check_pause(container.init.phase(), pause)
             .map_err(|e| e.context(format!("container {id}")))?;

@@ -2,17 +2,25 @@
 //! the OOM eventfd and the calls the ttrpc threads hand over. It alone owns the container, its
 //! processes and their pipes.
 
-use super::diag::Diag;
-use super::events::{timestamp, Event, Publisher};
-use super::options::RuntimeOptions;
-use super::service::{Answer, Call};
-use super::stdio::{Input, Output, StdioPaths};
+mod cgroup;
+pub mod diag;
+mod logbinary;
+pub mod mounts;
+mod ops;
+pub mod runtime;
+mod spawn;
+mod stdio;
+
+use crate::front::ttrpc::calls::{Answer, Call};
+use crate::front::ttrpc::events::{timestamp, Event, Publisher};
 use crate::oom::OomWatch;
 use crate::tokens::{self, OOM, REAPER, WAKER};
 use containerd_shim_protos::api::{Status, WaitResponse};
 use containerd_shim_protos::events::task as ev;
+use diag::Diag;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
+use runtime::RuntimeOptions;
 use shim_core::lifecycle::{self, Phase};
 use shim_core::{ExecId, Exit, ProcessKey};
 use shim_io::relay::{self, InputRelay, OutputRelay};
@@ -23,6 +31,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
+use stdio::{Input, Output, StdioPaths};
 
 /// How often an exit whose output sits in a fifo looks whether the reader has taken it (a reader
 /// emptying a fifo wakes nobody).
@@ -134,7 +143,7 @@ pub struct Container {
     /// No PID namespace of its own: the rest of its processes are killed at the init's exit.
     pub shares_pid_namespace: bool,
     /// Its cgroup, found while the init ran (Stats reads it).
-    pub cgroup: Option<super::cgroup_stats::Cgroup>,
+    pub cgroup: Option<cgroup::Cgroup>,
     /// The runtime's `--root`.
     pub runc_root: std::path::PathBuf,
     pub created_at: String,
@@ -157,7 +166,7 @@ pub struct Core {
     pub default_options: RuntimeOptions,
     pub container: Option<Container>,
     /// The container's entry in tether's state directory.
-    pub front: Option<super::front::TetherFront>,
+    pub front: Option<crate::front::control::TetherFront>,
     relays: HashMap<usize, Relay>,
     next_relay: usize,
     backlog: Vec<usize>,
@@ -582,7 +591,7 @@ impl Core {
         }
     }
 
-    pub(super) fn record_exit(&mut self, key: &ProcessKey) {
+    pub(crate) fn record_exit(&mut self, key: &ProcessKey) {
         if lifecycle::oom_before_exit(key) {
             self.check_oom();
         }

@@ -2,8 +2,8 @@
 //! serves the container, and print its address) and `delete` (clean up after a shim that is gone).
 
 use super::args::ShimArgs;
-use super::mounts::unmount_rootfs;
-use super::options::RuntimeOptions;
+use crate::shim::mounts::unmount_rootfs;
+use crate::shim::runtime::RuntimeOptions;
 use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::Message;
 use shim_runc::{DeleteOptions, DirectWait};
@@ -119,14 +119,14 @@ pub fn delete(args: &ShimArgs) -> Result<Vec<u8>, String> {
         }
     }
     unmount_rootfs(&bundle.join("rootfs"));
-    super::front::forget(&args.id);
+    crate::front::control::forget(&args.id);
     let socket = socket_path(args);
     if UnixStream::connect(&socket).is_err() {
         let _ = std::fs::remove_file(&socket);
     }
     let response = DeleteResponse {
         exit_status: 128 + 9,
-        exited_at: Some(super::events::timestamp(SystemTime::now())).into(),
+        exited_at: Some(crate::front::ttrpc::events::timestamp(SystemTime::now())).into(),
         ..Default::default()
     };
     response

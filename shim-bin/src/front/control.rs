@@ -153,9 +153,9 @@ pub fn refused(id: &str, what: &str) -> Response {
     )
 }
 
-impl super::core::Core {
+impl crate::shim::Core {
     /// One thing a tether client did.
-    pub(super) fn on_tether_client(&mut self, incoming: Incoming) {
+    pub(crate) fn on_tether_client(&mut self, incoming: Incoming) {
         match incoming {
             Incoming::Request(client, Ok(request)) => {
                 if let Some(response) = self.tether_request(client, request) {
@@ -233,7 +233,7 @@ impl super::core::Core {
     }
 
     /// The container as `tether ps` shows it.
-    pub(super) fn tether_state(&self) -> Option<ContainerState> {
+    pub(crate) fn tether_state(&self) -> Option<ContainerState> {
         use containerd_shim_protos::api::Status as Task;
         let container = self.container.as_ref()?;
         let init = &container.init;
@@ -272,7 +272,7 @@ impl super::core::Core {
     }
 
     /// Keeps `state.json` current.
-    pub(super) fn refresh_front(&mut self) {
+    pub(crate) fn refresh_front(&mut self) {
         let state = self.tether_state();
         if let (Some(front), Some(state)) = (&mut self.front, state) {
             front.save(state);

@@ -1,0 +1,5 @@
+//! The doors to the supervisor: containerd's ttrpc Task service ([`ttrpc`]) and tether's JSON-lines
+//! control socket ([`control`]), each mapping its wire to the supervisor's operations.
+
+pub mod control;
+pub mod ttrpc;

@@ -1,6 +1,6 @@
 //! The words tether speaks in, shared by the supervisor, its doors and the CLI: validated container
 //! ids ([`ContainerId`]), processes ([`ProcessKey`]), exits ([`Exit`]), the one error type
-//! ([`Error`], with a kind every door maps to its wire), the lifecycle rules as pure decisions
+//! ([`Error`], with a kind every door maps to its wire), domain events ([`Event`]), the lifecycle rules as pure decisions
 //! ([`lifecycle`]), statuses and records ([`ContainerState`], [`ExitRecord`]), the JSON-lines
 //! control protocol ([`protocol`]) and where things live on disk ([`StateLayout`]). No I/O.
 //!
@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod event;
 mod exit;
 pub mod frame;
 mod id;
@@ -33,6 +34,7 @@ pub mod protocol;
 mod state;
 
 pub use error::{Error, ErrorKind, Result};
+pub use event::{Event, RootfsMount, StdioPaths};
 pub use exit::{Exit, ExitStatus};
 pub use id::{ContainerId, InvalidId};
 pub use layout::{check_trusted, StateLayout, Untrusted, DEFAULT_STATE_DIR};

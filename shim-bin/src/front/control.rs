@@ -153,7 +153,7 @@ pub fn refused(id: &str, what: &str) -> Response {
     )
 }
 
-impl crate::shim::Core {
+impl crate::shim::Supervisor {
     /// One thing a tether client did.
     pub(crate) fn on_tether_client(&mut self, incoming: Incoming) {
         match incoming {
@@ -184,8 +184,8 @@ impl crate::shim::Core {
         client: Token,
         request: shim_core::protocol::Request,
     ) -> Option<Response> {
-        use containerd_shim_protos::api::{KillRequest, PidsRequest};
         use shim_core::protocol::{Reply, Request};
+        use shim_core::ProcessKey;
         let id = self.id.clone();
         let done = |result: shim_core::Result<_>| match result {
             Ok(_) => Response::Ok(Reply::Done {}),
@@ -208,23 +208,17 @@ impl crate::shim::Core {
                     return None;
                 }
             },
-            Request::Kill { signal, all } => done(self.kill(KillRequest {
-                id,
-                signal: signal.max(0) as u32,
-                all,
-                ..Default::default()
-            })),
-            Request::Pids => match self.pids(PidsRequest {
-                id,
-                ..Default::default()
-            }) {
+            Request::Kill { signal, all } => {
+                done(self.kill(&ProcessKey::Init, signal.max(0) as u32, all))
+            }
+            Request::Pids => match self.pids() {
                 Ok(pids) => Response::Ok(Reply::Pids {
-                    pids: pids.processes.iter().map(|p| p.pid as i32).collect(),
+                    pids: pids.into_iter().map(|(pid, _)| pid).collect(),
                 }),
                 Err(e) => Response::from_error(e),
             },
-            Request::Pause => done(self.pause_resume(&id, true)),
-            Request::Resume => done(self.pause_resume(&id, false)),
+            Request::Pause => done(self.pause(true)),
+            Request::Resume => done(self.pause(false)),
             Request::ReopenLog => Response::Ok(Reply::Done {}),
             Request::Delete { .. } => refused(&id, "delete"),
             Request::Exec(_) | Request::ExecState { .. } => refused(&id, "exec into"),
@@ -234,14 +228,14 @@ impl crate::shim::Core {
 
     /// The container as `tether ps` shows it.
     pub(crate) fn tether_state(&self) -> Option<ContainerState> {
-        use containerd_shim_protos::api::Status as Task;
+        use shim_core::lifecycle::Phase;
         let container = self.container.as_ref()?;
         let init = &container.init;
-        let status = match init.status {
-            Task::CREATED => shim_core::Status::Created,
-            Task::PAUSED => shim_core::Status::Paused,
-            Task::STOPPED => shim_core::Status::Stopped,
-            _ => shim_core::Status::Running,
+        let status = match init.phase() {
+            Phase::Created => shim_core::Status::Created,
+            Phase::Paused => shim_core::Status::Paused,
+            Phase::Exited => shim_core::Status::Stopped,
+            Phase::Running | Phase::Exiting => shim_core::Status::Running,
         };
         let log = init
             .paths

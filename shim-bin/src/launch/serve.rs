@@ -5,7 +5,7 @@ use super::start::{socket_path, socket_stem, LISTENER_FD, SOCKET_DIR};
 use crate::front::ttrpc::events::Publisher;
 use crate::shim::diag::Diag;
 use crate::shim::runtime::RuntimeOptions;
-use crate::shim::{Core, CoreParts};
+use crate::shim::{Parts, Supervisor};
 use crate::tokens::{REAPER, WAKER};
 use mio::{Interest, Poll, Waker};
 use shim_reaper::Reaper;
@@ -56,8 +56,8 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
         .register(&mut reaper, REAPER, Interest::READABLE)
         .map_err(|e| e.to_string())?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
-    let (calls, received) = mpsc::channel();
-    let door = crate::front::ttrpc::door::spawn(LISTENER_FD, calls, waker)
+    let (jobs, received) = mpsc::channel();
+    let door = crate::front::ttrpc::door::spawn(LISTENER_FD, jobs, waker)
         .map_err(|e| format!("serve: {e}"))?;
     let events = Publisher::start(
         &args.namespace,
@@ -67,21 +67,21 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
         diag.clone(),
     );
     diag.debug(format_args!("shim daemon serving"));
-    let mut core = Core::new(CoreParts {
+    let mut supervisor = Supervisor::new(Parts {
         namespace: args.namespace.clone(),
         id: args.id.clone(),
         bundle_dir: bundle.clone(),
         socket_dir: PathBuf::from(SOCKET_DIR),
         socket_stem: socket_stem(args),
         diag: diag.clone(),
-        events: events.clone(),
+        events: Box::new(events.clone()),
         poll,
         reaper,
-        calls: received,
+        jobs: received,
         default_options: RuntimeOptions::load(&bundle),
     });
-    core.run();
-    if let Some(front) = core.front.take() {
+    supervisor.run();
+    if let Some(front) = supervisor.front.take() {
         front.unregister();
     }
     // Shutdown's own answer, before the daemon goes.

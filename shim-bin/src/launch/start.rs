@@ -48,7 +48,7 @@ pub fn start(args: &ShimArgs) -> Result<String, String> {
         write_address(&bundle, &address)?;
         return Ok(address);
     }
-    let options = RuntimeOptions::from_start_input(&read_options()?)?;
+    let options = crate::front::ttrpc::options::from_start_input(&read_options()?)?;
     options
         .save(&bundle)
         .map_err(|e| format!("write runtime options in {}: {e}", bundle.display()))?;
@@ -126,7 +126,7 @@ pub fn delete(args: &ShimArgs) -> Result<Vec<u8>, String> {
     }
     let response = DeleteResponse {
         exit_status: 128 + 9,
-        exited_at: Some(crate::front::ttrpc::events::timestamp(SystemTime::now())).into(),
+        exited_at: Some(crate::front::ttrpc::calls::timestamp(SystemTime::now())).into(),
         ..Default::default()
     };
     response

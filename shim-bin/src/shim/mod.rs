@@ -1,6 +1,7 @@
-//! The shim daemon's core: one thread, one mio loop over the reaper's SIGCHLD, the stdio relays,
-//! the OOM eventfd and the calls the ttrpc threads hand over. It alone owns the container, its
-//! processes and their pipes.
+//! The supervisor: one thread, one mio loop over the reaper's SIGCHLD, the stdio relays, the OOM
+//! eventfd and the work its doors hand over. It alone owns the container, its processes and their
+//! pipes, and it speaks only shim-core's words: [`ProcessKey`], [`Exit`], [`Event`],
+//! [`shim_core::Error`]. What a door's wire says is the door's business (see [`crate::front`]).
 
 mod cgroup;
 pub mod diag;
@@ -11,18 +12,17 @@ pub mod runtime;
 mod spawn;
 mod stdio;
 
-use crate::front::ttrpc::calls::{Answer, Call};
-use crate::front::ttrpc::events::{timestamp, Event, Publisher};
+pub use cgroup::Cgroup;
+pub use spawn::CreateSpec;
+
 use crate::oom::OomWatch;
 use crate::tokens::{self, OOM, REAPER, WAKER};
-use containerd_shim_protos::api::{Status, WaitResponse};
-use containerd_shim_protos::events::task as ev;
 use diag::Diag;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 use runtime::RuntimeOptions;
 use shim_core::lifecycle::{self, Phase};
-use shim_core::{ExecId, Exit, ProcessKey};
+use shim_core::{Event, ExecId, Exit, ProcessKey, StdioPaths};
 use shim_io::relay::{self, InputRelay, OutputRelay};
 use shim_reaper::Reaper;
 use shim_runc::Runc;
@@ -31,7 +31,18 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
-use stdio::{Input, Output, StdioPaths};
+use stdio::{Input, Output};
+
+/// Work a door hands the supervisor's thread (a call to answer, with where its answer goes).
+pub type Job = Box<dyn FnOnce(&mut Supervisor) + Send>;
+
+/// Where a process's exit goes once it is recorded (a waiting client's answer).
+pub type WaitAnswer = Box<dyn FnOnce(Exit) + Send>;
+
+/// Where the supervisor's events go: a door's wire (containerd's task events).
+pub trait EventSink: Send {
+    fn publish(&mut self, container_id: &str, event: Event);
+}
 
 /// How often an exit whose output sits in a fifo looks whether the reader has taken it (a reader
 /// emptying a fifo wakes nobody).
@@ -48,11 +59,11 @@ pub enum Relay {
 }
 
 /// The init or an exec.
-#[derive(Debug)]
 pub struct Proc {
     pub key: ProcessKey,
     pub pid: i32,
-    pub status: Status,
+    /// Created, Running or Paused; [`Proc::phase`] adds what the exit says.
+    pub state: Phase,
     pub paths: StdioPaths,
     /// Its output relays.
     pub outputs: Vec<usize>,
@@ -60,9 +71,20 @@ pub struct Proc {
     pub terminal: Option<File>,
     pub exit: Option<Exit>,
     pub pending_exit: Option<PendingExit>,
-    pub waiters: Vec<Answer<WaitResponse>>,
+    pub waiters: Vec<WaitAnswer>,
     /// An exec's process, until it is started.
     pub spec: Option<oci_spec::runtime::Process>,
+}
+
+impl std::fmt::Debug for Proc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proc")
+            .field("key", &self.key)
+            .field("pid", &self.pid)
+            .field("phase", &self.phase())
+            .field("waiters", &self.waiters.len())
+            .finish()
+    }
 }
 
 impl Proc {
@@ -70,7 +92,7 @@ impl Proc {
         Proc {
             key,
             pid: 0,
-            status: Status::CREATED,
+            state: Phase::Created,
             paths,
             outputs: Vec::new(),
             input: None,
@@ -89,32 +111,16 @@ impl Proc {
         } else if self.pending_exit.is_some() {
             Phase::Exiting
         } else {
-            match self.status {
-                Status::CREATED => Phase::Created,
-                Status::PAUSED => Phase::Paused,
-                Status::STOPPED => Phase::Exited,
-                _ => Phase::Running,
-            }
+            self.state
         }
     }
 
     /// Records its exit and answers its waiters.
     pub fn exited(&mut self, exit: Exit) {
         self.exit = Some(exit);
-        self.status = Status::STOPPED;
-        let response = self.wait_response();
         for waiter in self.waiters.drain(..) {
-            let _ = waiter.send(Ok(response.clone()));
+            waiter(exit);
         }
-    }
-
-    pub fn wait_response(&self) -> WaitResponse {
-        let mut response = WaitResponse::new();
-        if let Some(exit) = self.exit {
-            response.exit_status = exit.code() as u32;
-            response.exited_at = Some(timestamp(exit.reaped_at)).into();
-        }
-        response
     }
 }
 
@@ -149,7 +155,7 @@ pub struct Container {
     pub created_at: String,
 }
 
-pub struct Core {
+pub struct Supervisor {
     pub namespace: String,
     pub id: String,
     /// The bundle directory the shim runs in.
@@ -158,10 +164,10 @@ pub struct Core {
     pub socket_dir: PathBuf,
     pub socket_stem: String,
     pub diag: Diag,
-    pub events: Publisher,
+    pub events: Box<dyn EventSink>,
     pub poll: Poll,
     pub reaper: Reaper,
-    calls: Receiver<Call>,
+    jobs: Receiver<Job>,
     /// The options containerd gave `start`; a Create request's own take precedence.
     pub default_options: RuntimeOptions,
     pub container: Option<Container>,
@@ -177,31 +183,30 @@ pub struct Core {
     pub scratch_serial: u64,
 }
 
-impl std::fmt::Debug for Core {
+impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("id", &self.id).finish()
+        f.debug_struct("Supervisor").field("id", &self.id).finish()
     }
 }
 
-/// What the core is made from.
-#[derive(Debug)]
-pub struct CoreParts {
+/// What the supervisor is made from.
+pub struct Parts {
     pub namespace: String,
     pub id: String,
     pub bundle_dir: PathBuf,
     pub socket_dir: PathBuf,
     pub socket_stem: String,
     pub diag: Diag,
-    pub events: Publisher,
+    pub events: Box<dyn EventSink>,
     pub poll: Poll,
     pub reaper: Reaper,
-    pub calls: Receiver<Call>,
+    pub jobs: Receiver<Job>,
     pub default_options: RuntimeOptions,
 }
 
-impl Core {
-    pub fn new(parts: CoreParts) -> Core {
-        Core {
+impl Supervisor {
+    pub fn new(parts: Parts) -> Supervisor {
+        Supervisor {
             namespace: parts.namespace,
             id: parts.id,
             bundle_dir: parts.bundle_dir,
@@ -211,7 +216,7 @@ impl Core {
             events: parts.events,
             poll: parts.poll,
             reaper: parts.reaper,
-            calls: parts.calls,
+            jobs: parts.jobs,
             default_options: parts.default_options,
             container: None,
             front: None,
@@ -266,8 +271,8 @@ impl Core {
             if self.reap_needed {
                 self.reap();
             }
-            while let Ok(call) = self.calls.try_recv() {
-                self.handle(call);
+            while let Ok(job) = self.jobs.try_recv() {
+                job(self);
                 if self.reap_needed {
                     self.reap();
                 }
@@ -455,10 +460,7 @@ impl Core {
             container.oom_killed = true;
             self.diag
                 .info(format_args!("container {} ran out of memory", self.id));
-            self.events.publish(Event::Oom(ev::TaskOOM {
-                container_id: self.id.clone(),
-                ..Default::default()
-            }));
+            self.events.publish(&self.id, Event::Oom);
         }
     }
 
@@ -610,19 +612,14 @@ impl Core {
         };
         proc.exited(exit);
         let outputs = proc.outputs.clone();
-        let event = ev::TaskExit {
-            container_id: self.id.clone(),
-            id: match key {
-                ProcessKey::Init => self.id.clone(),
-                ProcessKey::Exec(id) => id.to_string(),
-            },
-            pid: exit.pid as u32,
-            exit_status: exit.code() as u32,
-            exited_at: Some(timestamp(exit.reaped_at)).into(),
-            ..Default::default()
-        };
         self.close_sources(&outputs);
-        self.events.publish(Event::Exit(event));
+        self.events.publish(
+            &self.id,
+            Event::Exited {
+                key: key.clone(),
+                exit,
+            },
+        );
         if key.is_init() {
             self.refresh_front();
             if let Some(front) = &mut self.front {

@@ -1,8 +1,8 @@
 //! The container's root filesystem from the mounts in containerd's Create request (a snapshotter's
 //! overlay or bind mount), mounted on the bundle's `rootfs`, and unmounted again at delete.
 
-use containerd_shim_protos::api::Mount;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use shim_core::RootfsMount as Mount;
 use std::path::Path;
 
 /// A mount option as mount(8) spells it: a flag to set, a flag to clear, or data for the filesystem.
@@ -63,7 +63,7 @@ pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> Result<(), String> {
             return Err(format!(
                 "mount {} ({}) on {}: {e}",
                 m.source,
-                m.type_,
+                m.kind,
                 target.display()
             ));
         }
@@ -73,7 +73,7 @@ pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> Result<(), String> {
 
 fn mount_one(m: &Mount, target: &Path) -> nix::Result<()> {
     let (flags, propagation, data) = parse_options(&m.options);
-    let fstype = (!m.type_.is_empty() && m.type_ != "bind").then_some(m.type_.as_str());
+    let fstype = (!m.kind.is_empty() && m.kind != "bind").then_some(m.kind.as_str());
     let data = (!data.is_empty()).then_some(data.as_str());
     mount(Some(m.source.as_str()), target, fstype, flags, data)?;
     // A bind mount ignores most flags on its first call: read-only and the like need a remount.

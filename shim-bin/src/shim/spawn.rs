@@ -2,18 +2,16 @@
 //! start`, or `runc exec --detach` for an exec) and Exec (an exec's process, kept until its Start).
 
 use super::mounts::{mount_rootfs, unmount_rootfs};
-use super::ops::process_key;
 use super::runtime::{join_cgroup, RuntimeOptions};
-use super::stdio::{self, Prepared, StdioPaths};
-use super::{Container, Core, Proc};
+use super::stdio::{self, Prepared};
+use super::{Container, Proc, Supervisor};
 use crate::daemon::startup::read_pid;
 use crate::daemon::ReaperWait;
-use crate::front::ttrpc::events::Event;
 use crate::sys::receive_terminal;
-use containerd_shim_protos::api::*;
-use containerd_shim_protos::events::task as ev;
-use shim_core::lifecycle;
-use shim_core::{Error, Exit, ExitStatus, ProcessKey, Result};
+use shim_core::lifecycle::{self, Phase};
+use shim_core::{
+    Error, Event, ExecId, Exit, ExitStatus, ProcessKey, Result, RootfsMount, StdioPaths,
+};
 use shim_runc::{CreateOptions, DeleteOptions, ExecOptions};
 use std::collections::HashMap;
 use std::fs::File;
@@ -27,7 +25,19 @@ type Connected = (Vec<usize>, Option<usize>, Option<File>);
 /// Exec processes a container may have at once, started or not (each is kept until deleted).
 const MAX_EXECS: usize = 4096;
 
-impl Core {
+/// What a Create asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateSpec {
+    /// The bundle; empty: the directory the shim runs in.
+    pub bundle: String,
+    /// Mounts for the bundle's `rootfs` (none: it is there already).
+    pub rootfs: Vec<RootfsMount>,
+    pub stdio: StdioPaths,
+    /// The runtime options in force.
+    pub options: RuntimeOptions,
+}
+
+impl Supervisor {
     /// A short socket path for a runtime's console (bundle paths can exceed a socket's 108 bytes).
     fn console_path(&mut self) -> PathBuf {
         self.scratch_serial += 1;
@@ -78,41 +88,30 @@ impl Core {
         Ok((outputs, input, terminal))
     }
 
-    pub(crate) fn create(&mut self, r: CreateTaskRequest) -> Result<CreateTaskResponse> {
+    /// Creates the container (`runc create`): its rootfs mounted, its stdio relayed. Returns the
+    /// init's pid.
+    pub fn create(&mut self, spec: CreateSpec) -> Result<i32> {
         if self.container.is_some() {
             return Err(Error::already_exists(format!(
                 "container {} already exists",
-                r.id
+                self.id
             )));
         }
-        if r.id != self.id {
-            return Err(Error::bad_request(format!(
-                "this shim serves container {}, not {}",
-                self.id, r.id
-            )));
-        }
-        if !r.checkpoint.is_empty() {
-            return Err(Error::unsupported(
-                "restoring from a checkpoint is not implemented by tether",
-            ));
-        }
-        let options =
-            RuntimeOptions::from_request(r.options.as_ref(), self.default_options.clone())
-                .map_err(Error::bad_request)?;
-        if let Some(foreign) = RuntimeOptions::foreign_type(r.options.as_ref()) {
-            self.diag.info(format_args!(
-                "runtime options of type {foreign} carry nothing tether uses; runc defaults apply"
-            ));
-        }
+        let CreateSpec {
+            bundle,
+            rootfs: rootfs_mounts,
+            stdio: paths,
+            options,
+        } = spec;
         if !options.shim_cgroup.is_empty() {
             if let Err(e) = join_cgroup(&options.shim_cgroup) {
                 self.diag.warn(format_args!("{e}"));
             }
         }
-        let bundle = if r.bundle.is_empty() {
+        let bundle = if bundle.is_empty() {
             self.bundle_dir.clone()
         } else {
-            PathBuf::from(&r.bundle)
+            PathBuf::from(&bundle)
         };
         if let Err(e) = options.save(&bundle) {
             self.diag
@@ -120,13 +119,7 @@ impl Core {
         }
         let runc = options.runc(&self.namespace, &bundle);
         let rootfs = bundle.join("rootfs");
-        mount_rootfs(&r.rootfs, &rootfs).map_err(Error::runtime)?;
-        let paths = StdioPaths {
-            stdin: r.stdin.clone(),
-            stdout: r.stdout.clone(),
-            stderr: r.stderr.clone(),
-            terminal: r.terminal,
-        };
+        mount_rootfs(&rootfs_mounts, &rootfs).map_err(Error::runtime)?;
         let io_ids = (options.io_uid != 0 || options.io_gid != 0)
             .then_some((options.io_uid, options.io_gid));
         let console = self.console_path();
@@ -136,7 +129,7 @@ impl Core {
             io_ids,
         };
         let undo_mounts = |message: String| {
-            if !r.rootfs.is_empty() {
+            if !rootfs_mounts.is_empty() {
                 unmount_rootfs(&rootfs);
             }
             Error::runtime(message)
@@ -166,7 +159,7 @@ impl Core {
             runtime_io,
             &mut ReaperWait(&mut self.reaper),
         );
-        let undo_container = |core: &mut Core, message: String| {
+        let undo_container = |core: &mut Supervisor, message: String| {
             let _ = runc.delete(
                 &core.id,
                 DeleteOptions { force: true },
@@ -198,7 +191,7 @@ impl Core {
         let runc_root = options.runc_root(&self.namespace);
         self.container = Some(Container {
             bundle: bundle.to_string_lossy().into_owned(),
-            rootfs_mounted: !r.rootfs.is_empty(),
+            rootfs_mounted: !rootfs_mounts.is_empty(),
             runc,
             options,
             init,
@@ -223,67 +216,59 @@ impl Core {
             "container {} created, init pid {pid}",
             self.id
         ));
-        self.events.publish(Event::Create(ev::TaskCreate {
-            container_id: self.id.clone(),
-            bundle: bundle.to_string_lossy().into_owned(),
-            rootfs: r.rootfs,
-            io: Some(ev::TaskIO {
-                stdin: paths.stdin,
-                stdout: paths.stdout,
-                stderr: paths.stderr,
-                terminal: paths.terminal,
-                ..Default::default()
-            })
-            .into(),
-            checkpoint: r.checkpoint,
-            pid: pid as u32,
-            ..Default::default()
-        }));
-        Ok(CreateTaskResponse {
-            pid: pid as u32,
-            ..Default::default()
-        })
+        self.events.publish(
+            &self.id,
+            Event::Created {
+                pid,
+                bundle,
+                rootfs: rootfs_mounts,
+                stdio: paths,
+            },
+        );
+        Ok(pid)
     }
 
-    pub(crate) fn start(&mut self, r: StartRequest) -> Result<StartResponse> {
-        if r.exec_id.is_empty() {
-            return self.start_init(&r.id);
+    /// Starts a created process (`runc start`, or `runc exec --detach` for an exec); returns its
+    /// pid.
+    pub fn start(&mut self, key: &ProcessKey) -> Result<i32> {
+        match key {
+            ProcessKey::Init => self.start_init(),
+            ProcessKey::Exec(_) => self.start_exec(key),
         }
-        self.start_exec(&r.id, &r.exec_id)
     }
 
-    fn start_init(&mut self, id: &str) -> Result<StartResponse> {
-        let container = self.container(id)?;
+    fn start_init(&mut self) -> Result<i32> {
+        let id = self.id.clone();
+        let container = self.container()?;
         lifecycle::check_start(&ProcessKey::Init, container.init.phase())
             .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
         self.reap_needed = true;
-        runc.start(id, &mut ReaperWait(&mut self.reaper))?;
-        let container = self.container_mut(id)?;
-        container.init.status = Status::RUNNING;
+        runc.start(&id, &mut ReaperWait(&mut self.reaper))?;
+        let container = self.container_mut()?;
+        container.init.state = Phase::Running;
         let pid = container.init.pid;
-        self.events.publish(Event::Start(ev::TaskStart {
-            container_id: id.to_owned(),
-            pid: pid as u32,
-            ..Default::default()
-        }));
-        Ok(StartResponse {
-            pid: pid as u32,
-            ..Default::default()
-        })
+        self.events.publish(
+            &id,
+            Event::Started {
+                key: ProcessKey::Init,
+                pid,
+            },
+        );
+        Ok(pid)
     }
 
-    fn start_exec(&mut self, id: &str, exec_id: &str) -> Result<StartResponse> {
-        let container = self.container(id)?;
+    fn start_exec(&mut self, key: &ProcessKey) -> Result<i32> {
+        let id = self.id.clone();
+        let container = self.container()?;
         lifecycle::check_exec(container.init.phase())
             .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
         let io_ids = (container.options.io_uid != 0 || container.options.io_gid != 0)
             .then_some((container.options.io_uid, container.options.io_gid));
         let bundle = PathBuf::from(&container.bundle);
-        let proc = self.proc(id, exec_id)?;
-        lifecycle::check_start(&proc.key, proc.phase())?;
-        let key = proc.key.clone();
+        let proc = self.process(key)?;
+        lifecycle::check_start(key, proc.phase())?;
         let paths = proc.paths.clone();
         let spec = proc.spec.clone().expect("a created exec has its process");
         let console = self.console_path();
@@ -311,7 +296,7 @@ impl Core {
         );
         self.reap_needed = true;
         let ran = runc.exec(
-            id,
+            &id,
             &spec,
             &options,
             runtime_io,
@@ -332,7 +317,7 @@ impl Core {
                     } => code,
                     _ => 126,
                 };
-                let proc = self.proc_mut(id, exec_id)?;
+                let proc = self.process_mut(key)?;
                 proc.exited(Exit {
                     pid: 0,
                     status: ExitStatus::Exited(code),
@@ -341,72 +326,59 @@ impl Core {
                 return Err(error);
             }
         };
-        let connected = self.connect_stdio(&mut prepared, &format!("exec {exec_id}"));
+        let connected = self.connect_stdio(&mut prepared, &key.to_string());
         let (outputs, input, terminal) = connected.map_err(Error::runtime)?;
-        let pending_exit = self.watch(pid, &key);
-        let proc = self.proc_mut(id, exec_id)?;
+        let pending_exit = self.watch(pid, key);
+        let proc = self.process_mut(key)?;
         proc.pid = pid;
         proc.pending_exit = pending_exit;
-        proc.status = Status::RUNNING;
+        proc.state = Phase::Running;
         proc.outputs = outputs;
         proc.input = input;
         proc.terminal = terminal;
         proc.spec = None;
-        self.events.publish(Event::ExecStarted(ev::TaskExecStarted {
-            container_id: id.to_owned(),
-            exec_id: exec_id.to_owned(),
-            pid: pid as u32,
-            ..Default::default()
-        }));
-        Ok(StartResponse {
-            pid: pid as u32,
-            ..Default::default()
-        })
+        self.events.publish(
+            &id,
+            Event::Started {
+                key: key.clone(),
+                pid,
+            },
+        );
+        Ok(pid)
     }
 
-    pub(crate) fn exec(&mut self, r: ExecProcessRequest) -> Result<Empty> {
-        let container = self.container(&r.id)?;
-        let ProcessKey::Exec(exec_id) = process_key(&r.exec_id)? else {
-            return Err(Error::bad_request("an exec needs an id"));
-        };
+    /// Registers an exec (started by [`Supervisor::start`]).
+    pub fn add_exec(
+        &mut self,
+        exec_id: ExecId,
+        process: oci_spec::runtime::Process,
+        stdio: StdioPaths,
+    ) -> Result<()> {
+        self.check_new_exec(&exec_id)?;
+        let mut proc = Proc::new(ProcessKey::Exec(exec_id.clone()), stdio);
+        proc.spec = Some(process);
+        self.container_mut()?.execs.insert(exec_id.clone(), proc);
+        self.events
+            .publish(&self.id, Event::ExecAdded { exec: exec_id });
+        Ok(())
+    }
+
+    /// Whether an exec of this id may be added now (before its process is even read).
+    pub fn check_new_exec(&self, exec_id: &ExecId) -> Result<()> {
+        let id = &self.id;
+        let container = self.container()?;
         if container.execs.len() >= MAX_EXECS {
             return Err(Error::exhausted(format!(
-                "container {} has {MAX_EXECS} execs: delete some first",
-                r.id
+                "container {id} has {MAX_EXECS} execs: delete some first"
             )));
         }
-        if container.execs.contains_key(&exec_id) {
+        if container.execs.contains_key(exec_id) {
             return Err(Error::already_exists(format!(
                 "id {exec_id}: already exists"
             )));
         }
         lifecycle::check_exec(container.init.phase())
-            .map_err(|e| e.context(format!("container {}", r.id)))?;
-        let spec_bytes = r
-            .spec
-            .as_ref()
-            .map(|any| any.value.as_slice())
-            .unwrap_or_default();
-        let spec: oci_spec::runtime::Process = serde_json::from_slice(spec_bytes)
-            .map_err(|e| Error::bad_request(format!("exec process spec: {e}")))?;
-        let mut proc = Proc::new(
-            ProcessKey::Exec(exec_id.clone()),
-            StdioPaths {
-                stdin: r.stdin,
-                stdout: r.stdout,
-                stderr: r.stderr,
-                terminal: r.terminal,
-            },
-        );
-        proc.spec = Some(spec);
-        let container = self.container_mut(&r.id)?;
-        container.execs.insert(exec_id, proc);
-        self.events.publish(Event::ExecAdded(ev::TaskExecAdded {
-            container_id: r.id,
-            exec_id: r.exec_id,
-            ..Default::default()
-        }));
-        Ok(Empty::new())
+            .map_err(|e| e.context(format!("container {id}")))
     }
 }
 

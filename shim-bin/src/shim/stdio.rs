@@ -3,6 +3,7 @@
 
 use super::logbinary::{self, is_binary_uri};
 use crate::daemon::nonblocking::pipe;
+use shim_core::StdioPaths;
 use shim_io::relay::{open_input_fifo, Destination};
 use shim_runc::ProcessIo;
 use std::fs::File;
@@ -13,15 +14,6 @@ use std::path::{Path, PathBuf};
 
 /// A process's pipes hold this much output while the shim is busy elsewhere.
 const PIPE_SIZE: i32 = 1 << 20;
-
-/// What containerd named for a process's stdio.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StdioPaths {
-    pub stdin: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub terminal: bool,
-}
 
 /// An output to relay: tether's read end and where it goes.
 pub type Output = (OwnedFd, Option<Destination>);

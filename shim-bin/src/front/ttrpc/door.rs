@@ -13,7 +13,8 @@
 //! unread past [`MAX_UNREAD`] close it. Malformed requests, unknown methods and frames of
 //! another type get an error answer on their stream; nothing a client sends stops the door.
 
-use super::calls::{status, Answer, Call};
+use super::calls::{self, status, Answer, Call};
+use crate::shim::Job;
 use crate::tokens::{self, Tokens, DOOR_LISTENER, DOOR_WAKER};
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::protobuf::Message;
@@ -141,9 +142,9 @@ impl DoorHandle {
     }
 }
 
-/// Serves the listening socket `fd` on a new thread, handing calls to the core through `calls`
+/// Serves the listening socket `fd` on a new thread, handing calls to the supervisor as jobs
 /// (and waking it with `core`).
-pub fn spawn(fd: RawFd, calls: Sender<Call>, core: Arc<Waker>) -> io::Result<DoorHandle> {
+pub fn spawn(fd: RawFd, jobs: Sender<Job>, core: Arc<Waker>) -> io::Result<DoorHandle> {
     let std_listener = crate::sys::inherited_listener(fd);
     std_listener.set_nonblocking(true)?;
     let mut listener = UnixListener::from_std(std_listener);
@@ -158,7 +159,7 @@ pub fn spawn(fd: RawFd, calls: Sender<Call>, core: Arc<Waker>) -> io::Result<Doo
         listener,
         connections: HashMap::new(),
         tokens: tokens::DOOR_CONNECTIONS,
-        calls,
+        jobs,
         core,
         path: ReplyPath {
             replies,
@@ -184,7 +185,7 @@ struct Door {
     connections: HashMap<Token, Connection>,
     /// Tokens for new connections.
     tokens: Tokens,
-    calls: Sender<Call>,
+    jobs: Sender<Job>,
     core: Arc<Waker>,
     path: ReplyPath,
     received: Receiver<Reply>,
@@ -342,7 +343,8 @@ impl Door {
             Frame::Request { stream_id, payload } => match self.call(token, stream_id, &payload) {
                 Ok(call) => {
                     let counted = !matches!(call, Call::Wait(..));
-                    if self.calls.send(call).is_ok() {
+                    let job: Job = Box::new(move |supervisor| calls::answer(supervisor, call));
+                    if self.jobs.send(job).is_ok() {
                         let _ = self.core.wake();
                         if let (true, Some(connection)) =
                             (counted, self.connections.get_mut(&token))

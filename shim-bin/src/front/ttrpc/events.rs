@@ -3,15 +3,18 @@
 //! (containerd restarting, say) is retried, with growing pauses, until it is, so no event is lost
 //! or reordered while containerd is away.
 
+use super::calls::timestamp;
 use crate::shim::diag::Diag;
+use crate::shim::EventSink;
+use containerd_shim_protos::api::Mount;
 use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::topics;
 use containerd_shim_protos::EventsClient;
+use shim_core::{Event, ProcessKey};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -21,9 +24,9 @@ const QUEUE_LIMIT: usize = 4096;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
-/// A task event.
+/// A task event, as containerd's events service takes it.
 #[derive(Debug)]
-pub enum Event {
+pub enum TaskEvent {
     Create(ev::TaskCreate),
     Start(ev::TaskStart),
     ExecAdded(ev::TaskExecAdded),
@@ -35,18 +38,18 @@ pub enum Event {
     Oom(ev::TaskOOM),
 }
 
-impl Event {
+impl TaskEvent {
     fn topic(&self) -> &'static str {
         match self {
-            Event::Create(_) => topics::TASK_CREATE_EVENT_TOPIC,
-            Event::Start(_) => topics::TASK_START_EVENT_TOPIC,
-            Event::ExecAdded(_) => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
-            Event::ExecStarted(_) => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
-            Event::Exit(_) => topics::TASK_EXIT_EVENT_TOPIC,
-            Event::Delete(_) => topics::TASK_DELETE_EVENT_TOPIC,
-            Event::Paused(_) => topics::TASK_PAUSED_EVENT_TOPIC,
-            Event::Resumed(_) => topics::TASK_RESUMED_EVENT_TOPIC,
-            Event::Oom(_) => topics::TASK_OOM_EVENT_TOPIC,
+            TaskEvent::Create(_) => topics::TASK_CREATE_EVENT_TOPIC,
+            TaskEvent::Start(_) => topics::TASK_START_EVENT_TOPIC,
+            TaskEvent::ExecAdded(_) => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            TaskEvent::ExecStarted(_) => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            TaskEvent::Exit(_) => topics::TASK_EXIT_EVENT_TOPIC,
+            TaskEvent::Delete(_) => topics::TASK_DELETE_EVENT_TOPIC,
+            TaskEvent::Paused(_) => topics::TASK_PAUSED_EVENT_TOPIC,
+            TaskEvent::Resumed(_) => topics::TASK_RESUMED_EVENT_TOPIC,
+            TaskEvent::Oom(_) => topics::TASK_OOM_EVENT_TOPIC,
         }
     }
 
@@ -60,28 +63,111 @@ impl Event {
             any
         }
         match self {
-            Event::Create(m) => pack("TaskCreate", m),
-            Event::Start(m) => pack("TaskStart", m),
-            Event::ExecAdded(m) => pack("TaskExecAdded", m),
-            Event::ExecStarted(m) => pack("TaskExecStarted", m),
-            Event::Exit(m) => pack("TaskExit", m),
-            Event::Delete(m) => pack("TaskDelete", m),
-            Event::Paused(m) => pack("TaskPaused", m),
-            Event::Resumed(m) => pack("TaskResumed", m),
-            Event::Oom(m) => pack("TaskOOM", m),
+            TaskEvent::Create(m) => pack("TaskCreate", m),
+            TaskEvent::Start(m) => pack("TaskStart", m),
+            TaskEvent::ExecAdded(m) => pack("TaskExecAdded", m),
+            TaskEvent::ExecStarted(m) => pack("TaskExecStarted", m),
+            TaskEvent::Exit(m) => pack("TaskExit", m),
+            TaskEvent::Delete(m) => pack("TaskDelete", m),
+            TaskEvent::Paused(m) => pack("TaskPaused", m),
+            TaskEvent::Resumed(m) => pack("TaskResumed", m),
+            TaskEvent::Oom(m) => pack("TaskOOM", m),
         }
     }
 }
 
-/// A protobuf timestamp.
-pub fn timestamp(at: SystemTime) -> Timestamp {
-    let since = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let mut stamp = Timestamp::new();
-    stamp.seconds = since.as_secs() as i64;
-    stamp.nanos = since.subsec_nanos() as i32;
-    stamp
+/// The supervisor's event as containerd's task event.
+pub fn task_event(container_id: &str, event: Event) -> TaskEvent {
+    let container_id = container_id.to_owned();
+    match event {
+        Event::Created {
+            pid,
+            bundle,
+            rootfs,
+            stdio,
+        } => TaskEvent::Create(ev::TaskCreate {
+            container_id,
+            bundle: bundle.to_string_lossy().into_owned(),
+            rootfs: rootfs
+                .into_iter()
+                .map(|m| Mount {
+                    type_: m.kind,
+                    source: m.source,
+                    options: m.options,
+                    ..Default::default()
+                })
+                .collect(),
+            io: Some(ev::TaskIO {
+                stdin: stdio.stdin,
+                stdout: stdio.stdout,
+                stderr: stdio.stderr,
+                terminal: stdio.terminal,
+                ..Default::default()
+            })
+            .into(),
+            pid: pid as u32,
+            ..Default::default()
+        }),
+        Event::Started {
+            key: ProcessKey::Init,
+            pid,
+        } => TaskEvent::Start(ev::TaskStart {
+            container_id,
+            pid: pid as u32,
+            ..Default::default()
+        }),
+        Event::Started {
+            key: ProcessKey::Exec(exec_id),
+            pid,
+        } => TaskEvent::ExecStarted(ev::TaskExecStarted {
+            container_id,
+            exec_id: exec_id.to_string(),
+            pid: pid as u32,
+            ..Default::default()
+        }),
+        Event::ExecAdded { exec } => TaskEvent::ExecAdded(ev::TaskExecAdded {
+            container_id,
+            exec_id: exec.to_string(),
+            ..Default::default()
+        }),
+        Event::Exited { key, exit } => TaskEvent::Exit(ev::TaskExit {
+            id: match key {
+                ProcessKey::Init => container_id.clone(),
+                ProcessKey::Exec(exec_id) => exec_id.to_string(),
+            },
+            container_id,
+            pid: exit.pid as u32,
+            exit_status: exit.code() as u32,
+            exited_at: Some(timestamp(exit.reaped_at)).into(),
+            ..Default::default()
+        }),
+        Event::Oom => TaskEvent::Oom(ev::TaskOOM {
+            container_id,
+            ..Default::default()
+        }),
+        Event::Paused => TaskEvent::Paused(ev::TaskPaused {
+            container_id,
+            ..Default::default()
+        }),
+        Event::Resumed => TaskEvent::Resumed(ev::TaskResumed {
+            container_id,
+            ..Default::default()
+        }),
+        Event::Deleted { pid, exit } => TaskEvent::Delete(ev::TaskDelete {
+            id: container_id.clone(),
+            container_id,
+            pid: pid as u32,
+            exit_status: exit.code() as u32,
+            exited_at: Some(timestamp(exit.reaped_at)).into(),
+            ..Default::default()
+        }),
+    }
+}
+
+impl EventSink for Publisher {
+    fn publish(&mut self, container_id: &str, event: Event) {
+        self.send(task_event(container_id, event));
+    }
 }
 
 #[derive(Default)]
@@ -127,7 +213,7 @@ impl Publisher {
     }
 
     /// Queues an event.
-    pub fn publish(&self, event: Event) {
+    pub fn send(&self, event: TaskEvent) {
         let mut envelope = Envelope::new();
         envelope.timestamp = Some(timestamp(SystemTime::now())).into();
         envelope.namespace = self.namespace.clone();
@@ -228,39 +314,85 @@ mod tests {
     fn type_urls_are_the_message_names() {
         let events = [
             (
-                Event::Create(Default::default()),
+                TaskEvent::Create(Default::default()),
                 ev::TaskCreate::descriptor(),
             ),
             (
-                Event::Start(Default::default()),
+                TaskEvent::Start(Default::default()),
                 ev::TaskStart::descriptor(),
             ),
             (
-                Event::ExecAdded(Default::default()),
+                TaskEvent::ExecAdded(Default::default()),
                 ev::TaskExecAdded::descriptor(),
             ),
             (
-                Event::ExecStarted(Default::default()),
+                TaskEvent::ExecStarted(Default::default()),
                 ev::TaskExecStarted::descriptor(),
             ),
-            (Event::Exit(Default::default()), ev::TaskExit::descriptor()),
             (
-                Event::Delete(Default::default()),
+                TaskEvent::Exit(Default::default()),
+                ev::TaskExit::descriptor(),
+            ),
+            (
+                TaskEvent::Delete(Default::default()),
                 ev::TaskDelete::descriptor(),
             ),
             (
-                Event::Paused(Default::default()),
+                TaskEvent::Paused(Default::default()),
                 ev::TaskPaused::descriptor(),
             ),
             (
-                Event::Resumed(Default::default()),
+                TaskEvent::Resumed(Default::default()),
                 ev::TaskResumed::descriptor(),
             ),
-            (Event::Oom(Default::default()), ev::TaskOOM::descriptor()),
+            (
+                TaskEvent::Oom(Default::default()),
+                ev::TaskOOM::descriptor(),
+            ),
         ];
         for (event, descriptor) in events {
             assert_eq!(event.to_any().type_url, descriptor.full_name());
         }
+    }
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+    use shim_core::{ExecId, Exit, ExitStatus};
+
+    #[test]
+    fn an_exec_exit_names_the_exec_and_the_init_exit_the_container() {
+        let exit = Exit {
+            pid: 7,
+            status: ExitStatus::Exited(130),
+            reaped_at: SystemTime::UNIX_EPOCH,
+        };
+        let exec = ProcessKey::Exec(ExecId::new("e1").unwrap());
+        let TaskEvent::Exit(event) = task_event("web", Event::Exited { key: exec, exit }) else {
+            panic!("not an exit");
+        };
+        assert_eq!(
+            (event.container_id.as_str(), event.id.as_str()),
+            ("web", "e1")
+        );
+        assert_eq!((event.pid, event.exit_status), (7, 130));
+        let init = Event::Exited {
+            key: ProcessKey::Init,
+            exit,
+        };
+        let TaskEvent::Exit(event) = task_event("web", init) else {
+            panic!("not an exit");
+        };
+        assert_eq!(event.id, "web");
+        let started = Event::Started {
+            key: ProcessKey::Exec(ExecId::new("e1").unwrap()),
+            pid: 9,
+        };
+        assert!(matches!(
+            task_event("web", started),
+            TaskEvent::ExecStarted(e) if e.exec_id == "e1" && e.pid == 9
+        ));
     }
 }
 
@@ -290,9 +422,9 @@ mod delivery_tests {
         let dir = tempfile::tempdir().unwrap();
         let address = format!("unix://{}", dir.path().join("events.sock").display());
         let publisher = Publisher::start("ns", Some(address.clone()), Diag::new("t", false));
-        publisher.publish(Event::Create(Default::default()));
-        publisher.publish(Event::Start(Default::default()));
-        publisher.publish(Event::Exit(Default::default()));
+        publisher.send(TaskEvent::Create(Default::default()));
+        publisher.send(TaskEvent::Start(Default::default()));
+        publisher.send(TaskEvent::Exit(Default::default()));
         assert!(
             !publisher.flush(Duration::from_millis(100)),
             "nobody listens yet: nothing can be delivered"

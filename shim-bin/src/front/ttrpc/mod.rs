@@ -4,3 +4,5 @@
 pub mod calls;
 pub mod door;
 pub mod events;
+pub mod metrics;
+pub mod options;

@@ -8,18 +8,27 @@ use std::path::PathBuf;
 const AFTER_HELP: &str = "\
 Examples:
   tether run --id web --bundle /srv/bundles/web
-  tether logs -f web
+  tether logs -f --since 10m web
   tether ps
-  tether kill web TERM && tether wait web
+  tether stop -t 5 web
   tether rm web
 
-Exit codes: 0 success; 1 the command failed; 2 bad input. `tether wait` exits with the container's
-exit code (128+N when a signal N killed it).";
+Exit codes: 0 success; 125 tether itself failed (bad input, no such container, a shim that does
+not answer). `wait` and `exec` exit with the command's own code: 126 it cannot be invoked, 127 it
+was not found, 128+N a signal N killed it.";
+
+/// The version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TETHER_COMMIT"),
+    ")"
+);
 
 /// A container shim: runs a container under an OCI runtime (runc, crun), stays beside it as its
 /// parent, keeps its output in a log and its exit code on record.
 #[derive(Debug, Parser)]
-#[command(name = "tether", version, after_help = AFTER_HELP)]
+#[command(name = "tether", version = VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Where containers' state lives.
     #[arg(long, global = true, default_value = shim_core::DEFAULT_STATE_DIR, env = "TETHER_STATE_DIR")]
@@ -67,10 +76,20 @@ pub enum Command {
     )]
     Run(RunArgs),
     /// List containers.
+    #[command(
+        after_help = "Examples:\n  tether ps\n  tether ps -q | xargs tether rm -f\n  tether ps --format json"
+    )]
     Ps {
-        /// Output format.
+        /// Output format (json keeps RFC 3339 times).
         #[arg(long, value_enum, default_value = "table")]
         format: PsFormat,
+        /// Only the ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Show ids whole (ids over 32 characters are cut to 12 otherwise; any unique prefix names
+        /// a container).
+        #[arg(long)]
+        no_trunc: bool,
     },
     /// Print a container's state as JSON.
     State {
@@ -78,54 +97,109 @@ pub enum Command {
         id: String,
     },
     /// Print a container's output from its log.
-    #[command(after_help = "Example:\n  tether logs --tail 20 -f web")]
+    #[command(
+        after_help = "Examples:\n  tether logs --tail 20 -f web\n  tether logs --since 10m --until 2m web\n  tether logs --since 2026-12-02T10:00:00Z -t web"
+    )]
     Logs {
         /// The container id.
         id: String,
         /// Keep printing new output until the container exits.
         #[arg(short, long)]
         follow: bool,
-        /// Only the last N lines.
-        #[arg(long, value_name = "N")]
-        tail: Option<usize>,
+        /// Only the last N lines (`all`: every line).
+        #[arg(long, value_name = "N|all", value_parser = parse_tail)]
+        tail: Option<Tail>,
+        /// Only lines logged at or after this time: RFC 3339, or a duration ago (10m, 1h).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only lines logged before this time: RFC 3339, or a duration ago.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
         /// Prefix each line with the time it was logged.
         #[arg(short, long)]
         timestamps: bool,
     },
-    /// Send a signal to a container's init process (default TERM).
-    #[command(after_help = "Example:\n  tether kill web KILL\n  tether kill --all web 15")]
+    /// Send a signal to containers' init processes (default KILL, as docker).
+    #[command(
+        after_help = "Examples:\n  tether kill web\n  tether kill -s TERM web db\n  tether kill web HUP      (one id, then a signal: the older form)\n  tether kill --all -s 15 web"
+    )]
     Kill {
-        /// The container id.
-        id: String,
-        /// A signal name or number.
-        #[arg(default_value = "TERM")]
-        signal: String,
+        /// The signal: a name (TERM, SIGTERM) or a number.
+        #[arg(short, long, value_name = "SIG")]
+        signal: Option<String>,
         /// Signal every process of the container.
         #[arg(long)]
         all: bool,
+        /// The container ids (or one id and a signal).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Stop containers: TERM, then KILL once the grace period is over.
+    #[command(
+        after_help = "Examples:\n  tether stop web\n  tether stop -t 2 web db\n  tether stop -t 1m30s web"
+    )]
+    Stop {
+        /// The grace period: seconds, or a duration (10s, 1m).
+        #[arg(short = 't', long = "time", value_name = "DURATION", default_value = "10",
+              value_parser = parse_grace)]
+        time: std::time::Duration,
+        /// The container ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
     },
     /// Wait until a container exits; print and exit with its exit code.
     Wait {
         /// The container id.
         id: String,
     },
-    /// Freeze a container's processes.
+    /// Freeze containers' processes.
     Pause {
-        /// The container id.
-        id: String,
+        /// The container ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
     },
-    /// Thaw a paused container.
+    /// Thaw paused containers.
+    #[command(visible_alias = "unpause")]
     Resume {
-        /// The container id.
-        id: String,
+        /// The container ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
     },
-    /// Delete a stopped container and its shim daemon (-f: kill it first if it runs).
+    /// Delete stopped containers and their shim daemons (-f: kill them first if they run).
     Rm {
-        /// The container id.
-        id: String,
+        /// The container ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         /// Kill a running container first.
         #[arg(short, long)]
         force: bool,
+    },
+    /// Show a container's processes.
+    Top {
+        /// The container id.
+        id: String,
+    },
+    /// Make a container's shim reopen its log file (after logrotate moved it away).
+    #[command(
+        after_help = "Example (logrotate's create mode, after the move):\n  tether reopen-log web"
+    )]
+    ReopenLog {
+        /// The container id.
+        id: String,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  tether completion bash > /etc/bash_completion.d/tether\n  tether completion zsh > \"${fpath[1]}/_tether\""
+    )]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (tether.1, tether-run.1, ...) into a directory.
+    #[command(hide = true)]
+    Man {
+        /// Where they go.
+        dir: PathBuf,
     },
     /// Run a command in a running container and exit with its exit code.
     #[command(
@@ -166,8 +240,8 @@ pub struct RunArgs {
     /// The log format.
     #[arg(long, value_enum, default_value = "cri")]
     pub log_format: LogFormatArg,
-    /// Rotate the log when it reaches this many bytes.
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(4096..))]
+    /// Rotate the log when it reaches this size: bytes, or 64k, 10m, 1g (at least 4k).
+    #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
     pub log_max_size: Option<u64>,
     /// How many log files to keep when rotating, the live one included.
     #[arg(long, value_name = "N", default_value = "5", value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -222,4 +296,91 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// `--tail`: a number of lines, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    All,
+    Last(usize),
+}
+
+fn parse_tail(text: &str) -> Result<Tail, String> {
+    if text == "all" {
+        return Ok(Tail::All);
+    }
+    text.parse()
+        .map(Tail::Last)
+        .map_err(|_| format!("{text:?} is not a number of lines or `all`"))
+}
+
+fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+    let grace = crate::units::parse_duration(text)?;
+    if grace > std::time::Duration::from_secs(24 * 3600) {
+        return Err(format!("{text:?}: a grace period of at most 24h"));
+    }
+    Ok(grace)
+}
+
+fn parse_log_size(text: &str) -> Result<u64, String> {
+    let size = crate::units::parse_size(text)?;
+    if size < 4096 {
+        return Err(format!("{text:?}: a log of at least 4k (4096 bytes)"));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_durations_and_tails_parse_as_typed() {
+        let cli = Cli::try_parse_from([
+            "tether",
+            "run",
+            "--id",
+            "w",
+            "--bundle",
+            "b",
+            "--log-max-size",
+            "10m",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.log_max_size, Some(10 << 20));
+        assert!(Cli::try_parse_from([
+            "tether",
+            "run",
+            "--id",
+            "w",
+            "--bundle",
+            "b",
+            "--log-max-size",
+            "1k"
+        ])
+        .is_err());
+        let cli = Cli::try_parse_from(["tether", "stop", "-t", "2m", "a", "b"]).unwrap();
+        let Command::Stop { time, ids } = cli.command else {
+            panic!("not stop")
+        };
+        assert_eq!((time.as_secs(), ids.len()), (120, 2));
+        let cli = Cli::try_parse_from(["tether", "logs", "--tail", "all", "w"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Logs {
+                tail: Some(Tail::All),
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["tether", "logs", "--tail", "some", "w"]).is_err());
+    }
 }

@@ -52,6 +52,29 @@ pub fn parse_id(text: &str) -> Result<ContainerId> {
     text.parse().map_err(|e| Error::invalid(format!("{e}")))
 }
 
+/// The container `text` names: its id, or a prefix of exactly one container's id (as `ps` shows
+/// long ids cut short). An id of no container is returned as it is: the request says so.
+pub fn resolve_id(layout: &StateLayout, text: &str) -> Result<ContainerId> {
+    let id = parse_id(text)?;
+    if layout.container_dir(&id).is_dir() {
+        return Ok(id);
+    }
+    let matching: Vec<ContainerId> = layout
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|candidate| candidate.as_str().starts_with(text))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Ok(id),
+        many => Err(Error::invalid(format!(
+            "{text:?} is the start of {} container ids: say more of it",
+            many.len()
+        ))),
+    }
+}
+
 /// Sends `request` to the container's daemon and returns its answer. `timeout` None waits forever
 /// (for `wait`).
 pub fn request(

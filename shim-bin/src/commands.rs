@@ -1,9 +1,9 @@
 //! The CLI commands other than `run` and `logs`.
 
-use crate::cli::{Cli, Command, PsFormat};
+use crate::cli::{Cli, Command, PsFormat, Tail};
 use crate::client::{
-    daemon_process, dead_daemon, parse_id, recorded_state, request, DaemonProcess, REQUEST_TIMEOUT,
-    STATE_TIMEOUT,
+    daemon_process, dead_daemon, recorded_state, request, resolve_id, DaemonProcess,
+    REQUEST_TIMEOUT, STATE_TIMEOUT,
 };
 use crate::error::{Error, Result};
 use shim_core::protocol::{Reply, Request};
@@ -17,12 +17,17 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     if !matches!(cli.command, Command::Daemon { .. }) {
         crate::client::trusted_root(&layout)?;
     }
+    let resolve = |text: &str| resolve_id(&layout, text);
     match cli.command {
         Command::Run(args) => crate::run::run(&cli.state_dir, args),
         Command::Daemon { config } => Ok(crate::daemon::main(&config)),
-        Command::Ps { format } => ps(&layout, format),
+        Command::Ps {
+            format,
+            quiet,
+            no_trunc,
+        } => ps(&layout, format, quiet, no_trunc),
         Command::State { id } => {
-            let id = parse_id(&id)?;
+            let id = resolve(&id)?;
             match request(&layout, &id, &Request::State, Some(STATE_TIMEOUT))? {
                 Reply::State(state) => {
                     println!(
@@ -38,15 +43,37 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             id,
             follow,
             tail,
+            since,
+            until,
             timestamps,
-        } => crate::logs::logs(&layout, &parse_id(&id)?, follow, tail, timestamps),
-        Command::Kill { id, signal, all } => {
-            let id = parse_id(&id)?;
-            let signal = crate::signals::parse_signal(&signal).map_err(Error::invalid)?;
-            simple(&layout, &id, Request::Kill { signal, all })
+        } => {
+            let now = std::time::SystemTime::now();
+            let time = |text: Option<String>| {
+                text.map(|t| crate::units::parse_time(&t, now).map_err(Error::invalid))
+                    .transpose()
+            };
+            let options = crate::logs::LogsOptions {
+                follow,
+                tail: match tail {
+                    Some(Tail::Last(n)) => Some(n),
+                    Some(Tail::All) | None => None,
+                },
+                since: time(since)?,
+                until: time(until)?,
+                timestamps,
+            };
+            crate::logs::logs(&layout, &resolve(&id)?, &options)
         }
+        Command::Kill { signal, all, ids } => {
+            let (signal, ids) = kill_arguments(&layout, signal, ids)?;
+            each(&ids, |text| {
+                let id = resolve(text)?;
+                simple(&layout, &id, Request::Kill { signal, all })
+            })
+        }
+        Command::Stop { time, ids } => each(&ids, |text| stop(&layout, &resolve(text)?, time)),
         Command::Wait { id } => {
-            let id = parse_id(&id)?;
+            let id = resolve(&id)?;
             match request(&layout, &id, &Request::Wait, None)? {
                 Reply::Exit { exit_code } => {
                     println!("{exit_code}");
@@ -55,17 +82,165 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 other => Err(unexpected(other)),
             }
         }
-        Command::Pause { id } => simple(&layout, &parse_id(&id)?, Request::Pause),
-        Command::Resume { id } => simple(&layout, &parse_id(&id)?, Request::Resume),
-        Command::Rm { id, force } => rm(&layout, &parse_id(&id)?, force),
+        Command::Pause { ids } => each(&ids, |text| {
+            simple(&layout, &resolve(text)?, Request::Pause)
+        }),
+        Command::Resume { ids } => each(&ids, |text| {
+            simple(&layout, &resolve(text)?, Request::Resume)
+        }),
+        Command::Rm { ids, force } => each(&ids, |text| rm(&layout, &resolve(text)?, force)),
+        Command::Top { id } => top(&layout, &resolve(&id)?),
+        Command::ReopenLog { id } => {
+            simple(&layout, &resolve(&id)?, Request::ReopenLog).map(|()| 0)
+        }
         Command::Exec(args) => crate::streams::exec(&layout, args),
         Command::Attach { id, no_stdin } => crate::streams::attach(&layout, &id, no_stdin),
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "tether", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { dir } => man_pages(&dir),
     }
 }
 
-fn simple(layout: &StateLayout, id: &ContainerId, req: Request) -> Result<u8> {
-    request(layout, id, &req, Some(REQUEST_TIMEOUT))?;
+/// Does `act` for every id, as docker does: each done id is printed, each failure said on stderr;
+/// the exit code is 125 if any failed.
+fn each(ids: &[String], mut act: impl FnMut(&str) -> Result<()>) -> Result<u8> {
+    let mut failed = false;
+    for id in ids {
+        match act(id) {
+            Ok(()) => println!("{id}"),
+            Err(e) => {
+                eprintln!("tether: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        crate::error::TETHER_FAILED
+    } else {
+        0
+    })
+}
+
+/// `kill`'s signal and ids: `-s SIG ID...`, or the older `ID SIGNAL` (one id, then something
+/// that is a signal and not a container), else KILL, as docker's default.
+fn kill_arguments(
+    layout: &StateLayout,
+    signal: Option<String>,
+    mut ids: Vec<String>,
+) -> Result<(i32, Vec<String>)> {
+    let parse = |text: &str| crate::signals::parse_signal(text).map_err(Error::invalid);
+    if let Some(signal) = signal {
+        return Ok((parse(&signal)?, ids));
+    }
+    if let [_, second] = ids.as_slice() {
+        let is_container = second
+            .parse::<ContainerId>()
+            .is_ok_and(|id| layout.container_dir(&id).is_dir());
+        if let (Ok(signal), false) = (crate::signals::parse_signal(second), is_container) {
+            ids.pop();
+            return Ok((signal, ids));
+        }
+    }
+    Ok((9, ids))
+}
+
+/// How long `stop` waits for the exit after KILL.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
+/// TERM, `grace` for the exit, then KILL. A container that stopped already is stopped.
+fn stop(layout: &StateLayout, id: &ContainerId, grace: Duration) -> Result<()> {
+    let exited = |layout: &StateLayout| -> Result<bool> {
+        match request(layout, id, &Request::State, Some(STATE_TIMEOUT))? {
+            Reply::State(state) => Ok(state.exit.is_some()),
+            other => Err(unexpected(other)),
+        }
+    };
+    if exited(layout)? {
+        return Ok(());
+    }
+    let term = request(
+        layout,
+        id,
+        &Request::Kill {
+            signal: 15,
+            all: false,
+        },
+        Some(REQUEST_TIMEOUT),
+    );
+    if term.is_err() && exited(layout)? {
+        return Ok(());
+    }
+    term?;
+    if !grace.is_zero() && request(layout, id, &Request::Wait, Some(grace)).is_ok() {
+        return Ok(());
+    }
+    if exited(layout)? {
+        return Ok(());
+    }
+    let kill = request(
+        layout,
+        id,
+        &Request::Kill {
+            signal: 9,
+            all: false,
+        },
+        Some(REQUEST_TIMEOUT),
+    );
+    if kill.is_err() && exited(layout)? {
+        return Ok(());
+    }
+    kill?;
+    request(layout, id, &Request::Wait, Some(KILL_WAIT))?;
+    Ok(())
+}
+
+/// `top`: the container's processes, as `ps` shows them.
+fn top(layout: &StateLayout, id: &ContainerId) -> Result<u8> {
+    let pids = match request(layout, id, &Request::Pids, Some(REQUEST_TIMEOUT))? {
+        Reply::Pids { pids } => pids,
+        other => return Err(unexpected(other)),
+    };
+    println!("{:>8} {:>8} {:>6}  CMD", "PID", "PPID", "UID");
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or("?")
+                .to_owned()
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let mut command = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if command.trim().is_empty() {
+            command = format!("[{}]", field("Name:"));
+        }
+        println!(
+            "{pid:>8} {:>8} {:>6}  {}",
+            field("PPid:"),
+            field("Uid:"),
+            command.trim_end()
+        );
+    }
     Ok(0)
+}
+
+/// `tether man DIR`: one page per command, from the same definition as `--help`.
+fn man_pages(dir: &std::path::Path) -> Result<u8> {
+    let command = <Cli as clap::CommandFactory>::command();
+    std::fs::create_dir_all(dir).map_err(|e| Error::failed(format!("{}: {e}", dir.display())))?;
+    clap_mangen::generate_to(command, dir)
+        .map_err(|e| Error::failed(format!("man pages in {}: {e}", dir.display())))?;
+    Ok(0)
+}
+
+fn simple(layout: &StateLayout, id: &ContainerId, req: Request) -> Result<()> {
+    request(layout, id, &req, Some(REQUEST_TIMEOUT))?;
+    Ok(())
 }
 
 fn unexpected(reply: Reply) -> Error {
@@ -84,7 +259,7 @@ struct PsRow {
     shim: &'static str,
 }
 
-fn ps(layout: &StateLayout, format: PsFormat) -> Result<u8> {
+fn ps(layout: &StateLayout, format: PsFormat, quiet: bool, no_trunc: bool) -> Result<u8> {
     let ids = layout
         .list()
         .map_err(|e| Error::failed(format!("state dir {}: {e}", layout.root().display())))?;
@@ -118,53 +293,87 @@ fn ps(layout: &StateLayout, format: PsFormat) -> Result<u8> {
             }
         }
     }
+    if quiet {
+        for row in &rows {
+            println!("{}", row.state.id);
+        }
+        return Ok(0);
+    }
     match format {
         PsFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("serializes")
         ),
-        PsFormat::Table => {
-            // Columns as wide as their widest value, so any id length lines up.
-            let id_width = rows
-                .iter()
-                .map(|row| row.state.id.as_str().len())
-                .max()
-                .unwrap_or(0)
-                .max(2);
-            println!(
-                "{:<id_width$} {:>8} {:<22} {:<30} {:>4}",
-                "ID", "PID", "STATUS", "CREATED", "EXIT"
-            );
-            for row in rows {
-                let status = if row.shim == "running" {
-                    row.state.status.to_string()
-                } else {
-                    format!("unknown (shim {})", row.shim)
-                };
-                let exit = row
-                    .state
-                    .exit
-                    .as_ref()
-                    .map(|e| e.code.to_string())
-                    .unwrap_or_else(|| "-".into());
-                println!(
-                    "{:<id_width$} {:>8} {:<22} {:<30} {:>4}",
-                    row.state.id, row.state.pid, status, row.state.created_at, exit
-                );
-            }
-        }
+        PsFormat::Table => print_table(&rows, no_trunc),
     }
     Ok(0)
 }
 
-fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<u8> {
+/// Ids longer than this are cut to [`SHORT_ID`] characters in the table (a unique prefix names a
+/// container everywhere).
+const LONG_ID: usize = 32;
+const SHORT_ID: usize = 12;
+
+/// `ps`'s table: columns as wide as their widest value, so any id length lines up.
+fn print_table(rows: &[PsRow], no_trunc: bool) {
+    let now = std::time::SystemTime::now();
+    let shown = |id: &str| -> String {
+        if no_trunc || id.chars().count() <= LONG_ID {
+            id.to_owned()
+        } else {
+            id.chars().take(SHORT_ID).collect()
+        }
+    };
+    let lines: Vec<[String; 5]> = rows
+        .iter()
+        .map(|row| {
+            let status = if row.shim == "running" {
+                row.state.status.to_string()
+            } else {
+                format!("unknown (shim {})", row.shim)
+            };
+            let created = crate::units::parse_rfc3339(&row.state.created_at)
+                .map(|at| crate::units::age(at, now))
+                .unwrap_or_else(|| row.state.created_at.clone());
+            let exit = row
+                .state
+                .exit
+                .as_ref()
+                .map(|e| e.code.to_string())
+                .unwrap_or_else(|| "-".into());
+            [
+                shown(row.state.id.as_str()),
+                row.state.pid.to_string(),
+                status,
+                created,
+                exit,
+            ]
+        })
+        .collect();
+    let header = ["ID", "PID", "STATUS", "CREATED", "EXIT"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for line in &lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for line in std::iter::once(&header).chain(&lines) {
+        let [id, pid, status, created, exit] = line;
+        let [w_id, w_pid, w_status, w_created, w_exit] = widths;
+        println!(
+            "{id:<w_id$}  {pid:>w_pid$}  {status:<w_status$}  {created:<w_created$}  {exit:>w_exit$}"
+        );
+    }
+}
+
+fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()> {
     match request(
         layout,
         id,
         &Request::Delete { force },
         Some(REQUEST_TIMEOUT),
     ) {
-        Ok(_) => Ok(0),
+        Ok(_) => Ok(()),
         Err(error) => {
             // Only a dead daemon is cleaned up here; any other error stands.
             let socket_answers = crate::sockpath::connect(&layout.control_socket(id)).is_ok();
@@ -177,7 +386,7 @@ fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<u8> {
 }
 
 /// `rm` for a container whose daemon died: delete it with the runtime, then remove its state.
-fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<u8> {
+fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()> {
     // The runtime named in state.json is run only if nobody else could have written it.
     crate::client::trusted_entry(layout, id)?;
     if let Some(state) = recorded_state(layout, id) {
@@ -204,5 +413,5 @@ fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) ->
             layout.container_dir(id).display()
         ))
     })?;
-    Ok(0)
+    Ok(())
 }

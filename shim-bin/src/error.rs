@@ -2,7 +2,11 @@
 
 use std::fmt;
 
-/// A failed command. Exit codes: 1 for a failure, 2 for bad input (clap uses 2 for usage errors too).
+/// The exit code of every failure of tether's own (docker's and podman's too), so it is never
+/// confused with a command's: bad input, no such container, a shim that does not answer.
+pub const TETHER_FAILED: u8 = 125;
+
+/// A failed command: one line, and [`TETHER_FAILED`].
 #[derive(Debug)]
 pub struct Error {
     message: String,
@@ -10,20 +14,17 @@ pub struct Error {
 }
 
 impl Error {
-    /// A failure (exit code 1).
+    /// A failure.
     pub fn failed(message: impl Into<String>) -> Self {
         Error {
             message: message.into(),
-            code: 1,
+            code: TETHER_FAILED,
         }
     }
 
-    /// Bad input from the caller (exit code 2).
+    /// Bad input from the caller (the same exit code: docker and podman do not tell them apart).
     pub fn invalid(message: impl Into<String>) -> Self {
-        Error {
-            message: message.into(),
-            code: 2,
-        }
+        Error::failed(message)
     }
 
     /// The process exit code.

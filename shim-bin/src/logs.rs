@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How often `-f` looks for new output where inotify is not to be had.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
@@ -127,14 +127,57 @@ fn log_files(log: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// What `tether logs` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct LogsOptions {
+    pub follow: bool,
+    /// Only the last N lines (of those in the time window).
+    pub tail: Option<usize>,
+    /// Only lines logged at or after this time.
+    pub since: Option<SystemTime>,
+    /// Only lines logged before this time (following stops there).
+    pub until: Option<SystemTime>,
+    pub timestamps: bool,
+}
+
+/// Keeps the lines of the time window `--since` .. `--until`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+}
+
+impl Window {
+    fn is_set(&self) -> bool {
+        self.since.is_some() || self.until.is_some()
+    }
+
+    /// Whether a line logged at `time` is in it (a line without a readable time is kept).
+    fn holds(&self, time: Option<&[u8]>) -> bool {
+        let Some(at) = time
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(crate::units::parse_rfc3339)
+        else {
+            return true;
+        };
+        self.since.is_none_or(|since| at >= since) && self.until.is_none_or(|until| at < until)
+    }
+}
+
 /// Runs `tether logs`.
-pub fn logs(
-    layout: &StateLayout,
-    id: &ContainerId,
-    follow: bool,
-    tail: Option<usize>,
-    timestamps: bool,
-) -> Result<u8> {
+pub fn logs(layout: &StateLayout, id: &ContainerId, options: &LogsOptions) -> Result<u8> {
+    let LogsOptions {
+        follow,
+        tail,
+        timestamps,
+        ..
+    } = *options;
+    let window = Window {
+        since: options.since,
+        until: options.until,
+    };
+    // Nothing logged after --until is wanted: there is nothing to follow past it.
+    let follow = follow && options.until.is_none_or(|until| until > SystemTime::now());
     let state = recorded_state(layout, id).ok_or_else(|| {
         if layout.container_dir(id).is_dir() {
             Error::failed(format!("container {id}: no recorded state yet"))
@@ -143,9 +186,9 @@ pub fn logs(
         }
     })?;
     let format: LogFormat = state.log_format.parse().map_err(Error::failed)?;
-    if timestamps && format == LogFormat::Raw {
+    if (timestamps || window.is_set()) && format == LogFormat::Raw {
         return Err(Error::invalid(format!(
-            "container {id}: its log is raw and carries no timestamps"
+            "container {id}: its log is raw and carries no timestamps (--timestamps, --since and --until need cri or json-file)"
         )));
     }
     let mut printer = Printer {
@@ -162,6 +205,7 @@ pub fn logs(
     let mut kept: VecDeque<Line> = VecDeque::new();
     let reader = {
         let mut sink = |line: Line| match tail {
+            _ if !window.holds(line.time.as_deref()) => {}
             Some(n) => {
                 kept.push_back(line);
                 if kept.len() > n {
@@ -197,7 +241,7 @@ pub fn logs(
     }
     printer.flush();
     if follow && !printer.closed {
-        follow_log(layout, id, log_path, reader, decoder, &mut printer)?;
+        follow_log(layout, id, log_path, reader, decoder, &mut printer, window)?;
     }
     Ok(0)
 }
@@ -216,6 +260,7 @@ fn follow_log(
     mut reader: RecordReader,
     mut decoder: Decoder,
     printer: &mut Printer,
+    window: Window,
 ) -> Result<u8> {
     let raw = reader.raw;
     let mut current = reader.file.metadata().map(|m| m.ino()).unwrap_or(0);
@@ -225,7 +270,11 @@ fn follow_log(
         let stopped = recorded_state(layout, id).is_none_or(|s| s.status == Status::Stopped);
         let daemon_gone = !stopped
             && crate::client::daemon_process(layout, id) == crate::client::DaemonProcess::Gone;
-        let mut emit = |line: Line| printer.print(&line);
+        let mut emit = |line: Line| {
+            if window.holds(line.time.as_deref()) {
+                printer.print(&line)
+            }
+        };
         let read_any = reader
             .pump(&mut decoder, &mut emit)
             .map_err(|e| Error::failed(format!("read {}: {e}", path.display())))?;
@@ -247,7 +296,11 @@ fn follow_log(
             return Ok(0);
         }
         if (stopped || daemon_gone) && !read_any {
-            let mut emit = |line: Line| printer.print(&line);
+            let mut emit = |line: Line| {
+                if window.holds(line.time.as_deref()) {
+                    printer.print(&line)
+                }
+            };
             reader.finish(&mut emit);
             decoder.finish(&mut emit);
             printer.flush();

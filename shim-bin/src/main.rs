@@ -25,6 +25,7 @@ mod sys;
 mod terminal;
 mod time;
 mod tokens;
+mod units;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -51,7 +52,18 @@ fn main() -> ExitCode {
             return ExitCode::from(daemon::main(&config));
         }
     }
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // --help and --version are answers, not failures; a usage error is tether's own.
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() {
+                error::TETHER_FAILED
+            } else {
+                0
+            });
+        }
+    };
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {

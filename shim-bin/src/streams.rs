@@ -2,7 +2,7 @@
 //! stdout and stderr, our stdin (and terminal size) to it — until the exit frame.
 
 use crate::cli::ExecArgs;
-use crate::client::{connect, parse_id};
+use crate::client::connect;
 use crate::error::{Error, Result};
 use crate::terminal::{window_size, RawMode};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -20,7 +20,7 @@ pub const TIMED_OUT: u8 = 124;
 
 /// Runs `tether exec`; returns the exit code.
 pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
-    let id = parse_id(&args.id)?;
+    let id = crate::client::resolve_id(layout, &args.id)?;
     let request = ExecRequest {
         args: args.command,
         env: args.env,
@@ -82,7 +82,7 @@ pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
 
 /// Runs `tether attach`; returns the container's exit code once it exits.
 pub fn attach(layout: &StateLayout, id: &str, no_stdin: bool) -> Result<u8> {
-    let id = parse_id(id)?;
+    let id = crate::client::resolve_id(layout, id)?;
     let (mut stream, answer, leftover) = open(layout, &id, &Request::Attach)?;
     let (tty, has_stdin) = match answer {
         Ok(Response::Ok(Reply::Attach { tty, stdin })) => (tty, stdin),

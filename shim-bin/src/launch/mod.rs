@@ -34,8 +34,9 @@ pub fn main(args: &[String]) -> u8 {
     let result = match args.action {
         Action::Version => {
             println!(
-                "containerd-shim-tether-v2:\n  Version: {}\n  Runtime: io.containerd.tether.v2",
-                env!("CARGO_PKG_VERSION")
+                "containerd-shim-tether-v2:\n  Version: {}\n  Revision: {}\n  Runtime: io.containerd.tether.v2",
+                env!("CARGO_PKG_VERSION"),
+                env!("TETHER_COMMIT")
             );
             Ok(())
         }

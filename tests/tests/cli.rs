@@ -1,0 +1,330 @@
+//! End-to-end tests of the command line as a docker user types it: exit codes, stop, kill, ps,
+//! logs windows, top, reopen-log, completion and man pages, against real runc containers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tether_tests::fixture::BundleSpec;
+use tether_tests::harness::{root_or_skip, wait_until, Sandbox};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+macro_rules! needs_root {
+    ($name:literal) => {
+        if !root_or_skip($name) {
+            return;
+        }
+    };
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn state(sandbox: &Sandbox, id: &str) -> serde_json::Value {
+    let output = sandbox.tether_output(&["state", id]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("state JSON")
+}
+
+fn exit_code_of(sandbox: &Sandbox, id: &str) -> i64 {
+    let output = sandbox.tether_output(&["wait", id]);
+    text(&output.stdout)
+        .trim()
+        .parse()
+        .expect("wait prints the code")
+}
+
+#[test]
+fn tether_fails_with_125_and_commands_with_their_own_codes() {
+    // No root needed for tether's own failures.
+    let sandbox = Sandbox::new("codes125");
+    std::fs::create_dir_all(sandbox.state_dir()).unwrap();
+    for args in [
+        &["state", "nosuch"][..],
+        &["no-such-subcommand"],
+        &["kill", "-s", "NOTASIGNAL", "x"],
+        &["stop", "-t", "soon", "x"],
+        &[
+            "run",
+            "--id",
+            "x",
+            "--bundle",
+            "/nonexistent",
+            "--log-max-size",
+            "10q",
+        ],
+    ] {
+        let output = sandbox.tether_output(args);
+        assert_eq!(
+            output.status.code(),
+            Some(125),
+            "tether {args:?}: {}",
+            text(&output.stderr)
+        );
+        let stderr = text(&output.stderr);
+        assert!(!stderr.trim().is_empty(), "tether {args:?} says why");
+    }
+    let version = sandbox.tether_output(&["--version"]);
+    assert_eq!(version.status.code(), Some(0));
+    assert!(
+        text(&version.stdout).contains("(commit "),
+        "{}",
+        text(&version.stdout)
+    );
+    let help = sandbox.tether_output(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(
+        text(&help.stdout).contains("125"),
+        "--help documents the exit codes"
+    );
+
+    if !root_or_skip("tether_fails_with_125_and_commands_with_their_own_codes (exec part)") {
+        return;
+    }
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &[]);
+    for (command, code) in [
+        (&["no-such-command"][..], 127),
+        (&["/etc"], 126),
+        (&["sh", "-c", "exit 3"], 3),
+    ] {
+        let mut args = vec!["exec", id, "--"];
+        args.extend_from_slice(command);
+        let output = sandbox.tether_output(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "exec {command:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}
+
+#[test]
+fn stop_sends_term_then_kill_after_the_grace() {
+    needs_root!("stop_sends_term_then_kill_after_the_grace");
+    let sandbox = Sandbox::new("stop");
+    // PID 1 of its namespace with no TERM handler: TERM does nothing, KILL must come.
+    let stubborn = sandbox.another_id("stubborn");
+    sandbox.start(
+        &stubborn,
+        &sandbox.bundle(&BundleSpec::new(["sleep", "1000"])),
+        &[],
+    );
+    // A shell that exits on TERM.
+    let polite = sandbox.another_id("polite");
+    let script = "trap 'exit 3' TERM; sleep 1000 & wait";
+    sandbox.start(&polite, &sandbox.bundle(&BundleSpec::shell(script)), &[]);
+
+    let started = Instant::now();
+    let stop = sandbox.tether_output(&["stop", "-t", "2", &stubborn, &polite]);
+    let took = started.elapsed();
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    assert_eq!(
+        text(&stop.stdout),
+        format!("{stubborn}\n{polite}\n"),
+        "stop prints each id"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "the grace was not waited: {took:?}"
+    );
+    assert!(took < TIMEOUT, "stop took {took:?}");
+    assert_eq!(state(&sandbox, &stubborn)["exit"]["code"], 137);
+    assert_eq!(state(&sandbox, &polite)["exit"]["code"], 3);
+
+    // Stopping a stopped container is no error; a missing one is, and the others still stop.
+    let again = sandbox.tether_output(&["stop", &polite, "nosuch"]);
+    assert_eq!(again.status.code(), Some(125));
+    assert_eq!(text(&again.stdout), format!("{polite}\n"));
+    assert!(
+        text(&again.stderr).contains("nosuch"),
+        "{}",
+        text(&again.stderr)
+    );
+    let rm = sandbox.tether_output(&["rm", &stubborn, &polite]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    assert!(!sandbox.state_dir().join(&stubborn).exists());
+}
+
+#[test]
+fn kill_takes_a_signal_flag_several_ids_and_the_older_form() {
+    needs_root!("kill_takes_a_signal_flag_several_ids_and_the_older_form");
+    let sandbox = Sandbox::new("kill");
+    let trapping = "trap 'exit 3' TERM; trap 'exit 4' HUP; sleep 1000 & wait";
+    let ids: Vec<String> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|name| {
+            let id = sandbox.another_id(name);
+            sandbox.start(&id, &sandbox.bundle(&BundleSpec::shell(trapping)), &[]);
+            id
+        })
+        .collect();
+    let kill = sandbox.tether_output(&["kill", "-s", "TERM", &ids[0], &ids[1]]);
+    assert!(kill.status.success(), "{}", text(&kill.stderr));
+    assert_eq!(exit_code_of(&sandbox, &ids[0]), 3);
+    assert_eq!(exit_code_of(&sandbox, &ids[1]), 3);
+    // The older form: one id, then the signal.
+    let kill = sandbox.tether_output(&["kill", &ids[2], "HUP"]);
+    assert!(kill.status.success(), "{}", text(&kill.stderr));
+    assert_eq!(exit_code_of(&sandbox, &ids[2]), 4);
+    // No signal: KILL, as docker.
+    let kill = sandbox.tether_output(&["kill", &ids[3]]);
+    assert!(kill.status.success(), "{}", text(&kill.stderr));
+    assert_eq!(exit_code_of(&sandbox, &ids[3]), 137);
+    let mut rm = vec!["rm"];
+    rm.extend(ids.iter().map(String::as_str));
+    assert!(sandbox.tether_output(&rm).status.success());
+}
+
+#[test]
+fn ps_lists_quietly_cuts_long_ids_and_says_ages() {
+    needs_root!("ps_lists_quietly_cuts_long_ids_and_says_ages");
+    let sandbox = Sandbox::new("psq");
+    // Its first 12 characters are its own (the sandbox's ids share their start).
+    let long = format!("longer-{}-{}", sandbox.id(), "x".repeat(40));
+    let short = sandbox.another_id("s");
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(&long, &bundle, &[]);
+    sandbox.start(&short, &bundle, &[]);
+
+    let quiet = text(&sandbox.tether_output(&["ps", "-q"]).stdout);
+    let mut listed: Vec<&str> = quiet.lines().collect();
+    listed.sort();
+    let mut expected = vec![long.as_str(), short.as_str()];
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let table = text(&sandbox.tether_output(&["ps"]).stdout);
+    let cut: String = long.chars().take(12).collect();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&cut))
+        .expect("the long id's row");
+    assert!(!row.contains(&long), "a long id is cut: {row}");
+    assert!(row.contains(" ago"), "CREATED is an age: {row}");
+    assert!(table.lines().any(|l| l.starts_with(&short)), "{table}");
+    let whole = text(&sandbox.tether_output(&["ps", "--no-trunc"]).stdout);
+    assert!(whole.lines().any(|l| l.starts_with(&long)), "{whole}");
+    // Every row's columns start where the header's do.
+    let header = table.lines().next().unwrap();
+    let created_at = header.find("CREATED").unwrap();
+    for line in table.lines().skip(1) {
+        assert_ne!(line.as_bytes()[created_at - 1], b'x', "misaligned: {line}");
+    }
+    // JSON keeps the RFC 3339 time.
+    let json: serde_json::Value =
+        serde_json::from_slice(&sandbox.tether_output(&["ps", "--format", "json"]).stdout).unwrap();
+    let created = json[0]["created_at"].as_str().unwrap();
+    assert!(created.ends_with('Z') && created.contains('T'), "{created}");
+
+    // The cut id names the container.
+    assert_eq!(state(&sandbox, &cut)["id"], long.as_str());
+    assert!(sandbox
+        .tether_output(&["rm", "-f", &cut, &short])
+        .status
+        .success());
+}
+
+#[test]
+fn logs_take_a_time_window_and_tail_all() {
+    needs_root!("logs_take_a_time_window_and_tail_all");
+    let sandbox = Sandbox::new("window");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell(
+        "echo one; sleep 0.2; echo two; echo three",
+    ));
+    sandbox.start(id, &bundle, &[]);
+    assert_eq!(exit_code_of(&sandbox, id), 0);
+    let stamped = text(&sandbox.tether_output(&["logs", "-t", id]).stdout);
+    let times: Vec<&str> = stamped
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(times.len(), 3, "{stamped}");
+    assert_ne!(times[0], times[1], "the lines were logged apart: {stamped}");
+    let logs = |args: &[&str]| {
+        let mut all = vec!["logs"];
+        all.extend_from_slice(args);
+        all.push(id);
+        let output = sandbox.tether_output(&all);
+        assert!(
+            output.status.success(),
+            "logs {args:?}: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    assert_eq!(logs(&["--since", times[1]]), "two\nthree\n");
+    assert_eq!(logs(&["--until", times[1]]), "one\n");
+    assert_eq!(logs(&["--since", "10m"]), "one\ntwo\nthree\n");
+    assert_eq!(logs(&["--until", "10m"]), "");
+    assert_eq!(logs(&["--tail", "all"]), "one\ntwo\nthree\n");
+    assert_eq!(logs(&["--tail", "1", "--since", times[0]]), "three\n");
+    let bad = sandbox.tether_output(&["logs", "--since", "yesterday", id]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(
+        text(&bad.stderr).contains("yesterday"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+}
+
+#[test]
+fn top_shows_the_processes_and_reopen_log_follows_a_moved_log() {
+    needs_root!("top_shows_the_processes_and_reopen_log_follows_a_moved_log");
+    let sandbox = Sandbox::new("top");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell(
+        "while true; do echo tick; sleep 0.05; done & sleep 1000",
+    ));
+    sandbox.start(id, &bundle, &["--log-max-size", "1m"]);
+    let top = sandbox.tether_output(&["top", id]);
+    assert!(top.status.success(), "{}", text(&top.stderr));
+    let top = text(&top.stdout);
+    assert!(top.lines().next().unwrap().contains("CMD"), "{top}");
+    assert!(top.contains("sleep 1000"), "{top}");
+
+    let log = state(&sandbox, id)["log_path"].as_str().unwrap().to_owned();
+    let moved = format!("{log}.moved");
+    assert!(wait_until(TIMEOUT, || std::fs::metadata(&log)
+        .is_ok_and(|m| m.len() > 0)));
+    std::fs::rename(&log, &moved).unwrap();
+    let reopen = sandbox.tether_output(&["reopen-log", id]);
+    assert!(reopen.status.success(), "{}", text(&reopen.stderr));
+    assert!(
+        wait_until(TIMEOUT, || std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("tick"))),
+        "output goes to a new file at the log's path"
+    );
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+    let _ = std::fs::remove_file(moved);
+}
+
+#[test]
+fn completion_and_man_pages_are_generated() {
+    let sandbox = Sandbox::new("complete");
+    for shell in ["bash", "zsh", "fish"] {
+        let output = sandbox.tether_output(&["completion", shell]);
+        assert!(output.status.success(), "{shell}: {}", text(&output.stderr));
+        let script = text(&output.stdout);
+        assert!(
+            script.contains("tether") && script.contains("stop"),
+            "{shell}: {script:.200}"
+        );
+    }
+    let dir = sandbox.path().join("man");
+    let output = sandbox.tether_output(&["man", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    for page in ["tether.1", "tether-run.1", "tether-stop.1", "tether-logs.1"] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap_or_default();
+        assert!(text.contains(".TH"), "{page} is a man page");
+    }
+    assert!(
+        !Path::new(&dir.join("tether-daemon.1")).exists(),
+        "the daemon is not for people"
+    );
+}

@@ -70,11 +70,19 @@ pub enum PsFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start a container under a new shim daemon and print its pid.
+    /// Run a container under a new shim daemon: in the foreground (its output here, its exit code
+    /// tether's), or with -d in the background (its pid printed).
     #[command(
-        after_help = "Example:\n  tether run --id web --bundle ./bundle --log /var/log/web.log --log-format json-file"
+        after_help = "Examples:\n  tether run --rm --rootfs ./rootfs hello -- echo hi\n  tether run -d --rootfs ./rootfs -e MODE=prod -v /srv/data:/data --memory 256m web -- httpd -f\n  tether run -d --bundle ./bundle --log /var/log/web.log --log-format json-file web\n\nIn the foreground, Ctrl-C sends SIGINT to the container and a second one SIGKILL; tether\nexits with the container's exit code."
     )]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Write a default config.json (runc's defaults) into a bundle directory.
+    #[command(after_help = "Example:\n  mkdir -p bundle/rootfs && tether spec --bundle bundle")]
+    Spec {
+        /// The bundle directory.
+        #[arg(long, default_value = ".")]
+        bundle: PathBuf,
+    },
     /// List containers.
     #[command(
         after_help = "Examples:\n  tether ps\n  tether ps -q | xargs tether rm -f\n  tether ps --format json"
@@ -228,12 +236,30 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The container id: [A-Za-z0-9][A-Za-z0-9_.-]{0,127}.
-    #[arg(long)]
-    pub id: String,
+    /// The container id: [A-Za-z0-9][A-Za-z0-9_.-]{0,127} (or give it as ID).
+    #[arg(long = "id", value_name = "ID", conflicts_with = "name")]
+    pub id_flag: Option<String>,
+    /// The container id.
+    #[arg(value_name = "ID")]
+    pub name: Option<String>,
+    /// The command and its arguments (with --rootfs; the default is `sh`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Run in the background: print the container's pid and return (the shim stays).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container once it exits (in the foreground).
+    #[arg(long, conflicts_with = "detach")]
+    pub rm: bool,
     /// The OCI bundle directory (holding config.json).
-    #[arg(long)]
-    pub bundle: PathBuf,
+    #[arg(long, required_unless_present = "rootfs", conflicts_with = "rootfs")]
+    pub bundle: Option<PathBuf>,
+    /// A root filesystem to run without writing config.json: tether makes the bundle (runc's
+    /// default spec and the flags below) under the container's state dir.
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    #[command(flatten)]
+    pub spec: RootfsArgs,
     /// The container's log file (default: <state-dir>/<id>/container.log).
     #[arg(long)]
     pub log: Option<PathBuf>,
@@ -266,6 +292,43 @@ pub struct RunArgs {
     /// Give the container a terminal (the bundle's process.terminal must be true).
     #[arg(short, long)]
     pub tty: bool,
+}
+
+/// What `run --rootfs` puts in the spec it makes.
+#[derive(Debug, Args, Default)]
+pub struct RootfsArgs {
+    /// Set an environment variable (KEY=VALUE); repeatable.
+    #[arg(short, long = "env", value_name = "KEY=VALUE", requires = "rootfs")]
+    pub env: Vec<String>,
+    /// Bind-mount a host path: SRC:DST[:ro]; repeatable.
+    #[arg(
+        short,
+        long = "volume",
+        value_name = "SRC:DST[:ro]",
+        requires = "rootfs"
+    )]
+    pub volumes: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long = "workdir", value_name = "DIR", requires = "rootfs")]
+    pub workdir: Option<String>,
+    /// Run as UID[:GID].
+    #[arg(short, long, requires = "rootfs")]
+    pub user: Option<String>,
+    /// A memory limit: bytes, or 64m, 1g.
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, requires = "rootfs")]
+    pub memory: Option<u64>,
+    /// CPUs it may use (1.5: one and a half).
+    #[arg(long, value_name = "N", requires = "rootfs")]
+    pub cpus: Option<f64>,
+    /// At most this many processes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..), requires = "rootfs")]
+    pub pids_limit: Option<i64>,
+    /// The container's hostname.
+    #[arg(long, requires = "rootfs")]
+    pub hostname: Option<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long, requires = "rootfs")]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Args)]

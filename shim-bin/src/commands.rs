@@ -14,12 +14,19 @@ use std::time::Duration;
 /// Runs the parsed command line; returns the exit code.
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let layout = StateLayout::new(&cli.state_dir);
-    if !matches!(cli.command, Command::Daemon { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Daemon { .. }
+            | Command::Spec { .. }
+            | Command::Completion { .. }
+            | Command::Man { .. }
+    ) {
         crate::client::trusted_root(&layout)?;
     }
     let resolve = |text: &str| resolve_id(&layout, text);
     match cli.command {
-        Command::Run(args) => crate::run::run(&cli.state_dir, args),
+        Command::Run(args) => crate::run::run(&cli.state_dir, *args),
+        Command::Spec { bundle } => crate::spec::write_default(&bundle),
         Command::Daemon { config } => Ok(crate::daemon::main(&config)),
         Command::Ps {
             format,

@@ -27,6 +27,14 @@ impl Error {
         Error::failed(message)
     }
 
+    /// A failure that exits with `code` (126, 127: a command that could not be started).
+    pub fn with_code(message: impl Into<String>, code: u8) -> Self {
+        Error {
+            message: message.into(),
+            code,
+        }
+    }
+
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         self.code

@@ -1,4 +1,6 @@
-//! `tether run`: validate everything, reserve the id, start the daemon, and relay its start report.
+//! `tether run`: validate everything, reserve the id, make the bundle (with `--rootfs`), start the
+//! daemon and relay its start report; then, in the foreground, show the container's output until
+//! it exits and exit with its code (`-d`: print the pid and return).
 
 use crate::cli::RunArgs;
 use crate::config::{DaemonConfig, StartReport};
@@ -11,9 +13,25 @@ use std::process::{Command, Stdio};
 
 /// Runs `tether run`; returns the exit code.
 pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
-    let config = validate(state_dir, &args)?;
+    let (config, spec) = validate(state_dir, &args)?;
     let layout = StateLayout::new(&config.state_dir);
     reserve(&layout, &config.id)?;
+    if let Some(spec) = spec {
+        let made = std::fs::create_dir_all(&config.bundle)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                spec.save(config.bundle.join("config.json"))
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = made {
+            let _ = std::fs::remove_dir_all(layout.container_dir(&config.id));
+            return Err(Error::failed(format!(
+                "container {}: write its bundle {}: {e}",
+                config.id,
+                config.bundle.display()
+            )));
+        }
+    }
     match start_daemon(&config) {
         Ok(pid) => {
             if let Some(pid_file) = &args.pid_file {
@@ -32,8 +50,11 @@ pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
                     )));
                 }
             }
-            println!("{pid}");
-            Ok(0)
+            if args.detach {
+                println!("{pid}");
+                return Ok(0);
+            }
+            crate::foreground::run(&layout, &config.id, args.tty || args.interactive, args.rm)
         }
         Err(error) => {
             // The daemon cleans up after itself; this covers a daemon that died before it could.
@@ -43,12 +64,49 @@ pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
     }
 }
 
-fn validate(state_dir: &Path, args: &RunArgs) -> Result<DaemonConfig> {
-    let id: ContainerId = args
-        .id
+/// The daemon's configuration, and the spec to write first with `--rootfs`.
+fn validate(
+    state_dir: &Path,
+    args: &RunArgs,
+) -> Result<(DaemonConfig, Option<oci_spec::runtime::Spec>)> {
+    let id_text = args
+        .id_flag
+        .as_deref()
+        .or(args.name.as_deref())
+        .ok_or_else(|| Error::invalid("give the container an id: tether run [FLAGS] ID -- CMD"))?;
+    let id: ContainerId = id_text
         .parse()
         .map_err(|e| Error::invalid(format!("{e}")))?;
-    let bundle = absolute(&args.bundle)?;
+    let state_dir = absolute(state_dir)?;
+    let (bundle, spec) = match (&args.bundle, &args.rootfs) {
+        (Some(bundle), _) => {
+            if !args.command.is_empty() {
+                return Err(Error::invalid(
+                    "a command after -- goes with --rootfs; with --bundle, its config.json says what runs",
+                ));
+            }
+            (absolute(bundle)?, None)
+        }
+        (None, Some(rootfs)) => {
+            let rootfs = absolute(rootfs)?;
+            if !rootfs.is_dir() {
+                return Err(Error::invalid(format!(
+                    "rootfs {}: no such directory",
+                    rootfs.display()
+                )));
+            }
+            let spec = crate::spec::for_rootfs(args, &args.spec, &rootfs, id.as_str())?;
+            let bundle = StateLayout::new(&state_dir)
+                .container_dir(&id)
+                .join("bundle");
+            (bundle, Some(spec))
+        }
+        (None, None) => return Err(Error::invalid("give --rootfs DIR or --bundle DIR")),
+    };
+    if spec.is_some() {
+        let config = daemon_config(args, id, bundle, state_dir)?;
+        return Ok((config, spec));
+    }
     if !bundle.is_dir() {
         return Err(Error::invalid(format!(
             "bundle {}: no such directory",
@@ -76,8 +134,16 @@ fn validate(state_dir: &Path, args: &RunArgs) -> Result<DaemonConfig> {
             if terminal { "with" } else { "without" }
         )));
     }
+    Ok((daemon_config(args, id, bundle, state_dir)?, None))
+}
+
+fn daemon_config(
+    args: &RunArgs,
+    id: ContainerId,
+    bundle: PathBuf,
+    state_dir: PathBuf,
+) -> Result<DaemonConfig> {
     let runtime = find_runtime(&args.runtime)?;
-    let state_dir = absolute(state_dir)?;
     let log_path = match &args.log {
         Some(log) => {
             let log = absolute(log)?;
@@ -254,7 +320,7 @@ fn start_daemon(config: &DaemonConfig) -> Result<i32> {
         (_, Some(StartReport::Failed { message })) => {
             // The daemon exits right after a failed start; collect it.
             let _ = child.wait();
-            Err(Error::failed(format!("container {}: {message}", config.id)))
+            Err(start_failure(format!("container {}: {message}", config.id)))
         }
         _ => {
             let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
@@ -303,4 +369,19 @@ fn read_report(
     }
     // The report is one short line written at once.
     BufReader::new(stdout).read_line(line)
+}
+
+/// A failed start: when the runtime could not start the command itself, the shell's code for it
+/// (127 not found, 126 cannot be executed), as `docker run` exits; else tether's own 125.
+fn start_failure(message: String) -> Error {
+    let lower = message.to_ascii_lowercase();
+    if !lower.contains("unable to start container process: exec") {
+        return Error::failed(message);
+    }
+    let code = if lower.contains("not found") || lower.contains("no such file") {
+        127
+    } else {
+        126
+    };
+    Error::with_code(message, code)
 }

@@ -131,7 +131,8 @@ mod tests {
         assert_eq!(ago(5 * 3600), "5 hours ago");
         assert_eq!(ago(3 * 86_400), "3 days ago");
         assert_eq!(ago(21 * 86_400), "3 weeks ago");
-        assert_eq!(ago(400 * 86_400), "1 year ago");
+        assert_eq!(ago(400 * 86_400), "13 months ago");
+        assert_eq!(ago(800 * 86_400), "2 years ago");
         // A clock that went back: not "in the future".
         assert_eq!(
             age(now + Duration::from_secs(5), now),

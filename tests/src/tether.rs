@@ -37,7 +37,7 @@ impl Sandbox {
     /// `tether run --id ID --bundle B --runtime-root <private>` plus `extra`.
     pub fn tether_run(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
         self.tether()
-            .args(["run", "--id", id, "--bundle"])
+            .args(["run", "-d", "--id", id, "--bundle"])
             .arg(bundle.path())
             .arg("--runtime")
             .arg(self.runtime())

@@ -328,3 +328,189 @@ fn completion_and_man_pages_are_generated() {
         "the daemon is not for people"
     );
 }
+
+/// `tether run` for a rootfs and its flags: (runtime, runtime root, rootfs) for the sandbox.
+fn run_rootfs(sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
+    let rootfs = sandbox.bundle(&BundleSpec::new(["true"])).rootfs();
+    let mut all = vec![
+        "run".to_owned(),
+        "--runtime".into(),
+        sandbox.runtime().into(),
+        "--runtime-root".into(),
+        sandbox.runtime_root().to_string_lossy().into_owned(),
+        "--rootfs".into(),
+        rootfs.to_string_lossy().into_owned(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    sandbox.tether_output(&all)
+}
+
+#[test]
+fn a_rootfs_runs_in_the_foreground_and_rm_leaves_nothing() {
+    needs_root!("a_rootfs_runs_in_the_foreground_and_rm_leaves_nothing");
+    let sandbox = Sandbox::new("fg");
+    let id = sandbox.id();
+    let output = run_rootfs(
+        &sandbox,
+        &[
+            "--rm",
+            id,
+            "--",
+            "sh",
+            "-c",
+            "echo hi; echo oops >&2; exit 3",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "hi\n");
+    assert!(
+        text(&output.stderr).contains("oops"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        !sandbox.state_dir().join(id).exists(),
+        "--rm removed everything"
+    );
+    let list = sandbox
+        .runtime_command()
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&list.stdout).trim(),
+        "",
+        "the runtime has no container left"
+    );
+
+    // Its hostname is its name, as docker's.
+    let output = run_rootfs(&sandbox, &["--rm", id, "--", "hostname"]);
+    assert_eq!(text(&output.stdout).trim(), id);
+
+    // Without --rm the stopped container stays for `logs` and `rm`.
+    let output = run_rootfs(&sandbox, &[id, "--", "echo", "kept"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "kept\n");
+    assert_eq!(text(&sandbox.tether_output(&["logs", id]).stdout), "kept\n");
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+
+    // A command that is not there: 127, as docker says it.
+    let output = run_rootfs(&sandbox, &["--rm", id, "--", "no-such-command"]);
+    assert_eq!(output.status.code(), Some(127), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("no-such-command"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        !sandbox.state_dir().join(id).exists(),
+        "a failed start leaves nothing"
+    );
+    let output = run_rootfs(&sandbox, &["-d", id, "--", "/etc"]);
+    assert_eq!(output.status.code(), Some(126), "{}", text(&output.stderr));
+}
+
+#[test]
+fn rootfs_flags_make_the_spec_the_runtime_gets() {
+    needs_root!("rootfs_flags_make_the_spec_the_runtime_gets");
+    let sandbox = Sandbox::new("flags");
+    let id = sandbox.id();
+    let data = sandbox.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), "from-host").unwrap();
+    let volume = format!("{}:/data:ro", data.display());
+    let script = "echo $MODE $(pwd) $(id -u):$(id -g) $(hostname) $(cat /data/f); \
+                  touch /data/x 2>/dev/null || echo read-only; sleep 1000";
+    let output = run_rootfs(
+        &sandbox,
+        &[
+            "-d",
+            "-e",
+            "MODE=prod",
+            "-v",
+            &volume,
+            "-w",
+            "/data",
+            "-u",
+            "1000:1001",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "--hostname",
+            "box",
+            id,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let logs = || text(&sandbox.tether_output(&["logs", id]).stdout);
+    assert!(
+        wait_until(TIMEOUT, || logs().contains("read-only")),
+        "{}",
+        logs()
+    );
+    assert_eq!(logs(), "prod /data 1000:1001 box from-host\nread-only\n");
+    // The spec written is what runc got: it is in the container's state dir.
+    let bundle = state(&sandbox, id)["bundle"].as_str().unwrap().to_owned();
+    assert!(
+        bundle.starts_with(sandbox.state_dir().to_str().unwrap()),
+        "{bundle}"
+    );
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&bundle).join("config.json")).unwrap(),
+    )
+    .unwrap();
+    let resources = &spec["linux"]["resources"];
+    assert_eq!(resources["memory"]["limit"], 64 << 20);
+    assert_eq!(resources["cpu"]["quota"], 50_000);
+    assert_eq!(resources["pids"]["limit"], 50);
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+    assert!(
+        !Path::new(&bundle).exists(),
+        "the bundle goes with the container"
+    );
+
+    // Careless flags: one line, 125, nothing made.
+    for (flags, says) in [
+        (&["-e", "NOEQUALS"][..], "KEY=VALUE"),
+        (&["-v", "/no/such/dir:/x"], "does not exist"),
+        (&["-v", "relative-dst"], "SRC:DST"),
+        (&["-w", "relative"], "absolute"),
+        (&["--hostname", "bad name"], "hostname"),
+        (&["--cpus", "0"], "--cpus"),
+        (&["-u", "root"], "UID"),
+    ] {
+        let mut args = flags.to_vec();
+        args.extend([id, "--", "true"]);
+        let output = run_rootfs(&sandbox, &args);
+        assert_eq!(output.status.code(), Some(125), "{flags:?}");
+        assert!(
+            text(&output.stderr).contains(says),
+            "{flags:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            !sandbox.state_dir().join(id).exists(),
+            "{flags:?} left state behind"
+        );
+    }
+
+    // `tether spec` writes runc's default config.json, and never over one.
+    let dir = sandbox.path().join("spec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = sandbox.tether_output(&["spec", "--bundle", dir.to_str().unwrap()]);
+    assert!(spec.status.success(), "{}", text(&spec.stderr));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(written["root"]["path"], "rootfs");
+    assert_eq!(written["process"]["args"][0], "sh");
+    let again = sandbox.tether_output(&["spec", "--bundle", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(125));
+}

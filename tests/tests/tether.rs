@@ -46,7 +46,7 @@ fn container_outlives_its_launcher() {
     ));
     // The launcher starts tether with its stdout on a pipe, reads a little, and exits.
     let launch = format!(
-        "{} --state-dir {} run --id {id} --bundle {} --runtime-root {} | head -c 3",
+        "{} --state-dir {} run -d --id {id} --bundle {} --runtime-root {} | head -c 3",
         tether_bin().display(),
         sandbox.state_dir().display(),
         bundle.path().display(),
@@ -266,7 +266,7 @@ fn bad_input_is_rejected_cleanly() {
     let missing = sandbox.path().join("no-such-bundle");
     let out = sandbox
         .tether()
-        .args(["run", "--id", id, "--bundle"])
+        .args(["run", "-d", "--id", id, "--bundle"])
         .arg(&missing)
         .output()
         .unwrap();
@@ -277,7 +277,7 @@ fn bad_input_is_rejected_cleanly() {
     std::fs::write(broken.join("config.json"), "{ not json").unwrap();
     let out = sandbox
         .tether()
-        .args(["run", "--id", id, "--bundle"])
+        .args(["run", "-d", "--id", id, "--bundle"])
         .arg(&broken)
         .output()
         .unwrap();
@@ -297,6 +297,7 @@ fn bad_input_is_rejected_cleanly() {
         .tether()
         .args([
             "run",
+            "-d",
             "--id",
             id,
             "--runtime",
@@ -921,7 +922,7 @@ fn daemon_keeps_no_fd_of_its_callers() {
     let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
     // The caller leaves fd 7 open without close-on-exec, as shells do with `exec 7<file`.
     let launch = format!(
-        "exec 7</dev/zero; {} --state-dir {} run --id {id} --bundle {} --runtime-root {}",
+        "exec 7</dev/zero; {} --state-dir {} run -d --id {id} --bundle {} --runtime-root {}",
         tether_bin().display(),
         sandbox.state_dir().display(),
         bundle.path().display(),

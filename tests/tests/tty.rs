@@ -162,3 +162,68 @@ fn attach_to_a_container_with_a_terminal() {
     let logs = sandbox.tether_output(&["logs", id]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("42"));
 }
+
+/// `tether run` in the foreground under a terminal: Ctrl-C reaches the container as SIGINT, a
+/// second Ctrl-C kills one that ignores it, and tether exits with the container's code.
+#[test]
+fn ctrl_c_is_passed_on_and_a_second_one_kills() {
+    if !root_or_skip("ctrl_c_is_passed_on_and_a_second_one_kills")
+        || !tmux_or_skip("ctrl_c_is_passed_on_and_a_second_one_kills")
+    {
+        return;
+    }
+    let sandbox = Sandbox::new("ctrlc");
+    let rootfs = sandbox.bundle(&BundleSpec::new(["true"])).rootfs();
+    for (name, trap, code) in [
+        ("polite", "echo got-int; exit 5", "5"),
+        ("stubborn", "echo ignored-int", "137"),
+    ] {
+        let id = sandbox.another_id(name);
+        let inner = format!("trap '{trap}' INT; echo ready; while true; do sleep 0.1; done");
+        // The wrapper shell has a handler (not an ignore, which tether would inherit): it outlives
+        // the Ctrl-C to print tether's exit code.
+        let script = sandbox.path().join(format!("{name}.sh"));
+        std::fs::write(
+            &script,
+            format!(
+                "trap 'true' INT\n'{}' --state-dir '{}' run --rm --runtime '{}' --runtime-root '{}' --rootfs '{}' {id} -- sh -c \"{inner}\"\necho \"exit=$?\"\nsleep 1000\n",
+                tether_bin().display(),
+                sandbox.state_dir().display(),
+                sandbox.runtime(),
+                sandbox.runtime_root().display(),
+                rootfs.display(),
+            ),
+        )
+        .unwrap();
+        let tmux = Tmux::new(
+            &format!("ctrlc-{name}"),
+            &format!("sh {}", script.display()),
+        );
+        assert!(tmux.wait_for_line("ready"), "{}", tmux.screen());
+        let ctrl_c = || {
+            let sent = tmux
+                .command()
+                .args(["send-keys", "-t", "main", "C-c"])
+                .status();
+            assert!(sent.unwrap().success());
+        };
+        // The terminal echoes ^C before the container's answer on the same line.
+        let shows =
+            |text: &str| wait_until(Duration::from_secs(15), || tmux.screen().contains(text));
+        ctrl_c();
+        if code == "137" {
+            assert!(shows("ignored-int"), "{}", tmux.screen());
+            ctrl_c();
+        } else {
+            assert!(shows("got-int"), "{}", tmux.screen());
+        }
+        assert!(shows(&format!("exit={code}")), "{}", tmux.screen());
+        assert!(
+            wait_until(Duration::from_secs(15), || !sandbox
+                .state_dir()
+                .join(&id)
+                .exists()),
+            "--rm removed {id}"
+        );
+    }
+}

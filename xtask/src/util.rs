@@ -128,7 +128,7 @@ pub fn demo() -> Result<(), String> {
 
     step("a launcher shell starts the container with `tether run` and exits at once");
     let launch = format!(
-        "{} --state-dir {} run --id {id} --bundle {} --runtime-root {}; echo \"launcher (pid $$) exits now\"",
+        "{} --state-dir {} run -d --id {id} --bundle {} --runtime-root {}; echo \"launcher (pid $$) exits now\"",
         tether.display(),
         state.display(),
         bundle.path().display(),

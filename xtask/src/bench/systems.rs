@@ -180,7 +180,7 @@ impl Env {
         let output = Command::new(&self.tether)
             .arg("--state-dir")
             .arg(self.tether_state())
-            .args(["run", "--id", &id, "--bundle"])
+            .args(["run", "-d", "--id", &id, "--bundle"])
             .arg(&bundle)
             .arg("--runtime-root")
             .arg(self.runc_root())

@@ -1,0 +1,167 @@
+//! Runtime specs made for the user: `tether spec` (a default config.json, as `runc spec`) and the
+//! bundle `tether run --rootfs DIR [flags] ID -- CMD...` writes under the container's state dir
+//! (what the runtime got is what `tether state`'s bundle holds).
+
+use crate::cli::{RootfsArgs, RunArgs};
+use crate::error::{Error, Result};
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, Mount, Process, Root,
+    Spec,
+};
+use std::path::{Path, PathBuf};
+
+/// The default spec: runc's own defaults (namespaces, mounts, capabilities, `sh`), its rootfs at
+/// `rootfs` in the bundle.
+pub fn default_spec() -> Spec {
+    Spec::default()
+}
+
+/// `tether spec [--bundle DIR]`: writes DIR/config.json, refusing to overwrite one.
+pub fn write_default(bundle: &Path) -> Result<u8> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(Error::invalid(format!(
+            "{} exists already: remove it first",
+            path.display()
+        )));
+    }
+    default_spec()
+        .save(&path)
+        .map_err(|e| Error::failed(format!("{}: {e}", path.display())))?;
+    Ok(0)
+}
+
+/// The spec for `run --rootfs`: the default spec with the flags applied. Every value is checked
+/// here, before anything is made.
+pub fn for_rootfs(
+    args: &RunArgs,
+    rootfs: &RootfsArgs,
+    rootfs_dir: &Path,
+    id: &str,
+) -> Result<Spec> {
+    let mut spec = default_spec();
+    // The container's name is its hostname unless --hostname says otherwise, as docker does.
+    let name: String = id
+        .chars()
+        .map(|c| if c == '_' { '-' } else { c })
+        .take(63)
+        .collect();
+    spec.set_hostname(Some(name));
+    let mut root = Root::default();
+    root.set_path(rootfs_dir.to_owned())
+        .set_readonly(Some(rootfs.read_only));
+    spec.set_root(Some(root));
+    let mut process: Process = spec.process().clone().unwrap_or_default();
+    if !args.command.is_empty() {
+        process.set_args(Some(args.command.clone()));
+    }
+    process.set_terminal(Some(args.tty));
+    let mut env = process.env().clone().unwrap_or_default();
+    for entry in &rootfs.env {
+        let Some((key, _)) = entry.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(Error::invalid(format!("-e {entry:?}: not KEY=VALUE")));
+        };
+        env.retain(|existing| existing.split_once('=').map(|(k, _)| k) != Some(key));
+        env.push(entry.clone());
+    }
+    process.set_env(Some(env));
+    if let Some(dir) = &rootfs.workdir {
+        if !dir.starts_with('/') {
+            return Err(Error::invalid(format!("-w {dir:?}: not an absolute path")));
+        }
+        process.set_cwd(dir.into());
+    }
+    if let Some(user) = &rootfs.user {
+        process.set_user(crate::daemon::process::parse_user(user).map_err(Error::invalid)?);
+    }
+    spec.set_process(Some(process));
+    if let Some(hostname) = &rootfs.hostname {
+        let valid = !hostname.is_empty()
+            && hostname.len() <= 64
+            && hostname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !valid {
+            return Err(Error::invalid(format!(
+                "--hostname {hostname:?}: 1 to 64 letters, digits, '-' or '.'"
+            )));
+        }
+        spec.set_hostname(Some(hostname.clone()));
+    }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for volume in &rootfs.volumes {
+        mounts.push(bind_mount(volume)?);
+    }
+    spec.set_mounts(Some(mounts));
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut resources: LinuxResources = linux.resources().clone().unwrap_or_default();
+    if let Some(limit) = rootfs.memory {
+        let limit = i64::try_from(limit).map_err(|_| Error::invalid("--memory: too large"))?;
+        let memory = LinuxMemoryBuilder::default()
+            .limit(limit)
+            .build()
+            .map_err(|e| Error::invalid(format!("--memory: {e}")))?;
+        resources.set_memory(Some(memory));
+    }
+    if let Some(cpus) = rootfs.cpus {
+        if !(0.01..=1024.0).contains(&cpus) {
+            return Err(Error::invalid(format!(
+                "--cpus {cpus}: between 0.01 and 1024"
+            )));
+        }
+        const PERIOD: u64 = 100_000;
+        let cpu = LinuxCpuBuilder::default()
+            .period(PERIOD)
+            .quota((cpus * PERIOD as f64).round() as i64)
+            .build()
+            .map_err(|e| Error::invalid(format!("--cpus: {e}")))?;
+        resources.set_cpu(Some(cpu));
+    }
+    if let Some(limit) = rootfs.pids_limit {
+        let pids = LinuxPidsBuilder::default()
+            .limit(limit)
+            .build()
+            .map_err(|e| Error::invalid(format!("--pids-limit: {e}")))?;
+        resources.set_pids(Some(pids));
+    }
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+/// `-v SRC:DST[:ro]`: a bind mount of the host's SRC (which must exist) at DST.
+fn bind_mount(volume: &str) -> Result<Mount> {
+    let mut parts = volume.split(':');
+    let (Some(source), Some(destination)) = (parts.next(), parts.next()) else {
+        return Err(Error::invalid(format!("-v {volume:?}: not SRC:DST[:ro]")));
+    };
+    let mode = match parts.next() {
+        None | Some("rw") => "rw",
+        Some("ro") => "ro",
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "-v {volume:?}: {other:?} is neither ro nor rw"
+            )))
+        }
+    };
+    if parts.next().is_some() || !destination.starts_with('/') {
+        return Err(Error::invalid(format!(
+            "-v {volume:?}: not SRC:DST[:ro] with an absolute DST"
+        )));
+    }
+    let source =
+        std::path::absolute(source).map_err(|e| Error::invalid(format!("-v {volume:?}: {e}")))?;
+    if !source.exists() {
+        return Err(Error::invalid(format!(
+            "-v {volume:?}: {} does not exist",
+            source.display()
+        )));
+    }
+    let mut mount = Mount::default();
+    mount
+        .set_destination(PathBuf::from(destination))
+        .set_source(Some(source))
+        .set_typ(Some("bind".into()))
+        .set_options(Some(vec!["rbind".into(), mode.into()]));
+    Ok(mount)
+}

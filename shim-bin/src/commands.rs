@@ -27,7 +27,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Run(args) => crate::run::run(&cli.state_dir, *args),
         Command::Spec { bundle } => crate::spec::write_default(&bundle),
-        Command::Daemon { config } => Ok(crate::daemon::main(&config)),
+        Command::Daemon { config } => Ok(crate::launch::daemon::main(&config)),
         Command::Ps {
             format,
             quiet,

@@ -10,7 +10,6 @@ mod cli;
 mod client;
 mod commands;
 mod config;
-mod daemon;
 mod error;
 mod foreground;
 mod front;
@@ -51,7 +50,7 @@ fn main() -> ExitCode {
         args.next(),
     ) {
         if daemon == "daemon" && flag == "--config" {
-            return ExitCode::from(daemon::main(&config));
+            return ExitCode::from(launch::daemon::main(&config));
         }
     }
     let cli = match cli::Cli::try_parse() {

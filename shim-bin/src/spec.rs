@@ -72,7 +72,7 @@ pub fn for_rootfs(
         process.set_cwd(dir.into());
     }
     if let Some(user) = &rootfs.user {
-        process.set_user(crate::daemon::process::parse_user(user).map_err(Error::invalid)?);
+        process.set_user(crate::front::control::parse_user(user).map_err(Error::invalid)?);
     }
     spec.set_process(Some(process));
     if let Some(hostname) = &rootfs.hostname {

@@ -1,6 +1,6 @@
 //! Every mio token of the binary, in one place: who owns which token, so no two owners of one
-//! poll can collide. There are two polls: the supervisor's (the daemon of `tether run`, or the
-//! core of containerd's shim) and the ttrpc door's thread.
+//! poll can collide. There are two polls: the supervisor's (the same under `tether run` and under
+//! containerd) and the ttrpc door's thread.
 
 use mio::Token;
 
@@ -14,15 +14,9 @@ pub const CONTROL_LISTENER: Token = Token(1);
 pub const WAKER: Token = Token(2);
 /// The memory cgroup's OOM eventfd.
 pub const OOM: Token = Token(3);
-/// `tether run`'s container stdout, stderr and stdin (pipe or terminal).
-pub const STDOUT: Token = Token(4);
-pub const STDERR: Token = Token(5);
-pub const CONTAINER_STDIN: Token = Token(6);
 /// Control socket connections.
 pub const CONTROL_CONNECTIONS: Tokens = Tokens::new(1000, 1 << 40);
-/// Exec pipes of `tether exec`.
-pub const EXEC_PIPES: Tokens = Tokens::new(1 << 40, 1 << 41);
-/// Relays of containerd's processes: relay `n` has two, its source and its destination.
+/// Relays of the processes' stdio: relay `n` has two, its source and its destination.
 const RELAYS: usize = 1 << 41;
 
 /// The source and destination tokens of relay `n`.

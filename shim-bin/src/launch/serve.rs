@@ -73,6 +73,7 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
         bundle_dir: bundle.clone(),
         socket_dir: PathBuf::from(SOCKET_DIR),
         socket_stem: socket_stem(args),
+        scratch_dir: bundle.clone(),
         diag: diag.clone(),
         events: Box::new(events.clone()),
         poll,

@@ -1,9 +1,12 @@
-//! The shim daemon's own diagnostics, written to its stderr: the `log` fifo containerd makes in the
-//! bundle and copies into its own log. Lines are logfmt, like containerd's, so they read as part of
-//! it. Writes never block and never fail the caller: while containerd is down nobody reads the fifo
-//! and a line is simply lost.
+//! The shim daemon's own diagnostics. Under containerd they go to its stderr: the `log` fifo
+//! containerd makes in the bundle and copies into its own log, as logfmt lines like containerd's,
+//! so they read as part of it. For `tether run` they go to the container's `shim.log`. Writes never
+//! block and never fail the caller: while containerd is down nobody reads the fifo and a line is
+//! simply lost.
 
+use super::persist::ShimLog;
 use std::fmt::Arguments;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Where the daemon says what it does.
@@ -11,6 +14,8 @@ use std::time::SystemTime;
 pub struct Diag {
     id: String,
     debug: bool,
+    /// `tether run`'s shim.log; none: stderr, in containerd's format.
+    file: Option<Arc<Mutex<ShimLog>>>,
 }
 
 impl Diag {
@@ -18,6 +23,16 @@ impl Diag {
         Diag {
             id: id.to_owned(),
             debug,
+            file: None,
+        }
+    }
+
+    /// Diagnostics into `tether run`'s shim.log, every level.
+    pub fn to_file(id: &str, log: ShimLog) -> Diag {
+        Diag {
+            id: id.to_owned(),
+            debug: true,
+            file: Some(Arc::new(Mutex::new(log))),
         }
     }
 
@@ -39,6 +54,12 @@ impl Diag {
     }
 
     fn write(&self, level: &str, message: Arguments<'_>) {
+        if let Some(file) = &self.file {
+            if let Ok(mut log) = file.lock() {
+                log.line(message);
+            }
+            return;
+        }
         let message = message
             .to_string()
             .replace('\\', "\\\\")

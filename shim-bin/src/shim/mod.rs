@@ -4,26 +4,34 @@
 //! [`shim_core::Error`]. What a door's wire says is the door's business (see [`crate::front`]).
 
 mod cgroup;
+pub mod client;
 pub mod diag;
 mod logbinary;
 pub mod mounts;
+pub mod nonblocking;
 mod ops;
+pub mod persist;
 pub mod runtime;
 mod spawn;
 mod stdio;
 
 pub use cgroup::Cgroup;
-pub use spawn::CreateSpec;
+pub use spawn::{CreateSpec, Listing, RunSpec};
+pub use stdio::StdioPlan;
 
 use crate::oom::OomWatch;
 use crate::tokens::{self, OOM, REAPER, WAKER};
+use client::{ClientInput, ClientOutput, Taken, CLIENT_HIGH_WATER};
 use diag::Diag;
 use mio::unix::SourceFd;
+use mio::Token;
 use mio::{Events, Interest, Poll};
 use runtime::RuntimeOptions;
+use shim_core::frame::FrameKind;
 use shim_core::lifecycle::{self, Phase};
-use shim_core::{Event, ExecId, Exit, ProcessKey, StdioPaths};
+use shim_core::{Event, ExecId, Exit, ProcessKey};
 use shim_io::relay::{self, InputRelay, OutputRelay};
+use shim_io::{IoEngine, IoEvent, SinkId, Stream};
 use shim_reaper::Reaper;
 use shim_runc::Runc;
 use std::collections::HashMap;
@@ -31,7 +39,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
-use stdio::{Input, Output};
+use stdio::{Input, InputFrom, Output, OutputTo};
 
 /// Work a door hands the supervisor's thread (a call to answer, with where its answer goes).
 pub type Job = Box<dyn FnOnce(&mut Supervisor) + Send>;
@@ -44,9 +52,19 @@ pub trait EventSink: Send {
     fn publish(&mut self, container_id: &str, event: Event);
 }
 
+/// No one listens for events (`tether run`'s containers are seen through their state).
+#[derive(Debug)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn publish(&mut self, _: &str, _: Event) {}
+}
+
 /// How often an exit whose output sits in a fifo looks whether the reader has taken it (a reader
 /// emptying a fifo wakes nobody).
 const DELIVERY_POLL: Duration = Duration::from_millis(5);
+/// What a relay copies in one read.
+const RELAY_BUFFER: usize = 64 * 1024;
 /// How often a fifo that holds the last of a finished output is looked at, to close it (the
 /// reader's end-of-file) once read.
 const LINGER_POLL: Duration = Duration::from_millis(250);
@@ -54,8 +72,23 @@ const LINGER_POLL: Duration = Duration::from_millis(250);
 /// One relay of the shim.
 #[derive(Debug)]
 pub enum Relay {
+    /// Output to a fifo, file or pipe (containerd's).
     Output { relay: OutputRelay, name: String },
+    /// A fifo's input to the process (containerd's).
     Input(InputRelay),
+    /// Output into tether's log: the log engine copies it, under this relay's source token.
+    Log(Token),
+    /// Output to a control client, as frames.
+    ToClient(ClientOutput),
+    /// A control client's input to the process.
+    FromClient(ClientInput),
+}
+
+/// tether's log and the engine that copies into it.
+#[derive(Debug)]
+pub struct LogOutput {
+    pub engine: IoEngine,
+    pub sink: SinkId,
 }
 
 /// The init or an exec.
@@ -64,7 +97,7 @@ pub struct Proc {
     pub pid: i32,
     /// Created, Running or Paused; [`Proc::phase`] adds what the exit says.
     pub state: Phase,
-    pub paths: StdioPaths,
+    pub stdio: StdioPlan,
     /// Its output relays.
     pub outputs: Vec<usize>,
     pub input: Option<usize>,
@@ -88,12 +121,12 @@ impl std::fmt::Debug for Proc {
 }
 
 impl Proc {
-    pub fn new(key: ProcessKey, paths: StdioPaths) -> Proc {
+    pub fn new(key: ProcessKey, stdio: StdioPlan) -> Proc {
         Proc {
             key,
             pid: 0,
             state: Phase::Created,
-            paths,
+            stdio,
             outputs: Vec::new(),
             input: None,
             terminal: None,
@@ -150,9 +183,9 @@ pub struct Container {
     pub shares_pid_namespace: bool,
     /// Its cgroup, found while the init ran (Stats reads it).
     pub cgroup: Option<cgroup::Cgroup>,
-    /// The runtime's `--root`.
-    pub runc_root: std::path::PathBuf,
     pub created_at: String,
+    /// What `tether ps` shows of it.
+    pub listing: Listing,
 }
 
 pub struct Supervisor {
@@ -163,6 +196,8 @@ pub struct Supervisor {
     /// Where console sockets go (short paths: a bundle path can be too long for a socket).
     pub socket_dir: PathBuf,
     pub socket_stem: String,
+    /// Where the runtime's pid files go.
+    pub scratch_dir: PathBuf,
     pub diag: Diag,
     pub events: Box<dyn EventSink>,
     pub poll: Poll,
@@ -171,8 +206,10 @@ pub struct Supervisor {
     /// The options containerd gave `start`; a Create request's own take precedence.
     pub default_options: RuntimeOptions,
     pub container: Option<Container>,
-    /// The container's entry in tether's state directory.
+    /// The container's entry in tether's state directory, and its control socket.
     pub front: Option<crate::front::control::TetherFront>,
+    /// tether's log, for a container `tether run` started.
+    pub log: Option<LogOutput>,
     relays: HashMap<usize, Relay>,
     next_relay: usize,
     backlog: Vec<usize>,
@@ -196,6 +233,7 @@ pub struct Parts {
     pub bundle_dir: PathBuf,
     pub socket_dir: PathBuf,
     pub socket_stem: String,
+    pub scratch_dir: PathBuf,
     pub diag: Diag,
     pub events: Box<dyn EventSink>,
     pub poll: Poll,
@@ -212,6 +250,7 @@ impl Supervisor {
             bundle_dir: parts.bundle_dir,
             socket_dir: parts.socket_dir,
             socket_stem: parts.socket_stem,
+            scratch_dir: parts.scratch_dir,
             diag: parts.diag,
             events: parts.events,
             poll: parts.poll,
@@ -220,21 +259,28 @@ impl Supervisor {
             default_options: parts.default_options,
             container: None,
             front: None,
+            log: None,
             relays: HashMap::new(),
             next_relay: 0,
             backlog: Vec::new(),
-            buf: vec![0; 64 * 1024],
+            // Made with the first relay that copies through it: `tether run`'s log is copied by
+            // the engine, and a daemon that is never exec'd into keeps 64 KiB less resident.
+            buf: Vec::new(),
             reap_needed: false,
             done: false,
             scratch_serial: 0,
         }
     }
 
-    /// Serves until Shutdown.
+    /// Serves until the container is gone (Shutdown, or a delete through tether's door).
     pub fn run(&mut self) {
         let mut events = Events::with_capacity(64);
         while !self.done {
-            let timeout = if !self.backlog.is_empty() || self.reap_needed {
+            let busy = !self.backlog.is_empty()
+                || self.reap_needed
+                || self.log.as_ref().is_some_and(|l| l.engine.has_backlog())
+                || self.front.as_ref().is_some_and(|f| f.has_backlog());
+            let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
                 self.next_deadline()
@@ -253,21 +299,17 @@ impl Supervisor {
                     (WAKER, _) => {}
                     (OOM, _) => self.check_oom(),
                     (_, Some(relay)) => self.relay_ready(relay),
-                    (token, None) => {
-                        let registry = self.poll.registry();
-                        let incoming = match &mut self.front {
-                            Some(front) if front.owns(token) => front.handle(registry, token),
-                            _ => Vec::new(),
-                        };
-                        for incoming in incoming {
-                            self.on_tether_client(incoming);
-                        }
-                    }
+                    (token, None) => self.front_ready(token),
                 }
             }
             for relay in std::mem::take(&mut self.backlog) {
                 self.relay_ready(relay);
             }
+            if let Some(log) = &mut self.log {
+                let events = log.engine.work_backlog(self.poll.registry());
+                self.on_log_events(events);
+            }
+            self.front_backlog();
             if self.reap_needed {
                 self.reap();
             }
@@ -277,16 +319,66 @@ impl Supervisor {
                     self.reap();
                 }
             }
+            self.resume_client_outputs();
+            self.front_tick();
             self.check_pending_exits();
             self.close_delivered();
-            let expired = match &mut self.front {
-                Some(front) => front.expire_idle(self.poll.registry()),
-                None => Vec::new(),
-            };
-            for incoming in expired {
-                self.on_tether_client(incoming);
-            }
             self.refresh_front();
+            self.check_log_sink();
+        }
+    }
+
+    /// What the log engine saw: output for attach clients, a stream's end.
+    fn on_log_events(&mut self, events: Vec<IoEvent>) {
+        for event in events {
+            match event {
+                IoEvent::Data { stream, bytes, .. } => self.attach_output(stream, &bytes),
+                IoEvent::OutputClosed { stream, .. } => self.diag.debug(format_args!(
+                    "container {} reached end of stream",
+                    stream.as_str()
+                )),
+                IoEvent::InputClosed { .. } => {}
+            }
+        }
+    }
+
+    /// Says when the log could not be written, and when it could again.
+    fn check_log_sink(&mut self) {
+        let Some(log) = &mut self.log else { return };
+        let Some(sink) = log.engine.sink_mut(log.sink) else {
+            return;
+        };
+        let path = sink.path().display().to_string();
+        if let Some(error) = sink.take_error() {
+            self.diag.warn(format_args!(
+                "log {path}: {error} (output is dropped until it can be written again)"
+            ));
+        }
+        if let Some(bytes) = sink.take_recovered() {
+            self.diag.warn(format_args!(
+                "log {path}: written again; {bytes} bytes of output were dropped"
+            ));
+        }
+    }
+
+    /// Reopens tether's log (after logrotate moved it); nothing without one.
+    pub fn reopen_log(&mut self) -> std::io::Result<()> {
+        match &mut self.log {
+            Some(log) => match log.engine.sink_mut(log.sink) {
+                Some(sink) => sink.reopen(),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Hands copies of the init's log output to the door (attach clients) while `on`.
+    pub fn tap_log(&mut self, on: bool) {
+        let Some(log) = &mut self.log else { return };
+        for relay in self.relays.values() {
+            if let Relay::Log(token) = relay {
+                log.engine.set_tap(*token, on);
+            }
         }
     }
 
@@ -316,9 +408,10 @@ impl Supervisor {
             .values()
             .filter_map(|relay| match relay {
                 Relay::Output { relay, .. } => relay.deadline(),
-                Relay::Input(_) => None,
+                _ => None,
             })
-            .chain(lingering);
+            .chain(lingering)
+            .chain(self.log.as_ref().and_then(|l| l.engine.next_deadline()));
         let front = self.front.as_ref().and_then(|front| front.next_deadline());
         let Some(container) = self.container.as_ref() else {
             return relays.chain(front).min();
@@ -334,32 +427,80 @@ impl Supervisor {
         exits.chain(relays).chain(poll_again).chain(front).min()
     }
 
+    fn next_relay(&mut self, copies: bool) -> (usize, Token) {
+        if copies && self.buf.is_empty() {
+            self.buf = vec![0; RELAY_BUFFER];
+        }
+        let n = self.next_relay;
+        self.next_relay += 1;
+        (n, tokens::relay_tokens(n).0)
+    }
+
     /// Starts relaying an output; returns its number.
     pub fn add_output(
         &mut self,
-        (fd, destination): Output,
+        (fd, to): Output,
         name: String,
         stream: &'static str,
     ) -> std::io::Result<usize> {
-        let n = self.next_relay;
-        self.next_relay += 1;
-        let mut relay = OutputRelay::new(fd, destination, stream)?;
-        let (source, destination) = tokens::relay_tokens(n);
-        relay.register(self.poll.registry(), source, destination)?;
-        self.relays.insert(n, Relay::Output { relay, name });
+        let (n, source) = self.next_relay(!matches!(to, OutputTo::Log));
+        let relay = match to {
+            OutputTo::Relay(destination) => {
+                let mut relay = OutputRelay::new(fd, destination, stream)?;
+                relay.register(self.poll.registry(), source, tokens::relay_tokens(n).1)?;
+                Relay::Output { relay, name }
+            }
+            OutputTo::Log => {
+                let log = self
+                    .log
+                    .as_mut()
+                    .ok_or_else(|| std::io::Error::other("no log to write to"))?;
+                let stream = if stream == "stderr" {
+                    Stream::Stderr
+                } else {
+                    Stream::Stdout
+                };
+                log.engine
+                    .add_output(self.poll.registry(), source, fd, stream, log.sink)?;
+                Relay::Log(source)
+            }
+            OutputTo::Client(client) => {
+                let kind = if stream == "stderr" {
+                    FrameKind::Stderr
+                } else {
+                    FrameKind::Stdout
+                };
+                Relay::ToClient(ClientOutput::new(
+                    fd,
+                    kind,
+                    client,
+                    self.poll.registry(),
+                    source,
+                )?)
+            }
+        };
+        self.relays.insert(n, relay);
         // Output may be waiting already.
         self.backlog.push(n);
         Ok(n)
     }
 
     /// Starts relaying an input; returns its number.
-    pub fn add_input(&mut self, (fifo, writer): Input) -> std::io::Result<usize> {
-        let n = self.next_relay;
-        self.next_relay += 1;
-        let mut relay = InputRelay::new(fifo, writer)?;
-        let (source, destination) = tokens::relay_tokens(n);
-        relay.register(self.poll.registry(), source, destination)?;
-        self.relays.insert(n, Relay::Input(relay));
+    pub fn add_input(&mut self, (from, writer): Input, terminal: bool) -> std::io::Result<usize> {
+        let (n, source) = self.next_relay(matches!(from, InputFrom::Fifo(_)));
+        let relay = match from {
+            InputFrom::Fifo(fifo) => {
+                let mut relay = InputRelay::new(fifo, writer)?;
+                relay.register(self.poll.registry(), source, tokens::relay_tokens(n).1)?;
+                Relay::Input(relay)
+            }
+            InputFrom::Client => {
+                let mut input = ClientInput::new(writer, terminal)?;
+                input.register(self.poll.registry(), source)?;
+                Relay::FromClient(input)
+            }
+        };
+        self.relays.insert(n, relay);
         self.backlog.push(n);
         Ok(n)
     }
@@ -399,45 +540,188 @@ impl Supervisor {
                     self.relays.remove(&n);
                 }
             }
+            Some(Relay::Log(token)) => {
+                let token = *token;
+                let Some(log) = &mut self.log else { return };
+                let events = log.engine.handle(registry, token).unwrap_or_default();
+                let open = log.engine.is_output_open(token);
+                self.on_log_events(events);
+                if !open {
+                    self.relays.remove(&n);
+                }
+            }
+            Some(Relay::ToClient(_)) => self.pump_client_output(n, false),
+            Some(Relay::FromClient(input)) => {
+                input.flush(registry);
+                let closed = input.is_closed();
+                if closed {
+                    self.relays.remove(&n);
+                }
+                self.client_input_drained();
+            }
             None => {}
+        }
+    }
+
+    /// Hands what a process wrote to its client, while the client takes it (`force`: all there is,
+    /// before the output is closed).
+    fn pump_client_output(&mut self, n: usize, force: bool) {
+        let registry = self.poll.registry();
+        let Some(Relay::ToClient(output)) = self.relays.get_mut(&n) else {
+            return;
+        };
+        loop {
+            let backlog = output
+                .client
+                .and_then(|client| self.front.as_ref()?.pending_output(client))
+                .unwrap_or(0);
+            if !force && backlog >= CLIENT_HIGH_WATER {
+                return;
+            }
+            match output.read(&mut self.buf) {
+                Taken::Data(len) => {
+                    if let (Some(client), Some(front)) = (output.client, &mut self.front) {
+                        front.send_frame(registry, client, output.kind, &self.buf[..len]);
+                    }
+                }
+                Taken::Empty => return,
+                Taken::End => {
+                    output.close(registry);
+                    self.relays.remove(&n);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads on for clients that caught up with their process's output.
+    fn resume_client_outputs(&mut self) {
+        let Some(front) = &self.front else { return };
+        let ready: Vec<usize> = self
+            .relays
+            .iter()
+            .filter_map(|(n, relay)| match relay {
+                Relay::ToClient(output) if output.is_open() => {
+                    let pending = output
+                        .client
+                        .and_then(|c| front.pending_output(c))
+                        .unwrap_or(0);
+                    (pending < CLIENT_HIGH_WATER / 2).then_some(*n)
+                }
+                _ => None,
+            })
+            .collect();
+        for n in ready {
+            self.pump_client_output(n, false);
+        }
+    }
+
+    /// Input from a control client for a process's stdin relay `n`; false when it takes no more
+    /// for now (the client is then not read until [`Supervisor::client_input_drained`]).
+    pub fn client_input(&mut self, n: usize, bytes: &[u8]) -> bool {
+        let registry = self.poll.registry();
+        let Some(Relay::FromClient(input)) = self.relays.get_mut(&n) else {
+            return true;
+        };
+        input.push(bytes);
+        input.flush(registry);
+        let full = input.full();
+        if input.is_closed() {
+            self.relays.remove(&n);
+        }
+        !full
+    }
+
+    /// Whether input relay `n` takes more from its clients.
+    pub fn takes_input(&self, n: usize) -> bool {
+        match self.relays.get(&n) {
+            Some(Relay::FromClient(input)) => !input.full(),
+            _ => true,
+        }
+    }
+
+    /// A client went away: what its processes write is read and dropped from now on.
+    pub fn forget_client(&mut self, client: Token) {
+        for relay in self.relays.values_mut() {
+            if let Relay::ToClient(output) = relay {
+                if output.client == Some(client) {
+                    output.client = None;
+                }
+            }
         }
     }
 
     /// Whether an output relay still reads from its process.
     fn output_open(&self, n: usize) -> bool {
-        matches!(self.relays.get(&n), Some(Relay::Output { relay, .. }) if relay.source_open())
+        match self.relays.get(&n) {
+            Some(Relay::Output { relay, .. }) => relay.source_open(),
+            Some(Relay::Log(token)) => self
+                .log
+                .as_ref()
+                .is_some_and(|log| log.engine.is_output_open(*token)),
+            Some(Relay::ToClient(output)) => output.is_open(),
+            _ => false,
+        }
     }
 
     /// Closes a relay at once (its process is gone and deleted).
     pub fn close_relay(&mut self, n: usize) {
+        let registry = self.poll.registry();
         match self.relays.remove(&n) {
-            Some(Relay::Output { mut relay, .. }) => relay.close(self.poll.registry()),
-            Some(Relay::Input(mut relay)) => relay.close(self.poll.registry()),
+            Some(Relay::Output { mut relay, .. }) => relay.close(registry),
+            Some(Relay::Input(mut relay)) => relay.close(registry),
+            Some(Relay::Log(token)) => {
+                if let Some(log) = &mut self.log {
+                    let events = log.engine.close_output(registry, token);
+                    self.on_log_events(events);
+                }
+            }
+            Some(Relay::ToClient(mut output)) => output.close(registry),
+            Some(Relay::FromClient(mut input)) => input.close(registry),
             None => {}
         }
     }
 
     /// Stops reading a process's output whatever is still open, keeping what was read for the client.
     fn close_sources(&mut self, outputs: &[usize]) {
-        for n in outputs {
-            if let Some(Relay::Output { relay, .. }) = self.relays.get_mut(n) {
-                let _ = relay.pump(self.poll.registry(), &mut self.buf);
-                relay.close_source(self.poll.registry());
-                if relay.closable() {
-                    relay.close(self.poll.registry());
-                    self.relays.remove(n);
+        for &n in outputs {
+            match self.relays.get_mut(&n) {
+                Some(Relay::Output { relay, .. }) => {
+                    let _ = relay.pump(self.poll.registry(), &mut self.buf);
+                    relay.close_source(self.poll.registry());
+                    if relay.closable() {
+                        relay.close(self.poll.registry());
+                        self.relays.remove(&n);
+                    }
                 }
+                Some(Relay::ToClient(_)) => {
+                    self.pump_client_output(n, true);
+                    self.close_relay(n);
+                }
+                Some(Relay::Log(_)) => self.close_relay(n),
+                _ => {}
             }
         }
     }
 
-    /// Ends a process's input (CloseIO).
+    /// Ends a process's input once what its client wrote is passed on (CloseIO, end of stdin).
     pub fn close_input(&mut self, n: usize) {
-        if let Some(Relay::Input(relay)) = self.relays.get_mut(&n) {
-            relay.close_after_flush(self.poll.registry(), &mut self.buf);
-            if relay.is_closed() {
-                self.relays.remove(&n);
+        let registry = self.poll.registry();
+        match self.relays.get_mut(&n) {
+            Some(Relay::Input(relay)) => {
+                relay.close_after_flush(registry, &mut self.buf);
+                if relay.is_closed() {
+                    self.relays.remove(&n);
+                }
             }
+            Some(Relay::FromClient(input)) => {
+                input.end();
+                input.flush(registry);
+                if input.is_closed() {
+                    self.relays.remove(&n);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -513,11 +797,7 @@ impl Supervisor {
         let runc = container.runc.clone();
         self.reap_needed = true;
         let kill = shim_runc::KillOptions::new(9).all(true);
-        if let Err(e) = runc.kill(
-            &self.id,
-            kill,
-            &mut crate::daemon::ReaperWait(&mut self.reaper),
-        ) {
+        if let Err(e) = runc.kill(&self.id, kill, &mut runtime::ReaperWait(&mut self.reaper)) {
             self.diag.debug(format_args!(
                 "kill the rest of {} at its init's exit: {e}",
                 self.id
@@ -571,20 +851,30 @@ impl Supervisor {
         let PendingExit {
             exited, grace_over, ..
         } = pending;
-        let registry = self.poll.registry();
         let mut delivered = true;
-        for n in outputs {
-            let Some(Relay::Output { relay, .. }) = self.relays.get_mut(n) else {
-                continue; // finished and closed
-            };
-            if relay.source_open() && now >= grace_over {
-                let _ = relay.pump(registry, &mut self.buf);
-                relay.close_source(registry);
-            }
-            delivered &= relay.delivered(now, exited);
-            if relay.closable() {
-                relay.close(registry);
-                self.relays.remove(n);
+        for &n in outputs {
+            let grace = now >= grace_over;
+            match self.relays.get_mut(&n) {
+                Some(Relay::Output { relay, .. }) => {
+                    let registry = self.poll.registry();
+                    if relay.source_open() && grace {
+                        let _ = relay.pump(registry, &mut self.buf);
+                        relay.close_source(registry);
+                    }
+                    delivered &= relay.delivered(now, exited);
+                    if relay.closable() {
+                        relay.close(registry);
+                        self.relays.remove(&n);
+                    }
+                }
+                // Written to the log or handed to the client once read: delivered at the pipe's end.
+                Some(Relay::Log(_) | Relay::ToClient(_)) => {
+                    if grace {
+                        self.close_sources(&[n]);
+                    }
+                    delivered &= !self.output_open(n);
+                }
+                _ => {} // finished and closed
             }
         }
         lifecycle::Output {
@@ -622,10 +912,8 @@ impl Supervisor {
         );
         if key.is_init() {
             self.refresh_front();
-            if let Some(front) = &mut self.front {
-                front.exited(self.poll.registry(), exit.code());
-            }
         }
+        self.front_exited(key, exit);
         self.diag.debug(format_args!(
             "{key} (pid {}) exited: {}",
             exit.pid, exit.status
@@ -633,7 +921,7 @@ impl Supervisor {
     }
 }
 
-fn pending_exit(exit: Exit, key: &ProcessKey) -> PendingExit {
+pub(crate) fn pending_exit(exit: Exit, key: &ProcessKey) -> PendingExit {
     let grace = lifecycle::output_grace(key);
     let exited = Instant::now();
     PendingExit {

@@ -3,8 +3,8 @@
 //! Making and starting processes is in [`super::spawn`].
 
 use super::mounts::unmount_rootfs;
+use super::runtime::{ReaperWait, RUNTIME_TIMEOUT};
 use super::{Container, Proc, Supervisor, WaitAnswer};
-use crate::daemon::ReaperWait;
 use crate::sys::set_window;
 use shim_core::lifecycle::{self, DeletePlan, Phase};
 use shim_core::{Error, Event, ExecId, Exit, ProcessKey, Result};
@@ -97,7 +97,7 @@ impl Supervisor {
     /// Removes a process: an exec, or the init with the whole container.
     pub fn delete(&mut self, key: &ProcessKey) -> Result<Deleted> {
         let ProcessKey::Exec(exec_id) = key else {
-            return self.delete_container();
+            return self.delete_container(false);
         };
         let proc = self.process(key)?;
         let plan =
@@ -116,9 +116,10 @@ impl Supervisor {
         })
     }
 
-    fn delete_container(&mut self) -> Result<Deleted> {
+    /// Removes the container; `force`: a running one too (killed first, as `runc delete --force`).
+    pub fn delete_container(&mut self, force: bool) -> Result<Deleted> {
         let id = self.id.clone();
-        let plan = lifecycle::delete_plan(self.container()?.init.phase(), false)
+        let plan = lifecycle::delete_plan(self.container()?.init.phase(), force)
             .map_err(|e| e.context(format!("container {id}")))?;
         if plan == DeletePlan::RecordExitFirst {
             // Exited, its output still draining: the exit is recorded (and published) now.
@@ -137,9 +138,12 @@ impl Supervisor {
                 return Err(e.into());
             }
         }
+        if plan == DeletePlan::Force {
+            self.record_forced_exit();
+        }
         let container = self.container.take().expect("looked up above");
-        if let Some(front) = self.front.take() {
-            front.unregister();
+        if let Some(front) = &mut self.front {
+            front.remove_entry();
         }
         let mut relays: Vec<usize> = container.init.outputs.clone();
         relays.extend(container.init.input);
@@ -170,6 +174,51 @@ impl Supervisor {
             pid: init.pid,
             exit: Some(exit),
         })
+    }
+
+    /// The processes of a container removed by force are dying: their exits are recorded (their
+    /// output closed, their waiters answered), the execs' first, before the container goes. Each is
+    /// the reaped one, or, should the kernel not deliver it in time, SIGKILL's.
+    fn record_forced_exit(&mut self) {
+        // What came while the runtime removed the container.
+        self.reap();
+        let Ok(container) = self.container() else {
+            return;
+        };
+        let dying: Vec<ProcessKey> = container
+            .execs
+            .values()
+            .filter(|p| p.exit.is_none() && p.pid > 0)
+            .map(|p| p.key.clone())
+            .chain(container.init.exit.is_none().then_some(ProcessKey::Init))
+            .collect();
+        for key in dying {
+            let Ok(proc) = self.process(&key) else {
+                continue;
+            };
+            let pid = proc.pid;
+            let exit = match proc.pending_exit {
+                Some(pending) => pending.exit,
+                None => self
+                    .reaper
+                    .wait_for(pid, RUNTIME_TIMEOUT)
+                    .unwrap_or_else(|_| Exit::forced(pid, SystemTime::now())),
+            };
+            if let Ok(proc) = self.process_mut(&key) {
+                proc.pending_exit = Some(super::pending_exit(exit, &key));
+            }
+            self.record_exit(&key);
+        }
+    }
+
+    /// SIGKILLs a process and everything it started (an exec past its timeout).
+    pub fn kill_tree(&mut self, key: &ProcessKey) -> Result<()> {
+        let proc = self.process(key)?;
+        if proc.pid > 0 && proc.phase() == Phase::Running {
+            kill_tree(proc.pid);
+            self.reap_needed = true;
+        }
+        Ok(())
     }
 
     /// The container's processes, each with its exec id when it is one of the execs.
@@ -264,4 +313,44 @@ impl Supervisor {
             self.done = true;
         }
     }
+}
+
+/// SIGKILLs `pid` and every descendant of it (found through /proc, repeated until none is left or
+/// a few rounds passed, since the tree can change while it is being walked).
+pub fn kill_tree(pid: i32) {
+    use nix::sys::signal::{kill, Signal};
+    for _ in 0..5 {
+        let tree = descendants_and_self(pid);
+        if tree.is_empty() {
+            return;
+        }
+        for member in &tree {
+            let _ = kill(nix::unistd::Pid::from_raw(*member), Signal::SIGKILL);
+        }
+    }
+}
+
+fn descendants_and_self(root: i32) -> Vec<i32> {
+    let mut tree = Vec::new();
+    if !std::path::Path::new(&format!("/proc/{root}")).exists() {
+        return tree;
+    }
+    tree.push(root);
+    let mut index = 0;
+    while index < tree.len() {
+        let pid = tree[index];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let children =
+                    std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+                tree.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
+            }
+        }
+        index += 1;
+    }
+    tree
 }

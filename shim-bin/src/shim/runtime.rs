@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The longest one runtime command may take before it is killed (a hung runtime must not hang the
 /// shim's one thread for ever).
-const RUNTIME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub const RUNTIME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where `start` keeps the options containerd passed on stdin, and Create the ones in force.
 const SAVED: &str = "tether-options.json";
@@ -87,4 +87,46 @@ pub fn join_cgroup(path: &str) -> Result<(), String> {
     } else {
         Err(format!("shim cgroup {path}: no controller has it"))
     }
+}
+
+/// Runtime commands wait for their exit through the reaper, the one owner of `waitpid`.
+pub struct ReaperWait<'a>(pub &'a mut shim_reaper::Reaper);
+
+impl shim_runc::ExitWaiter for ReaperWait<'_> {
+    fn wait(&mut self, pid: i32) -> std::io::Result<shim_core::ExitStatus> {
+        let exit = self
+            .0
+            .wait_for(pid, RUNTIME_TIMEOUT)
+            .map_err(std::io::Error::other)?;
+        Ok(exit.status)
+    }
+
+    fn wakeup_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.0.signal_fd())
+    }
+
+    fn service(&mut self) {
+        let _ = self.0.collect();
+    }
+
+    fn wait_timeout(
+        &mut self,
+        pid: i32,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<Option<shim_core::ExitStatus>> {
+        match self.0.wait_for(pid, timeout) {
+            Ok(exit) => Ok(Some(exit.status)),
+            Err(shim_reaper::Error::Timeout { .. }) => Ok(None),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// The pid a runtime wrote to its `--pid-file`.
+pub fn read_pid(path: &Path) -> Result<i32, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("runtime pid file {}: {e}", path.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("runtime pid file {}: not a pid: {text:?}", path.display()))
 }

@@ -1,8 +1,10 @@
-//! A process's stdio as containerd asked for it: tether's own pipes (or a terminal) for the process,
-//! and the client's fifos or files on the other side of the relays.
+//! A process's stdio: tether's own pipes (or a terminal) for the process, and on the other side of
+//! the relays what its door asked for: containerd's fifos or files, tether's log, or a control
+//! client's frames.
 
 use super::logbinary::{self, is_binary_uri};
-use crate::daemon::nonblocking::pipe;
+use super::nonblocking::pipe;
+use mio::Token;
 use shim_core::StdioPaths;
 use shim_io::relay::{open_input_fifo, Destination};
 use shim_runc::ProcessIo;
@@ -15,10 +17,61 @@ use std::path::{Path, PathBuf};
 /// A process's pipes hold this much output while the shim is busy elsewhere.
 const PIPE_SIZE: i32 = 1 << 20;
 
+/// Where a process's stdio goes: what differs between the doors.
+#[derive(Debug, Clone)]
+pub enum StdioPlan {
+    /// containerd's: fifos, files or a logging binary, by URI.
+    Paths(StdioPaths),
+    /// tether's log (the init of `tether run`), with stdin kept for attach clients.
+    Log { stdin: bool, terminal: bool },
+    /// A control client's frames (`tether exec`); no client: detached (no stdio at all).
+    Client {
+        client: Option<Token>,
+        stdin: bool,
+        terminal: bool,
+    },
+}
+
+impl StdioPlan {
+    /// The URIs, as containerd's State shows them (none but the terminal flag for tether's own).
+    pub fn paths(&self) -> StdioPaths {
+        match self {
+            StdioPlan::Paths(paths) => paths.clone(),
+            StdioPlan::Log { terminal, .. } | StdioPlan::Client { terminal, .. } => StdioPaths {
+                terminal: *terminal,
+                ..StdioPaths::default()
+            },
+        }
+    }
+
+    pub fn terminal(&self) -> bool {
+        match self {
+            StdioPlan::Paths(paths) => paths.terminal,
+            StdioPlan::Log { terminal, .. } | StdioPlan::Client { terminal, .. } => *terminal,
+        }
+    }
+}
+
+/// Where one output goes.
+#[derive(Debug)]
+pub enum OutputTo {
+    /// A fifo, file or pipe (none: the client asked for nothing, read and dropped).
+    Relay(Option<Destination>),
+    Log,
+    Client(Option<Token>),
+}
+
+/// Where a process's input comes from.
+#[derive(Debug)]
+pub enum InputFrom {
+    Fifo(File),
+    Client,
+}
+
 /// An output to relay: tether's read end and where it goes.
-pub type Output = (OwnedFd, Option<Destination>);
-/// An input to relay: the client's fifo and tether's write end of the process's stdin.
-pub type Input = (File, File);
+pub type Output = (OwnedFd, OutputTo);
+/// An input to relay: where it comes from and tether's write end of the process's stdin.
+pub type Input = (InputFrom, File);
 
 /// Stdio made ready before the runtime is called.
 #[derive(Debug)]
@@ -29,9 +82,9 @@ pub struct Prepared {
     pub console: Option<(UnixListener, PathBuf)>,
     pub outputs: Vec<Output>,
     pub input: Option<Input>,
-    /// The client's fifos for a terminal, connected once the terminal arrives.
-    pub terminal_stdout: Option<Destination>,
-    pub terminal_stdin: Option<File>,
+    /// Where a terminal's output and input go, connected once the terminal arrives.
+    pub terminal_output: Option<OutputTo>,
+    pub terminal_input: Option<InputFrom>,
 }
 
 fn null_for(write: bool) -> io::Result<File> {
@@ -89,32 +142,121 @@ fn destinations(
 
 /// Opens the client's side and makes the process's side; `console` is where a terminal's socket
 /// goes.
-pub fn prepare(paths: &StdioPaths, console: &Path, owner: Owner<'_>) -> io::Result<Prepared> {
-    let (stdout_destination, stderr_destination) = destinations(paths, owner)?;
-    if paths.terminal {
-        let terminal_stdout = stdout_destination;
-        let terminal_stdin = if paths.stdin.is_empty() {
-            None
-        } else {
-            Some(
-                open_input_fifo(&paths.stdin)
-                    .map_err(|e| io::Error::new(e.kind(), format!("stdin {}: {e}", paths.stdin)))?,
-            )
-        };
-        let _ = std::fs::remove_file(console);
-        let listener = UnixListener::bind(console).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("console socket {}: {e}", console.display()),
-            )
-        })?;
+pub fn prepare(plan: &StdioPlan, console: &Path, owner: Owner<'_>) -> io::Result<Prepared> {
+    match plan {
+        StdioPlan::Paths(paths) => prepare_paths(paths, console, owner),
+        StdioPlan::Log { stdin, terminal } => {
+            let input = stdin.then_some(InputFrom::Client);
+            prepare_own(OutputTo::Log, OutputTo::Log, input, *terminal, console)
+        }
+        StdioPlan::Client {
+            client,
+            stdin,
+            terminal,
+        } => {
+            if client.is_none() && !terminal {
+                // Detached: the process's stdio is /dev/null.
+                return Ok(Prepared {
+                    runtime: ProcessIo::new(null_for(false)?, null_for(true)?, null_for(true)?),
+                    console: None,
+                    outputs: Vec::new(),
+                    input: None,
+                    terminal_output: None,
+                    terminal_input: None,
+                });
+            }
+            // A terminal takes input from an attached client; a pipe only when asked for.
+            let input = (client.is_some() && (*stdin || *terminal)).then_some(InputFrom::Client);
+            let to = || OutputTo::Client(*client);
+            prepare_own(to(), to(), input, *terminal, console)
+        }
+    }
+}
+
+/// A console socket for the runtime to send the terminal to.
+fn console_listener(console: &Path) -> io::Result<(UnixListener, PathBuf)> {
+    let _ = std::fs::remove_file(console);
+    let listener = UnixListener::bind(console).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("console socket {}: {e}", console.display()),
+        )
+    })?;
+    Ok((listener, console.to_owned()))
+}
+
+/// The process's pipes (or terminal) for tether's own destinations.
+fn prepare_own(
+    stdout: OutputTo,
+    stderr: OutputTo,
+    input: Option<InputFrom>,
+    terminal: bool,
+    console: &Path,
+) -> io::Result<Prepared> {
+    if terminal {
         return Ok(Prepared {
             runtime: ProcessIo::new(null_for(false)?, null_for(true)?, null_for(true)?),
-            console: Some((listener, console.to_owned())),
+            console: Some(console_listener(console)?),
             outputs: Vec::new(),
             input: None,
-            terminal_stdout,
-            terminal_stdin,
+            terminal_output: Some(stdout),
+            terminal_input: input,
+        });
+    }
+    let mut outputs = Vec::new();
+    let mut process_side = Vec::new();
+    for to in [stdout, stderr] {
+        let (read_end, write_end) = output_pipe()?;
+        outputs.push((read_end, to));
+        process_side.push(File::from(write_end));
+    }
+    let (stdin, input) = match input {
+        Some(from) => {
+            let (read_end, write_end) = pipe()?;
+            (File::from(read_end), Some((from, File::from(write_end))))
+        }
+        None => (null_for(false)?, None),
+    };
+    let stderr = process_side.pop().expect("two outputs");
+    let stdout = process_side.pop().expect("two outputs");
+    Ok(Prepared {
+        runtime: ProcessIo::new(stdin, stdout, stderr),
+        console: None,
+        outputs,
+        input,
+        terminal_output: None,
+        terminal_input: None,
+    })
+}
+
+/// A pipe for a process's output, large enough to hold a burst while the shim is busy elsewhere.
+fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read_end, write_end) = pipe()?;
+    let _ = nix::fcntl::fcntl(
+        read_end.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
+    );
+    Ok((read_end, write_end))
+}
+
+/// containerd's stdio: the URIs' fifos, files or logging binary.
+fn prepare_paths(paths: &StdioPaths, console: &Path, owner: Owner<'_>) -> io::Result<Prepared> {
+    let (stdout_destination, stderr_destination) = destinations(paths, owner)?;
+    if paths.terminal {
+        let terminal_input = if paths.stdin.is_empty() {
+            None
+        } else {
+            Some(InputFrom::Fifo(open_input_fifo(&paths.stdin).map_err(
+                |e| io::Error::new(e.kind(), format!("stdin {}: {e}", paths.stdin)),
+            )?))
+        };
+        return Ok(Prepared {
+            runtime: ProcessIo::new(null_for(false)?, null_for(true)?, null_for(true)?),
+            console: Some(console_listener(console)?),
+            outputs: Vec::new(),
+            input: None,
+            terminal_output: Some(OutputTo::Relay(stdout_destination)),
+            terminal_input,
         });
     }
     let mut outputs = Vec::new();
@@ -127,13 +269,9 @@ pub fn prepare(paths: &StdioPaths, console: &Path, owner: Owner<'_>) -> io::Resu
             process_side.push(null_for(true)?);
             continue;
         }
-        let (read_end, write_end) = pipe()?;
-        let _ = nix::fcntl::fcntl(
-            read_end.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
-        );
+        let (read_end, write_end) = output_pipe()?;
         chown_for_io(&write_end, owner.io_ids)?;
-        outputs.push((read_end, destination));
+        outputs.push((read_end, OutputTo::Relay(destination)));
         process_side.push(File::from(write_end));
     }
     let (stdin, input) = if paths.stdin.is_empty() {
@@ -143,7 +281,10 @@ pub fn prepare(paths: &StdioPaths, console: &Path, owner: Owner<'_>) -> io::Resu
             .map_err(|e| io::Error::new(e.kind(), format!("stdin {}: {e}", paths.stdin)))?;
         let (read_end, write_end) = pipe()?;
         chown_for_io(&read_end, owner.io_ids)?;
-        (File::from(read_end), Some((fifo, File::from(write_end))))
+        (
+            File::from(read_end),
+            Some((InputFrom::Fifo(fifo), File::from(write_end))),
+        )
     };
     let stderr = process_side.pop().expect("two outputs");
     let stdout = process_side.pop().expect("two outputs");
@@ -152,7 +293,7 @@ pub fn prepare(paths: &StdioPaths, console: &Path, owner: Owner<'_>) -> io::Resu
         console: None,
         outputs,
         input,
-        terminal_stdout: None,
-        terminal_stdin: None,
+        terminal_output: None,
+        terminal_input: None,
     })
 }

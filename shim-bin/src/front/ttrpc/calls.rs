@@ -190,6 +190,7 @@ fn state(s: &mut Supervisor, r: StateRequest) -> Result<StateResponse> {
     let key = process_key(&r.exec_id)?;
     let bundle = s.bundle()?.to_owned();
     let proc = s.process(&key)?;
+    let paths = proc.stdio.paths();
     let mut response = StateResponse {
         id: if r.exec_id.is_empty() {
             r.id.clone()
@@ -200,10 +201,10 @@ fn state(s: &mut Supervisor, r: StateRequest) -> Result<StateResponse> {
         bundle,
         pid: proc.pid as u32,
         status: task_status(proc.phase()).into(),
-        stdin: proc.paths.stdin.clone(),
-        stdout: proc.paths.stdout.clone(),
-        stderr: proc.paths.stderr.clone(),
-        terminal: proc.paths.terminal,
+        stdin: paths.stdin,
+        stdout: paths.stdout,
+        stderr: paths.stderr,
+        terminal: paths.terminal,
         ..Default::default()
     };
     if let Some(exit) = proc.exit {
@@ -334,7 +335,7 @@ fn exec(s: &mut Supervisor, r: ExecProcessRequest) -> Result<Empty> {
         stderr: r.stderr,
         terminal: r.terminal,
     };
-    s.add_exec(exec_id, process, stdio)?;
+    s.add_exec(exec_id, process, crate::shim::StdioPlan::Paths(stdio))?;
     Ok(Empty::new())
 }
 

@@ -1,4 +1,5 @@
-//! The daemon's files: written whole or not at all (write to a temporary name, then rename).
+//! The daemon's files: records written whole or not at all (write to a temporary name, then
+//! rename), and `tether run`'s own diagnostics, `shim.log`, bounded.
 
 use std::io::Write;
 use std::path::Path;

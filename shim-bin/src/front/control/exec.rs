@@ -53,46 +53,6 @@ pub fn parse_user(text: &str) -> Result<User, String> {
     Ok(user)
 }
 
-/// SIGKILLs `pid` and every descendant of it (found through /proc, repeated until none is left or
-/// a few rounds passed, since the tree can change while it is being walked).
-pub fn kill_tree(pid: i32) {
-    use nix::sys::signal::{kill, Signal};
-    for _ in 0..5 {
-        let tree = descendants_and_self(pid);
-        if tree.is_empty() {
-            return;
-        }
-        for member in &tree {
-            let _ = kill(nix::unistd::Pid::from_raw(*member), Signal::SIGKILL);
-        }
-    }
-}
-
-fn descendants_and_self(root: i32) -> Vec<i32> {
-    let mut tree = Vec::new();
-    if !std::path::Path::new(&format!("/proc/{root}")).exists() {
-        return tree;
-    }
-    tree.push(root);
-    let mut index = 0;
-    while index < tree.len() {
-        let pid = tree[index];
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for task in tasks.flatten() {
-                let children =
-                    std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-                tree.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<i32>().ok()),
-                );
-            }
-        }
-        index += 1;
-    }
-    tree
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

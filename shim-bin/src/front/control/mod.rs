@@ -1,0 +1,797 @@
+//! tether's own door: the container's entry in tether's state directory (`state.json`, the `exit`
+//! file) and the JSON-lines control socket of docs/protocol.md, served on the supervisor's thread.
+//!
+//! The same door serves a container `tether run` started and one containerd started; what differs
+//! is data ([`Owner`]): for containerd's, removing the container, exec and attach belong to
+//! containerd's clients and are refused, and the entry is made (and removed) by the door itself.
+
+mod exec;
+pub mod server;
+
+pub use exec::parse_user;
+
+use crate::shim::persist::write_atomically;
+use crate::shim::{StdioPlan, Supervisor};
+use exec::build_process;
+use mio::{Registry, Token};
+use server::{ControlServer, Incoming};
+use shim_core::frame::{self, FrameKind};
+use shim_core::lifecycle::Phase;
+use shim_core::protocol::{ErrorKind, ExecRequest, Reply, Request, Response};
+use shim_core::{ContainerId, ContainerState, ExecId, Exit, ProcessKey, StateLayout};
+use shim_io::Stream;
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::DirBuilderExt;
+use std::time::{Duration, Instant};
+
+/// The file that marks an entry of tether's state directory as a containerd shim's.
+const MARKER: &str = "containerd-shim";
+/// How much output may wait for one attach client before it is cut off: a slow or stalled client
+/// never blocks the container, the log, or the other clients.
+pub const ATTACH_MAX_BEHIND: usize = 1 << 20;
+/// Finished execs remembered for `exec_state`.
+const FINISHED_KEPT: usize = 256;
+/// How often a record that could not be written (a full state dir) is tried again.
+const PERSIST_RETRY: Duration = Duration::from_secs(1);
+
+/// Who started the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// `tether run`: every request is served, and the daemon ends at `delete`.
+    Tether,
+    /// containerd: tether lists it and signals it; the rest is containerd's.
+    Containerd,
+}
+
+/// A `tether exec` whose exit someone waits for.
+#[derive(Debug, Default)]
+struct Session {
+    /// The client its frames go to (none: detached, or the client left).
+    client: Option<Token>,
+    /// When it is killed for running past its timeout.
+    kill_at: Option<Instant>,
+    timeout: Option<Duration>,
+    timed_out: bool,
+}
+
+/// The container's entry in tether's state directory, and its control socket.
+pub struct TetherFront {
+    layout: StateLayout,
+    id: ContainerId,
+    owner: Owner,
+    server: ControlServer,
+    /// Clients waiting for the exit.
+    waiters: Vec<Token>,
+    /// Attach clients.
+    attached: Vec<Token>,
+    sessions: HashMap<ExecId, Session>,
+    finished: VecDeque<(ExecId, i32)>,
+    exec_serial: u64,
+    /// The container's own process (from config.json): what an exec starts from. Read at the first
+    /// exec, not at start-up: parsing a whole runtime spec takes tens of KiB of stack, which stay
+    /// resident for the daemon's life, and most containers are never exec'd into.
+    base_process: Option<oci_spec::runtime::Process>,
+    /// Client input that arrived while something else was handled.
+    deferred: Vec<Incoming>,
+    /// What `state.json` holds now, and whether the exit file is written.
+    written: Option<ContainerState>,
+    exit_written: bool,
+    /// When to write again after a failed write.
+    retry_at: Option<Instant>,
+    /// The entry is gone (the container was deleted): nothing is written any more.
+    removed: bool,
+}
+
+impl std::fmt::Debug for TetherFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TetherFront")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+impl TetherFront {
+    fn new(layout: StateLayout, id: ContainerId, owner: Owner, server: ControlServer) -> Self {
+        TetherFront {
+            layout,
+            id,
+            owner,
+            server,
+            waiters: Vec::new(),
+            attached: Vec::new(),
+            sessions: HashMap::new(),
+            finished: VecDeque::new(),
+            exec_serial: 0,
+            base_process: None,
+            deferred: Vec::new(),
+            written: None,
+            exit_written: false,
+            retry_at: None,
+            removed: false,
+        }
+    }
+
+    /// Serves the control socket of a container `tether run` made the entry for.
+    pub fn serve(
+        layout: StateLayout,
+        id: ContainerId,
+        registry: &Registry,
+    ) -> std::io::Result<Self> {
+        let server = ControlServer::bind(&layout.control_socket(&id), registry)?;
+        Ok(TetherFront::new(layout, id, Owner::Tether, server))
+    }
+
+    /// Registers a containerd container `id` under tether's state directory. Fails (one line)
+    /// when the id is not one tether accepts or is taken by a container `tether run` started.
+    pub fn register(id: &str, registry: &Registry) -> Result<TetherFront, String> {
+        let layout = state_layout();
+        let id: ContainerId = id
+            .parse()
+            .map_err(|e| format!("not listed by tether: {e}"))?;
+        std::fs::create_dir_all(layout.root())
+            .map_err(|e| format!("{}: {e}", layout.root().display()))?;
+        let dir = layout.container_dir(&id);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("not listed by tether: {}: {e}", dir.display()))?;
+        let made = (|| {
+            std::fs::write(dir.join(MARKER), "")?;
+            std::fs::write(
+                layout.daemon_pid_file(&id),
+                format!("{}\n", std::process::id()),
+            )?;
+            ControlServer::bind(&layout.control_socket(&id), registry)
+        })();
+        match made {
+            Ok(server) => Ok(TetherFront::new(layout, id, Owner::Containerd, server)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(format!("not listed by tether: {e}"))
+            }
+        }
+    }
+
+    pub fn owns(&self, token: Token) -> bool {
+        self.server.owns(token)
+    }
+
+    /// Whether there is client input to look at without waiting.
+    pub fn has_backlog(&self) -> bool {
+        self.server.has_backlog() || !self.deferred.is_empty()
+    }
+
+    /// The next time something of the door is due: an idle client's end, an exec's timeout, a
+    /// write tried again.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let kills = self.sessions.values().filter_map(|s| s.kill_at);
+        kills
+            .chain(self.server.next_deadline())
+            .chain(self.retry_at)
+            .min()
+    }
+
+    /// What is queued for a client and not sent yet.
+    pub fn pending_output(&self, client: Token) -> Option<usize> {
+        self.server.pending_output(client)
+    }
+
+    pub fn send_frame(
+        &mut self,
+        registry: &Registry,
+        client: Token,
+        kind: FrameKind,
+        bytes: &[u8],
+    ) {
+        self.server.send_frame(registry, client, kind, bytes);
+    }
+
+    /// Writes `state.json` (and the exit file, once there is an exit) when they changed. A write
+    /// that fails (a full state dir) is tried again every [`PERSIST_RETRY`] until it is done: the
+    /// exit is never lost. Returns what to say in the shim's log (a failure, and when it is over).
+    fn save(&mut self, state: ContainerState) -> Option<String> {
+        if self.removed || self.retry_at.is_some_and(|at| at > Instant::now()) {
+            return None;
+        }
+        let mut failure = None;
+        if let (Some(exit), false) = (&state.exit, self.exit_written) {
+            let path = self.layout.exit_file(&self.id);
+            match write_atomically(&path, format!("{}\n", exit.code).as_bytes()) {
+                Ok(()) => self.exit_written = true,
+                Err(e) => failure = Some(format!("write the exit file: {e}")),
+            }
+        }
+        if self.written.as_ref() != Some(&state) {
+            let json = serde_json::to_vec_pretty(&state).expect("state serializes");
+            match write_atomically(&self.layout.state_file(&self.id), &json) {
+                Ok(()) => self.written = Some(state),
+                Err(e) => failure = Some(format!("write state.json: {e}")),
+            }
+        }
+        let first = self.retry_at.is_none();
+        match failure {
+            Some(failure) => {
+                self.retry_at = Instant::now().checked_add(PERSIST_RETRY);
+                first.then(|| format!("{failure} (tried again until written)"))
+            }
+            None => self
+                .retry_at
+                .take()
+                .map(|_| "state written again".to_owned()),
+        }
+    }
+
+    /// The container was deleted: its entry leaves tether's state directory before the answer is
+    /// sent, so `tether rm` returning means the id is free. (Connections outlive the socket file.)
+    pub fn remove_entry(&mut self) {
+        self.removed = true;
+        let _ = std::fs::remove_dir_all(self.layout.container_dir(&self.id));
+    }
+
+    /// Sends what is queued, then closes every connection and removes the entry.
+    pub fn unregister(mut self) {
+        self.server.flush_all_blocking();
+        if !self.removed && self.owner == Owner::Containerd {
+            self.remove_entry();
+        }
+    }
+}
+
+fn state_layout() -> StateLayout {
+    let root = std::env::var_os("TETHER_STATE_DIR")
+        .filter(|dir| !dir.is_empty())
+        .unwrap_or_else(|| shim_core::DEFAULT_STATE_DIR.into());
+    StateLayout::new(root)
+}
+
+/// Removes the entry of a container whose shim died (containerd's `delete`): only when the entry
+/// is a containerd shim's (its state says so) and nothing answers on its socket.
+pub fn forget(id: &str) {
+    let layout = state_layout();
+    let Ok(id) = id.parse::<ContainerId>() else {
+        return;
+    };
+    let ours = layout.container_dir(&id).join(MARKER).exists();
+    let answers = crate::sockpath::connect(&layout.control_socket(&id)).is_ok();
+    if ours && !answers {
+        let _ = std::fs::remove_dir_all(layout.container_dir(&id));
+    }
+}
+
+/// The answer to requests that belong to containerd's clients.
+pub fn refused(id: &str, what: &str) -> Response {
+    Response::error(
+        ErrorKind::BadRequest,
+        format!("container {id} is managed by containerd: {what} it through containerd (ctr, nerdctl, crictl)"),
+    )
+}
+
+/// The door's part of the supervisor's loop: the hooks [`Supervisor::run`] calls.
+impl Supervisor {
+    /// A readiness event on one of the door's sockets.
+    pub(crate) fn front_ready(&mut self, token: Token) {
+        let registry = self.poll.registry();
+        let incoming = match &mut self.front {
+            Some(front) if front.owns(token) => {
+                let mut incoming = front.server.handle(registry, token);
+                incoming.extend(front.server.take_closed().into_iter().map(Incoming::Closed));
+                incoming
+            }
+            _ => return,
+        };
+        self.on_clients(incoming);
+    }
+
+    /// Client input left over from earlier turns.
+    pub(crate) fn front_backlog(&mut self) {
+        loop {
+            let registry = self.poll.registry();
+            let Some(front) = &mut self.front else { return };
+            let mut incoming = std::mem::take(&mut front.deferred);
+            incoming.extend(front.server.work_backlog(registry));
+            if incoming.is_empty() {
+                return;
+            }
+            self.on_clients(incoming);
+        }
+    }
+
+    /// Idle clients closed, execs past their timeout killed.
+    pub(crate) fn front_tick(&mut self) {
+        let registry = self.poll.registry();
+        let Some(front) = &mut self.front else { return };
+        front.server.expire_idle(registry);
+        let closed: Vec<Incoming> = front
+            .server
+            .take_closed()
+            .into_iter()
+            .map(Incoming::Closed)
+            .collect();
+        let now = Instant::now();
+        let mut overdue = Vec::new();
+        for (exec_id, session) in &mut front.sessions {
+            if session.kill_at.is_some_and(|at| at <= now) {
+                session.kill_at = None;
+                session.timed_out = true;
+                overdue.push((exec_id.clone(), session.timeout.unwrap_or_default()));
+            }
+        }
+        self.on_clients(closed);
+        for (exec_id, timeout) in overdue {
+            self.diag.info(format_args!(
+                "{exec_id} ran past its timeout of {timeout:?}; killing it"
+            ));
+            let _ = self.kill_tree(&ProcessKey::Exec(exec_id));
+        }
+    }
+
+    fn on_clients(&mut self, incoming: Vec<Incoming>) {
+        for incoming in incoming {
+            self.on_tether_client(incoming);
+        }
+    }
+
+    /// One thing a tether client did.
+    fn on_tether_client(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Request(client, Ok(request)) => {
+                let framed = matches!(request, Request::Attach)
+                    || matches!(&request, Request::Exec(exec) if !exec.detach);
+                if let Some(response) = self.tether_request(client, request) {
+                    let ok = matches!(response, Response::Ok(_));
+                    self.reply_tether(client, &response);
+                    if framed && ok {
+                        self.set_framed(client);
+                    }
+                }
+            }
+            Incoming::Request(client, Err(response)) => self.reply_tether(client, &response),
+            Incoming::Frame(client, kind, payload) => self.on_frame(client, kind, &payload),
+            Incoming::Closed(client) => self.client_closed(client),
+        }
+    }
+
+    fn reply_tether(&mut self, client: Token, response: &Response) {
+        if let Some(front) = &mut self.front {
+            front.server.reply(self.poll.registry(), client, response);
+        }
+    }
+
+    /// The client's connection carries frames from now on.
+    fn set_framed(&mut self, client: Token) {
+        if let Some(front) = &mut self.front {
+            let early = front.server.set_framed(client);
+            front.deferred.extend(early);
+        }
+    }
+
+    /// Answers a request of docs/protocol.md; None: later (`wait`).
+    fn tether_request(&mut self, client: Token, request: Request) -> Option<Response> {
+        let id = self.id.clone();
+        let owner = self.front.as_ref()?.owner;
+        let done = |result: shim_core::Result<_>| match result {
+            Ok(_) => Response::Ok(Reply::Done {}),
+            Err(e) => Response::from_error(e),
+        };
+        let not_running = || {
+            Response::error(
+                ErrorKind::InvalidState,
+                format!("container {id} is not running"),
+            )
+        };
+        let init_phase = self.process(&ProcessKey::Init).map(|init| init.phase());
+        let running = matches!(init_phase, Ok(Phase::Running | Phase::Paused));
+        Some(match request {
+            Request::State => match self.tether_state() {
+                Some(state) => Response::Ok(Reply::State(Box::new(state))),
+                None => Response::error(
+                    ErrorKind::InvalidState,
+                    format!("container {id} was deleted"),
+                ),
+            },
+            Request::Wait => match self.tether_state().and_then(|s| s.exit) {
+                Some(exit) => Response::Ok(Reply::Exit {
+                    exit_code: exit.code,
+                }),
+                None => {
+                    self.front.as_mut()?.waiters.push(client);
+                    return None;
+                }
+            },
+            Request::Kill { .. } | Request::Pids | Request::Pause | Request::Resume if !running => {
+                not_running()
+            }
+            Request::Kill { signal, all } => {
+                done(self.kill(&ProcessKey::Init, signal.max(0) as u32, all))
+            }
+            Request::Pids => match self.pids() {
+                Ok(pids) => Response::Ok(Reply::Pids {
+                    pids: pids.into_iter().map(|(pid, _)| pid).collect(),
+                }),
+                Err(e) => Response::from_error(e),
+            },
+            Request::Pause => done(self.pause(true)),
+            Request::Resume => done(self.pause(false)),
+            Request::ReopenLog => match self.reopen_log() {
+                Ok(()) => Response::Ok(Reply::Done {}),
+                Err(e) => Response::error(ErrorKind::Internal, format!("reopen the log: {e}")),
+            },
+            Request::Delete { .. } if owner == Owner::Containerd => refused(&id, "delete"),
+            Request::Exec(_) | Request::ExecState { .. } if owner == Owner::Containerd => {
+                refused(&id, "exec into")
+            }
+            Request::Attach if owner == Owner::Containerd => refused(&id, "attach to"),
+            Request::Delete { force } => self.tether_delete(force),
+            Request::Exec(request) if !running => {
+                let _ = request;
+                not_running()
+            }
+            Request::Exec(request) => self.tether_exec(client, request),
+            Request::ExecState { exec_id } => self.exec_state(&exec_id),
+            Request::Attach if !running => not_running(),
+            Request::Attach => self.attach(client),
+        })
+    }
+
+    /// `delete`: the container goes, and with it this daemon.
+    fn tether_delete(&mut self, force: bool) -> Response {
+        let id = self.id.clone();
+        match self.delete_container(force) {
+            Ok(_) => {
+                self.diag
+                    .info(format_args!("container {id} deleted; daemon exits"));
+                self.done = true;
+                Response::Ok(Reply::Done {})
+            }
+            Err(e) if e.kind == shim_core::ErrorKind::InvalidState => Response::error(
+                ErrorKind::InvalidState,
+                format!("container {id} is running; kill it first or force the removal (tether rm -f {id})"),
+            ),
+            Err(e) => Response::from_error(e),
+        }
+    }
+
+    /// `exec`: a process started in the container (`runc exec --detach`), its output streamed to
+    /// the client as frames, its stdin (or terminal) fed from it; its exit is told only once its
+    /// output is complete, or after the exec's output grace when an orphaned background child
+    /// keeps a pipe open, so `sh -c 'sleep 100 &'` returns at once.
+    fn tether_exec(&mut self, client: Token, request: ExecRequest) -> Response {
+        let bundle = match self.bundle() {
+            Ok(bundle) => std::path::PathBuf::from(bundle),
+            Err(e) => return Response::from_error(e),
+        };
+        let Some(front) = &mut self.front else {
+            return Response::error(ErrorKind::Internal, "no door");
+        };
+        if front.base_process.is_none() {
+            let path = bundle.join("config.json");
+            match oci_spec::runtime::Spec::load(&path) {
+                Ok(spec) => front.base_process = Some(spec.process().clone().unwrap_or_default()),
+                Err(e) => {
+                    return Response::error(
+                        ErrorKind::Internal,
+                        format!("exec: {}: {e}", path.display()),
+                    )
+                }
+            }
+        }
+        let base = front.base_process.as_ref().expect("loaded above");
+        let process = match build_process(base, &request) {
+            Ok(process) => process,
+            Err(message) => return Response::error(ErrorKind::BadRequest, message),
+        };
+        front.exec_serial += 1;
+        let exec_id = ExecId::new(format!("exec-{}", front.exec_serial)).expect("a valid exec id");
+        let session_client = (!request.detach).then_some(client);
+        let plan = StdioPlan::Client {
+            client: session_client,
+            stdin: request.stdin,
+            terminal: request.tty,
+        };
+        let key = ProcessKey::Exec(exec_id.clone());
+        let started = self
+            .add_exec(exec_id.clone(), process, plan)
+            .and_then(|()| self.start(&key));
+        let pid = match started {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Ok(container) = self.container_mut() {
+                    container.execs.remove(&exec_id);
+                }
+                return Response::from_error(e);
+            }
+        };
+        if let Some((rows, cols)) = request.window {
+            let _ = self.resize(&key, rows, cols);
+        }
+        let timeout = request.timeout_secs.map(Duration::from_secs);
+        let session = Session {
+            client: session_client,
+            // The protocol bounds the timeout; a deadline past what an Instant holds is "never".
+            kill_at: timeout.and_then(|t| Instant::now().checked_add(t)),
+            timeout,
+            timed_out: false,
+        };
+        self.diag.info(format_args!(
+            "{exec_id} started: pid {pid}, {:?}",
+            request.args
+        ));
+        if let Some(front) = &mut self.front {
+            front.sessions.insert(exec_id.clone(), session);
+        }
+        Response::Ok(Reply::Exec {
+            exec_id: exec_id.to_string(),
+            pid,
+        })
+    }
+
+    fn exec_state(&self, exec_id: &str) -> Response {
+        let not_found = || {
+            Response::error(
+                ErrorKind::BadRequest,
+                format!("no exec {exec_id:?} in container {}", self.id),
+            )
+        };
+        let Ok(exec_id) = ExecId::new(exec_id) else {
+            return not_found();
+        };
+        if let Ok(proc) = self.process(&ProcessKey::Exec(exec_id.clone())) {
+            return Response::Ok(Reply::ExecState {
+                exec_id: exec_id.to_string(),
+                running: proc.exit.is_none(),
+                exit_code: proc.exit.map(|exit| exit.code()),
+            });
+        }
+        let finished = self.front.as_ref().and_then(|front| {
+            front
+                .finished
+                .iter()
+                .find(|(id, _)| *id == exec_id)
+                .map(|(_, code)| *code)
+        });
+        match finished {
+            Some(code) => Response::Ok(Reply::ExecState {
+                exec_id: exec_id.to_string(),
+                running: false,
+                exit_code: Some(code),
+            }),
+            None => not_found(),
+        }
+    }
+
+    /// `attach`: the client sees the container's output from now on (as frames), may write to its
+    /// stdin (pipe or terminal) and resize its terminal.
+    fn attach(&mut self, client: Token) -> Response {
+        let (tty, stdin) = match self.process(&ProcessKey::Init) {
+            Ok(init) => (init.terminal.is_some(), init.input.is_some()),
+            Err(e) => return Response::from_error(e),
+        };
+        let Some(front) = &mut self.front else {
+            return Response::error(ErrorKind::Internal, "no door");
+        };
+        front.attached.push(client);
+        let count = front.attached.len();
+        self.tap_log(true);
+        self.diag
+            .info(format_args!("attach client joined ({count} attached)"));
+        Response::Ok(Reply::Attach { tty, stdin })
+    }
+
+    /// The process a framed client talks to.
+    fn client_process(&self, client: Token) -> Option<ProcessKey> {
+        let front = self.front.as_ref()?;
+        if front.attached.contains(&client) {
+            return Some(ProcessKey::Init);
+        }
+        front
+            .sessions
+            .iter()
+            .find(|(_, s)| s.client == Some(client))
+            .map(|(id, _)| ProcessKey::Exec(id.clone()))
+    }
+
+    /// A frame from an exec or attach client.
+    fn on_frame(&mut self, client: Token, kind: FrameKind, payload: &[u8]) {
+        let Some(key) = self.client_process(client) else {
+            return;
+        };
+        let input = self.process(&key).ok().and_then(|p| p.input);
+        match kind {
+            FrameKind::Stdin => {
+                if let Some(n) = input {
+                    if !self.client_input(n, payload) {
+                        self.read_clients_of(&key, false);
+                    }
+                }
+            }
+            FrameKind::StdinEof => {
+                if let Some(n) = input {
+                    self.close_input(n);
+                }
+            }
+            FrameKind::Resize => {
+                if let Some((rows, cols)) = frame::parse_resize(payload) {
+                    let _ = self.resize(&key, rows, cols);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads (or stops reading) the clients that write to a process.
+    fn read_clients_of(&mut self, key: &ProcessKey, on: bool) {
+        let registry = self.poll.registry();
+        let Some(front) = &mut self.front else { return };
+        let clients: Vec<Token> = match key {
+            ProcessKey::Init => front.attached.clone(),
+            ProcessKey::Exec(id) => front
+                .sessions
+                .get(id)
+                .and_then(|s| s.client)
+                .into_iter()
+                .collect(),
+        };
+        for client in clients {
+            let incoming = front.server.set_reading(registry, client, on);
+            front.deferred.extend(incoming);
+        }
+    }
+
+    /// A process took input: its clients may send more.
+    pub(crate) fn client_input_drained(&mut self) {
+        let Some(container) = &self.container else {
+            return;
+        };
+        let ready: Vec<ProcessKey> = std::iter::once(&container.init)
+            .chain(container.execs.values())
+            .filter(|p| p.input.is_some_and(|n| self.takes_input(n)))
+            .map(|p| p.key.clone())
+            .collect();
+        for key in ready {
+            self.read_clients_of(&key, true);
+        }
+    }
+
+    /// A client went away: an exec it streamed keeps running with its stdin closed, its output read
+    /// and dropped so it never blocks.
+    fn client_closed(&mut self, client: Token) {
+        let Some(front) = &mut self.front else { return };
+        front.waiters.retain(|w| *w != client);
+        let was_attached = front.attached.contains(&client);
+        front.attached.retain(|c| *c != client);
+        let none_attached = front.attached.is_empty();
+        let session = front
+            .sessions
+            .iter_mut()
+            .find(|(_, s)| s.client == Some(client));
+        let exec = session.map(|(id, session)| {
+            session.client = None;
+            id.clone()
+        });
+        if was_attached && none_attached {
+            self.tap_log(false);
+        }
+        self.forget_client(client);
+        if let Some(exec_id) = exec {
+            if let Some(n) = self
+                .process(&ProcessKey::Exec(exec_id))
+                .ok()
+                .and_then(|p| p.input)
+            {
+                self.close_relay(n);
+            }
+        }
+    }
+
+    /// Output the log engine read from the container, for every attached client.
+    pub(crate) fn attach_output(&mut self, stream: Stream, bytes: &[u8]) {
+        let kind = match stream {
+            Stream::Stdout => FrameKind::Stdout,
+            Stream::Stderr => FrameKind::Stderr,
+        };
+        let registry = self.poll.registry();
+        let Some(front) = &mut self.front else { return };
+        let mut cut = Vec::new();
+        for &client in &front.attached {
+            let behind = front.server.pending_output(client).unwrap_or(0);
+            if behind > ATTACH_MAX_BEHIND {
+                let notice = format!(
+                    "attach: this client fell more than {} KiB behind the container's output and was disconnected",
+                    ATTACH_MAX_BEHIND / 1024
+                );
+                front.server.cut_off(registry, client, notice.as_bytes());
+                cut.push(client);
+            } else {
+                front.server.send_frame(registry, client, kind, bytes);
+            }
+        }
+        for client in cut {
+            self.client_closed(client);
+        }
+    }
+
+    /// A process's exit is recorded: the init's goes to the waiters and attach clients, an exec's
+    /// to its client (and, for `tether exec`, the exec is done with).
+    pub(crate) fn front_exited(&mut self, key: &ProcessKey, exit: Exit) {
+        let registry = self.poll.registry();
+        let Some(front) = &mut self.front else { return };
+        let code = exit.code();
+        let exit_frame = |timed_out: bool| {
+            serde_json::json!({"exit_code": code, "timed_out": timed_out}).to_string()
+        };
+        match key {
+            ProcessKey::Init => {
+                let response = Response::Ok(Reply::Exit { exit_code: code });
+                for waiter in std::mem::take(&mut front.waiters) {
+                    front.server.reply(registry, waiter, &response);
+                }
+                for client in std::mem::take(&mut front.attached) {
+                    let payload = exit_frame(false);
+                    front
+                        .server
+                        .send_frame(registry, client, FrameKind::Exit, payload.as_bytes());
+                    front.server.close_when_flushed(registry, client);
+                }
+                self.diag.info(format_args!("exit recorded: code {code}"));
+            }
+            ProcessKey::Exec(exec_id) => {
+                if front.owner != Owner::Tether {
+                    return;
+                }
+                let session = front.sessions.remove(exec_id).unwrap_or_default();
+                if let Some(client) = session.client {
+                    let payload = exit_frame(session.timed_out);
+                    front
+                        .server
+                        .send_frame(registry, client, FrameKind::Exit, payload.as_bytes());
+                    front.server.close_when_flushed(registry, client);
+                }
+                front.finished.push_back((exec_id.clone(), code));
+                while front.finished.len() > FINISHED_KEPT {
+                    front.finished.pop_front();
+                }
+                let _ = self.delete(key);
+            }
+        }
+    }
+
+    /// The container as `tether ps` shows it.
+    pub(crate) fn tether_state(&self) -> Option<ContainerState> {
+        let container = self.container.as_ref()?;
+        let init = &container.init;
+        let status = match init.phase() {
+            Phase::Created => shim_core::Status::Created,
+            Phase::Paused => shim_core::Status::Paused,
+            Phase::Exited => shim_core::Status::Stopped,
+            Phase::Running | Phase::Exiting => shim_core::Status::Running,
+        };
+        let listing = &container.listing;
+        Some(ContainerState {
+            id: self.id.parse().ok()?,
+            status,
+            pid: init.pid,
+            daemon_pid: std::process::id() as i32,
+            bundle: container.bundle.clone().into(),
+            log_path: listing.log_path.clone(),
+            log_format: listing.log_format.clone(),
+            runtime: listing.runtime.clone(),
+            runtime_root: listing.runtime_root.clone(),
+            created_at: container.created_at.clone(),
+            exit: init.exit.map(|exit| {
+                shim_core::ExitRecord::new(&exit, crate::time::rfc3339(exit.reaped_at))
+            }),
+            oom_killed: container.oom_killed,
+        })
+    }
+
+    /// Keeps `state.json` and the exit file current.
+    pub(crate) fn refresh_front(&mut self) {
+        let state = self.tether_state();
+        if let (Some(front), Some(state)) = (&mut self.front, state) {
+            if let Some(message) = front.save(state) {
+                self.diag.warn(format_args!("{message}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `tether daemon`: the supervisor of one container `tether run` started, behind tether's own door.
+//!
+//! Life: `tether run` starts `tether daemon --config JSON` with stdout on a pipe. The daemon leaves
+//! the caller's session, becomes a subreaper, runs the container with its output into tether's log
+//! ([`Supervisor::run_container`]), opens the control socket, writes a one-line start report on
+//! that pipe, and from then on serves until `delete` — the same supervisor containerd's shim runs,
+//! with the container's output going to the log rather than to a client's fifos.
+
+use crate::config::{DaemonConfig, StartReport};
+use crate::front::control::TetherFront;
+use crate::shim::diag::Diag;
+use crate::shim::persist::ShimLog;
+use crate::shim::runtime::{ReaperWait, RuntimeOptions};
+use crate::shim::{Listing, NoEvents, Parts, RunSpec, Supervisor};
+use crate::tokens::REAPER;
+use mio::{Interest, Poll};
+use shim_core::StateLayout;
+use shim_io::{LogSink, Rotation, SinkOptions};
+use shim_reaper::Reaper;
+use shim_runc::{DeleteOptions, Runc};
+use std::time::Duration;
+
+/// Entry point of `tether daemon`; returns the process exit code.
+pub fn main(config_json: &str) -> u8 {
+    // Nothing `tether run`'s own caller left open without O_CLOEXEC: the daemon lives for the
+    // container's whole life and must not keep, say, the read end of a pipe someone waits on.
+    shim_runc::close_fds_from(3);
+    let config: DaemonConfig = match serde_json::from_str(config_json) {
+        Ok(config) => config,
+        Err(e) => {
+            report(&StartReport::Failed {
+                message: format!("daemon configuration: {e}"),
+            });
+            return 1;
+        }
+    };
+    let layout = StateLayout::new(&config.state_dir);
+    let diag = Diag::to_file(
+        config.id.as_str(),
+        ShimLog::open(&layout.shim_log(&config.id)),
+    );
+    let log_existed = config.log_path.exists();
+    match start(&config, &layout, diag.clone()) {
+        Ok(mut supervisor) => {
+            report(&StartReport::Started {
+                pid: supervisor.init_pid().unwrap_or(0),
+            });
+            // Start-up (the runtime call above all) leaves freed heap pages behind that are still
+            // resident; the daemon lives for the container's whole life, so give them back once.
+            crate::sys::release_free_memory();
+            supervisor.run();
+            if let Some(front) = supervisor.front.take() {
+                front.unregister();
+            }
+            0
+        }
+        Err(message) => {
+            diag.warn(format_args!("start failed: {message}"));
+            let _ = std::fs::remove_dir_all(layout.container_dir(&config.id));
+            if !log_existed {
+                let _ = std::fs::remove_file(&config.log_path);
+            }
+            report(&StartReport::Failed { message });
+            1
+        }
+    }
+}
+
+/// Writes the start report to stdout (the pipe `tether run` reads), then points stdout at /dev/null
+/// so nothing later can fail because `tether run` has gone.
+fn report(report: &StartReport) {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(report).expect("report serializes");
+    line.push(b'\n');
+    let _ = std::io::stdout().write_all(&line);
+    let _ = std::io::stdout().flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
+    }
+}
+
+/// Runs the container and opens the door; the error is one line for the user.
+fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supervisor, String> {
+    // Leave the caller's session and terminal: the caller may exit, or its terminal close.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    // A panic message goes to shim.log too.
+    if let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(layout.shim_log(&config.id))
+    {
+        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2);
+    }
+    let _ = std::fs::write(
+        layout.daemon_pid_file(&config.id),
+        format!("{}\n", std::process::id()),
+    );
+    shim_reaper::set_child_subreaper().map_err(|e| e.to_string())?;
+    let mut reaper = Reaper::new().map_err(|e| e.to_string())?;
+    let poll = Poll::new().map_err(|e| format!("set up the event loop: {e}"))?;
+    poll.registry()
+        .register(&mut reaper, REAPER, Interest::READABLE)
+        .map_err(|e| format!("set up the event loop: {e}"))?;
+    let mut options = SinkOptions::new(config.format());
+    if let Some(max_size) = config.log_max_size {
+        options = options.rotation(Rotation {
+            max_size,
+            max_files: config.log_max_files,
+        });
+    }
+    let log = LogSink::open(&config.log_path, options)
+        .map_err(|e| format!("log {}: {e}", config.log_path.display()))?;
+    let dir = layout.container_dir(&config.id);
+    let mut runc = Runc::new(&config.runtime)
+        .timeout(Duration::from_secs(config.runtime_timeout_secs))
+        .log(layout.runtime_log(&config.id))
+        .scratch_dir(&dir);
+    if let Some(root) = &config.runtime_root {
+        runc = runc.root(root);
+    }
+    // Nothing sends work from another thread: the door is on the supervisor's own.
+    let (_, jobs) = std::sync::mpsc::channel();
+    let mut supervisor = Supervisor::new(Parts {
+        namespace: "tether".into(),
+        id: config.id.as_str().to_owned(),
+        bundle_dir: config.bundle.clone(),
+        socket_dir: dir.clone(),
+        socket_stem: "init".into(),
+        scratch_dir: dir,
+        diag,
+        events: Box::new(NoEvents),
+        poll,
+        reaper,
+        jobs,
+        default_options: RuntimeOptions::default(),
+    });
+    supervisor.run_container(RunSpec {
+        bundle: config.bundle.clone(),
+        runc: runc.clone(),
+        log,
+        listing: Listing {
+            log_path: config.log_path.clone(),
+            log_format: config.log_format.clone(),
+            runtime: config.runtime.clone(),
+            runtime_root: config.runtime_root.clone(),
+        },
+        stdin: config.stdin,
+        terminal: config.tty,
+    })?;
+    match TetherFront::serve(
+        layout.clone(),
+        config.id.clone(),
+        supervisor.poll.registry(),
+    ) {
+        Ok(front) => supervisor.front = Some(front),
+        Err(e) => {
+            let _ = runc.delete(
+                config.id.as_str(),
+                DeleteOptions { force: true },
+                &mut ReaperWait(&mut supervisor.reaper),
+            );
+            return Err(format!("control socket: {e}"));
+        }
+    }
+    supervisor.refresh_front();
+    Ok(supervisor)
+}

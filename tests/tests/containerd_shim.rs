@@ -1231,3 +1231,112 @@ fn both_doors_tell_an_exit_the_same_way() {
     )
     .ok();
 }
+
+/// `runtimeoptions.v1.Options { config_path = 2 }`, as containerd's CRI plugin sends for a runtime
+/// type other than runc's.
+fn cri_options(config_path: &Path) -> Any {
+    let path = config_path.to_string_lossy().into_owned();
+    let mut value = vec![0x12, u8::try_from(path.len()).expect("a short path")];
+    value.extend_from_slice(path.as_bytes());
+    let mut any = Any::new();
+    any.type_url = "runtimeoptions.v1.Options".into();
+    any.value = value;
+    any
+}
+
+#[test]
+fn a_config_file_named_by_cri_options_sets_the_root_and_rotates_a_file_log() {
+    if !root_or_skip("a_config_file_named_by_cri_options_sets_the_root_and_rotates_a_file_log") {
+        return;
+    }
+    let sandbox = Sandbox::new("shim-config");
+    let id = sandbox.id().to_owned();
+    // 40 KB: rotated at 4 KiB, all of it kept in 20 files.
+    let lines = 40;
+    let bundle = sandbox.bundle(&BundleSpec::shell(&numbered_lines_script(lines)));
+    let config = sandbox.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "Root = {:?}\nLogMaxSize = \"4k\"\nLogMaxFiles = 20\n",
+            sandbox.runtime_root().display().to_string()
+        ),
+    )
+    .unwrap();
+    let task = client(&start(&sandbox, bundle.path(), &id));
+    let log = sandbox.path().join("out.log");
+    let mut create = create_request(
+        &sandbox,
+        &id,
+        bundle.path(),
+        format!("file://{}", log.display()),
+    );
+    create.stderr = create.stdout.clone();
+    create.options = Some(cri_options(&config)).into();
+    task.create(ctx(), &create)
+        .expect("create with a config file");
+    // The root came from the config file: runc finds the container there.
+    let state = sandbox
+        .runtime_command()
+        .args(["state", &id])
+        .output()
+        .unwrap();
+    assert!(
+        state.status.success(),
+        "{}",
+        String::from_utf8_lossy(&state.stderr)
+    );
+    let request = StartRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.start(ctx(), &request).expect("start");
+    let wait = WaitRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(task.wait(ctx(), &wait).expect("wait").exit_status, 0);
+    // Oldest first: out.log.N … out.log.1, then out.log; each within the size (plus one write).
+    let mut files: Vec<PathBuf> = (1..20)
+        .rev()
+        .map(|n| PathBuf::from(format!("{}.{n}", log.display())))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(files.len() >= 2, "the log was not rotated: {files:?}");
+    files.push(log.clone());
+    let mut output = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            bytes.len() <= 4096 + 64 * 1024,
+            "{}: {} bytes",
+            file.display(),
+            bytes.len()
+        );
+        output.extend_from_slice(&bytes);
+    }
+    assert_all_lines(&output, lines);
+    // A config file tether cannot read is one clear error.
+    let broken = sandbox.path().join("broken.toml");
+    std::fs::write(&broken, "LogMaxSize = \"ten\"\n").unwrap();
+    let delete = DeleteRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.delete(ctx(), &delete).expect("delete");
+    let mut again = create_request(&sandbox, &id, bundle.path(), String::new());
+    again.options = Some(cri_options(&broken)).into();
+    let (code, message) = code_of(task.create(ctx(), &again));
+    assert_eq!(code, Code::INVALID_ARGUMENT, "{message}");
+    assert!(
+        message.contains("broken.toml") && message.contains("LogMaxSize"),
+        "{message}"
+    );
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id,
+            ..Default::default()
+        },
+    );
+}

@@ -28,6 +28,12 @@ pub struct RuntimeOptions {
     pub io_gid: u32,
     /// A cgroup (v1 path) the shim daemon moves itself into.
     pub shim_cgroup: String,
+    /// Rotate a `file://` log at this size (0: never).
+    #[serde(default)]
+    pub log_max_size: u64,
+    /// Keep this many files of a rotated log.
+    #[serde(default)]
+    pub log_max_files: u32,
 }
 
 impl RuntimeOptions {

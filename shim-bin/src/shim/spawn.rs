@@ -10,7 +10,7 @@ use shim_core::lifecycle::{self, Phase};
 use shim_core::{
     Error, Event, ExecId, Exit, ExitStatus, ProcessKey, Result, RootfsMount, StdioPaths,
 };
-use shim_io::{IoEngine, LogSink};
+use shim_io::{IoEngine, LogFormat, LogSink, Rotation, SinkOptions};
 use shim_runc::{CreateOptions, DeleteOptions, ExecOptions, RunOptions, Runc};
 use std::collections::HashMap;
 use std::fs::File;
@@ -150,10 +150,28 @@ impl Supervisor {
         let io_ids = (options.io_uid != 0 || options.io_gid != 0)
             .then_some((options.io_uid, options.io_gid));
         let console = self.console_path();
+        // A file:// log to rotate is written by the log engine, in the raw format containerd's own
+        // file:// logs have.
+        let rotated_log = match stdio::shared_file_log(&paths) {
+            Some(path) if options.log_max_size > 0 => {
+                let sink_options = SinkOptions::new(LogFormat::Raw).rotation(Rotation {
+                    max_size: options.log_max_size,
+                    max_files: options.log_max_files.max(1),
+                });
+                let sink = LogSink::open(path, sink_options)
+                    .map_err(|e| Error::runtime(format!("stdout {}: {e}", paths.stdout)))?;
+                let mut engine = IoEngine::new();
+                let sink = engine.add_sink(sink);
+                self.log = Some(LogOutput { engine, sink });
+                true
+            }
+            _ => false,
+        };
         let owner = stdio::Owner {
             container_id: &self.id,
             namespace: &self.namespace,
             io_ids,
+            file_log_rotated: rotated_log,
         };
         let undo_mounts = |message: String| {
             if !rootfs_mounts.is_empty() {
@@ -188,6 +206,7 @@ impl Supervisor {
             &mut ReaperWait(&mut self.reaper),
         );
         let undo_container = |core: &mut Supervisor, message: String| {
+            core.log = None;
             let _ = runc.delete(
                 &core.id,
                 DeleteOptions { force: true },
@@ -291,6 +310,7 @@ impl Supervisor {
             container_id: &self.id,
             namespace: &self.namespace,
             io_ids: None,
+            file_log_rotated: false,
         };
         let mut prepared = stdio::prepare(&plan, &console, owner).map_err(|e| e.to_string())?;
         let pid_file = self.scratch_dir.join("init.pid");
@@ -426,6 +446,7 @@ impl Supervisor {
             container_id: &self.id,
             namespace: &self.namespace,
             io_ids,
+            file_log_rotated: false,
         };
         let mut prepared =
             stdio::prepare(&plan, &console, owner).map_err(|e| Error::runtime(e.to_string()))?;

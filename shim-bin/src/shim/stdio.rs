@@ -116,11 +116,34 @@ pub struct Owner<'a> {
     pub namespace: &'a str,
     /// The runtime options' IoUid and IoGid: the process's pipe ends are given to them.
     pub io_ids: Option<(u32, u32)>,
+    /// A `file://` log named by both stdout and stderr is written by the supervisor's log engine
+    /// (which rotates it), not by relays.
+    pub file_log_rotated: bool,
+}
+
+/// The file both stdout and stderr name with `file://`, if they do (stderr may name nothing).
+pub fn shared_file_log(paths: &StdioPaths) -> Option<&str> {
+    let path = paths.stdout.strip_prefix("file://")?;
+    (paths.stderr.is_empty() || paths.stderr == paths.stdout).then_some(path)
 }
 
 /// Where stdout and stderr go: a logging binary (one for both, when both name it), or what each
 /// names.
-fn destinations(
+fn destinations(paths: &StdioPaths, owner: Owner<'_>) -> io::Result<(OutputTo, OutputTo)> {
+    if owner.file_log_rotated && shared_file_log(paths).is_some() {
+        let stderr = if paths.stderr.is_empty() {
+            OutputTo::Relay(None)
+        } else {
+            OutputTo::Log
+        };
+        return Ok((OutputTo::Log, stderr));
+    }
+    let (stdout, stderr) = relay_destinations(paths, owner)?;
+    Ok((OutputTo::Relay(stdout), OutputTo::Relay(stderr)))
+}
+
+/// Where each output's relay writes.
+fn relay_destinations(
     paths: &StdioPaths,
     owner: Owner<'_>,
 ) -> io::Result<(Option<Destination>, Option<Destination>)> {
@@ -255,7 +278,7 @@ fn prepare_paths(paths: &StdioPaths, console: &Path, owner: Owner<'_>) -> io::Re
             console: Some(console_listener(console)?),
             outputs: Vec::new(),
             input: None,
-            terminal_output: Some(OutputTo::Relay(stdout_destination)),
+            terminal_output: Some(stdout_destination),
             terminal_input,
         });
     }
@@ -271,7 +294,7 @@ fn prepare_paths(paths: &StdioPaths, console: &Path, owner: Owner<'_>) -> io::Re
         }
         let (read_end, write_end) = output_pipe()?;
         chown_for_io(&write_end, owner.io_ids)?;
-        outputs.push((read_end, OutputTo::Relay(destination)));
+        outputs.push((read_end, destination));
         process_side.push(File::from(write_end));
     }
     let (stdin, input) = if paths.stdin.is_empty() {

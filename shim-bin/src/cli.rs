@@ -182,6 +182,25 @@ pub enum Command {
         #[arg(short, long)]
         force: bool,
     },
+    /// Show what running containers use: CPU, memory against its limit, tasks (read from their
+    /// cgroups, v1 or v2, every second).
+    #[command(
+        after_help = "Examples:\n  tether stats\n  tether stats --no-stream web\n  tether stats --no-stream --format json web db"
+    )]
+    Stats {
+        /// The containers (every running one when none is named).
+        ids: Vec<String>,
+        /// Show one round, then exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: PsFormat,
+    },
+    /// Print what happens to containers from now on, as JSON lines: start, pause, resume, oom,
+    /// exit (with its code), delete.
+    #[command(after_help = "Example:\n  tether events | grep '\"exit\"'")]
+    Events,
     /// Show a container's processes.
     Top {
         /// The container id.
@@ -224,6 +243,9 @@ pub enum Command {
         /// Only watch: do not forward stdin.
         #[arg(long)]
         no_stdin: bool,
+        /// The keys that detach, leaving the container running (with a terminal).
+        #[arg(long, value_name = "KEYS", default_value = crate::detach::DEFAULT, value_parser = crate::detach::DetachKeys::parse)]
+        detach_keys: crate::detach::DetachKeys,
     },
     /// The shim daemon itself (started by `tether run`; not for people).
     #[command(hide = true)]
@@ -248,8 +270,8 @@ pub struct RunArgs {
     /// Run in the background: print the container's pid and return (the shim stays).
     #[arg(short, long)]
     pub detach: bool,
-    /// Remove the container once it exits (in the foreground).
-    #[arg(long, conflicts_with = "detach")]
+    /// Remove the container once it exits (with -d, its daemon removes it).
+    #[arg(long)]
     pub rm: bool,
     /// The OCI bundle directory (holding config.json).
     #[arg(long, required_unless_present = "rootfs", conflicts_with = "rootfs")]
@@ -356,6 +378,9 @@ pub struct ExecArgs {
     /// Kill the command (and its children) after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// The keys that detach, leaving the command running (with -i -t).
+    #[arg(long, value_name = "KEYS", default_value = crate::detach::DEFAULT, value_parser = crate::detach::DetachKeys::parse)]
+    pub detach_keys: crate::detach::DetachKeys,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

@@ -97,11 +97,21 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }),
         Command::Rm { ids, force } => each(&ids, |text| rm(&layout, &resolve(text)?, force)),
         Command::Top { id } => top(&layout, &resolve(&id)?),
+        Command::Events => crate::events::events(&layout),
+        Command::Stats {
+            ids,
+            no_stream,
+            format,
+        } => crate::stats::stats(&layout, &ids, no_stream, format),
         Command::ReopenLog { id } => {
             simple(&layout, &resolve(&id)?, Request::ReopenLog).map(|()| 0)
         }
         Command::Exec(args) => crate::streams::exec(&layout, args),
-        Command::Attach { id, no_stdin } => crate::streams::attach(&layout, &id, no_stdin),
+        Command::Attach {
+            id,
+            no_stdin,
+            detach_keys,
+        } => crate::streams::attach(&layout, &id, no_stdin, &detach_keys),
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "tether", &mut std::io::stdout());

@@ -32,6 +32,13 @@ pub struct DaemonConfig {
     /// Give the container a terminal (its output, both streams, comes through it).
     #[serde(default)]
     pub tty: bool,
+    /// Remove the container once its exit is recorded (`run -d --rm`).
+    #[serde(default)]
+    pub remove_on_exit: bool,
+    /// systemd's notification socket (`$NOTIFY_SOCKET` of `tether run`): told READY=1 once the
+    /// container runs. Not passed on in the environment, where the runtime would act on it.
+    #[serde(default)]
+    pub notify_socket: Option<PathBuf>,
     /// The longest one runtime command may take before it is killed, in seconds.
     #[serde(default = "default_runtime_timeout")]
     pub runtime_timeout_secs: u64,

@@ -13,7 +13,9 @@ use shim_core::{ContainerId, StateLayout};
 pub fn run(layout: &StateLayout, id: &ContainerId, attach: bool, remove: bool) -> Result<u8> {
     forward_interrupts(layout, id);
     let code = if attach {
-        crate::streams::attach(layout, id.as_str(), false)?
+        let keys =
+            crate::detach::DetachKeys::parse(crate::detach::DEFAULT).expect("docker's default");
+        crate::streams::attach(layout, id.as_str(), false, &keys)?
     } else {
         let follow = LogsOptions {
             follow: true,

@@ -177,8 +177,25 @@ fn daemon_config(
         runtime_root: args.runtime_root.as_deref().map(absolute).transpose()?,
         stdin: args.interactive,
         tty: args.tty,
+        remove_on_exit: args.rm && args.detach,
+        notify_socket: notify_socket()?,
         runtime_timeout_secs: args.runtime_timeout,
     })
+}
+
+/// systemd's `$NOTIFY_SOCKET` (a path, or `@` and an abstract name), when set.
+fn notify_socket() -> Result<Option<PathBuf>> {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let text = socket.to_string_lossy();
+    // 108 bytes hold a socket address's path, its NUL included.
+    if !(text.starts_with('/') || text.starts_with('@')) || socket.len() > 107 {
+        return Err(Error::invalid(format!(
+            "NOTIFY_SOCKET {text:?} is not a socket path (absolute, or @name, at most 107 bytes)"
+        )));
+    }
+    Ok(Some(PathBuf::from(socket)))
 }
 
 /// `path`'s directory must exist before anything is made.
@@ -294,6 +311,9 @@ fn start_daemon(config: &DaemonConfig) -> Result<i32> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        // The daemon tells systemd itself (DaemonConfig::notify_socket); runc, seeing it, would
+        // hand the socket to the container and wait for the container's own READY.
+        .env_remove("NOTIFY_SOCKET")
         .spawn()
         .map_err(|e| Error::failed(format!("start the shim daemon: {e}")))?;
     let stdout = child.stdout.take().expect("piped");

@@ -3,6 +3,7 @@
 
 use crate::cli::ExecArgs;
 use crate::client::connect;
+use crate::detach::{DetachKeys, Typed};
 use crate::error::{Error, Result};
 use crate::terminal::{window_size, RawMode};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -60,9 +61,14 @@ pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
     } else {
         None
     };
-    let outcome = relay(stream, leftover, args.interactive, args.tty)?;
+    let keys = (args.tty && args.interactive).then(|| args.detach_keys.clone());
+    let outcome = relay(stream, leftover, args.interactive, args.tty, keys)?;
     drop(_raw);
     match outcome {
+        Outcome::Detached => {
+            eprintln!("tether: detached from {exec_id}; it keeps running");
+            Ok(0)
+        }
         Outcome::Exited {
             code,
             timed_out: true,
@@ -81,7 +87,12 @@ pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
 }
 
 /// Runs `tether attach`; returns the container's exit code once it exits.
-pub fn attach(layout: &StateLayout, id: &str, no_stdin: bool) -> Result<u8> {
+pub fn attach(
+    layout: &StateLayout,
+    id: &str,
+    no_stdin: bool,
+    detach_keys: &DetachKeys,
+) -> Result<u8> {
     let id = crate::client::resolve_id(layout, id)?;
     let (mut stream, answer, leftover) = open(layout, &id, &Request::Attach)?;
     let (tty, has_stdin) = match answer {
@@ -110,9 +121,14 @@ pub fn attach(layout: &StateLayout, id: &str, no_stdin: bool) -> Result<u8> {
     } else {
         None
     };
-    let outcome = relay(stream, leftover, forward_stdin, tty)?;
+    let keys = (tty && forward_stdin).then(|| detach_keys.clone());
+    let outcome = relay(stream, leftover, forward_stdin, tty, keys)?;
     drop(_raw);
     match outcome {
+        Outcome::Detached => {
+            eprintln!("tether: detached from {id}; it keeps running");
+            Ok(0)
+        }
         Outcome::Exited { code, .. } => Ok(code.clamp(0, 255) as u8),
         Outcome::Lost => Err(Error::failed(format!(
             "container {id}: disconnected before the container exited"
@@ -157,8 +173,13 @@ fn read_answer(stream: &mut UnixStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
 }
 
 enum Outcome {
-    Exited { code: i32, timed_out: bool },
+    Exited {
+        code: i32,
+        timed_out: bool,
+    },
     Lost,
+    /// The detach keys were typed: the process runs on.
+    Detached,
 }
 
 /// Relays until the exit frame.
@@ -167,6 +188,7 @@ fn relay(
     mut input: Vec<u8>,
     forward_stdin: bool,
     tty: bool,
+    mut detach: Option<DetachKeys>,
 ) -> Result<Outcome> {
     let io_error = |e: std::io::Error| Error::failed(format!("exec stream: {e}"));
     let winch = if tty {
@@ -243,7 +265,20 @@ fn relay(
                         stdin_open = false;
                         frame::encode(&mut out, FrameKind::StdinEof, b"");
                     }
-                    Ok(n) => frame::encode(&mut out, FrameKind::Stdin, &chunk[..n]),
+                    Ok(n) => match detach.as_mut().map(|keys| keys.feed(&chunk[..n])) {
+                        None => frame::encode(&mut out, FrameKind::Stdin, &chunk[..n]),
+                        Some(Typed::Input(typed)) if typed.is_empty() => {}
+                        Some(Typed::Input(typed)) => {
+                            frame::encode(&mut out, FrameKind::Stdin, &typed)
+                        }
+                        Some(Typed::Detach(typed)) => {
+                            if !typed.is_empty() {
+                                frame::encode(&mut out, FrameKind::Stdin, &typed);
+                            }
+                            let _ = stream.write_all(&out);
+                            return Ok(Outcome::Detached);
+                        }
+                    },
                 }
                 // The process may end before its input does (`yes | ... head -1`), and the daemon
                 // then stops taking input: that ends the input only. Output and the exit code

@@ -331,6 +331,13 @@ fn completion_and_man_pages_are_generated() {
 
 /// `tether run` for a rootfs and its flags: (runtime, runtime root, rootfs) for the sandbox.
 fn run_rootfs(sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
+    let all = run_rootfs_args(sandbox, args);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    sandbox.tether_output(&all)
+}
+
+/// `tether run` on the fixture's rootfs with the sandbox's runtime, then `args`.
+fn run_rootfs_args(sandbox: &Sandbox, args: &[&str]) -> Vec<String> {
     let rootfs = sandbox.bundle(&BundleSpec::new(["true"])).rootfs();
     let mut all = vec![
         "run".to_owned(),
@@ -342,8 +349,7 @@ fn run_rootfs(sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
         rootfs.to_string_lossy().into_owned(),
     ];
     all.extend(args.iter().map(|a| a.to_string()));
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    sandbox.tether_output(&all)
+    all
 }
 
 #[test]
@@ -513,4 +519,233 @@ fn rootfs_flags_make_the_spec_the_runtime_gets() {
     assert_eq!(written["process"]["args"][0], "sh");
     let again = sandbox.tether_output(&["spec", "--bundle", dir.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(125));
+}
+
+#[test]
+fn run_detached_with_rm_is_removed_when_it_exits() {
+    needs_root!("run_detached_with_rm_is_removed_when_it_exits");
+    let sandbox = Sandbox::new("drm");
+    let id = sandbox.id();
+    let gate = sandbox.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    let volume = format!("{}:/gate", gate.display());
+    let output = run_rootfs(
+        &sandbox,
+        &[
+            "-d",
+            "--rm",
+            "-v",
+            &volume,
+            id,
+            "--",
+            "sh",
+            "-c",
+            "until [ -e /gate/go ]; do sleep 0.05; done; exit 3",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(state(&sandbox, id)["status"], "running");
+    std::fs::write(gate.join("go"), "").unwrap();
+    assert!(
+        wait_until(TIMEOUT, || !sandbox.state_dir().join(id).exists()),
+        "the container was not removed at its exit"
+    );
+    let list = sandbox
+        .runtime_command()
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&list.stdout).trim(), "", "the runtime has it still");
+}
+
+#[test]
+fn the_daemon_tells_systemd_it_is_ready() {
+    needs_root!("the_daemon_tells_systemd_it_is_ready");
+    use std::os::unix::net::UnixDatagram;
+    let sandbox = Sandbox::new("notify");
+    let id = sandbox.id();
+    std::fs::create_dir_all(sandbox.path()).unwrap();
+    let path = sandbox.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let args = run_rootfs_args(&sandbox, &["-d", id, "--", "sleep", "1000"]);
+    let output = sandbox
+        .tether()
+        .args(&args)
+        .env("NOTIFY_SOCKET", &path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let mut message = [0u8; 64];
+    let n = socket
+        .recv(&mut message)
+        .expect("READY=1 within the timeout");
+    assert_eq!(&message[..n], b"READY=1\n");
+    // The container runs (had runc been given the socket, it would wait for the container's own
+    // READY), and the variable is not in its environment.
+    assert_eq!(state(&sandbox, id)["status"], "running");
+    let env = sandbox.tether_output(&["exec", id, "--", "env"]);
+    assert!(
+        !text(&env.stdout).contains("NOTIFY_SOCKET"),
+        "{}",
+        text(&env.stdout)
+    );
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+
+    // A NOTIFY_SOCKET that is no socket path is tether's own failure, before anything starts.
+    let output = sandbox
+        .tether()
+        .args(&args)
+        .env("NOTIFY_SOCKET", "relative/path")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        text(&output.stderr).contains("NOTIFY_SOCKET"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!sandbox.state_dir().join(id).exists());
+}
+
+#[test]
+fn stats_show_cpu_memory_against_the_limit_and_tasks() {
+    needs_root!("stats_show_cpu_memory_against_the_limit_and_tasks");
+    let sandbox = Sandbox::new("stats");
+    let id = sandbox.id();
+    let output = run_rootfs(
+        &sandbox,
+        &[
+            "-d",
+            "--memory",
+            "64m",
+            id,
+            "--",
+            "sh",
+            "-c",
+            "sleep 1000 & sleep 1000",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let table = sandbox.tether_output(&["stats", "--no-stream", id]);
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(
+        header.contains("CPU %") && header.contains("MEM USAGE / LIMIT") && header.contains("PIDS"),
+        "{table}"
+    );
+    let row = lines.next().unwrap_or_default();
+    assert!(row.starts_with(id) && row.contains("/ 64.00MiB"), "{table}");
+
+    let json = sandbox.tether_output(&["stats", "--no-stream", "--format", "json", id]);
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON rows");
+    let row = &rows[0];
+    assert_eq!(row["id"], *id);
+    assert_eq!(row["memory_limit_bytes"], 64u64 << 20);
+    assert!(row["memory_bytes"].as_u64().unwrap() > 0, "{row}");
+    // sh runs the first sleep, then becomes the second (it execs its last command).
+    assert!(row["pids"].as_u64().unwrap() >= 2, "two sleeps: {row}");
+    assert!(row["cpu_percent"].as_f64().unwrap() >= 0.0, "{row}");
+
+    // Named and not running: tether's own failure.
+    assert!(sandbox
+        .tether_output(&["stop", "-t", "0", id])
+        .status
+        .success());
+    let stopped = sandbox.tether_output(&["stats", "--no-stream", id]);
+    assert_eq!(stopped.status.code(), Some(125));
+    assert!(
+        text(&stopped.stderr).contains("not running"),
+        "{}",
+        text(&stopped.stderr)
+    );
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+}
+
+/// Inotify watches process `pid` holds (from its fdinfo).
+fn inotify_watches(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn events_tell_start_pause_resume_exit_and_delete() {
+    needs_root!("events_tell_start_pause_resume_exit_and_delete");
+    use std::io::BufRead;
+    let sandbox = Sandbox::new("events");
+    let id = sandbox.id();
+    std::fs::create_dir_all(sandbox.state_dir()).unwrap();
+    let mut events = sandbox
+        .tether()
+        .arg("events")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = events.id();
+    assert!(
+        wait_until(TIMEOUT, || inotify_watches(pid) >= 1),
+        "tether events never watched the state dir"
+    );
+    let (lines, received) = std::sync::mpsc::channel();
+    let stdout = events.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(|l| l.ok())
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let gate = sandbox.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    let volume = format!("{}:/gate", gate.display());
+    let script = "until [ -e /gate/go ]; do sleep 0.05; done; exit 3";
+    let output = run_rootfs(
+        &sandbox,
+        &["-d", "-v", &volume, id, "--", "sh", "-c", script],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    let mut next = |want: &str| {
+        let deadline = Instant::now() + TIMEOUT;
+        while let Ok(line) =
+            received.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+            seen.push(event.clone());
+            if event["id"] == *id && event["type"] == want {
+                return event;
+            }
+        }
+        panic!("no {want} event; saw {seen:?}");
+    };
+    next("start");
+    assert!(sandbox.tether_output(&["pause", id]).status.success());
+    next("pause");
+    assert!(sandbox.tether_output(&["resume", id]).status.success());
+    next("resume");
+    std::fs::write(gate.join("go"), "").unwrap();
+    assert_eq!(next("exit")["exit_code"], 3);
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+    let deleted = next("delete");
+    assert!(
+        deleted["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{deleted}"
+    );
+    let _ = events.kill();
+    let _ = events.wait();
 }

@@ -227,3 +227,74 @@ fn ctrl_c_is_passed_on_and_a_second_one_kills() {
         );
     }
 }
+
+/// Ctrl-P Ctrl-Q ends `attach`, `--detach-keys` chooses others for `exec -it`, and the container
+/// runs on after either.
+#[test]
+fn detach_keys_leave_the_container_running() {
+    if !root_or_skip("detach_keys_leave_the_container_running")
+        || !tmux_or_skip("detach_keys_leave_the_container_running")
+    {
+        return;
+    }
+    let sandbox = Sandbox::new("detach");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sh"]).terminal(true));
+    sandbox.start(id, &bundle, &["-t", "-i"]);
+    let tether = format!(
+        "{} --state-dir {}",
+        tether_bin().display(),
+        sandbox.state_dir().display()
+    );
+    let running = || {
+        let state = sandbox.tether_output(&["state", id]);
+        String::from_utf8_lossy(&state.stdout).contains("\"running\"")
+    };
+    // The wrapper prints tether's exit code and stays, so the screen can be read after.
+    let attach = Tmux::new(
+        "detach-attach",
+        &format!("sh -c '{tether} attach {id}; echo exit=$?; sleep 1000'"),
+    );
+    attach.type_line("echo $((6*7))");
+    assert!(attach.wait_for_line("42"), "{}", attach.screen());
+    let keys = |tmux: &Tmux, keys: &[&str]| {
+        let status = tmux
+            .command()
+            .args(["send-keys", "-t", "main"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    keys(&attach, &["C-p", "C-q"]);
+    assert!(attach.wait_for_line("exit=0"), "{}", attach.screen());
+    assert!(
+        attach.screen().contains("detached from"),
+        "{}",
+        attach.screen()
+    );
+    assert!(running(), "the container stopped at the detach");
+
+    let exec = Tmux::new(
+        "detach-exec",
+        &format!(
+            "sh -c '{tether} exec -it --detach-keys ctrl-x {id} sh; echo exit=$?; sleep 1000'"
+        ),
+    );
+    exec.type_line("echo $((6*8))");
+    assert!(exec.wait_for_line("48"), "{}", exec.screen());
+    // The default sequence no longer detaches: it is input (the shell's history recall, which
+    // Ctrl-U clears again).
+    keys(&exec, &["C-p", "C-q", "C-u"]);
+    exec.type_line("echo still-here");
+    assert!(exec.wait_for_line("still-here"), "{}", exec.screen());
+    keys(&exec, &["C-x"]);
+    assert!(exec.wait_for_line("exit=0"), "{}", exec.screen());
+    assert!(running(), "the container stopped at the exec's detach");
+
+    // A sequence tether cannot read is its own failure.
+    let bad = sandbox.tether_output(&["attach", "--detach-keys", "ctrl-1", id]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("detach keys"));
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}

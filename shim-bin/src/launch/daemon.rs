@@ -45,6 +45,11 @@ pub fn main(config_json: &str) -> u8 {
             report(&StartReport::Started {
                 pid: supervisor.init_pid().unwrap_or(0),
             });
+            if let Some(socket) = &config.notify_socket {
+                if let Err(e) = notify_ready(socket) {
+                    diag.warn(format_args!("tell systemd READY=1: {e}"));
+                }
+            }
             // Start-up (the runtime call above all) leaves freed heap pages behind that are still
             // resident; the daemon lives for the container's whole life, so give them back once.
             crate::sys::release_free_memory();
@@ -77,6 +82,22 @@ fn report(report: &StartReport) {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
     }
+}
+
+/// Tells systemd (`Type=notify`) the service is up: the container runs and its door answers.
+fn notify_ready(socket: &std::path::Path) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let bytes = socket.as_os_str().as_bytes();
+    let address = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(socket)?,
+    };
+    // No MAINPID: the service's main process stays `tether run` in the foreground, whose exit
+    // code is the container's (the unit needs NotifyAccess=all for this daemon to be heard).
+    UnixDatagram::unbound()?.send_to_addr(b"READY=1\n", &address)?;
+    Ok(())
 }
 
 /// Runs the container and opens the door; the error is one line for the user.
@@ -161,6 +182,9 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
             );
             return Err(format!("control socket: {e}"));
         }
+    }
+    if let Some(front) = &mut supervisor.front {
+        front.remove_at_exit = config.remove_on_exit;
     }
     supervisor.refresh_front();
     Ok(supervisor)

@@ -80,6 +80,8 @@ pub struct TetherFront {
     retry_at: Option<Instant>,
     /// The entry is gone (the container was deleted): nothing is written any more.
     removed: bool,
+    /// Delete the container once its exit is recorded (`run -d --rm`).
+    pub remove_at_exit: bool,
 }
 
 impl std::fmt::Debug for TetherFront {
@@ -109,6 +111,7 @@ impl TetherFront {
             exit_written: false,
             retry_at: None,
             removed: false,
+            remove_at_exit: false,
         }
     }
 
@@ -297,8 +300,23 @@ impl Supervisor {
         }
     }
 
-    /// Idle clients closed, execs past their timeout killed.
+    /// Idle clients closed, execs past their timeout killed, a container run with `-d --rm`
+    /// removed once it exited.
     pub(crate) fn front_tick(&mut self) {
+        let exited = self
+            .process(&ProcessKey::Init)
+            .is_ok_and(|init| init.exit.is_some());
+        if exited && self.front.as_ref().is_some_and(|f| f.remove_at_exit) {
+            // Its exit file and state are written first: a `wait` that raced the removal has them.
+            self.refresh_front();
+            if let Response::Error(e) = self.tether_delete(false) {
+                self.diag
+                    .warn(format_args!("remove at exit: {}", e.message));
+            }
+            if let Some(front) = &mut self.front {
+                front.remove_at_exit = false;
+            }
+        }
         let registry = self.poll.registry();
         let Some(front) = &mut self.front else { return };
         front.server.expire_idle(registry);

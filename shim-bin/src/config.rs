@@ -32,6 +32,10 @@ pub struct DaemonConfig {
     /// Give the container a terminal (its output, both streams, comes through it).
     #[serde(default)]
     pub tty: bool,
+    /// Keep the container's output from its start for the first attach client (`tether run -i`
+    /// or `-t` in the foreground attaches just after the start).
+    #[serde(default)]
+    pub replay_to_first_attach: bool,
     /// Remove the container once its exit is recorded (`run -d --rm`).
     #[serde(default)]
     pub remove_on_exit: bool,

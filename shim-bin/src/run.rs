@@ -178,6 +178,7 @@ fn daemon_config(
         stdin: args.interactive,
         tty: args.tty,
         remove_on_exit: args.rm && args.detach,
+        replay_to_first_attach: !args.detach && (args.tty || args.interactive),
         notify_socket: notify_socket()?,
         runtime_timeout_secs: args.runtime_timeout,
     })

@@ -749,3 +749,38 @@ fn events_tell_start_pause_resume_exit_and_delete() {
     let _ = events.kill();
     let _ = events.wait();
 }
+
+#[test]
+fn a_foreground_run_with_stdin_shows_its_output_from_the_first_byte() {
+    needs_root!("a_foreground_run_with_stdin_shows_its_output_from_the_first_byte");
+    use std::io::Write;
+    let sandbox = Sandbox::new("fgi");
+    let id = sandbox.id();
+    // The first line is written at once, before `tether run` could have attached.
+    let args = run_rootfs_args(
+        &sandbox,
+        &[
+            "--rm",
+            "-i",
+            id,
+            "--",
+            "sh",
+            "-c",
+            "echo first; cat; exit 4",
+        ],
+    );
+    let mut child = sandbox
+        .tether()
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"typed\n").unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    assert_eq!(text(&output.stdout), "first\ntyped\n");
+    assert!(!sandbox.state_dir().join(id).exists(), "--rm removed it");
+}

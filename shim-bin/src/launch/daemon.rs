@@ -185,6 +185,12 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
     }
     if let Some(front) = &mut supervisor.front {
         front.remove_at_exit = config.remove_on_exit;
+        if config.replay_to_first_attach {
+            front.keep_for_first_attach();
+        }
+    }
+    if config.replay_to_first_attach {
+        supervisor.tap_log(true);
     }
     supervisor.refresh_front();
     Ok(supervisor)

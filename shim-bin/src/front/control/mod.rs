@@ -82,6 +82,9 @@ pub struct TetherFront {
     removed: bool,
     /// Delete the container once its exit is recorded (`run -d --rm`).
     pub remove_at_exit: bool,
+    /// Output kept for the first attach client, from the container's start (bounded by
+    /// [`ATTACH_MAX_BEHIND`]).
+    early: Option<Vec<(FrameKind, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for TetherFront {
@@ -112,7 +115,14 @@ impl TetherFront {
             retry_at: None,
             removed: false,
             remove_at_exit: false,
+            early: None,
         }
+    }
+
+    /// Keeps the container's output for the first attach client (`tether run -t` in the
+    /// foreground attaches only once the container started).
+    pub fn keep_for_first_attach(&mut self) {
+        self.early = Some(Vec::new());
     }
 
     /// Serves the control socket of a container `tether run` made the entry for.
@@ -361,6 +371,7 @@ impl Supervisor {
                     self.reply_tether(client, &response);
                     if framed && ok {
                         self.set_framed(client);
+                        self.replay_early(client);
                     }
                 }
             }
@@ -702,6 +713,18 @@ impl Supervisor {
         }
     }
 
+    /// The output kept for the first attach client, if this is it.
+    fn replay_early(&mut self, client: Token) {
+        let registry = self.poll.registry();
+        let Some(front) = &mut self.front else { return };
+        if !front.attached.contains(&client) {
+            return;
+        }
+        for (kind, bytes) in front.early.take().unwrap_or_default() {
+            front.server.send_frame(registry, client, kind, &bytes);
+        }
+    }
+
     /// Output the log engine read from the container, for every attached client.
     pub(crate) fn attach_output(&mut self, stream: Stream, bytes: &[u8]) {
         let kind = match stream {
@@ -710,6 +733,12 @@ impl Supervisor {
         };
         let registry = self.poll.registry();
         let Some(front) = &mut self.front else { return };
+        if let Some(early) = &mut front.early {
+            let kept: usize = early.iter().map(|(_, b)| b.len()).sum();
+            if kept + bytes.len() <= ATTACH_MAX_BEHIND {
+                early.push((kind, bytes.to_vec()));
+            }
+        }
         let mut cut = Vec::new();
         for &client in &front.attached {
             let behind = front.server.pending_output(client).unwrap_or(0);

@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../../shim-bin/src/containerd/args.rs"]
+#[path = "../../../shim-bin/src/launch/args.rs"]
 #[allow(dead_code)]
 mod args;
 

@@ -185,7 +185,9 @@ pub fn from_config(text: &str) -> Result<RuntimeOptions, String> {
             .join("; ");
         match e.span() {
             Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                // Bytes, not a str slice: an offset inside a character must not panic.
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
                 format!("line {line}: {message}")
             }
             None => message,

@@ -295,10 +295,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value = "5", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub log_max_files: u32,
     /// The OCI runtime: runc, crun, or a path.
-    #[arg(long, default_value = "runc")]
+    #[arg(long, default_value = "runc", env = "TETHER_RUNTIME")]
     pub runtime: PathBuf,
     /// The runtime's --root (default: the runtime's own).
-    #[arg(long)]
+    #[arg(long, env = "TETHER_RUNTIME_ROOT")]
     pub runtime_root: Option<PathBuf>,
     /// The longest one runtime command may take; a runtime still running then is killed (and a
     /// start that did not finish is undone).

@@ -12,6 +12,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("conmon", "/usr/bin/conmon"),
     ("containerd", "/usr/bin/containerd"),
     ("tmux", "/usr/bin/tmux"),
+    ("logrotate", "/usr/sbin/logrotate"),
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {

@@ -16,7 +16,7 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  deps [--no-engines]  install runc, crun, busybox-static, conmon, containerd and tmux with apt-get,
+  deps [--no-engines]  install runc, crun, busybox-static, conmon, containerd, tmux and logrotate with apt-get,
                        give cgroup controllers left on a hybrid layout's v2 hierarchy a v1 mount
                        (crun refuses a hybrid layout otherwise), and unpack containerd 1.7 and 2.1
                        from Debian's newer suites into target/engines (not installed); as root
@@ -36,6 +36,7 @@ commands:
                        (default: every engine present)
                        a private containerd runs containers through ctr with tether's shim
                        (io.containerd.tether.v2), then with containerd-shim-runc-v2; as root
+  e2e guide            run docs/guide.md's commands in order and compare their output; as root
   install [--prefix DIR]
                        build (release) and install DIR/bin/tether and its containerd shim name,
                        DIR/bin/containerd-shim-tether-v2 (DIR defaults to /usr/local)

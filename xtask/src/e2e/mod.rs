@@ -4,6 +4,7 @@
 //! right. The image is the busybox fixture, imported from an OCI archive built here.
 
 mod cases;
+mod guide;
 mod support;
 
 use crate::bench::containerd::{PrivateContainerd, IMAGE, NAMESPACE};
@@ -212,8 +213,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut args = args.iter();
     match args.next().map(String::as_str) {
         Some("containerd") => {}
-        Some(other) => return Err(format!("e2e: unknown suite {other:?} (containerd)")),
-        None => return Err("e2e: which suite? `cargo xtask e2e containerd`".into()),
+        Some("guide") if args.len() == 0 => return guide::run(),
+        Some("guide") => return Err("e2e guide takes no arguments".into()),
+        Some(other) => return Err(format!("e2e: unknown suite {other:?} (containerd, guide)")),
+        None => return Err("e2e: which suite? `cargo xtask e2e containerd|guide`".into()),
     }
     let mut shims = vec!["tether", "runc"];
     let mut only = None;

@@ -1,5 +1,6 @@
 //! Newer container engines from Debian's own archive, unpacked into a private prefix: containerd
-//! 1.7 (trixie) and 2.1 (sid), without touching the system's packages.
+//! 1.7 (trixie) and 2.1 (sid), and Docker 28 (sid's docker.io and docker-cli), without touching the
+//! system's packages.
 //!
 //! apt gets a private sources list naming the same archive URI as the machine's own apt sources
 //! (read from the system's configuration, so no host name is written here), private lists and
@@ -10,13 +11,16 @@ use crate::util::{run_status, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// An engine: its name on the command line, the package, the suite it comes from, and the version
-/// prefix it is expected to have.
+/// An engine: its name on the command line, the package, the suite it comes from, the version
+/// prefix it is expected to have, its binary (under the prefix) that says it is unpacked, and any
+/// further packages unpacked beside it.
 struct Engine {
     name: &'static str,
     package: &'static str,
     suite: &'static str,
     version: &'static str,
+    binary: &'static str,
+    also: &'static [&'static str],
 }
 
 const ENGINES: &[Engine] = &[
@@ -25,14 +29,36 @@ const ENGINES: &[Engine] = &[
         package: "containerd",
         suite: "trixie",
         version: "1.7.",
+        binary: "usr/bin/containerd",
+        also: &[],
     },
     Engine {
         name: "containerd-2.1",
         package: "containerd",
         suite: "sid",
         version: "2.1.",
+        binary: "usr/bin/containerd",
+        also: &[],
+    },
+    Engine {
+        name: "docker-28",
+        package: "docker.io",
+        suite: "sid",
+        version: "28.",
+        // The CLI comes last: its binary there means both packages are.
+        binary: "usr/bin/docker",
+        also: &["docker-cli"],
     },
 ];
+
+/// The directory holding Docker 28's dockerd and docker (`usr/sbin`, `usr/bin`), once unpacked.
+pub fn docker_prefix() -> Result<PathBuf, String> {
+    let dir = prefix("docker-28");
+    if !dir.join("usr/sbin/dockerd").is_file() || !dir.join("usr/bin/docker").is_file() {
+        return Err("docker 28 is not unpacked: run `cargo xtask deps`".into());
+    }
+    Ok(dir)
+}
 
 /// The containerd engines `e2e containerd --engine` takes; 1.6 is the system's own.
 pub const CONTAINERD_ENGINES: &[&str] = &["1.6", "1.7", "2.1"];
@@ -76,7 +102,7 @@ pub fn containerd_bin(version: &str) -> Result<Option<PathBuf>, String> {
 pub fn fetch() -> Result<(), String> {
     let missing: Vec<&Engine> = ENGINES
         .iter()
-        .filter(|e| !prefix(e.name).join("usr/bin").join(e.package).is_file())
+        .filter(|e| !prefix(e.name).join(e.binary).is_file())
         .collect();
     if missing.is_empty() {
         println!("deps: engines present ({})", names());
@@ -112,19 +138,21 @@ pub fn fetch() -> Result<(), String> {
     run_status(update.arg("update"))?;
     for engine in missing {
         let download = apt.join("download");
-        let mut get = Command::new("apt-get");
-        private(&mut get);
-        run_status(
-            get.current_dir(&download)
-                .arg("download")
-                .arg(format!("{}/{}", engine.package, engine.suite)),
-        )?;
-        let deb = newest_deb(&download, engine.package)?;
         let target = prefix(engine.name);
         let _ = std::fs::remove_dir_all(&target);
-        run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&target))?;
-        let _ = std::fs::remove_file(&deb);
-        let version = Command::new(target.join("usr/bin").join(engine.package))
+        for package in std::iter::once(&engine.package).chain(engine.also) {
+            let mut get = Command::new("apt-get");
+            private(&mut get);
+            run_status(
+                get.current_dir(&download)
+                    .arg("download")
+                    .arg(format!("{package}/{}", engine.suite)),
+            )?;
+            let deb = newest_deb(&download, package)?;
+            run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&target))?;
+            let _ = std::fs::remove_file(&deb);
+        }
+        let version = Command::new(target.join(engine.binary))
             .arg("--version")
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())

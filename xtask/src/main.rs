@@ -19,7 +19,7 @@ commands:
   deps [--no-engines]  install runc, crun, busybox-static, conmon, containerd, tmux and logrotate with apt-get,
                        give cgroup controllers left on a hybrid layout's v2 hierarchy a v1 mount
                        (crun refuses a hybrid layout otherwise), and unpack containerd 1.7 and 2.1
-                       from Debian's newer suites into target/engines (not installed); as root
+                       and docker 28 from Debian's newer suites into target/engines (not installed); as root
   fixture [--out DIR] [--bench]
                        make a busybox OCI bundle in DIR (default target/fixture/bundle);
                        --bench times the making of 50 bundles
@@ -36,6 +36,9 @@ commands:
                        (default: every engine present)
                        a private containerd runs containers through ctr with tether's shim
                        (io.containerd.tether.v2), then with containerd-shim-runc-v2; as root
+  e2e docker [--engine 28] [--containerd 1.6|2.1|all] [--runtime tether|runc|both] [--only CASE]
+                       dockerd 28 (private data root, exec root and socket) on a private
+                       containerd runs containers with --runtime tether, then --runtime runc; as root
   e2e guide            run docs/guide.md's commands in order and compare their output; as root
   install [--prefix DIR]
                        build (release) and install DIR/bin/tether and its containerd shim name,

@@ -50,11 +50,12 @@ pub fn test(args: &[String]) -> Result<(), String> {
     let _hogs = under_load.then(CpuHogs::start).transpose()?;
     run_status(cargo().args(["build", "--workspace", "--bins"]))?;
     run_status(cargo().args(["test", "--workspace"]).args(&extra))?;
-    // A filter given to cargo test selects among its tests; the guide and containerd suites run
-    // without one.
+    // A filter given to cargo test selects among its tests; the guide, containerd and docker
+    // suites run without one.
     if extra.is_empty() {
         crate::e2e::run(&["guide".to_owned()])?;
         crate::e2e::run(&["containerd".to_owned()])?;
+        crate::e2e::run(&["docker".to_owned()])?;
     }
     Ok(())
 }

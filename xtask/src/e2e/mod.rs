@@ -4,6 +4,7 @@
 //! right. The image is the busybox fixture, imported from an OCI archive built here.
 
 mod cases;
+mod docker;
 mod guide;
 mod support;
 
@@ -214,9 +215,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     match args.next().map(String::as_str) {
         Some("containerd") => {}
         Some("guide") if args.len() == 0 => return guide::run(),
+        Some("docker") => return docker::run(&args.cloned().collect::<Vec<_>>()),
         Some("guide") => return Err("e2e guide takes no arguments".into()),
-        Some(other) => return Err(format!("e2e: unknown suite {other:?} (containerd, guide)")),
-        None => return Err("e2e: which suite? `cargo xtask e2e containerd|guide`".into()),
+        Some(other) => {
+            return Err(format!(
+                "e2e: unknown suite {other:?} (containerd, docker, guide)"
+            ))
+        }
+        None => return Err("e2e: which suite? `cargo xtask e2e containerd|docker|guide`".into()),
     }
     let mut shims = vec!["tether", "runc"];
     let mut only = None;

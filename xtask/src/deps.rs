@@ -13,6 +13,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("containerd", "/usr/bin/containerd"),
     ("tmux", "/usr/bin/tmux"),
     ("logrotate", "/usr/sbin/logrotate"),
+    // The CRI suite's client is generated from the CRI protos at build time.
+    ("protobuf-compiler", "/usr/bin/protoc"),
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {

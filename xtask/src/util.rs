@@ -32,7 +32,7 @@ fn describe(cmd: &Command) -> String {
     text
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root());
     cmd
@@ -56,6 +56,7 @@ pub fn test(args: &[String]) -> Result<(), String> {
         crate::e2e::run(&["guide".to_owned()])?;
         crate::e2e::run(&["containerd".to_owned()])?;
         crate::e2e::run(&["docker".to_owned()])?;
+        crate::e2e::run(&["cri".to_owned()])?;
     }
     Ok(())
 }

@@ -15,6 +15,8 @@ pub const NAMESPACE: &str = "tether";
 pub struct PrivateContainerd {
     pub dir: PathBuf,
     path: String,
+    /// The namespace `ctr` works in: [`NAMESPACE`], or CRI's `k8s.io`.
+    namespace: &'static str,
     daemon: Child,
     events: Option<(Child, Receiver<(Instant, String)>)>,
 }
@@ -50,18 +52,47 @@ impl PrivateContainerd {
             .chain(also_disabled.iter().copied())
             .map(|plugin| format!("\"{plugin}\""))
             .collect();
+        let config = format!("disabled_plugins = [{}]\n", disabled.join(", "))
+            + if debug {
+                "[debug]\n  level = \"debug\"\n"
+            } else {
+                ""
+            };
+        let mut containerd = Self::start_daemon_with(dir, bin, 2, &config, NAMESPACE)?;
+        let archive = dir.join("busybox-oci.tar");
+        build_oci_archive(rootfs, &archive, &dir.join("image"), IMAGE, &["sh"])?;
+        containerd.ctr(&["images", "import", archive.to_str().expect("utf-8 path")])?;
+        containerd.start_events()?;
+        Ok(containerd)
+    }
+
+    /// Starts containerd with its CRI plugin on: a config of `version` (2 for containerd 1.x, 3
+    /// for 2.x) whose plugin sections are `plugins`, `ctr` in CRI's namespace `k8s.io`, and no
+    /// image imported (the caller imports what its pods need).
+    #[cfg(feature = "cri")]
+    pub fn start_cri(dir: &Path, bin: &Path, version: u32, plugins: &str) -> Result<Self, String> {
+        Self::start_daemon_with(dir, Some(bin), version, plugins, "k8s.io")
+    }
+
+    /// Writes the config (private root, state and sockets, then `rest`) and starts containerd.
+    fn start_daemon_with(
+        dir: &Path,
+        bin: Option<&Path>,
+        version: u32,
+        rest: &str,
+        namespace: &'static str,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = dir.join("config.toml");
         std::fs::write(
             &config,
             format!(
-                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [{disabled}]\n\
+                "version = {version}\nroot = \"{root}\"\nstate = \"{state}\"\n{rest}\
                  [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
                 root = dir.join("root").display(),
                 state = dir.join("state").display(),
                 sock = dir.join("containerd.sock").display(),
-                disabled = disabled.join(", "),
-            ) + if debug { "[debug]\n  level = \"debug\"\n" } else { "" },
+            ),
         )
         .map_err(|e| format!("write {}: {e}", config.display()))?;
         let path = match bin {
@@ -73,17 +104,14 @@ impl PrivateContainerd {
             None => std::env::var("PATH").unwrap_or_default(),
         };
         let daemon = spawn_containerd(dir, &path)?;
-        let mut containerd = PrivateContainerd {
+        let containerd = PrivateContainerd {
             dir: dir.to_owned(),
             path,
+            namespace,
             daemon,
             events: None,
         };
         containerd.wait_up()?;
-        let archive = dir.join("busybox-oci.tar");
-        build_oci_archive(rootfs, &archive, &dir.join("image"))?;
-        containerd.ctr(&["images", "import", archive.to_str().expect("utf-8 path")])?;
-        containerd.start_events()?;
         Ok(containerd)
     }
 
@@ -157,12 +185,12 @@ impl PrivateContainerd {
         self.daemon.id() as i32
     }
 
-    /// `ctr -a SOCK -n tether ARGS`, returning stdout.
+    /// `ctr -a SOCK -n NAMESPACE ARGS`, returning stdout.
     pub fn ctr(&self, args: &[&str]) -> Result<String, String> {
         let output = Command::new("ctr")
             .arg("-a")
             .arg(self.socket())
-            .args(["-n", NAMESPACE])
+            .args(["-n", self.namespace])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -183,7 +211,7 @@ impl PrivateContainerd {
         let mut child = Command::new("ctr")
             .arg("-a")
             .arg(self.socket())
-            .args(["-n", NAMESPACE, "events"])
+            .args(["-n", self.namespace, "events"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -307,8 +335,15 @@ pub fn unmount_below(dir: &Path) {
     }
 }
 
-/// Writes an OCI image layout archive of `rootfs` (one uncompressed layer) to `archive`.
-pub fn build_oci_archive(rootfs: &Path, archive: &Path, work: &Path) -> Result<(), String> {
+/// Writes an OCI image layout archive of `rootfs` (one uncompressed layer) to `archive`: the
+/// image `name`, whose command is `cmd`.
+pub fn build_oci_archive(
+    rootfs: &Path,
+    archive: &Path,
+    work: &Path,
+    name: &str,
+    cmd: &[&str],
+) -> Result<(), String> {
     let blobs = work.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
     let layer = work.join("layer.tar");
@@ -327,7 +362,7 @@ pub fn build_oci_archive(rootfs: &Path, archive: &Path, work: &Path) -> Result<(
         "os": "linux",
         "config": {
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["sh"]
+            "Cmd": cmd
         },
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]}
     });
@@ -345,7 +380,7 @@ pub fn build_oci_archive(rootfs: &Path, archive: &Path, work: &Path) -> Result<(
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": format!("sha256:{manifest_digest}"),
             "size": manifest_size,
-            "annotations": {"io.containerd.image.name": IMAGE, "org.opencontainers.image.ref.name": "tether-fixture"}
+            "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": name.rsplit(':').next().unwrap_or("latest")}
         }]
     });
     std::fs::write(work.join("index.json"), index.to_string()).map_err(|e| e.to_string())?;

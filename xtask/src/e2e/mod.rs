@@ -4,6 +4,7 @@
 //! right. The image is the busybox fixture, imported from an OCI archive built here.
 
 mod cases;
+mod cri;
 mod docker;
 mod guide;
 mod support;
@@ -216,13 +217,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Some("containerd") => {}
         Some("guide") if args.len() == 0 => return guide::run(),
         Some("docker") => return docker::run(&args.cloned().collect::<Vec<_>>()),
+        Some("cri") => return cri::run(&args.cloned().collect::<Vec<_>>()),
         Some("guide") => return Err("e2e guide takes no arguments".into()),
         Some(other) => {
             return Err(format!(
-                "e2e: unknown suite {other:?} (containerd, docker, guide)"
+                "e2e: unknown suite {other:?} (containerd, cri, docker, guide)"
             ))
         }
-        None => return Err("e2e: which suite? `cargo xtask e2e containerd|docker|guide`".into()),
+        None => {
+            return Err("e2e: which suite? `cargo xtask e2e containerd|cri|docker|guide`".into())
+        }
     }
     let mut shims = vec!["tether", "runc"];
     let mut only = None;

@@ -584,23 +584,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
             other => return Err(format!("e2e docker: unknown argument {other:?}")),
         }
     }
-    let required = std::env::var("TETHER_E2E").is_ok_and(|v| v == "require");
     let prefix = crate::engines::docker_prefix();
     let containerd_bin = crate::engines::containerd_bin("2.1");
-    let missing = if !nix::unistd::geteuid().is_root() {
-        Some("needs root".to_owned())
-    } else if let Err(e) = &prefix {
-        Some(e.clone())
-    } else if let Err(e) = &containerd_bin {
-        Some(e.clone())
-    } else {
-        None
+    let why_not = || {
+        prefix
+            .as_ref()
+            .err()
+            .or(containerd_bin.as_ref().err())
+            .cloned()
     };
-    if let Some(reason) = missing {
-        if required {
-            return Err(format!("e2e docker: {reason}"));
-        }
-        println!("e2e docker: skipped: {reason}");
+    if !super::can_run("docker", &[], why_not)? {
         return Ok(());
     }
     let prefix = prefix?;

@@ -404,20 +404,7 @@ fn wait_bounded(child: &mut Child, timeout: Duration) -> Result<ExitStatus, Stri
 
 /// Entry point: `e2e guide`.
 pub fn run() -> Result<(), String> {
-    let required = std::env::var("TETHER_E2E").is_ok_and(|v| v == "require");
-    let missing = if !nix::unistd::geteuid().is_root() {
-        Some("needs root".to_owned())
-    } else {
-        ["runc", "logrotate", "bash"]
-            .into_iter()
-            .find(|b| !crate::util::on_path(b))
-            .map(|b| format!("{b} is not installed (cargo xtask deps)"))
-    };
-    if let Some(reason) = missing {
-        if required {
-            return Err(format!("e2e guide: {reason}"));
-        }
-        println!("e2e guide: skipped: {reason}");
+    if !super::can_run("guide", &["runc", "logrotate", "bash"], || None)? {
         return Ok(());
     }
     crate::bench::install_interrupt_handler();

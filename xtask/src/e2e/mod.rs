@@ -81,6 +81,35 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether suite `suite` can run here: as root, with `binaries` on PATH and no reason from
+/// `other`. When it cannot, it is skipped with the reason said, or, under TETHER_E2E=require
+/// (CI), that is an error.
+fn can_run(
+    suite: &str,
+    binaries: &[&str],
+    other: impl FnOnce() -> Option<String>,
+) -> Result<bool, String> {
+    let missing = if !nix::unistd::geteuid().is_root() {
+        Some("needs root".to_owned())
+    } else {
+        binaries
+            .iter()
+            .find(|b| !crate::util::on_path(b))
+            .map(|b| format!("{b} is not installed (cargo xtask deps)"))
+            .or_else(other)
+    };
+    match missing {
+        None => Ok(true),
+        Some(reason) if std::env::var("TETHER_E2E").is_ok_and(|v| v == "require") => {
+            Err(format!("e2e {suite}: {reason}"))
+        }
+        Some(reason) => {
+            println!("e2e {suite}: skipped: {reason}");
+            Ok(false)
+        }
+    }
+}
+
 /// Polls `ready` every 20 ms until it holds, for at most `timeout`.
 fn wait_until(timeout: Duration, mut ready: impl FnMut() -> Result<bool, String>) -> Check {
     let deadline = Instant::now() + timeout;
@@ -260,26 +289,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
             other => return Err(format!("e2e: unknown argument {other:?}")),
         }
     }
-    let required = std::env::var("TETHER_E2E").is_ok_and(|v| v == "require");
-    let missing = if !nix::unistd::geteuid().is_root() {
-        Some("needs root".to_owned())
-    } else {
-        [
+    if !can_run(
+        "containerd",
+        &[
             "containerd",
             "ctr",
             "containerd-shim-runc-v2",
             "runc",
             "tmux",
-        ]
-        .into_iter()
-        .find(|b| !crate::util::on_path(b))
-        .map(|b| format!("{b} is not installed (cargo xtask deps)"))
-    };
-    if let Some(reason) = missing {
-        if required {
-            return Err(format!("e2e containerd: {reason}"));
-        }
-        println!("e2e containerd: skipped: {reason}");
+        ],
+        || None,
+    )? {
         return Ok(());
     }
     crate::bench::install_interrupt_handler();

@@ -64,26 +64,14 @@ fn parse(args: &[String]) -> Result<Args, String> {
 /// Entry point: skips (or, with TETHER_E2E=require, fails) when this machine cannot run it.
 pub fn run(args: &[String]) -> Result<(), String> {
     let parsed = parse(args)?;
-    let required = std::env::var("TETHER_E2E").is_ok_and(|v| v == "require");
-    let missing = if !nix::unistd::geteuid().is_root() {
-        Some("needs root".to_owned())
-    } else {
-        [
-            "containerd",
-            "ctr",
-            "containerd-shim-runc-v2",
-            "runc",
-            "protoc",
-        ]
-        .into_iter()
-        .find(|b| !crate::util::on_path(b))
-        .map(|b| format!("{b} is not installed (cargo xtask deps)"))
-    };
-    if let Some(reason) = missing {
-        if required {
-            return Err(format!("e2e cri: {reason}"));
-        }
-        println!("e2e cri: skipped: {reason}");
+    let binaries = [
+        "containerd",
+        "ctr",
+        "containerd-shim-runc-v2",
+        "runc",
+        "protoc",
+    ];
+    if !super::can_run("cri", &binaries, || None)? {
         return Ok(());
     }
     run_with_client(&parsed, args)

@@ -651,6 +651,21 @@ impl Suite {
             .map_err(|e| format!("Attach: {}", describe(&e)))?
             .url;
         let mut session = Session::open(&url)?;
+        // containerd starts copying stdin before it subscribes the stream to the output, so a
+        // first line's echo may come before there is anyone to see it: probe until one is
+        // seen, then send the line.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            session.send_stdin(format!("{PROBE}\n").as_bytes())?;
+            let seen = session.read_until(Duration::from_millis(500), |o| {
+                o.stdout_text().contains(&format!("stdin:{PROBE}\n"))
+            });
+            match seen {
+                Ok(_) => break,
+                Err(message) if Instant::now() >= deadline => return Err(message),
+                Err(_) => {}
+            }
+        }
         session.send_stdin(format!("{line}\n").as_bytes())?;
         let want = format!("stdin:{line}\n");
         session.read_until(Duration::from_secs(20), |o| o.stdout_text().contains(&want))?;
@@ -660,8 +675,12 @@ impl Suite {
 
     fn attach(&mut self, pod: &mut Pod) -> Check {
         self.attach_and_send(pod, "ping")?;
-        // What came through attach is in the log too.
-        wait_for_log(&pod.log, |s| s.stdout_text().ends_with("end\nstdin:ping\n"))
+        // What came through attach is in the log too, after what the container wrote itself.
+        wait_for_log(&pod.log, |s| {
+            s.stdout_text()
+                .split_once("no-newline-end\n")
+                .is_some_and(|(_, rest)| only_probes_then(rest, "ping"))
+        })
     }
 
     fn reopen_log(&mut self, pod: &mut Pod) -> Check {
@@ -677,7 +696,7 @@ impl Suite {
             .map_err(|e| format!("ReopenContainerLog: {}", describe(&e)))?;
         self.attach_and_send(pod, "after")?;
         wait_for_log(&pod.log, |s| {
-            s.stdout_text() == "stdin:after\n" && s.stderr.is_empty()
+            only_probes_then(&s.stdout_text(), "after") && s.stderr.is_empty()
         })?;
         let old = read_log(&rotated)?;
         expect(old.stdout_text().ends_with("stdin:ping\n"), || {
@@ -972,6 +991,16 @@ fn container_config(name: &str, command: &[&str]) -> cri::ContainerConfig {
     }
 }
 
+/// The line attach sends until its echo shows the stream sees the output.
+const PROBE: &str = "probe";
+
+/// `text` is the echoes of probes, then of `line`, and nothing else.
+fn only_probes_then(text: &str, line: &str) -> bool {
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    lines.pop() == Some(&format!("stdin:{line}\n"))
+        && lines.iter().all(|l| *l == format!("stdin:{PROBE}\n"))
+}
+
 fn read_log(path: &Path) -> Result<kubelet_log::Streams, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     kubelet_log::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))
@@ -1073,6 +1102,20 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::doc_block;
+
+    #[test]
+    fn echoes_are_probes_then_the_line() {
+        use super::only_probes_then;
+        assert!(only_probes_then("stdin:ping\n", "ping"));
+        assert!(only_probes_then(
+            "stdin:probe\nstdin:probe\nstdin:ping\n",
+            "ping"
+        ));
+        assert!(!only_probes_then("stdin:ping\nstdin:probe\n", "ping"));
+        assert!(!only_probes_then("stdin:after\nstdin:ping\n", "ping"));
+        assert!(!only_probes_then("", "ping"));
+        assert!(!only_probes_then("stdin:ping", "ping"));
+    }
 
     #[test]
     fn doc_blocks_are_found_by_their_info_string() {

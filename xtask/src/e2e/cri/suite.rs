@@ -35,7 +35,7 @@ const MAIN_SCRIPT: &str = "trap '' TERM; echo out-1; echo err-1 >&2; \
 const LONG_LINE: usize = 20000;
 
 /// How many pods each shim's timings take, and ExecSync calls in each.
-const TIMING_PODS: usize = 5;
+const TIMING_PODS: usize = 10;
 const TIMING_EXECS: usize = 10;
 
 /// One shim under test: its CRI runtime handler.

@@ -188,7 +188,13 @@ pub fn from_config(text: &str) -> Result<RuntimeOptions, String> {
                 // Bytes, not a str slice: an offset inside a character must not panic.
                 let before = &text.as_bytes()[..span.start.min(text.len())];
                 let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-                format!("line {line}: {message}")
+                // The key the line sets: a wrong type's message does not name it.
+                match key_on_line(text, line) {
+                    Some(key) if !message.contains(key) => {
+                        format!("line {line}, {key}: {message}")
+                    }
+                    _ => format!("line {line}: {message}"),
+                }
             }
             None => message,
         }
@@ -234,6 +240,15 @@ pub fn from_config(text: &str) -> Result<RuntimeOptions, String> {
         log_max_size,
         log_max_files,
     })
+}
+
+/// The bare key a `Key = value` line of `text` sets (line numbers from 1); None for any other
+/// line, or a key too long to be one of ours.
+fn key_on_line(text: &str, line: usize) -> Option<&str> {
+    let (key, _) = text.lines().nth(line.checked_sub(1)?)?.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && key.len() <= 32 && key.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then_some(key)
 }
 
 #[cfg(test)]
@@ -362,7 +377,11 @@ mod tests {
     fn a_bad_config_file_is_one_line_naming_the_problem() {
         for (text, want) in [
             ("Colour = 1", "unknown field"),
-            ("SystemdCgroup = \"yes\"", "line 1"),
+            (
+                "SystemdCgroup = \"yes\"",
+                "line 1, SystemdCgroup: invalid type",
+            ),
+            ("Root = \"/r\"\nNoPivotRoot = 1", "line 2, NoPivotRoot"),
             ("\n\nLogMaxSize = \"ten\"", "LogMaxSize"),
             ("LogMaxSize = 100", "4 KiB minimum"),
             ("LogMaxFiles = 0", "LogMaxFiles"),

@@ -26,6 +26,11 @@ const PAUSE_COMMAND: &[&str] = &[
 const DOC_CONFIG_PATH: &str = "/etc/tether/cri.toml";
 const DOC_RUNC_ROOT: &str = "/run/tether/runc";
 
+/// The handler whose config file has a mistake on line 2 (a string where a boolean goes).
+const BROKEN_HANDLER: &str = "tether-broken";
+const BROKEN_CONFIG: &str = "tether-broken.toml";
+const BROKEN_CONFIG_TEXT: &str = "BinaryName = \"/usr/sbin/runc\"\nSystemdCgroup = \"yes\"\n";
+
 /// The main container: stdout and stderr apart, a line longer than CRI's 16 KiB line limit (so
 /// the log splits it into partial lines), then every stdin line echoed. PID 1 ignores TERM, so a
 /// stop must wait out its grace period and kill.
@@ -169,9 +174,19 @@ pub fn run(engine_name: &str, tether: &Path, shims: &[Shim]) -> Result<Outcome, 
         doc_block(&doc, "cri-tether-config")?.replace(DOC_RUNC_ROOT, &runc_root.to_string_lossy()),
     )
     .map_err(|e| e.to_string())?;
+    let runtime_entry = doc_block(&doc, engine.doc_block)?;
+    // A second handler, the documented entry pointing at a config file with a mistake.
+    std::fs::write(dir.path().join(BROKEN_CONFIG), BROKEN_CONFIG_TEXT)
+        .map_err(|e| e.to_string())?;
+    let broken_entry = runtime_entry
+        .replace("runtimes.tether", &format!("runtimes.{BROKEN_HANDLER}"))
+        .replace(
+            DOC_CONFIG_PATH,
+            &dir.path().join(BROKEN_CONFIG).to_string_lossy(),
+        );
     let plugins = scaffolding(engine.config_version, dir.path())
-        + &doc_block(&doc, engine.doc_block)?
-            .replace(DOC_CONFIG_PATH, &tether_config.to_string_lossy());
+        + &runtime_entry.replace(DOC_CONFIG_PATH, &tether_config.to_string_lossy())
+        + &broken_entry;
     println!("e2e cri {engine_name}: starting containerd with its CRI plugin");
     let containerd = PrivateContainerd::start_cri(
         &dir.path().join("containerd"),
@@ -193,6 +208,13 @@ pub fn run(engine_name: &str, tether: &Path, shims: &[Shim]) -> Result<Outcome, 
         suite.step("-", "version_names_containerd_and_cri_v1", Suite::version);
         for shim in shims {
             suite.walk(*shim);
+        }
+        if shims.iter().any(|s| s.name == "tether") {
+            suite.step(
+                "tether",
+                "a_mistake_in_the_config_file_fails_the_pod_and_leaves_nothing",
+                Suite::broken_config,
+            );
         }
         let timings = suite.timings(shims);
         Ok(Outcome {
@@ -347,6 +369,52 @@ impl Suite {
             version.runtime_name == "containerd" && version.runtime_api_version.starts_with("v1"),
             || format!("Version: {version:?}"),
         )
+    }
+
+    /// RunPodSandbox with the broken handler fails with tether's one-line error naming the file
+    /// (or, where containerd sends the file's text, ConfigBody) and the line, and no pod, shim
+    /// or container is left.
+    fn broken_config(&mut self) -> Check {
+        let uid = format!("broken-{}", std::process::id());
+        let log_dir = self.dir.join("pods").join(&uid);
+        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let config = pod_config("cri-broken", &uid, &log_dir);
+        let message = match self.run_pod(&config, BROKEN_HANDLER) {
+            Ok(id) => {
+                self.force_remove(&id);
+                return Err("RunPodSandbox succeeded with a broken tether config".into());
+            }
+            Err(message) => message,
+        };
+        let path = self.dir.join(BROKEN_CONFIG);
+        let names_it = message.contains(&format!(
+            "tether config {}: line 2, SystemdCgroup:",
+            path.display()
+        )) || message.contains("tether config (ConfigBody): line 2, SystemdCgroup:");
+        expect(names_it, || {
+            format!("RunPodSandbox's error does not name the file, the line and the key: {message}")
+        })?;
+        let listed = self
+            .cri
+            .runtime(|mut c| async move {
+                c.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                    .await
+            })
+            .map_err(|e| format!("ListPodSandbox: {}", describe(&e)))?;
+        let ready: Vec<_> = listed
+            .items
+            .iter()
+            .filter(|p| p.state == cri::PodSandboxState::SandboxReady as i32)
+            .map(|p| p.id.clone())
+            .collect();
+        expect(ready.is_empty(), || format!("pods left ready: {ready:?}"))?;
+        // Every other pod is gone by now: no tether process may be left either.
+        let mut left = Vec::new();
+        wait_until(Duration::from_secs(10), || {
+            left = processes_of_exe("tether");
+            Ok(left.is_empty())
+        })
+        .map_err(|e| format!("tether processes left after the failed pod: {left:?}: {e}"))
     }
 
     /// Every step of [`STEPS`] for `shim`; after a failure the rest are not run (each needs the
@@ -1073,6 +1141,21 @@ fn cgroup_value(pid: i32, controller: &str, file: &str) -> Result<String, String
     std::fs::read_to_string(&full)
         .map(|v| v.trim().to_owned())
         .map_err(|e| format!("{}: {e}", full.display()))
+}
+
+/// The pids of processes whose executable's file name is `name`.
+fn processes_of_exe(name: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == name))
+        })
+        .collect()
 }
 
 /// Processes whose command line names any of `ids`.

@@ -221,22 +221,30 @@ pub(super) fn exec_tty(ctx: &mut Ctx<'_>) -> Check {
     );
     let terminal = Terminal::start(&id, &ctr)?;
     terminal.wait_for("#")?;
-    terminal.type_line("stty size")?;
-    terminal.wait_for("30 100")?;
+    // ctr sends the first size (ResizePty) once the exec has started, so the shell may prompt
+    // before its terminal has one (seen with containerd-shim-runc-v2 on 1.7): ask until it sees
+    // it, as for the resize after.
+    ask_size_until(&terminal, "30 100")
+        .map_err(|e| format!("the exec never saw the terminal's size: {e}"))?;
     terminal.tmux(&["resize-window", "-t", "main", "-x", "120", "-y", "40"])?;
     // The resize travels as SIGWINCH to ctr, then ResizePty: ask until the shell sees it.
-    wait_until(Duration::from_secs(15), || {
-        terminal.type_line("stty size")?;
-        std::thread::sleep(Duration::from_millis(200));
-        Ok(terminal.screen()?.lines().any(|l| l.trim_end() == "40 120"))
-    })
-    .map_err(|e| format!("the resize did not reach the exec: {e}"))?;
+    ask_size_until(&terminal, "40 120")
+        .map_err(|e| format!("the resize did not reach the exec: {e}"))?;
     terminal.type_line("exit 3")?;
     terminal.wait_for("EXEC-EXIT-3")?;
     ctx.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
     ctx.wait_status(&id, "STOPPED")?;
     ctx.ctr(&["task", "delete", &id])?;
     ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+/// Types `stty size` every 200 ms until a line of the screen is `size`, for at most 15 s.
+fn ask_size_until(terminal: &Terminal, size: &str) -> Check {
+    wait_until(Duration::from_secs(15), || {
+        terminal.type_line("stty size")?;
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(terminal.screen()?.lines().any(|l| l.trim_end() == size))
+    })
 }
 
 /// `ctr run` feeds its stdin to the container's, and the end of ctr's input (CloseIO) is the end of

@@ -18,7 +18,10 @@ use shim_core::StateLayout;
 use shim_io::{LogSink, Rotation, SinkOptions};
 use shim_reaper::Reaper;
 use shim_runc::{DeleteOptions, Runc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long after the container started its heap is trimmed.
+const TRIM_AFTER: Duration = Duration::from_millis(50);
 
 /// Entry point of `tether daemon`; returns the process exit code.
 pub fn main(config_json: &str) -> u8 {
@@ -51,8 +54,9 @@ pub fn main(config_json: &str) -> u8 {
                 }
             }
             // Start-up (the runtime call above all) leaves freed heap pages behind that are still
-            // resident; the daemon lives for the container's whole life, so give them back once.
-            crate::sys::release_free_memory();
+            // resident; the daemon lives for the container's whole life, so give them back once,
+            // when the start is over.
+            supervisor.trim_at = Instant::now().checked_add(TRIM_AFTER);
             supervisor.run();
             if let Some(front) = supervisor.front.take() {
                 front.unregister();

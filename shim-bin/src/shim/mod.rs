@@ -216,6 +216,10 @@ pub struct Supervisor {
     buf: Vec<u8>,
     pub reap_needed: bool,
     pub done: bool,
+    /// When to give the kernel back the heap pages start-up freed: soon after the start, not
+    /// during it, so the trim (a millisecond of CPU) is not on the path to the container's first
+    /// output or its caller's answer.
+    pub trim_at: Option<Instant>,
     /// Numbers the per-process scratch names (console sockets, exec pid files).
     pub scratch_serial: u64,
 }
@@ -268,6 +272,7 @@ impl Supervisor {
             buf: Vec::new(),
             reap_needed: false,
             done: false,
+            trim_at: None,
             scratch_serial: 0,
         }
     }
@@ -325,6 +330,10 @@ impl Supervisor {
             self.close_delivered();
             self.refresh_front();
             self.check_log_sink();
+            if self.trim_at.is_some_and(|at| at <= Instant::now()) {
+                self.trim_at = None;
+                crate::sys::release_free_memory();
+            }
         }
     }
 
@@ -412,7 +421,13 @@ impl Supervisor {
             })
             .chain(lingering)
             .chain(self.log.as_ref().and_then(|l| l.engine.next_deadline()));
-        let front = self.front.as_ref().and_then(|front| front.next_deadline());
+        let front = self
+            .front
+            .as_ref()
+            .and_then(|front| front.next_deadline())
+            .into_iter()
+            .chain(self.trim_at)
+            .min();
         let Some(container) = self.container.as_ref() else {
             return relays.chain(front).min();
         };

@@ -2,6 +2,7 @@
 //! (container output) or into another pipe (stdin), one thread, no blocking reads.
 
 use crate::encode::Stream;
+use crate::fdio::set_nonblocking;
 use crate::sink::{LogFormat, LogSink};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -469,11 +470,4 @@ impl IoEngine {
             events.push(IoEvent::InputClosed { source });
         }
     }
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }

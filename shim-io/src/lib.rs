@@ -10,6 +10,8 @@
 //!   names for a process): the fifo held open from both ends, bounded holding, backpressure while a
 //!   reader reads, whole lines dropped (and said in the stream) only for a reader that is gone,
 //!   and "delivered" as the condition for announcing an exit. See the module for its loop contract.
+//! * [`client`] — a process's output for a client the caller frames (read only while the client
+//!   takes it) and the client's input to the process (held up to a bound), for exec and attach.
 //! * [`IoEngine`] — the pipes: registered with your [`mio::Registry`] under your tokens; output is
 //!   copied on readiness (raw logs with `splice(2)`, zero-copy), stdin with backpressure.
 //!   [`IoEngine::drain_output`] copies whatever a pipe holds *now*, so an exit can be recorded only
@@ -70,9 +72,11 @@
 // `unsafe` is denied but in `sys`: the one ioctl that tells how much a fifo holds.
 #![deny(unsafe_code)]
 
+pub mod client;
 mod decode;
 mod encode;
 mod engine;
+pub mod fdio;
 mod framing;
 pub mod relay;
 mod sink;

@@ -62,6 +62,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::fdio::{set_nonblocking, write_some};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::collections::VecDeque;
@@ -517,29 +518,6 @@ impl OutputRelay {
         self.dest = None;
         self.pending.clear();
     }
-}
-
-/// Sets O_NONBLOCK.
-fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
-}
-
-/// Writes as much of `data` as `file` takes now (0 when it is full).
-fn write_some(file: &mut File, data: &[u8]) -> io::Result<usize> {
-    let mut written = 0;
-    while written < data.len() {
-        match file.write(&data[written..]) {
-            Ok(0) => break,
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(written)
 }
 
 /// Copies a client's stdin fifo into a process's stdin.

@@ -5,7 +5,7 @@
 //! write to) once it is ready. tether relays into those pipes like into a fifo: the container never
 //! writes to the binary directly, so a slow binary cannot block it.
 
-use super::nonblocking::pipe;
+use shim_io::fdio::pipe;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd};

@@ -4,11 +4,9 @@
 //! [`shim_core::Error`]. What a door's wire says is the door's business (see [`crate::front`]).
 
 mod cgroup;
-pub mod client;
 pub mod diag;
 mod logbinary;
 pub mod mounts;
-pub mod nonblocking;
 mod ops;
 pub mod persist;
 pub mod runtime;
@@ -21,7 +19,6 @@ pub use stdio::StdioPlan;
 
 use crate::oom::OomWatch;
 use crate::tokens::{self, OOM, REAPER, WAKER};
-use client::{ClientInput, ClientOutput, Taken, CLIENT_HIGH_WATER};
 use diag::Diag;
 use mio::unix::SourceFd;
 use mio::Token;
@@ -30,6 +27,7 @@ use runtime::RuntimeOptions;
 use shim_core::frame::FrameKind;
 use shim_core::lifecycle::{self, Phase};
 use shim_core::{Event, ExecId, Exit, ProcessKey};
+use shim_io::client::{ClientInput, ClientOutput, Taken, CLIENT_HIGH_WATER};
 use shim_io::relay::{self, InputRelay, OutputRelay};
 use shim_io::{IoEngine, IoEvent, SinkId, Stream};
 use shim_reaper::Reaper;
@@ -459,6 +457,12 @@ impl Supervisor {
         stream: &'static str,
     ) -> std::io::Result<usize> {
         let (n, source) = self.next_relay(!matches!(to, OutputTo::Log));
+        // A terminal's output is its stdout.
+        let which = if stream == "stderr" {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        };
         let relay = match to {
             OutputTo::Relay(destination) => {
                 let mut relay = OutputRelay::new(fd, destination, stream)?;
@@ -470,29 +474,17 @@ impl Supervisor {
                     .log
                     .as_mut()
                     .ok_or_else(|| std::io::Error::other("no log to write to"))?;
-                let stream = if stream == "stderr" {
-                    Stream::Stderr
-                } else {
-                    Stream::Stdout
-                };
                 log.engine
-                    .add_output(self.poll.registry(), source, fd, stream, log.sink)?;
+                    .add_output(self.poll.registry(), source, fd, which, log.sink)?;
                 Relay::Log(source)
             }
-            OutputTo::Client(client) => {
-                let kind = if stream == "stderr" {
-                    FrameKind::Stderr
-                } else {
-                    FrameKind::Stdout
-                };
-                Relay::ToClient(ClientOutput::new(
-                    fd,
-                    kind,
-                    client,
-                    self.poll.registry(),
-                    source,
-                )?)
-            }
+            OutputTo::Client(client) => Relay::ToClient(ClientOutput::new(
+                fd,
+                which,
+                client,
+                self.poll.registry(),
+                source,
+            )?),
         };
         self.relays.insert(n, relay);
         // Output may be waiting already.
@@ -596,7 +588,8 @@ impl Supervisor {
             match output.read(&mut self.buf) {
                 Taken::Data(len) => {
                     if let (Some(client), Some(front)) = (output.client, &mut self.front) {
-                        front.send_frame(registry, client, output.kind, &self.buf[..len]);
+                        let kind = frame_kind(output.stream);
+                        front.send_frame(registry, client, kind, &self.buf[..len]);
                     }
                 }
                 Taken::Empty => return,
@@ -933,6 +926,14 @@ impl Supervisor {
             "{key} (pid {}) exited: {}",
             exit.pid, exit.status
         ));
+    }
+}
+
+/// The frame that carries a process's output to a control client.
+pub(crate) fn frame_kind(stream: Stream) -> FrameKind {
+    match stream {
+        Stream::Stdout => FrameKind::Stdout,
+        Stream::Stderr => FrameKind::Stderr,
     }
 }
 

@@ -596,7 +596,7 @@ fn shares_pid_namespace(bundle: &Path) -> bool {
 /// The last line written to a pipe nobody read yet (at most 64 KiB of it).
 fn last_words(pipe: &OwnedFd) -> Option<String> {
     use std::io::Read;
-    super::nonblocking::set_nonblocking(pipe).ok()?;
+    shim_io::fdio::set_nonblocking(pipe).ok()?;
     let mut file = File::from(pipe.try_clone().ok()?);
     let mut text = vec![0; 64 * 1024];
     let n = file.read(&mut text).ok()?;

@@ -3,9 +3,9 @@
 //! client's frames.
 
 use super::logbinary::{self, is_binary_uri};
-use super::nonblocking::pipe;
 use mio::Token;
 use shim_core::StdioPaths;
+use shim_io::fdio::pipe;
 use shim_io::relay::{open_input_fifo, Destination};
 use shim_runc::ProcessIo;
 use std::fs::File;

@@ -727,10 +727,7 @@ impl Supervisor {
 
     /// Output the log engine read from the container, for every attached client.
     pub(crate) fn attach_output(&mut self, stream: Stream, bytes: &[u8]) {
-        let kind = match stream {
-            Stream::Stdout => FrameKind::Stdout,
-            Stream::Stderr => FrameKind::Stderr,
-        };
+        let kind = crate::shim::frame_kind(stream);
         let registry = self.poll.registry();
         let Some(front) = &mut self.front else { return };
         if let Some(early) = &mut front.early {

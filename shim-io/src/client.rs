@@ -1,12 +1,39 @@
-//! Stdio to and from a control client (tether's `exec` and `attach`): a process's output read from
-//! its pipe (or terminal) and handed to the client as frames, and what the client typed written to
-//! the process. Both are flow-controlled: output is read only while the client takes it, and input
-//! is accepted only while the process takes it.
+//! Stdio to and from a client the caller frames (tether's `exec` and `attach`): a process's output
+//! read from its pipe (or terminal) for the caller to hand to the client, and what the client typed
+//! written to the process. Both are flow-controlled: the caller reads output only while the client
+//! takes it (the process then blocks on a full pipe, as it would writing to a slow terminal), and
+//! input is held only up to [`INPUT_HIGH_WATER`], past which the caller stops reading its clients.
+//!
+//! ```
+//! use shim_io::client::{ClientInput, ClientOutput, Taken};
+//! use shim_io::Stream;
+//! use std::io::Write;
+//!
+//! let poll = mio::Poll::new()?;
+//! let (read_end, write_end) = shim_io::fdio::pipe()?;
+//! let mut output = ClientOutput::new(read_end, Stream::Stdout, None, poll.registry(), mio::Token(1))?;
+//! std::fs::File::from(write_end).write_all(b"hi")?; // and closed: the end follows
+//! let mut buf = [0; 16];
+//! assert!(matches!(output.read(&mut buf), Taken::Data(2)));
+//! assert!(matches!(output.read(&mut buf), Taken::End));
+//!
+//! let (read_end, write_end) = shim_io::fdio::pipe()?;
+//! let mut input = ClientInput::new(write_end.into(), false)?;
+//! input.push(b"typed");
+//! input.end();
+//! input.flush(poll.registry()); // all written, and the input ended: closed
+//! assert!(input.is_closed());
+//! drop(input); // the pipe's write end
+//! let mut typed = String::new();
+//! std::io::Read::read_to_string(&mut std::fs::File::from(read_end), &mut typed)?;
+//! assert_eq!(typed, "typed");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-use super::nonblocking::{set_nonblocking, write_pending};
+use crate::fdio::{set_nonblocking, write_some};
+use crate::Stream;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use shim_core::frame::FrameKind;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -22,12 +49,15 @@ pub const INPUT_HIGH_WATER: usize = 1 << 20;
 #[derive(Debug)]
 pub struct ClientOutput {
     file: File,
-    pub kind: FrameKind,
+    /// Which of the process's outputs it is (a terminal's is its stdout).
+    pub stream: Stream,
+    /// The client it goes to (the caller's token for it).
     pub client: Option<Token>,
     open: bool,
 }
 
 /// What one turn of a [`ClientOutput`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taken {
     Data(usize),
     /// Nothing now.
@@ -40,7 +70,7 @@ impl ClientOutput {
     /// Reads `fd` on readiness under `token`.
     pub fn new(
         fd: OwnedFd,
-        kind: FrameKind,
+        stream: Stream,
         client: Option<Token>,
         registry: &Registry,
         token: Token,
@@ -49,7 +79,7 @@ impl ClientOutput {
         registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
         Ok(ClientOutput {
             file: File::from(fd),
-            kind,
+            stream,
             client,
             open: true,
         })
@@ -146,7 +176,13 @@ impl ClientInput {
         if self.closed {
             return;
         }
-        let broken = write_pending(&mut self.file, &mut self.pending).is_err();
+        let broken = match write_some(&mut self.file, &self.pending) {
+            Ok(n) => {
+                self.pending.drain(..n);
+                false
+            }
+            Err(_) => true,
+        };
         if broken || (self.eof && self.pending.is_empty()) {
             self.close(registry);
         }
@@ -158,5 +194,41 @@ impl ClientInput {
             self.pending = Vec::new();
             self.closed = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_is_held_up_to_its_bound_and_closed_when_the_process_is_gone() {
+        let poll = mio::Poll::new().unwrap();
+        let (read_end, write_end) = crate::fdio::pipe().unwrap();
+        let mut input = ClientInput::new(write_end.into(), false).unwrap();
+        input.push(&vec![b'x'; INPUT_HIGH_WATER * 2]);
+        input.flush(poll.registry());
+        assert!(
+            input.full(),
+            "a pipe takes 64 KiB: the rest is held, clients wait"
+        );
+        assert!(!input.is_closed());
+        drop(read_end);
+        input.flush(poll.registry());
+        assert!(input.is_closed(), "nothing more can be delivered");
+    }
+
+    #[test]
+    fn output_with_nothing_written_yet_is_empty_not_ended() {
+        let poll = mio::Poll::new().unwrap();
+        let (read_end, write_end) = crate::fdio::pipe().unwrap();
+        let mut output =
+            ClientOutput::new(read_end, Stream::Stderr, None, poll.registry(), Token(1)).unwrap();
+        let mut buf = [0; 8];
+        assert_eq!(output.read(&mut buf), Taken::Empty);
+        drop(write_end);
+        assert_eq!(output.read(&mut buf), Taken::End);
+        output.close(poll.registry());
+        assert!(!output.is_open());
     }
 }

@@ -24,60 +24,25 @@ const QUEUE_LIMIT: usize = 4096;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
-/// A task event, as containerd's events service takes it.
+/// A task event as containerd's events service takes it: its topic, and the message under the name
+/// containerd's type registry knows it by. (Names spelled out rather than taken from the message
+/// descriptors: building protobuf reflection data costs resident memory for good.)
 #[derive(Debug)]
-pub enum TaskEvent {
-    Create(ev::TaskCreate),
-    Start(ev::TaskStart),
-    ExecAdded(ev::TaskExecAdded),
-    ExecStarted(ev::TaskExecStarted),
-    Exit(ev::TaskExit),
-    Delete(ev::TaskDelete),
-    Paused(ev::TaskPaused),
-    Resumed(ev::TaskResumed),
-    Oom(ev::TaskOOM),
+pub struct TaskEvent {
+    pub topic: &'static str,
+    pub event: Any,
 }
 
-impl TaskEvent {
-    fn topic(&self) -> &'static str {
-        match self {
-            TaskEvent::Create(_) => topics::TASK_CREATE_EVENT_TOPIC,
-            TaskEvent::Start(_) => topics::TASK_START_EVENT_TOPIC,
-            TaskEvent::ExecAdded(_) => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
-            TaskEvent::ExecStarted(_) => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
-            TaskEvent::Exit(_) => topics::TASK_EXIT_EVENT_TOPIC,
-            TaskEvent::Delete(_) => topics::TASK_DELETE_EVENT_TOPIC,
-            TaskEvent::Paused(_) => topics::TASK_PAUSED_EVENT_TOPIC,
-            TaskEvent::Resumed(_) => topics::TASK_RESUMED_EVENT_TOPIC,
-            TaskEvent::Oom(_) => topics::TASK_OOM_EVENT_TOPIC,
-        }
-    }
-
-    /// The event as containerd's type registry names it. (Spelled out rather than taken from the
-    /// message descriptors: building protobuf reflection data costs resident memory for good.)
-    fn to_any(&self) -> Any {
-        fn pack(name: &str, message: &impl Message) -> Any {
-            let mut any = Any::new();
-            any.type_url = format!("containerd.events.{name}");
-            any.value = message.write_to_bytes().unwrap_or_default();
-            any
-        }
-        match self {
-            TaskEvent::Create(m) => pack("TaskCreate", m),
-            TaskEvent::Start(m) => pack("TaskStart", m),
-            TaskEvent::ExecAdded(m) => pack("TaskExecAdded", m),
-            TaskEvent::ExecStarted(m) => pack("TaskExecStarted", m),
-            TaskEvent::Exit(m) => pack("TaskExit", m),
-            TaskEvent::Delete(m) => pack("TaskDelete", m),
-            TaskEvent::Paused(m) => pack("TaskPaused", m),
-            TaskEvent::Resumed(m) => pack("TaskResumed", m),
-            TaskEvent::Oom(m) => pack("TaskOOM", m),
-        }
-    }
+fn pack(topic: &'static str, name: &str, message: &impl Message) -> TaskEvent {
+    let mut event = Any::new();
+    event.type_url = format!("containerd.events.{name}");
+    event.value = message.write_to_bytes().unwrap_or_default();
+    TaskEvent { topic, event }
 }
 
 /// The supervisor's event as containerd's task event.
 pub fn task_event(container_id: &str, event: Event) -> TaskEvent {
+    use topics::*;
     let container_id = container_id.to_owned();
     match event {
         Event::Created {
@@ -85,82 +50,118 @@ pub fn task_event(container_id: &str, event: Event) -> TaskEvent {
             bundle,
             rootfs,
             stdio,
-        } => TaskEvent::Create(ev::TaskCreate {
-            container_id,
-            bundle: bundle.to_string_lossy().into_owned(),
-            rootfs: rootfs
-                .into_iter()
-                .map(|m| Mount {
-                    type_: m.kind,
-                    source: m.source,
-                    options: m.options,
+        } => pack(
+            TASK_CREATE_EVENT_TOPIC,
+            "TaskCreate",
+            &ev::TaskCreate {
+                container_id,
+                bundle: bundle.to_string_lossy().into_owned(),
+                rootfs: rootfs
+                    .into_iter()
+                    .map(|m| Mount {
+                        type_: m.kind,
+                        source: m.source,
+                        options: m.options,
+                        ..Default::default()
+                    })
+                    .collect(),
+                io: Some(ev::TaskIO {
+                    stdin: stdio.stdin,
+                    stdout: stdio.stdout,
+                    stderr: stdio.stderr,
+                    terminal: stdio.terminal,
                     ..Default::default()
                 })
-                .collect(),
-            io: Some(ev::TaskIO {
-                stdin: stdio.stdin,
-                stdout: stdio.stdout,
-                stderr: stdio.stderr,
-                terminal: stdio.terminal,
+                .into(),
+                pid: pid as u32,
                 ..Default::default()
-            })
-            .into(),
-            pid: pid as u32,
-            ..Default::default()
-        }),
+            },
+        ),
         Event::Started {
             key: ProcessKey::Init,
             pid,
-        } => TaskEvent::Start(ev::TaskStart {
-            container_id,
-            pid: pid as u32,
-            ..Default::default()
-        }),
+        } => pack(
+            TASK_START_EVENT_TOPIC,
+            "TaskStart",
+            &ev::TaskStart {
+                container_id,
+                pid: pid as u32,
+                ..Default::default()
+            },
+        ),
         Event::Started {
             key: ProcessKey::Exec(exec_id),
             pid,
-        } => TaskEvent::ExecStarted(ev::TaskExecStarted {
-            container_id,
-            exec_id: exec_id.to_string(),
-            pid: pid as u32,
-            ..Default::default()
-        }),
-        Event::ExecAdded { exec } => TaskEvent::ExecAdded(ev::TaskExecAdded {
-            container_id,
-            exec_id: exec.to_string(),
-            ..Default::default()
-        }),
-        Event::Exited { key, exit } => TaskEvent::Exit(ev::TaskExit {
-            id: match key {
-                ProcessKey::Init => container_id.clone(),
-                ProcessKey::Exec(exec_id) => exec_id.to_string(),
+        } => pack(
+            TASK_EXEC_STARTED_EVENT_TOPIC,
+            "TaskExecStarted",
+            &ev::TaskExecStarted {
+                container_id,
+                exec_id: exec_id.to_string(),
+                pid: pid as u32,
+                ..Default::default()
             },
-            container_id,
-            pid: exit.pid as u32,
-            exit_status: exit.code() as u32,
-            exited_at: Some(timestamp(exit.reaped_at)).into(),
-            ..Default::default()
-        }),
-        Event::Oom => TaskEvent::Oom(ev::TaskOOM {
-            container_id,
-            ..Default::default()
-        }),
-        Event::Paused => TaskEvent::Paused(ev::TaskPaused {
-            container_id,
-            ..Default::default()
-        }),
-        Event::Resumed => TaskEvent::Resumed(ev::TaskResumed {
-            container_id,
-            ..Default::default()
-        }),
-        Event::Deleted { pid, exit } => TaskEvent::Delete(ev::TaskDelete {
-            id: container_id.clone(),
-            container_id,
-            pid: pid as u32,
-            exit_status: exit.code() as u32,
-            exited_at: Some(timestamp(exit.reaped_at)).into(),
-            ..Default::default()
-        }),
+        ),
+        Event::ExecAdded { exec } => pack(
+            TASK_EXEC_ADDED_EVENT_TOPIC,
+            "TaskExecAdded",
+            &ev::TaskExecAdded {
+                container_id,
+                exec_id: exec.to_string(),
+                ..Default::default()
+            },
+        ),
+        Event::Exited { key, exit } => pack(
+            TASK_EXIT_EVENT_TOPIC,
+            "TaskExit",
+            &ev::TaskExit {
+                id: match key {
+                    ProcessKey::Init => container_id.clone(),
+                    ProcessKey::Exec(exec_id) => exec_id.to_string(),
+                },
+                container_id,
+                pid: exit.pid as u32,
+                exit_status: exit.code() as u32,
+                exited_at: Some(timestamp(exit.reaped_at)).into(),
+                ..Default::default()
+            },
+        ),
+        Event::Oom => pack(
+            TASK_OOM_EVENT_TOPIC,
+            "TaskOOM",
+            &ev::TaskOOM {
+                container_id,
+                ..Default::default()
+            },
+        ),
+        Event::Paused => pack(
+            TASK_PAUSED_EVENT_TOPIC,
+            "TaskPaused",
+            &ev::TaskPaused {
+                container_id,
+                ..Default::default()
+            },
+        ),
+        Event::Resumed => pack(
+            TASK_RESUMED_EVENT_TOPIC,
+            "TaskResumed",
+            &ev::TaskResumed {
+                container_id,
+                ..Default::default()
+            },
+        ),
+        Event::Deleted { pid, exit } => pack(
+            TASK_DELETE_EVENT_TOPIC,
+            "TaskDelete",
+            &ev::TaskDelete {
+                id: container_id.clone(),
+                container_id,
+                pid: pid as u32,
+                exit_status: exit.code() as u32,
+                exited_at: Some(timestamp(exit.reaped_at)).into(),
+                ..Default::default()
+            },
+        ),
     }
 }
 
@@ -217,8 +218,8 @@ impl Publisher {
         let mut envelope = Envelope::new();
         envelope.timestamp = Some(timestamp(SystemTime::now())).into();
         envelope.namespace = self.namespace.clone();
-        envelope.topic = event.topic().to_owned();
-        envelope.event = Some(event.to_any()).into();
+        envelope.topic = event.topic.to_owned();
+        envelope.event = Some(event.event).into();
         self.diag
             .debug(format_args!("publish {}", envelope.topic.as_str()));
         let (lock, ready) = &*self.shared;
@@ -312,46 +313,59 @@ mod tests {
 
     #[test]
     fn type_urls_are_the_message_names() {
+        let exit = shim_core::Exit {
+            pid: 1,
+            status: shim_core::ExitStatus::Exited(0),
+            reaped_at: SystemTime::UNIX_EPOCH,
+        };
+        let exec = || ProcessKey::Exec(shim_core::ExecId::new("e").unwrap());
         let events = [
             (
-                TaskEvent::Create(Default::default()),
+                Event::Created {
+                    pid: 1,
+                    bundle: "/b".into(),
+                    rootfs: Vec::new(),
+                    stdio: Default::default(),
+                },
                 ev::TaskCreate::descriptor(),
             ),
             (
-                TaskEvent::Start(Default::default()),
+                Event::Started {
+                    key: ProcessKey::Init,
+                    pid: 1,
+                },
                 ev::TaskStart::descriptor(),
             ),
             (
-                TaskEvent::ExecAdded(Default::default()),
+                Event::ExecAdded {
+                    exec: shim_core::ExecId::new("e").unwrap(),
+                },
                 ev::TaskExecAdded::descriptor(),
             ),
             (
-                TaskEvent::ExecStarted(Default::default()),
+                Event::Started {
+                    key: exec(),
+                    pid: 2,
+                },
                 ev::TaskExecStarted::descriptor(),
             ),
             (
-                TaskEvent::Exit(Default::default()),
+                Event::Exited { key: exec(), exit },
                 ev::TaskExit::descriptor(),
             ),
             (
-                TaskEvent::Delete(Default::default()),
+                Event::Deleted { pid: 1, exit },
                 ev::TaskDelete::descriptor(),
             ),
-            (
-                TaskEvent::Paused(Default::default()),
-                ev::TaskPaused::descriptor(),
-            ),
-            (
-                TaskEvent::Resumed(Default::default()),
-                ev::TaskResumed::descriptor(),
-            ),
-            (
-                TaskEvent::Oom(Default::default()),
-                ev::TaskOOM::descriptor(),
-            ),
+            (Event::Paused, ev::TaskPaused::descriptor()),
+            (Event::Resumed, ev::TaskResumed::descriptor()),
+            (Event::Oom, ev::TaskOOM::descriptor()),
         ];
         for (event, descriptor) in events {
-            assert_eq!(event.to_any().type_url, descriptor.full_name());
+            assert_eq!(
+                task_event("c", event).event.type_url,
+                descriptor.full_name()
+            );
         }
     }
 }
@@ -369,9 +383,9 @@ mod mapping_tests {
             reaped_at: SystemTime::UNIX_EPOCH,
         };
         let exec = ProcessKey::Exec(ExecId::new("e1").unwrap());
-        let TaskEvent::Exit(event) = task_event("web", Event::Exited { key: exec, exit }) else {
-            panic!("not an exit");
-        };
+        let exited = task_event("web", Event::Exited { key: exec, exit });
+        assert_eq!(exited.topic, topics::TASK_EXIT_EVENT_TOPIC);
+        let event = ev::TaskExit::parse_from_bytes(&exited.event.value).unwrap();
         assert_eq!(
             (event.container_id.as_str(), event.id.as_str()),
             ("web", "e1")
@@ -381,18 +395,15 @@ mod mapping_tests {
             key: ProcessKey::Init,
             exit,
         };
-        let TaskEvent::Exit(event) = task_event("web", init) else {
-            panic!("not an exit");
-        };
+        let event = ev::TaskExit::parse_from_bytes(&task_event("web", init).event.value).unwrap();
         assert_eq!(event.id, "web");
         let started = Event::Started {
             key: ProcessKey::Exec(ExecId::new("e1").unwrap()),
             pid: 9,
         };
-        assert!(matches!(
-            task_event("web", started),
-            TaskEvent::ExecStarted(e) if e.exec_id == "e1" && e.pid == 9
-        ));
+        let started = task_event("web", started).event;
+        let started = ev::TaskExecStarted::parse_from_bytes(&started.value).unwrap();
+        assert_eq!((started.exec_id.as_str(), started.pid), ("e1", 9));
     }
 }
 
@@ -422,9 +433,28 @@ mod delivery_tests {
         let dir = tempfile::tempdir().unwrap();
         let address = format!("unix://{}", dir.path().join("events.sock").display());
         let publisher = Publisher::start("ns", Some(address.clone()), Diag::new("t", false));
-        publisher.send(TaskEvent::Create(Default::default()));
-        publisher.send(TaskEvent::Start(Default::default()));
-        publisher.send(TaskEvent::Exit(Default::default()));
+        let exit = shim_core::Exit {
+            pid: 1,
+            status: shim_core::ExitStatus::Exited(0),
+            reaped_at: SystemTime::UNIX_EPOCH,
+        };
+        let created = Event::Created {
+            pid: 1,
+            bundle: "/b".into(),
+            rootfs: Vec::new(),
+            stdio: Default::default(),
+        };
+        let started = Event::Started {
+            key: ProcessKey::Init,
+            pid: 1,
+        };
+        let exited = Event::Exited {
+            key: ProcessKey::Init,
+            exit,
+        };
+        for event in [created, started, exited] {
+            publisher.send(task_event("c", event));
+        }
         assert!(
             !publisher.flush(Duration::from_millis(100)),
             "nobody listens yet: nothing can be delivered"

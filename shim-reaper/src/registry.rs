@@ -147,6 +147,12 @@ impl Reaper {
         Ok(())
     }
 
+    /// Whether exits of watched pids wait for [`Reaper::reap`] that the signalfd may no longer tell
+    /// of: [`Reaper::wait_for`] and [`Reaper::collect`] drained it while reaping them.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// The fd that becomes readable when a child changed state (for a `poll` outside mio).
     pub fn signal_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.signals.borrowed()

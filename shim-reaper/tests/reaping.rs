@@ -237,8 +237,11 @@ fn collect_keeps_watched_exits_for_reap(reaper: &mut Reaper) {
         reaper.collect().unwrap();
         std::thread::yield_now();
     }
-    // ...the next reap() delivers it.
+    // ...says it holds one (the signalfd was drained: nothing else would tell)...
+    assert!(reaper.has_ready(), "a collected exit is not reported");
+    // ...and the next reap() delivers it.
     let delivered = reaper.reap().unwrap();
+    assert!(!reaper.has_ready());
     assert_eq!(delivered.len(), 1);
     assert_eq!(
         (delivered[0].pid, delivered[0].status),

@@ -42,6 +42,9 @@ use stdio::{Input, InputFrom, Output, OutputTo};
 /// Work a door hands the supervisor's thread (a call to answer, with where its answer goes).
 pub type Job = Box<dyn FnOnce(&mut Supervisor) + Send>;
 
+/// A started process's relays: its outputs, its input, and its terminal.
+pub type Connected = (Vec<usize>, Option<usize>, Option<File>);
+
 /// Where a process's exit goes once it is recorded (a waiting client's answer).
 pub type WaitAnswer = Box<dyn FnOnce(Exit) + Send>;
 
@@ -146,6 +149,20 @@ impl Proc {
         }
     }
 
+    /// It runs as `pid`, its stdio relayed; `pending_exit`: it exited already.
+    pub fn runs(
+        &mut self,
+        pid: i32,
+        (outputs, input, terminal): Connected,
+        pending_exit: Option<PendingExit>,
+    ) {
+        self.pid = pid;
+        self.outputs = outputs;
+        self.input = input;
+        self.terminal = terminal;
+        self.pending_exit = pending_exit;
+    }
+
     /// Records its exit and answers its waiters.
     pub fn exited(&mut self, exit: Exit) {
         self.exit = Some(exit);
@@ -212,7 +229,9 @@ pub struct Supervisor {
     next_relay: usize,
     backlog: Vec<usize>,
     buf: Vec<u8>,
-    pub reap_needed: bool,
+    /// The reaper's signalfd was readable. (Exits reaped while a runtime command was waited for
+    /// are the reaper's own to tell: [`Supervisor::reap_due`].)
+    reap_needed: bool,
     pub done: bool,
     /// When to give the kernel back the heap pages start-up freed: soon after the start, not
     /// during it, so the trim (a millisecond of CPU) is not on the path to the container's first
@@ -280,7 +299,7 @@ impl Supervisor {
         let mut events = Events::with_capacity(64);
         while !self.done {
             let busy = !self.backlog.is_empty()
-                || self.reap_needed
+                || self.reap_due()
                 || self.log.as_ref().is_some_and(|l| l.engine.has_backlog())
                 || self.front.as_ref().is_some_and(|f| f.has_backlog());
             let timeout = if busy {
@@ -313,12 +332,12 @@ impl Supervisor {
                 self.on_log_events(events);
             }
             self.front_backlog();
-            if self.reap_needed {
+            if self.reap_due() {
                 self.reap();
             }
             while let Ok(job) = self.jobs.try_recv() {
                 job(self);
-                if self.reap_needed {
+                if self.reap_due() {
                     self.reap();
                 }
             }
@@ -762,6 +781,11 @@ impl Supervisor {
         self.reaper.watch(pid).map(|exit| pending_exit(exit, key))
     }
 
+    /// Whether exits wait to be collected: SIGCHLD came, or a runtime command's wait reaped some.
+    fn reap_due(&self) -> bool {
+        self.reap_needed || self.reaper.has_ready()
+    }
+
     /// Collects exits: an exec's or the init's exit is recorded once its output is complete.
     pub fn reap(&mut self) {
         self.reap_needed = false;
@@ -803,7 +827,6 @@ impl Supervisor {
             return;
         };
         let runc = container.runc.clone();
-        self.reap_needed = true;
         let kill = shim_runc::KillOptions::new(9).all(true);
         if let Err(e) = runc.kill(&self.id, kill, &mut runtime::ReaperWait(&mut self.reaper)) {
             self.diag.debug(format_args!(

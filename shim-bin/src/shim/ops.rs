@@ -85,7 +85,6 @@ impl Supervisor {
                 .map_err(|_| Error::not_found("process already finished"));
         }
         let runc = self.container()?.runc.clone();
-        self.reap_needed = true;
         runc.kill(
             &self.id,
             KillOptions::new(signal).all(all),
@@ -126,7 +125,6 @@ impl Supervisor {
             self.record_exit(&ProcessKey::Init);
         }
         let runc = self.container()?.runc.clone();
-        self.reap_needed = true;
         if let Err(e) = runc.delete(
             &id,
             DeleteOptions {
@@ -216,7 +214,6 @@ impl Supervisor {
         let proc = self.process(key)?;
         if proc.pid > 0 && proc.phase() == Phase::Running {
             kill_tree(proc.pid);
-            self.reap_needed = true;
         }
         Ok(())
     }
@@ -231,7 +228,6 @@ impl Supervisor {
             .filter(|(_, p)| p.pid > 0)
             .map(|(id, p)| (p.pid, id.clone()))
             .collect();
-        self.reap_needed = true;
         let pids = runc.ps(&self.id, &mut ReaperWait(&mut self.reaper))?;
         Ok(pids
             .into_iter()
@@ -249,7 +245,6 @@ impl Supervisor {
         lifecycle::check_pause(container.init.phase(), pause)
             .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
-        self.reap_needed = true;
         let mut waiter = ReaperWait(&mut self.reaper);
         if pause {
             runc.pause(&id, &mut waiter)?;
@@ -284,7 +279,6 @@ impl Supervisor {
     /// Changes the container's resources (`runc update`).
     pub fn update(&mut self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let runc = self.container()?.runc.clone();
-        self.reap_needed = true;
         runc.update(&self.id, resources, &mut ReaperWait(&mut self.reaper))?;
         Ok(())
     }
@@ -297,7 +291,6 @@ impl Supervisor {
     /// The runtime's own figures (`runc events --stats`), for a container whose cgroup is unknown.
     pub fn runtime_stats(&mut self) -> Result<shim_runc::Stats> {
         let runc = self.container()?.runc.clone();
-        self.reap_needed = true;
         Ok(runc.stats(&self.id, &mut ReaperWait(&mut self.reaper))?)
     }
 

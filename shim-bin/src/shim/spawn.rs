@@ -4,7 +4,7 @@
 use super::mounts::{mount_rootfs, unmount_rootfs};
 use super::runtime::{join_cgroup, read_pid, ReaperWait, RuntimeOptions};
 use super::stdio::{self, OutputTo, Prepared, StdioPlan};
-use super::{Container, LogOutput, Proc, Supervisor};
+use super::{Connected, Container, LogOutput, Proc, Supervisor};
 use crate::sys::receive_terminal;
 use shim_core::lifecycle::{self, Phase};
 use shim_core::{
@@ -17,9 +17,6 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-/// A started process's relays: its outputs, its input, and its terminal.
-type Connected = (Vec<usize>, Option<usize>, Option<File>);
 
 /// Exec processes a container may have at once, started or not (each is kept until deleted).
 const MAX_EXECS: usize = 4096;
@@ -190,15 +187,7 @@ impl Supervisor {
         if paths.terminal {
             create = create.console_socket(&console);
         }
-        let runtime_io = std::mem::replace(
-            &mut prepared.runtime,
-            shim_runc::ProcessIo::new(
-                std::process::Stdio::null(),
-                std::process::Stdio::null(),
-                std::process::Stdio::null(),
-            ),
-        );
-        self.reap_needed = true;
+        let runtime_io = prepared.take_runtime_io();
         let created = runc.create(
             &self.id,
             &create,
@@ -224,17 +213,13 @@ impl Supervisor {
             Ok(pid) => pid,
             Err(message) => return Err(undo_container(self, message)),
         };
-        let (outputs, input, terminal) = match self.connect_stdio(&mut prepared, "init") {
+        let connected = match self.connect_stdio(&mut prepared, "init") {
             Ok(connected) => connected,
             Err(message) => return Err(undo_container(self, message)),
         };
         let mut init = Proc::new(ProcessKey::Init, plan);
-        init.pid = pid;
-        init.outputs = outputs;
-        init.input = input;
-        init.terminal = terminal;
-        init.pending_exit = self.watch(pid, &ProcessKey::Init);
-        let oom = self.register_oom(pid);
+        let pending_exit = self.watch(pid, &ProcessKey::Init);
+        init.runs(pid, connected, pending_exit);
         let listing = Listing {
             log_path: paths
                 .stdout
@@ -250,25 +235,8 @@ impl Supervisor {
             },
             runtime_root: Some(options.runc_root(&self.namespace)),
         };
-        self.container = Some(Container {
-            bundle: bundle.to_string_lossy().into_owned(),
-            rootfs_mounted: !rootfs_mounts.is_empty(),
-            runc,
-            options,
-            init,
-            execs: HashMap::new(),
-            shares_pid_namespace: shares_pid_namespace(&bundle),
-            cgroup: super::cgroup::Cgroup::of_process(pid)
-                .map_err(|e| {
-                    self.diag
-                        .info(format_args!("stats through the runtime: {e}"))
-                })
-                .ok(),
-            oom,
-            oom_killed: false,
-            listing,
-            created_at: crate::time::now(),
-        });
+        let rootfs_mounted = !rootfs_mounts.is_empty();
+        self.adopt(init, &bundle, runc, options, listing, rootfs_mounted);
         match crate::front::control::TetherFront::register(&self.id, self.poll.registry()) {
             Ok(front) => self.front = Some(front),
             Err(e) => self.diag.info(format_args!("{e}")),
@@ -318,19 +286,11 @@ impl Supervisor {
         if terminal {
             create = create.console_socket(&console);
         }
-        let runtime_io = std::mem::replace(
-            &mut prepared.runtime,
-            shim_runc::ProcessIo::new(
-                std::process::Stdio::null(),
-                std::process::Stdio::null(),
-                std::process::Stdio::null(),
-            ),
-        );
+        let runtime_io = prepared.take_runtime_io();
         let options = RunOptions {
             create,
             detach: true,
         };
-        self.reap_needed = true;
         let ran = runc.run(
             &self.id,
             &options,
@@ -362,7 +322,7 @@ impl Supervisor {
             let connected = self.connect_stdio(&mut prepared, "init")?;
             Ok((pid, connected))
         });
-        let (pid, (outputs, input, terminal)) = match connected {
+        let (pid, connected) = match connected {
             Ok(connected) => connected,
             Err(message) => {
                 undo(self);
@@ -370,32 +330,51 @@ impl Supervisor {
             }
         };
         let mut init = Proc::new(ProcessKey::Init, plan);
-        init.pid = pid;
+        let pending_exit = self.watch(pid, &ProcessKey::Init);
+        init.runs(pid, connected, pending_exit);
         init.state = Phase::Running;
-        init.outputs = outputs;
-        init.input = input;
-        init.terminal = terminal;
-        init.pending_exit = self.watch(pid, &ProcessKey::Init);
-        let oom = self.register_oom(pid);
-        self.container = Some(Container {
-            bundle: bundle.to_string_lossy().into_owned(),
-            rootfs_mounted: false,
-            runc,
-            options: RuntimeOptions::default(),
-            init,
-            execs: HashMap::new(),
-            shares_pid_namespace: shares_pid_namespace(&bundle),
-            cgroup: super::cgroup::Cgroup::of_process(pid).ok(),
-            oom,
-            oom_killed: false,
-            created_at: crate::time::now(),
-            listing,
-        });
+        let options = RuntimeOptions::default();
+        self.adopt(init, &bundle, runc, options, listing, false);
         self.diag.info(format_args!(
             "container {} started, init pid {pid}",
             self.id
         ));
         Ok(pid)
+    }
+
+    /// Makes the container's record around its init, which runs (or waits for its start) now:
+    /// its cgroup found, OOM kills watched.
+    fn adopt(
+        &mut self,
+        init: Proc,
+        bundle: &Path,
+        runc: Runc,
+        options: RuntimeOptions,
+        listing: Listing,
+        rootfs_mounted: bool,
+    ) {
+        let pid = init.pid;
+        let cgroup = super::cgroup::Cgroup::of_process(pid);
+        let cgroup = cgroup
+            .map_err(|e| {
+                self.diag
+                    .info(format_args!("stats through the runtime: {e}"))
+            })
+            .ok();
+        self.container = Some(Container {
+            bundle: bundle.to_string_lossy().into_owned(),
+            rootfs_mounted,
+            runc,
+            options,
+            init,
+            execs: HashMap::new(),
+            oom: self.register_oom(pid),
+            oom_killed: false,
+            shares_pid_namespace: shares_pid_namespace(bundle),
+            cgroup,
+            created_at: crate::time::now(),
+            listing,
+        });
     }
 
     /// Starts a created process (`runc start`, or `runc exec --detach` for an exec); returns its
@@ -413,7 +392,6 @@ impl Supervisor {
         lifecycle::check_start(&ProcessKey::Init, container.init.phase())
             .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
-        self.reap_needed = true;
         runc.start(&id, &mut ReaperWait(&mut self.reaper))?;
         let container = self.container_mut()?;
         container.init.state = Phase::Running;
@@ -459,15 +437,7 @@ impl Supervisor {
             console_socket: terminal.then(|| console.clone()),
             tty: terminal,
         };
-        let runtime_io = std::mem::replace(
-            &mut prepared.runtime,
-            shim_runc::ProcessIo::new(
-                std::process::Stdio::null(),
-                std::process::Stdio::null(),
-                std::process::Stdio::null(),
-            ),
-        );
-        self.reap_needed = true;
+        let runtime_io = prepared.take_runtime_io();
         let ran = runc.exec(
             &id,
             &spec,
@@ -500,15 +470,11 @@ impl Supervisor {
             }
         };
         let connected = self.connect_stdio(&mut prepared, &key.to_string());
-        let (outputs, input, terminal) = connected.map_err(Error::runtime)?;
+        let connected = connected.map_err(Error::runtime)?;
         let pending_exit = self.watch(pid, key);
         let proc = self.process_mut(key)?;
-        proc.pid = pid;
-        proc.pending_exit = pending_exit;
+        proc.runs(pid, connected, pending_exit);
         proc.state = Phase::Running;
-        proc.outputs = outputs;
-        proc.input = input;
-        proc.terminal = terminal;
         proc.spec = None;
         self.events.publish(
             &id,

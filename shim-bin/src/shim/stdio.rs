@@ -87,6 +87,15 @@ pub struct Prepared {
     pub terminal_input: Option<InputFrom>,
 }
 
+impl Prepared {
+    /// What the runtime command is to be given, leaving nothing of it here (the ends the process
+    /// keeps must close in the shim once the runtime has them).
+    pub fn take_runtime_io(&mut self) -> ProcessIo {
+        let null = std::process::Stdio::null;
+        std::mem::replace(&mut self.runtime, ProcessIo::new(null(), null(), null()))
+    }
+}
+
 fn null_for(write: bool) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(!write)

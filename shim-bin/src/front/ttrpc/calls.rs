@@ -1,11 +1,11 @@
-//! The calls containerd's door hands the supervisor: one [`Call`] per Task request, each with the
-//! [`Answer`] that takes its result back to the wire (see [`super::door`]). [`answer`] runs on the
-//! supervisor's thread: it maps each request to the supervisor's operations and their results
+//! The Task methods containerd's door serves: each request becomes a [`Job`] for the supervisor's
+//! thread ([`job`]), with the [`Answer`] that takes its result back to the wire (see
+//! [`super::door`]). Each method maps its request to the supervisor's operations and their results
 //! (shim-core types) back to containerd's messages. A `Wait` is answered when the process exits.
 
 use super::metrics;
 use super::options;
-use crate::shim::{CreateSpec, Supervisor};
+use crate::shim::{CreateSpec, Job, Supervisor};
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -37,25 +37,54 @@ impl<T> std::fmt::Debug for Answer<T> {
     }
 }
 
-/// One request for the core, with where its answer goes.
-#[derive(Debug)]
-pub enum Call {
-    State(StateRequest, Answer<StateResponse>),
-    Create(CreateTaskRequest, Answer<CreateTaskResponse>),
-    Start(StartRequest, Answer<StartResponse>),
-    Delete(DeleteRequest, Answer<DeleteResponse>),
-    Pids(PidsRequest, Answer<PidsResponse>),
-    Pause(PauseRequest, Answer<Empty>),
-    Resume(ResumeRequest, Answer<Empty>),
-    Kill(KillRequest, Answer<Empty>),
-    Exec(ExecProcessRequest, Answer<Empty>),
-    ResizePty(ResizePtyRequest, Answer<Empty>),
-    CloseIo(CloseIORequest, Answer<Empty>),
-    Update(UpdateTaskRequest, Answer<Empty>),
-    Wait(WaitRequest, Answer<WaitResponse>),
-    Stats(StatsRequest, Answer<StatsResponse>),
-    Connect(ConnectRequest, Answer<ConnectResponse>),
-    Shutdown(ShutdownRequest, Answer<Empty>),
+/// What one Task method does with its request on the supervisor's thread.
+pub type Handler<Req, Resp> = fn(&mut Supervisor, Req) -> Result<Resp>;
+
+/// The job that answers one request of `method` (its protobuf `payload`) with `handler`, or the
+/// error answer to a request that does not decode.
+pub fn job<Req, Resp>(
+    method: &str,
+    payload: &[u8],
+    handler: Handler<Req, Resp>,
+    answer: Answer<Resp>,
+) -> ttrpc::Result<Job>
+where
+    Req: Message + Send + 'static,
+    Resp: 'static,
+{
+    let request = decode::<Req>(method, payload)?;
+    let method = method.to_owned();
+    Ok(Box::new(move |supervisor| {
+        supervisor.diag.debug(format_args!("call {method}"));
+        answer.send(to_ttrpc(handler(supervisor, request)));
+    }))
+}
+
+/// The job that answers a Wait once the process has exited (at once, when it has).
+pub fn wait_job(payload: &[u8], answer: Answer<WaitResponse>) -> ttrpc::Result<Job> {
+    let r = decode::<WaitRequest>("Wait", payload)?;
+    Ok(Box::new(move |s| {
+        let key = ours(s, &r.id)
+            .and_then(|()| process_key(&r.exec_id))
+            .and_then(|key| s.process(&key).map(|_| key));
+        match key {
+            Ok(key) => {
+                let answer = Box::new(move |exit| answer.send(Ok(wait_response(Some(exit)))));
+                // The process is there (looked up above): waiting cannot fail.
+                let _ = s.wait(&key, answer);
+            }
+            Err(e) => answer.send(to_ttrpc(Err(e))),
+        }
+    }))
+}
+
+fn decode<Req: Message>(method: &str, payload: &[u8]) -> ttrpc::Result<Req> {
+    Req::parse_from_bytes(payload).map_err(|e| {
+        status(
+            Code::INVALID_ARGUMENT,
+            format!("{method}: malformed request: {e}"),
+        )
+    })
 }
 
 /// A ttrpc error status containerd maps to its own error kinds.
@@ -130,62 +159,32 @@ fn task_status(phase: Phase) -> Status {
     }
 }
 
-/// Answers one call on the supervisor's thread.
-pub fn answer(supervisor: &mut Supervisor, call: Call) {
-    supervisor
-        .diag
-        .debug(format_args!("call {}", call_name(&call)));
-    let s = supervisor;
-    match call {
-        Call::State(r, a) => a.send(to_ttrpc(state(s, r))),
-        Call::Create(r, a) => a.send(to_ttrpc(create(s, r))),
-        Call::Start(r, a) => a.send(to_ttrpc(start(s, r))),
-        Call::Delete(r, a) => a.send(to_ttrpc(delete(s, r))),
-        Call::Pids(r, a) => a.send(to_ttrpc(pids(s, r))),
-        Call::Pause(r, a) => a.send(to_ttrpc(
-            ours(s, &r.id)
-                .and_then(|()| s.pause(true))
-                .map(|()| Empty::new()),
-        )),
-        Call::Resume(r, a) => a.send(to_ttrpc(
-            ours(s, &r.id)
-                .and_then(|()| s.pause(false))
-                .map(|()| Empty::new()),
-        )),
-        Call::Kill(r, a) => a.send(to_ttrpc(kill(s, r))),
-        Call::Exec(r, a) => a.send(to_ttrpc(exec(s, r))),
-        Call::ResizePty(r, a) => a.send(to_ttrpc(resize(s, r))),
-        Call::CloseIo(r, a) => a.send(to_ttrpc(close_io(s, r))),
-        Call::Update(r, a) => a.send(to_ttrpc(update(s, r))),
-        Call::Wait(r, a) => {
-            let key = ours(s, &r.id)
-                .and_then(|()| process_key(&r.exec_id))
-                .and_then(|key| s.process(&key).map(|_| key));
-            match key {
-                Ok(key) => {
-                    let answer = Box::new(move |exit| a.send(Ok(wait_response(Some(exit)))));
-                    // The process is there (looked up above): waiting cannot fail.
-                    let _ = s.wait(&key, answer);
-                }
-                Err(e) => a.send(to_ttrpc(Err(e))),
-            }
-        }
-        Call::Stats(r, a) => a.send(to_ttrpc(stats(s, r))),
-        // Answered whatever the id, as containerd's own shim does: it asks before it knows.
-        Call::Connect(r, a) => a.send(Ok(ConnectResponse {
-            shim_pid: std::process::id(),
-            task_pid: (r.id == s.id).then(|| s.init_pid()).flatten().unwrap_or(0) as u32,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            ..Default::default()
-        })),
-        Call::Shutdown(r, a) => {
-            s.shutdown(r.now);
-            a.send(Ok(Empty::new()))
-        }
-    }
+pub fn pause(s: &mut Supervisor, r: PauseRequest) -> Result<Empty> {
+    ours(s, &r.id)?;
+    s.pause(true).map(|()| Empty::new())
 }
 
-fn state(s: &mut Supervisor, r: StateRequest) -> Result<StateResponse> {
+pub fn resume(s: &mut Supervisor, r: ResumeRequest) -> Result<Empty> {
+    ours(s, &r.id)?;
+    s.pause(false).map(|()| Empty::new())
+}
+
+/// Answered whatever the id, as containerd's own shim does: it asks before it knows.
+pub fn connect(s: &mut Supervisor, r: ConnectRequest) -> Result<ConnectResponse> {
+    Ok(ConnectResponse {
+        shim_pid: std::process::id(),
+        task_pid: (r.id == s.id).then(|| s.init_pid()).flatten().unwrap_or(0) as u32,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Default::default()
+    })
+}
+
+pub fn shutdown(s: &mut Supervisor, r: ShutdownRequest) -> Result<Empty> {
+    s.shutdown(r.now);
+    Ok(Empty::new())
+}
+
+pub fn state(s: &mut Supervisor, r: StateRequest) -> Result<StateResponse> {
     ours(s, &r.id)?;
     let key = process_key(&r.exec_id)?;
     let bundle = s.bundle()?.to_owned();
@@ -214,7 +213,7 @@ fn state(s: &mut Supervisor, r: StateRequest) -> Result<StateResponse> {
     Ok(response)
 }
 
-fn create(s: &mut Supervisor, r: CreateTaskRequest) -> Result<CreateTaskResponse> {
+pub fn create(s: &mut Supervisor, r: CreateTaskRequest) -> Result<CreateTaskResponse> {
     if r.id != s.id {
         return Err(Error::bad_request(format!(
             "this shim serves container {}, not {}",
@@ -259,7 +258,7 @@ fn create(s: &mut Supervisor, r: CreateTaskRequest) -> Result<CreateTaskResponse
     })
 }
 
-fn start(s: &mut Supervisor, r: StartRequest) -> Result<StartResponse> {
+pub fn start(s: &mut Supervisor, r: StartRequest) -> Result<StartResponse> {
     ours(s, &r.id)?;
     let pid = s.start(&process_key(&r.exec_id)?)?;
     Ok(StartResponse {
@@ -268,7 +267,7 @@ fn start(s: &mut Supervisor, r: StartRequest) -> Result<StartResponse> {
     })
 }
 
-fn delete(s: &mut Supervisor, r: DeleteRequest) -> Result<DeleteResponse> {
+pub fn delete(s: &mut Supervisor, r: DeleteRequest) -> Result<DeleteResponse> {
     ours(s, &r.id)?;
     let deleted = s.delete(&process_key(&r.exec_id)?)?;
     // An exec never started has no exit: 0, as containerd's own shim reports it.
@@ -283,7 +282,7 @@ fn delete(s: &mut Supervisor, r: DeleteRequest) -> Result<DeleteResponse> {
     })
 }
 
-fn pids(s: &mut Supervisor, r: PidsRequest) -> Result<PidsResponse> {
+pub fn pids(s: &mut Supervisor, r: PidsRequest) -> Result<PidsResponse> {
     ours(s, &r.id)?;
     let processes = s
         .pids()?
@@ -310,13 +309,13 @@ fn pids(s: &mut Supervisor, r: PidsRequest) -> Result<PidsResponse> {
     })
 }
 
-fn kill(s: &mut Supervisor, r: KillRequest) -> Result<Empty> {
+pub fn kill(s: &mut Supervisor, r: KillRequest) -> Result<Empty> {
     ours(s, &r.id)?;
     s.kill(&process_key(&r.exec_id)?, r.signal, r.all)?;
     Ok(Empty::new())
 }
 
-fn exec(s: &mut Supervisor, r: ExecProcessRequest) -> Result<Empty> {
+pub fn exec(s: &mut Supervisor, r: ExecProcessRequest) -> Result<Empty> {
     ours(s, &r.id)?;
     let ProcessKey::Exec(exec_id) = process_key(&r.exec_id)? else {
         return Err(Error::bad_request("an exec needs an id"));
@@ -339,7 +338,7 @@ fn exec(s: &mut Supervisor, r: ExecProcessRequest) -> Result<Empty> {
     Ok(Empty::new())
 }
 
-fn resize(s: &mut Supervisor, r: ResizePtyRequest) -> Result<Empty> {
+pub fn resize(s: &mut Supervisor, r: ResizePtyRequest) -> Result<Empty> {
     ours(s, &r.id)?;
     let rows = u16::try_from(r.height).unwrap_or(u16::MAX);
     let cols = u16::try_from(r.width).unwrap_or(u16::MAX);
@@ -347,7 +346,7 @@ fn resize(s: &mut Supervisor, r: ResizePtyRequest) -> Result<Empty> {
     Ok(Empty::new())
 }
 
-fn close_io(s: &mut Supervisor, r: CloseIORequest) -> Result<Empty> {
+pub fn close_io(s: &mut Supervisor, r: CloseIORequest) -> Result<Empty> {
     ours(s, &r.id)?;
     let key = process_key(&r.exec_id)?;
     if r.stdin {
@@ -358,7 +357,7 @@ fn close_io(s: &mut Supervisor, r: CloseIORequest) -> Result<Empty> {
     Ok(Empty::new())
 }
 
-fn update(s: &mut Supervisor, r: UpdateTaskRequest) -> Result<Empty> {
+pub fn update(s: &mut Supervisor, r: UpdateTaskRequest) -> Result<Empty> {
     ours(s, &r.id)?;
     s.process(&ProcessKey::Init)?;
     let bytes = r
@@ -372,7 +371,7 @@ fn update(s: &mut Supervisor, r: UpdateTaskRequest) -> Result<Empty> {
     Ok(Empty::new())
 }
 
-fn stats(s: &mut Supervisor, r: StatsRequest) -> Result<StatsResponse> {
+pub fn stats(s: &mut Supervisor, r: StatsRequest) -> Result<StatsResponse> {
     ours(s, &r.id)?;
     let stats = match s.cgroup()? {
         Some(cgroup) => metrics::of_cgroup(cgroup)
@@ -383,25 +382,4 @@ fn stats(s: &mut Supervisor, r: StatsRequest) -> Result<StatsResponse> {
         stats: Some(stats).into(),
         ..Default::default()
     })
-}
-
-fn call_name(call: &Call) -> &'static str {
-    match call {
-        Call::State(..) => "State",
-        Call::Create(..) => "Create",
-        Call::Start(..) => "Start",
-        Call::Delete(..) => "Delete",
-        Call::Pids(..) => "Pids",
-        Call::Pause(..) => "Pause",
-        Call::Resume(..) => "Resume",
-        Call::Kill(..) => "Kill",
-        Call::Exec(..) => "Exec",
-        Call::ResizePty(..) => "ResizePty",
-        Call::CloseIo(..) => "CloseIO",
-        Call::Update(..) => "Update",
-        Call::Wait(..) => "Wait",
-        Call::Stats(..) => "Stats",
-        Call::Connect(..) => "Connect",
-        Call::Shutdown(..) => "Shutdown",
-    }
 }

@@ -2,7 +2,7 @@
 //!
 //! The wire is ttrpc: frames of a 10-byte header (length and stream id, big-endian u32; a type
 //! byte; a flags byte) and a protobuf `Request` or `Response`. Each request is decoded here into a
-//! [`Call`] for the core, whose answer comes back as a [`Reply`] through a channel and this
+//! job for the supervisor ([`calls::job`]), whose answer comes back as a [`Reply`] through a channel and this
 //! thread's waker, so no thread waits on a call: a `Wait` that lasts the container's whole life is
 //! just an answer not given yet. (The ttrpc crate's server spends about six threads per connection
 //! and aborts the shim when it cannot make one.)
@@ -13,10 +13,9 @@
 //! unread past [`MAX_UNREAD`] close it. Malformed requests, unknown methods and frames of
 //! another type get an error answer on their stream; nothing a client sends stops the door.
 
-use super::calls::{self, status, Answer, Call};
+use super::calls::{self, status, Answer};
 use crate::shim::Job;
 use crate::tokens::{self, Tokens, DOOR_LISTENER, DOOR_WAKER};
-use containerd_shim_protos::api::*;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::ttrpc::{self, Code};
 use mio::net::{UnixListener, UnixStream};
@@ -340,10 +339,8 @@ impl Door {
 
     fn dispatch(&mut self, token: Token, frame: Frame) {
         let (stream_id, refusal) = match frame {
-            Frame::Request { stream_id, payload } => match self.call(token, stream_id, &payload) {
-                Ok(call) => {
-                    let counted = !matches!(call, Call::Wait(..));
-                    let job: Job = Box::new(move |supervisor| calls::answer(supervisor, call));
+            Frame::Request { stream_id, payload } => match self.job(token, stream_id, &payload) {
+                Ok((job, counted)) => {
                     if self.jobs.send(job).is_ok() {
                         let _ = self.core.wake();
                         if let (true, Some(connection)) =
@@ -383,8 +380,9 @@ impl Door {
         });
     }
 
-    /// Decodes one request into a call for the core.
-    fn call(&self, token: Token, stream_id: u32, payload: &[u8]) -> Result<Call, ttrpc::Error> {
+    /// Decodes one request into a job for the supervisor; with it, whether it counts in the
+    /// connection's calls in flight.
+    fn job(&self, token: Token, stream_id: u32, payload: &[u8]) -> ttrpc::Result<(Job, bool)> {
         let request = ttrpc::Request::parse_from_bytes(payload).map_err(|e| {
             status(
                 Code::INVALID_ARGUMENT,
@@ -397,40 +395,37 @@ impl Door {
                 format!("service {:?} is not served here", request.service),
             ));
         }
-        let path = &self.path;
-        macro_rules! call {
-            ($variant:ident, $request:ty) => {
-                call!($variant, $request, true)
-            };
-            ($variant:ident, $request:ty, $counted:expr) => {
-                Call::$variant(
-                    <$request>::parse_from_bytes(&request.payload).map_err(|e| {
-                        status(
-                            Code::INVALID_ARGUMENT,
-                            format!("{}: malformed request: {e}", request.method),
-                        )
-                    })?,
-                    path.answer(token, stream_id, $counted),
-                )
+        let (method, payload) = (request.method.as_str(), &request.payload[..]);
+        macro_rules! serve {
+            ($handler:expr) => {
+                calls::job(
+                    method,
+                    payload,
+                    $handler,
+                    self.path.answer(token, stream_id, true),
+                )?
             };
         }
-        Ok(match request.method.as_str() {
-            "State" => call!(State, StateRequest),
-            "Create" => call!(Create, CreateTaskRequest),
-            "Start" => call!(Start, StartRequest),
-            "Delete" => call!(Delete, DeleteRequest),
-            "Pids" => call!(Pids, PidsRequest),
-            "Pause" => call!(Pause, PauseRequest),
-            "Resume" => call!(Resume, ResumeRequest),
-            "Kill" => call!(Kill, KillRequest),
-            "Exec" => call!(Exec, ExecProcessRequest),
-            "ResizePty" => call!(ResizePty, ResizePtyRequest),
-            "CloseIO" => call!(CloseIo, CloseIORequest),
-            "Update" => call!(Update, UpdateTaskRequest),
-            "Wait" => call!(Wait, WaitRequest, false),
-            "Stats" => call!(Stats, StatsRequest),
-            "Connect" => call!(Connect, ConnectRequest),
-            "Shutdown" => call!(Shutdown, ShutdownRequest),
+        let job = match method {
+            "State" => serve!(calls::state),
+            "Create" => serve!(calls::create),
+            "Start" => serve!(calls::start),
+            "Delete" => serve!(calls::delete),
+            "Pids" => serve!(calls::pids),
+            "Pause" => serve!(calls::pause),
+            "Resume" => serve!(calls::resume),
+            "Kill" => serve!(calls::kill),
+            "Exec" => serve!(calls::exec),
+            "ResizePty" => serve!(calls::resize),
+            "CloseIO" => serve!(calls::close_io),
+            "Update" => serve!(calls::update),
+            "Stats" => serve!(calls::stats),
+            "Connect" => serve!(calls::connect),
+            "Shutdown" => serve!(calls::shutdown),
+            "Wait" => {
+                let answer = self.path.answer(token, stream_id, false);
+                return Ok((calls::wait_job(payload, answer)?, false));
+            }
             "Checkpoint" => {
                 return Err(status(
                     Code::UNIMPLEMENTED,
@@ -443,7 +438,8 @@ impl Door {
                     format!("method {other:?} is not implemented by tether"),
                 ))
             }
-        })
+        };
+        Ok((job, true))
     }
 
     fn deliver(&mut self, reply: Reply) {

@@ -172,6 +172,12 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
         stdin: config.stdin,
         terminal: config.tty,
     })?;
+    // What the container wrote while the runtime ran goes to the log before the rest of the
+    // start-up: its first line should not wait for the door and the state file. (Not when the
+    // first attach client is to see it: that needs the door first.)
+    if !config.replay_to_first_attach {
+        supervisor.copy_waiting_output();
+    }
     match TetherFront::serve(
         layout.clone(),
         config.id.clone(),

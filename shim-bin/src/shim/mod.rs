@@ -324,9 +324,7 @@ impl Supervisor {
                     (token, None) => self.front_ready(token),
                 }
             }
-            for relay in std::mem::take(&mut self.backlog) {
-                self.relay_ready(relay);
-            }
+            self.copy_waiting_output();
             if let Some(log) = &mut self.log {
                 let events = log.engine.work_backlog(self.poll.registry());
                 self.on_log_events(events);
@@ -351,6 +349,13 @@ impl Supervisor {
                 self.trim_at = None;
                 crate::sys::release_free_memory();
             }
+        }
+    }
+
+    /// Copies what relays have waiting without an event to say so (new relays, budgets run out).
+    pub fn copy_waiting_output(&mut self) {
+        for relay in std::mem::take(&mut self.backlog) {
+            self.relay_ready(relay);
         }
     }
 

@@ -64,6 +64,7 @@ where
 pub fn wait_job(payload: &[u8], answer: Answer<WaitResponse>) -> ttrpc::Result<Job> {
     let r = decode::<WaitRequest>("Wait", payload)?;
     Ok(Box::new(move |s| {
+        s.diag.debug(format_args!("call Wait"));
         let key = ours(s, &r.id)
             .and_then(|()| process_key(&r.exec_id))
             .and_then(|key| s.process(&key).map(|_| key));

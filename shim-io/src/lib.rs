@@ -2,6 +2,8 @@
 //! kubelet (`kubectl logs`, CRI format) and docker (`docker logs`, json-file format) read back exactly,
 //! and stdin into the container, with [`mio`] on one thread.
 //!
+//! * [`copier`] — the one copier: every stream of a shim's processes, whatever its other end (the
+//!   three below), under one number each, with its loop contract.
 //! * [`LogSink`] — one log file: formatting ([`LogFormat::Cri`], [`LogFormat::JsonFile`],
 //!   [`LogFormat::Raw`]), line framing with bounded memory (a line longer than 16 KiB becomes several
 //!   records; a 10 MiB line costs one 16 KiB buffer), rotation by size, reopening, and write failures
@@ -73,6 +75,7 @@
 #![deny(unsafe_code)]
 
 pub mod client;
+pub mod copier;
 mod decode;
 mod encode;
 mod engine;

@@ -17,6 +17,7 @@ pub use cgroup::Cgroup;
 pub use spawn::{CreateSpec, Listing, RunSpec};
 pub use stdio::StdioPlan;
 
+use crate::front::control::TetherFront;
 use crate::oom::OomWatch;
 use crate::tokens::{self, OOM, REAPER, WAKER};
 use diag::Diag;
@@ -27,9 +28,8 @@ use runtime::RuntimeOptions;
 use shim_core::frame::FrameKind;
 use shim_core::lifecycle::{self, Phase};
 use shim_core::{Event, ExecId, Exit, ProcessKey};
-use shim_io::client::{ClientInput, ClientOutput, Taken, CLIENT_HIGH_WATER};
-use shim_io::relay::{self, InputRelay, OutputRelay};
-use shim_io::{IoEngine, IoEvent, SinkId, Stream};
+use shim_io::copier::{Copier, Frames, Notice};
+use shim_io::Stream;
 use shim_reaper::Reaper;
 use shim_runc::Runc;
 use std::collections::HashMap;
@@ -37,7 +37,6 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
-use stdio::{Input, InputFrom, Output, OutputTo};
 
 /// Work a door hands the supervisor's thread (a call to answer, with where its answer goes).
 pub type Job = Box<dyn FnOnce(&mut Supervisor) + Send>;
@@ -64,34 +63,6 @@ impl EventSink for NoEvents {
 /// How often an exit whose output sits in a fifo looks whether the reader has taken it (a reader
 /// emptying a fifo wakes nobody).
 const DELIVERY_POLL: Duration = Duration::from_millis(5);
-/// What a relay copies in one read.
-const RELAY_BUFFER: usize = 64 * 1024;
-/// How often a fifo that holds the last of a finished output is looked at, to close it (the
-/// reader's end-of-file) once read.
-const LINGER_POLL: Duration = Duration::from_millis(250);
-
-/// One relay of the shim.
-#[derive(Debug)]
-pub enum Relay {
-    /// Output to a fifo, file or pipe (containerd's).
-    Output { relay: OutputRelay, name: String },
-    /// A fifo's input to the process (containerd's).
-    Input(InputRelay),
-    /// Output into tether's log: the log engine copies it, under this relay's source token.
-    Log(Token),
-    /// Output to a control client, as frames.
-    ToClient(ClientOutput),
-    /// A control client's input to the process.
-    FromClient(ClientInput),
-}
-
-/// tether's log and the engine that copies into it.
-#[derive(Debug)]
-pub struct LogOutput {
-    pub engine: IoEngine,
-    pub sink: SinkId,
-}
-
 /// The init or an exec.
 pub struct Proc {
     pub key: ProcessKey,
@@ -222,13 +193,9 @@ pub struct Supervisor {
     pub default_options: RuntimeOptions,
     pub container: Option<Container>,
     /// The container's entry in tether's state directory, and its control socket.
-    pub front: Option<crate::front::control::TetherFront>,
-    /// tether's log, for a container `tether run` started.
-    pub log: Option<LogOutput>,
-    relays: HashMap<usize, Relay>,
-    next_relay: usize,
-    backlog: Vec<usize>,
-    buf: Vec<u8>,
+    pub front: Option<TetherFront>,
+    /// Every copy of the processes' stdio, tether's log among them.
+    pub copier: Copier,
     /// The reaper's signalfd was readable. (Exits reaped while a runtime command was waited for
     /// are the reaper's own to tell: [`Supervisor::reap_due`].)
     reap_needed: bool,
@@ -280,13 +247,7 @@ impl Supervisor {
             default_options: parts.default_options,
             container: None,
             front: None,
-            log: None,
-            relays: HashMap::new(),
-            next_relay: 0,
-            backlog: Vec::new(),
-            // Made with the first relay that copies through it: `tether run`'s log is copied by
-            // the engine, and a daemon that is never exec'd into keeps 64 KiB less resident.
-            buf: Vec::new(),
+            copier: Copier::new(tokens::relay_tokens),
             reap_needed: false,
             done: false,
             trim_at: None,
@@ -298,9 +259,8 @@ impl Supervisor {
     pub fn run(&mut self) {
         let mut events = Events::with_capacity(64);
         while !self.done {
-            let busy = !self.backlog.is_empty()
+            let busy = self.copier.has_backlog()
                 || self.reap_due()
-                || self.log.as_ref().is_some_and(|l| l.engine.has_backlog())
                 || self.front.as_ref().is_some_and(|f| f.has_backlog());
             let timeout = if busy {
                 Some(Duration::ZERO)
@@ -320,15 +280,14 @@ impl Supervisor {
                     (REAPER, _) => self.reap_needed = true,
                     (WAKER, _) => {}
                     (OOM, _) => self.check_oom(),
-                    (_, Some(relay)) => self.relay_ready(relay),
+                    (_, Some(n)) => {
+                        self.copier
+                            .ready(self.poll.registry(), n, frames(&mut self.front))
+                    }
                     (token, None) => self.front_ready(token),
                 }
             }
             self.copy_waiting_output();
-            if let Some(log) = &mut self.log {
-                let events = log.engine.work_backlog(self.poll.registry());
-                self.on_log_events(events);
-            }
             self.front_backlog();
             if self.reap_due() {
                 self.reap();
@@ -339,12 +298,14 @@ impl Supervisor {
                     self.reap();
                 }
             }
-            self.resume_client_outputs();
+            let registry = self.poll.registry();
+            self.copier
+                .resume_clients(registry, frames(&mut self.front));
             self.front_tick();
             self.check_pending_exits();
-            self.close_delivered();
+            self.copier.close_delivered(self.poll.registry());
+            self.act_on_notices();
             self.refresh_front();
-            self.check_log_sink();
             if self.trim_at.is_some_and(|at| at <= Instant::now()) {
                 self.trim_at = None;
                 crate::sys::release_free_memory();
@@ -352,97 +313,49 @@ impl Supervisor {
         }
     }
 
-    /// Copies what relays have waiting without an event to say so (new relays, budgets run out).
+    /// Copies what waits without an event to say so (new copies, budgets run out).
     pub fn copy_waiting_output(&mut self) {
-        for relay in std::mem::take(&mut self.backlog) {
-            self.relay_ready(relay);
-        }
+        let registry = self.poll.registry();
+        self.copier.work_backlog(registry, frames(&mut self.front));
+        self.act_on_notices();
     }
 
-    /// What the log engine saw: output for attach clients, a stream's end.
-    fn on_log_events(&mut self, events: Vec<IoEvent>) {
-        for event in events {
-            match event {
-                IoEvent::Data { stream, bytes, .. } => self.attach_output(stream, &bytes),
-                IoEvent::OutputClosed { stream, .. } => self.diag.debug(format_args!(
-                    "container {} reached end of stream",
-                    stream.as_str()
-                )),
-                IoEvent::InputClosed { .. } => {}
+    /// Does what the copier asks: diagnostics, tapped output for attach clients, clients to read
+    /// again. Called after every copier call that may produce output for the door, so what a
+    /// process wrote reaches its clients before its exit does.
+    fn act_on_notices(&mut self) {
+        loop {
+            let notices = self.copier.take_notices();
+            if notices.is_empty() {
+                return;
             }
-        }
-    }
-
-    /// Says when the log could not be written, and when it could again.
-    fn check_log_sink(&mut self) {
-        let Some(log) = &mut self.log else { return };
-        let Some(sink) = log.engine.sink_mut(log.sink) else {
-            return;
-        };
-        let path = sink.path().display().to_string();
-        if let Some(error) = sink.take_error() {
-            self.diag.warn(format_args!(
-                "log {path}: {error} (output is dropped until it can be written again)"
-            ));
-        }
-        if let Some(bytes) = sink.take_recovered() {
-            self.diag.warn(format_args!(
-                "log {path}: written again; {bytes} bytes of output were dropped"
-            ));
+            let mut input_taken = false;
+            for notice in notices {
+                match notice {
+                    Notice::Warn(message) => self.diag.warn(format_args!("{message}")),
+                    Notice::Debug(message) => self.diag.debug(format_args!("{message}")),
+                    Notice::Tapped { stream, bytes } => self.attach_output(stream, &bytes),
+                    Notice::InputTaken => input_taken = true,
+                }
+            }
+            if input_taken {
+                self.client_input_drained();
+            }
         }
     }
 
     /// Reopens tether's log (after logrotate moved it); nothing without one.
     pub fn reopen_log(&mut self) -> std::io::Result<()> {
-        match &mut self.log {
-            Some(log) => match log.engine.sink_mut(log.sink) {
-                Some(sink) => sink.reopen(),
-                None => Ok(()),
-            },
-            None => Ok(()),
-        }
+        self.copier.reopen_log()
     }
 
     /// Hands copies of the init's log output to the door (attach clients) while `on`.
     pub fn tap_log(&mut self, on: bool) {
-        let Some(log) = &mut self.log else { return };
-        for relay in self.relays.values() {
-            if let Relay::Log(token) = relay {
-                log.engine.set_tap(*token, on);
-            }
-        }
-    }
-
-    /// Closes relays whose last output a reader took (it gets its end-of-file).
-    fn close_delivered(&mut self) {
-        let registry = self.poll.registry();
-        self.relays.retain(|_, relay| {
-            let Relay::Output { relay, .. } = relay else {
-                return true;
-            };
-            if relay.lingering() && relay.closable() {
-                relay.close(registry);
-                return false;
-            }
-            true
-        });
+        self.copier.tap_log(on);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let lingering = self
-            .relays
-            .values()
-            .any(|relay| matches!(relay, Relay::Output { relay, .. } if relay.lingering()))
-            .then(|| Instant::now() + LINGER_POLL);
-        let relays = self
-            .relays
-            .values()
-            .filter_map(|relay| match relay {
-                Relay::Output { relay, .. } => relay.deadline(),
-                _ => None,
-            })
-            .chain(lingering)
-            .chain(self.log.as_ref().and_then(|l| l.engine.next_deadline()));
+        let relays = self.copier.next_deadline().into_iter();
         let front = self
             .front
             .as_ref()
@@ -459,302 +372,46 @@ impl Supervisor {
         // An exit whose pipes are closed waits for its reader, who wakes nobody: look again soon.
         let delivering = std::iter::once(&container.init)
             .chain(container.execs.values())
-            .any(|p| p.pending_exit.is_some() && !p.outputs.iter().any(|n| self.output_open(*n)));
+            .any(|p| {
+                p.pending_exit.is_some() && !p.outputs.iter().any(|n| self.copier.is_open(*n))
+            });
         let poll_again = delivering.then(|| Instant::now() + DELIVERY_POLL);
         exits.chain(relays).chain(poll_again).chain(front).min()
     }
 
-    fn next_relay(&mut self, copies: bool) -> (usize, Token) {
-        if copies && self.buf.is_empty() {
-            self.buf = vec![0; RELAY_BUFFER];
-        }
-        let n = self.next_relay;
-        self.next_relay += 1;
-        (n, tokens::relay_tokens(n).0)
-    }
-
-    /// Starts relaying an output; returns its number.
-    pub fn add_output(
-        &mut self,
-        (fd, to): Output,
-        name: String,
-        stream: &'static str,
-    ) -> std::io::Result<usize> {
-        let (n, source) = self.next_relay(!matches!(to, OutputTo::Log));
-        // A terminal's output is its stdout.
-        let which = if stream == "stderr" {
-            Stream::Stderr
-        } else {
-            Stream::Stdout
-        };
-        let relay = match to {
-            OutputTo::Relay(destination) => {
-                let mut relay = OutputRelay::new(fd, destination, stream)?;
-                relay.register(self.poll.registry(), source, tokens::relay_tokens(n).1)?;
-                Relay::Output { relay, name }
-            }
-            OutputTo::Log => {
-                let log = self
-                    .log
-                    .as_mut()
-                    .ok_or_else(|| std::io::Error::other("no log to write to"))?;
-                log.engine
-                    .add_output(self.poll.registry(), source, fd, which, log.sink)?;
-                Relay::Log(source)
-            }
-            OutputTo::Client(client) => Relay::ToClient(ClientOutput::new(
-                fd,
-                which,
-                client,
-                self.poll.registry(),
-                source,
-            )?),
-        };
-        self.relays.insert(n, relay);
-        // Output may be waiting already.
-        self.backlog.push(n);
-        Ok(n)
-    }
-
-    /// Starts relaying an input; returns its number.
-    pub fn add_input(&mut self, (from, writer): Input, terminal: bool) -> std::io::Result<usize> {
-        let (n, source) = self.next_relay(matches!(from, InputFrom::Fifo(_)));
-        let relay = match from {
-            InputFrom::Fifo(fifo) => {
-                let mut relay = InputRelay::new(fifo, writer)?;
-                relay.register(self.poll.registry(), source, tokens::relay_tokens(n).1)?;
-                Relay::Input(relay)
-            }
-            InputFrom::Client => {
-                let mut input = ClientInput::new(writer, terminal)?;
-                input.register(self.poll.registry(), source)?;
-                Relay::FromClient(input)
-            }
-        };
-        self.relays.insert(n, relay);
-        self.backlog.push(n);
-        Ok(n)
-    }
-
-    fn relay_ready(&mut self, n: usize) {
-        let registry = self.poll.registry();
-        match self.relays.get_mut(&n) {
-            Some(Relay::Output { relay, name }) => {
-                let turn = relay.pump(registry, &mut self.buf);
-                if let Some(error) = turn.error {
-                    self.diag
-                        .warn(format_args!("{name}: {error} (output is dropped)"));
-                }
-                if turn.dropping {
-                    self.diag.warn(format_args!(
-                        "{name}: nothing read for {}s and {} MiB held; dropping whole lines until it is read",
-                        relay::READER_GONE_AFTER.as_secs(),
-                        relay::PENDING_LIMIT >> 20,
-                    ));
-                }
-                if let Some(bytes) = turn.recovered {
-                    self.diag.warn(format_args!(
-                        "{name}: read again; {bytes} bytes were dropped (total {})",
-                        relay.dropped()
-                    ));
-                }
-                if turn.more {
-                    self.backlog.push(n);
-                } else if relay.closable() {
-                    relay.close(registry);
-                    self.relays.remove(&n);
-                }
-            }
-            Some(Relay::Input(relay)) => {
-                relay.pump(registry, &mut self.buf);
-                if relay.is_closed() {
-                    self.relays.remove(&n);
-                }
-            }
-            Some(Relay::Log(token)) => {
-                let token = *token;
-                let Some(log) = &mut self.log else { return };
-                let events = log.engine.handle(registry, token).unwrap_or_default();
-                let open = log.engine.is_output_open(token);
-                self.on_log_events(events);
-                if !open {
-                    self.relays.remove(&n);
-                }
-            }
-            Some(Relay::ToClient(_)) => self.pump_client_output(n, false),
-            Some(Relay::FromClient(input)) => {
-                input.flush(registry);
-                let closed = input.is_closed();
-                if closed {
-                    self.relays.remove(&n);
-                }
-                self.client_input_drained();
-            }
-            None => {}
-        }
-    }
-
-    /// Hands what a process wrote to its client, while the client takes it (`force`: all there is,
-    /// before the output is closed).
-    fn pump_client_output(&mut self, n: usize, force: bool) {
-        let registry = self.poll.registry();
-        let Some(Relay::ToClient(output)) = self.relays.get_mut(&n) else {
-            return;
-        };
-        loop {
-            let backlog = output
-                .client
-                .and_then(|client| self.front.as_ref()?.pending_output(client))
-                .unwrap_or(0);
-            if !force && backlog >= CLIENT_HIGH_WATER {
-                return;
-            }
-            match output.read(&mut self.buf) {
-                Taken::Data(len) => {
-                    if let (Some(client), Some(front)) = (output.client, &mut self.front) {
-                        let kind = frame_kind(output.stream);
-                        front.send_frame(registry, client, kind, &self.buf[..len]);
-                    }
-                }
-                Taken::Empty => return,
-                Taken::End => {
-                    output.close(registry);
-                    self.relays.remove(&n);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Reads on for clients that caught up with their process's output.
-    fn resume_client_outputs(&mut self) {
-        let Some(front) = &self.front else { return };
-        let ready: Vec<usize> = self
-            .relays
-            .iter()
-            .filter_map(|(n, relay)| match relay {
-                Relay::ToClient(output) if output.is_open() => {
-                    let pending = output
-                        .client
-                        .and_then(|c| front.pending_output(c))
-                        .unwrap_or(0);
-                    (pending < CLIENT_HIGH_WATER / 2).then_some(*n)
-                }
-                _ => None,
-            })
-            .collect();
-        for n in ready {
-            self.pump_client_output(n, false);
-        }
-    }
-
-    /// Input from a control client for a process's stdin relay `n`; false when it takes no more
+    /// Input from a control client for a process's stdin copy `n`; false when it takes no more
     /// for now (the client is then not read until [`Supervisor::client_input_drained`]).
     pub fn client_input(&mut self, n: usize, bytes: &[u8]) -> bool {
-        let registry = self.poll.registry();
-        let Some(Relay::FromClient(input)) = self.relays.get_mut(&n) else {
-            return true;
-        };
-        input.push(bytes);
-        input.flush(registry);
-        let full = input.full();
-        if input.is_closed() {
-            self.relays.remove(&n);
-        }
-        !full
+        self.copier.client_input(self.poll.registry(), n, bytes)
     }
 
-    /// Whether input relay `n` takes more from its clients.
+    /// Whether input copy `n` takes more from its clients.
     pub fn takes_input(&self, n: usize) -> bool {
-        match self.relays.get(&n) {
-            Some(Relay::FromClient(input)) => !input.full(),
-            _ => true,
-        }
+        self.copier.takes_input(n)
     }
 
     /// A client went away: what its processes write is read and dropped from now on.
     pub fn forget_client(&mut self, client: Token) {
-        for relay in self.relays.values_mut() {
-            if let Relay::ToClient(output) = relay {
-                if output.client == Some(client) {
-                    output.client = None;
-                }
-            }
-        }
+        self.copier.forget_client(client);
     }
 
-    /// Whether an output relay still reads from its process.
-    fn output_open(&self, n: usize) -> bool {
-        match self.relays.get(&n) {
-            Some(Relay::Output { relay, .. }) => relay.source_open(),
-            Some(Relay::Log(token)) => self
-                .log
-                .as_ref()
-                .is_some_and(|log| log.engine.is_output_open(*token)),
-            Some(Relay::ToClient(output)) => output.is_open(),
-            _ => false,
-        }
-    }
-
-    /// Closes a relay at once (its process is gone and deleted).
+    /// Closes a copy at once (its process is gone and deleted).
     pub fn close_relay(&mut self, n: usize) {
-        let registry = self.poll.registry();
-        match self.relays.remove(&n) {
-            Some(Relay::Output { mut relay, .. }) => relay.close(registry),
-            Some(Relay::Input(mut relay)) => relay.close(registry),
-            Some(Relay::Log(token)) => {
-                if let Some(log) = &mut self.log {
-                    let events = log.engine.close_output(registry, token);
-                    self.on_log_events(events);
-                }
-            }
-            Some(Relay::ToClient(mut output)) => output.close(registry),
-            Some(Relay::FromClient(mut input)) => input.close(registry),
-            None => {}
-        }
+        self.copier.close(self.poll.registry(), n);
+        self.act_on_notices();
     }
 
     /// Stops reading a process's output whatever is still open, keeping what was read for the client.
     fn close_sources(&mut self, outputs: &[usize]) {
-        for &n in outputs {
-            match self.relays.get_mut(&n) {
-                Some(Relay::Output { relay, .. }) => {
-                    let _ = relay.pump(self.poll.registry(), &mut self.buf);
-                    relay.close_source(self.poll.registry());
-                    if relay.closable() {
-                        relay.close(self.poll.registry());
-                        self.relays.remove(&n);
-                    }
-                }
-                Some(Relay::ToClient(_)) => {
-                    self.pump_client_output(n, true);
-                    self.close_relay(n);
-                }
-                Some(Relay::Log(_)) => self.close_relay(n),
-                _ => {}
-            }
-        }
+        let registry = self.poll.registry();
+        self.copier
+            .close_sources(registry, outputs, frames(&mut self.front));
+        self.act_on_notices();
     }
 
     /// Ends a process's input once what its client wrote is passed on (CloseIO, end of stdin).
     pub fn close_input(&mut self, n: usize) {
-        let registry = self.poll.registry();
-        match self.relays.get_mut(&n) {
-            Some(Relay::Input(relay)) => {
-                relay.close_after_flush(registry, &mut self.buf);
-                if relay.is_closed() {
-                    self.relays.remove(&n);
-                }
-            }
-            Some(Relay::FromClient(input)) => {
-                input.end();
-                input.flush(registry);
-                if input.is_closed() {
-                    self.relays.remove(&n);
-                }
-            }
-            _ => {}
-        }
+        self.copier.close_input(self.poll.registry(), n);
     }
 
     pub fn register_oom(&mut self, pid: i32) -> Option<OomWatch> {
@@ -875,47 +532,26 @@ impl Supervisor {
         }
     }
 
-    /// Where a reaped process's output is: delivered when its pipes are at EOF (or closed once the
-    /// grace for orphans holding them is over), nothing is held, and every fifo was read empty or
-    /// its reader stalled.
+    /// Where a reaped process's output is (see [`Copier::delivered`]).
     fn output_state(
         &mut self,
         outputs: &[usize],
         pending: PendingExit,
         now: Instant,
     ) -> lifecycle::Output {
-        let PendingExit {
-            exited, grace_over, ..
-        } = pending;
-        let mut delivered = true;
-        for &n in outputs {
-            let grace = now >= grace_over;
-            match self.relays.get_mut(&n) {
-                Some(Relay::Output { relay, .. }) => {
-                    let registry = self.poll.registry();
-                    if relay.source_open() && grace {
-                        let _ = relay.pump(registry, &mut self.buf);
-                        relay.close_source(registry);
-                    }
-                    delivered &= relay.delivered(now, exited);
-                    if relay.closable() {
-                        relay.close(registry);
-                        self.relays.remove(&n);
-                    }
-                }
-                // Written to the log or handed to the client once read: delivered at the pipe's end.
-                Some(Relay::Log(_) | Relay::ToClient(_)) => {
-                    if grace {
-                        self.close_sources(&[n]);
-                    }
-                    delivered &= !self.output_open(n);
-                }
-                _ => {} // finished and closed
-            }
-        }
+        let grace_over = now >= pending.grace_over;
+        let registry = self.poll.registry();
+        let delivered = self.copier.delivered(
+            registry,
+            outputs,
+            pending.exited,
+            grace_over,
+            frames(&mut self.front),
+        );
+        self.act_on_notices();
         lifecycle::Output {
             delivered,
-            grace_over: now >= grace_over,
+            grace_over,
         }
     }
 
@@ -955,6 +591,11 @@ impl Supervisor {
             exit.pid, exit.status
         ));
     }
+}
+
+/// The door whose clients get frames, if there is one.
+fn frames(front: &mut Option<TetherFront>) -> Option<&mut dyn Frames> {
+    front.as_mut().map(|front| front as &mut dyn Frames)
 }
 
 /// The frame that carries a process's output to a control client.

@@ -3,14 +3,15 @@
 
 use super::mounts::{mount_rootfs, unmount_rootfs};
 use super::runtime::{join_cgroup, read_pid, ReaperWait, RuntimeOptions};
-use super::stdio::{self, OutputTo, Prepared, StdioPlan};
-use super::{Connected, Container, LogOutput, Proc, Supervisor};
+use super::stdio::{self, Prepared, StdioPlan};
+use super::{Connected, Container, Proc, Supervisor};
 use crate::sys::receive_terminal;
 use shim_core::lifecycle::{self, Phase};
 use shim_core::{
     Error, Event, ExecId, Exit, ExitStatus, ProcessKey, Result, RootfsMount, StdioPaths,
 };
-use shim_io::{IoEngine, LogFormat, LogSink, Rotation, SinkOptions};
+use shim_io::copier::OutputTo;
+use shim_io::{LogFormat, LogSink, Rotation, SinkOptions};
 use shim_runc::{CreateOptions, DeleteOptions, ExecOptions, RunOptions, Runc};
 use std::collections::HashMap;
 use std::fs::File;
@@ -88,26 +89,35 @@ impl Supervisor {
                 .take()
                 .unwrap_or(OutputTo::Relay(None));
             let n = self
-                .add_output((reader, to), format!("{name} terminal"), "terminal")
+                .copier
+                .add_output(
+                    self.poll.registry(),
+                    reader,
+                    to,
+                    &format!("{name} terminal"),
+                    "terminal",
+                )
                 .map_err(|e| e.to_string())?;
             outputs.push(n);
             if let Some(from) = prepared.terminal_input.take() {
                 let writer = master.try_clone().map_err(|e| e.to_string())?;
                 input = Some(
-                    self.add_input((from, writer), true)
+                    self.copier
+                        .add_input(self.poll.registry(), from, writer, true)
                         .map_err(|e| e.to_string())?,
                 );
             }
             terminal = Some(master);
         }
-        for (stream, output) in ["stdout", "stderr"].iter().zip(prepared.outputs.drain(..)) {
-            outputs.push(
-                self.add_output(output, format!("{name} {stream}"), stream)
-                    .map_err(|e| e.to_string())?,
-            );
+        let registry = self.poll.registry();
+        for (stream, (fd, to)) in ["stdout", "stderr"].iter().zip(prepared.outputs.drain(..)) {
+            let name = format!("{name} {stream}");
+            let n = self.copier.add_output(registry, fd, to, &name, stream);
+            outputs.push(n.map_err(|e| e.to_string())?);
         }
-        if let Some(pair) = prepared.input.take() {
-            input = Some(self.add_input(pair, false).map_err(|e| e.to_string())?);
+        if let Some((from, writer)) = prepared.input.take() {
+            let n = self.copier.add_input(registry, from, writer, false);
+            input = Some(n.map_err(|e| e.to_string())?);
         }
         Ok((outputs, input, terminal))
     }
@@ -157,9 +167,7 @@ impl Supervisor {
                 });
                 let sink = LogSink::open(path, sink_options)
                     .map_err(|e| Error::runtime(format!("stdout {}: {e}", paths.stdout)))?;
-                let mut engine = IoEngine::new();
-                let sink = engine.add_sink(sink);
-                self.log = Some(LogOutput { engine, sink });
+                self.copier.log_to(sink);
                 true
             }
             _ => false,
@@ -195,7 +203,7 @@ impl Supervisor {
             &mut ReaperWait(&mut self.reaper),
         );
         let undo_container = |core: &mut Supervisor, message: String| {
-            core.log = None;
+            core.copier.drop_log();
             let _ = runc.delete(
                 &core.id,
                 DeleteOptions { force: true },
@@ -269,9 +277,7 @@ impl Supervisor {
             stdin,
             terminal,
         } = spec;
-        let mut engine = IoEngine::new();
-        let sink = engine.add_sink(log);
-        self.log = Some(LogOutput { engine, sink });
+        self.copier.log_to(log);
         let plan = StdioPlan::Log { stdin, terminal };
         let console = self.console_path();
         let owner = stdio::Owner {

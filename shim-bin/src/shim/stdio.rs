@@ -5,6 +5,7 @@
 use super::logbinary::{self, is_binary_uri};
 use mio::Token;
 use shim_core::StdioPaths;
+use shim_io::copier::{InputFrom, OutputTo};
 use shim_io::fdio::pipe;
 use shim_io::relay::{open_input_fifo, Destination};
 use shim_runc::ProcessIo;
@@ -50,22 +51,6 @@ impl StdioPlan {
             StdioPlan::Log { terminal, .. } | StdioPlan::Client { terminal, .. } => *terminal,
         }
     }
-}
-
-/// Where one output goes.
-#[derive(Debug)]
-pub enum OutputTo {
-    /// A fifo, file or pipe (none: the client asked for nothing, read and dropped).
-    Relay(Option<Destination>),
-    Log,
-    Client(Option<Token>),
-}
-
-/// Where a process's input comes from.
-#[derive(Debug)]
-pub enum InputFrom {
-    Fifo(File),
-    Client,
 }
 
 /// An output to relay: tether's read end and where it goes.

@@ -185,21 +185,6 @@ impl TetherFront {
             .min()
     }
 
-    /// What is queued for a client and not sent yet.
-    pub fn pending_output(&self, client: Token) -> Option<usize> {
-        self.server.pending_output(client)
-    }
-
-    pub fn send_frame(
-        &mut self,
-        registry: &Registry,
-        client: Token,
-        kind: FrameKind,
-        bytes: &[u8],
-    ) {
-        self.server.send_frame(registry, client, kind, bytes);
-    }
-
     /// Writes `state.json` (and the exit file, once there is an exit) when they changed. A write
     /// that fails (a full state dir) is tried again every [`PERSIST_RETRY`] until it is done: the
     /// exit is never lost. Returns what to say in the shim's log (a failure, and when it is over).
@@ -837,5 +822,16 @@ impl Supervisor {
                 self.diag.warn(format_args!("{message}"));
             }
         }
+    }
+}
+
+impl shim_io::copier::Frames for TetherFront {
+    fn queued(&self, client: Token) -> usize {
+        self.server.pending_output(client).unwrap_or(0)
+    }
+
+    fn send(&mut self, registry: &Registry, client: Token, stream: Stream, bytes: &[u8]) {
+        let kind = crate::shim::frame_kind(stream);
+        self.server.send_frame(registry, client, kind, bytes);
     }
 }

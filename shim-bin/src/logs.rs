@@ -4,10 +4,10 @@
 use crate::client::recorded_state;
 use crate::error::{Error, Result};
 use shim_core::{ContainerId, StateLayout, Status};
-use shim_io::{numbered, DecodedLine, LogDecoder, LogFormat, Stream};
+use shim_io::{numbered, DecodedLine, LogDecoder, LogFormat, LogReader, Stream};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -19,60 +19,6 @@ const FOLLOW_TICK: Duration = Duration::from_millis(500);
 
 type Line = DecodedLine;
 type Decoder = LogDecoder;
-
-/// Reads record lines from a file, keeping an incomplete last line for later.
-struct RecordReader {
-    file: File,
-    carry: Vec<u8>,
-    raw: bool,
-}
-
-impl RecordReader {
-    fn new(file: File, raw: bool) -> Self {
-        RecordReader {
-            file,
-            carry: Vec::new(),
-            raw,
-        }
-    }
-
-    /// Feeds every complete record now in the file to `decoder`; returns whether anything was read.
-    fn pump(&mut self, decoder: &mut Decoder, emit: &mut dyn FnMut(Line)) -> std::io::Result<bool> {
-        let mut chunk = vec![0u8; 256 * 1024];
-        let mut any = false;
-        loop {
-            let n = match self.file.read(&mut chunk) {
-                Ok(0) => return Ok(any),
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            any = true;
-            self.carry.extend_from_slice(&chunk[..n]);
-            let mut start = 0;
-            while let Some(newline) = memchr_newline(&self.carry[start..]) {
-                decoder.record(&self.carry[start..start + newline], emit);
-                start += newline + 1;
-            }
-            self.carry.drain(..start);
-        }
-    }
-
-    /// Raw logs have no records: an unterminated tail is output too.
-    fn finish(&mut self, emit: &mut dyn FnMut(Line)) {
-        if self.raw && !self.carry.is_empty() {
-            emit(Line {
-                time: None,
-                stream: Stream::Stdout,
-                text: std::mem::take(&mut self.carry),
-            });
-        }
-    }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
-}
 
 /// Prints lines, honouring `--timestamps`; a closed stdout (`| head`) ends quietly.
 struct Printer {
@@ -216,7 +162,7 @@ pub fn logs(layout: &StateLayout, id: &ContainerId, options: &LogsOptions) -> Re
         };
         for path in history {
             if let Ok(file) = File::open(path) {
-                let mut reader = RecordReader::new(file, raw);
+                let mut reader = LogReader::new(file, raw);
                 reader
                     .pump(&mut decoder, &mut sink)
                     .map_err(|e| Error::failed(format!("read {}: {e}", path.display())))?;
@@ -226,7 +172,7 @@ pub fn logs(layout: &StateLayout, id: &ContainerId, options: &LogsOptions) -> Re
         let file = File::open(log_path).map_err(|e| {
             Error::failed(format!("container {id}: log {}: {e}", log_path.display()))
         })?;
-        let mut reader = RecordReader::new(file, raw);
+        let mut reader = LogReader::new(file, raw);
         reader
             .pump(&mut decoder, &mut sink)
             .map_err(|e| Error::failed(format!("read {}: {e}", log_path.display())))?;
@@ -257,13 +203,13 @@ fn follow_log(
     layout: &StateLayout,
     id: &ContainerId,
     path: &Path,
-    mut reader: RecordReader,
+    mut reader: LogReader,
     mut decoder: Decoder,
     printer: &mut Printer,
     window: Window,
 ) -> Result<u8> {
-    let raw = reader.raw;
-    let mut current = reader.file.metadata().map(|m| m.ino()).unwrap_or(0);
+    let raw = reader.is_raw();
+    let mut current = reader.file().metadata().map(|m| m.ino()).unwrap_or(0);
     let mut read: VecDeque<u64> = VecDeque::new();
     let watch = LogWatch::new(path);
     loop {
@@ -287,7 +233,7 @@ fn follow_log(
                     read.pop_front();
                 }
                 current = inode;
-                reader = RecordReader::new(file, raw);
+                reader = LogReader::new(file, raw);
                 continue;
             }
         }

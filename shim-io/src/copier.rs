@@ -624,3 +624,129 @@ impl Copier {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A door whose queue for its one client is set by the test.
+    #[derive(Default)]
+    struct Door {
+        queued: usize,
+        sent: Vec<(Stream, Vec<u8>)>,
+    }
+
+    impl Frames for Door {
+        fn queued(&self, _: Token) -> usize {
+            self.queued
+        }
+
+        fn send(&mut self, _: &Registry, _: Token, stream: Stream, bytes: &[u8]) {
+            self.sent.push((stream, bytes.to_vec()));
+        }
+    }
+
+    fn tokens(n: usize) -> (Token, Token) {
+        (Token(2 * n), Token(2 * n + 1))
+    }
+
+    #[test]
+    fn output_for_a_client_is_read_only_while_the_client_takes_it() {
+        let poll = mio::Poll::new().unwrap();
+        let mut copier = Copier::new(tokens);
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let client = Some(Token(7));
+        let n = copier
+            .add_output(
+                poll.registry(),
+                read_end,
+                OutputTo::Client(client),
+                "exec",
+                "stderr",
+            )
+            .unwrap();
+        let mut writer = File::from(write_end);
+        writer.write_all(b"hello").unwrap();
+        let mut door = Door {
+            queued: CLIENT_HIGH_WATER,
+            ..Door::default()
+        };
+        copier.work_backlog(poll.registry(), Some(&mut door));
+        assert!(door.sent.is_empty(), "read for a client that is behind");
+
+        door.queued = 0;
+        copier.resume_clients(poll.registry(), Some(&mut door));
+        assert_eq!(door.sent, [(Stream::Stderr, b"hello".to_vec())]);
+
+        drop(writer);
+        assert!(copier.is_open(n));
+        copier.ready(poll.registry(), n, Some(&mut door));
+        assert!(!copier.is_open(n), "the end of the pipe closes the copy");
+        assert!(copier.delivered(poll.registry(), &[n], Instant::now(), false, None));
+    }
+
+    #[test]
+    fn a_client_that_is_gone_has_its_output_dropped_not_held() {
+        let poll = mio::Poll::new().unwrap();
+        let mut copier = Copier::new(tokens);
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let client = Token(7);
+        let n = copier
+            .add_output(
+                poll.registry(),
+                read_end,
+                OutputTo::Client(Some(client)),
+                "exec",
+                "stdout",
+            )
+            .unwrap();
+        copier.forget_client(client);
+        File::from(write_end).write_all(b"lost").unwrap();
+        let mut door = Door {
+            queued: CLIENT_HIGH_WATER,
+            ..Door::default()
+        };
+        copier.work_backlog(poll.registry(), Some(&mut door));
+        assert!(door.sent.is_empty());
+        assert!(
+            !copier.is_open(n),
+            "read to its end although the door is behind"
+        );
+    }
+
+    #[test]
+    fn input_from_clients_is_held_to_its_bound_and_says_when_taken() {
+        let poll = mio::Poll::new().unwrap();
+        let mut copier = Copier::new(tokens);
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let n = copier
+            .add_input(
+                poll.registry(),
+                InputFrom::Client,
+                File::from(write_end),
+                false,
+            )
+            .unwrap();
+        assert!(copier.client_input(poll.registry(), n, b"ab"));
+        assert!(copier.takes_input(n));
+        copier.close_input(poll.registry(), n);
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut File::from(read_end), &mut read).unwrap();
+        assert_eq!(
+            read, "ab",
+            "end of input closes the process's stdin once written"
+        );
+    }
+
+    #[test]
+    fn output_to_the_log_needs_a_log() {
+        let poll = mio::Poll::new().unwrap();
+        let mut copier = Copier::new(tokens);
+        let (read_end, _write_end) = nix::unistd::pipe().unwrap();
+        let error = copier
+            .add_output(poll.registry(), read_end, OutputTo::Log, "init", "stdout")
+            .unwrap_err();
+        assert_eq!(error.to_string(), "no log to write to");
+    }
+}

@@ -4,6 +4,8 @@
 
 use crate::encode::Stream;
 use crate::sink::LogFormat;
+use std::fs::File;
+use std::io::{self, Read};
 
 /// The longest line a decoder assembles from partial records; a longer one is handed out in
 /// pieces of this size (a log of endless `P` records must not grow a reader without bound).
@@ -134,9 +136,117 @@ fn stream_of(name: &[u8]) -> Stream {
     }
 }
 
+/// Reads the records of one log file as they are written, keeping an incomplete last record for
+/// the next read. The decoder is the caller's, so a line split across rotated files is whole.
+#[derive(Debug)]
+pub struct LogReader {
+    file: File,
+    carry: Vec<u8>,
+    raw: bool,
+}
+
+impl LogReader {
+    /// `raw`: the file holds raw output, not records (an unterminated tail is output too).
+    pub fn new(file: File, raw: bool) -> Self {
+        LogReader {
+            file,
+            carry: Vec::new(),
+            raw,
+        }
+    }
+
+    /// The file it reads.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub fn is_raw(&self) -> bool {
+        self.raw
+    }
+
+    /// Feeds every complete record now in the file to `decoder`; returns whether anything was read.
+    pub fn pump(
+        &mut self,
+        decoder: &mut LogDecoder,
+        emit: &mut dyn FnMut(DecodedLine),
+    ) -> io::Result<bool> {
+        let mut chunk = vec![0u8; 256 * 1024];
+        let mut any = false;
+        loop {
+            let n = match self.file.read(&mut chunk) {
+                Ok(0) => return Ok(any),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            any = true;
+            self.carry.extend_from_slice(&chunk[..n]);
+            let mut start = 0;
+            while let Some(newline) = memchr::memchr(b'\n', &self.carry[start..]) {
+                decoder.record(&self.carry[start..start + newline], emit);
+                start += newline + 1;
+            }
+            self.carry.drain(..start);
+        }
+    }
+
+    /// The file is done with: a raw log's unterminated tail is output.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(DecodedLine)) {
+        if self.raw && !self.carry.is_empty() {
+            emit(DecodedLine {
+                time: None,
+                stream: Stream::Stdout,
+                text: std::mem::take(&mut self.carry),
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_keeps_an_incomplete_record_for_the_next_read() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctr.log");
+        let mut writer = File::create(&path).unwrap();
+        writer
+            .write_all(b"2016-10-06T00:17:09.669794202Z stdout F one\n2016-10-06T00:17:09.6")
+            .unwrap();
+        let mut reader = LogReader::new(File::open(&path).unwrap(), false);
+        let mut decoder = LogDecoder::new(LogFormat::Cri);
+        let mut lines = Vec::new();
+        assert!(reader
+            .pump(&mut decoder, &mut |l| lines.push(l.text))
+            .unwrap());
+        assert_eq!(lines, [b"one\n".to_vec()]);
+        writer.write_all(b"69794203Z stderr F two\n").unwrap();
+        assert!(reader
+            .pump(&mut decoder, &mut |l| lines.push(l.text))
+            .unwrap());
+        assert!(!reader
+            .pump(&mut decoder, &mut |l| lines.push(l.text))
+            .unwrap());
+        reader.finish(&mut |l| lines.push(l.text));
+        assert_eq!(lines, [b"one\n".to_vec(), b"two\n".to_vec()]);
+    }
+
+    #[test]
+    fn a_raw_reader_hands_out_its_unterminated_tail_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raw.log");
+        std::fs::write(&path, b"a\nno newline").unwrap();
+        let mut reader = LogReader::new(File::open(&path).unwrap(), true);
+        let mut decoder = LogDecoder::new(LogFormat::Raw);
+        let mut lines = Vec::new();
+        reader
+            .pump(&mut decoder, &mut |l| lines.push(l.text))
+            .unwrap();
+        reader.finish(&mut |l| lines.push(l.text));
+        assert_eq!(lines, [b"a\n".to_vec(), b"no newline".to_vec()]);
+    }
 
     fn decode(format: LogFormat, log: &[u8]) -> Vec<DecodedLine> {
         let mut decoder = LogDecoder::new(format);

@@ -86,7 +86,7 @@ mod sink;
 mod sys;
 mod timestamp;
 
-pub use decode::{DecodedLine, LogDecoder, MAX_DECODED_LINE};
+pub use decode::{DecodedLine, LogDecoder, LogReader, MAX_DECODED_LINE};
 pub use encode::{encode_cri, encode_json, Stream};
 pub use engine::{IoEngine, IoEvent, SinkId};
 pub use framing::{CutRule, LineFramer, Record};

@@ -9,7 +9,6 @@ use crate::error::{Error, Result};
 use crate::shim::Cgroup;
 use shim_core::protocol::{Reply, Request};
 use shim_core::{StateLayout, Status};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How far apart the two readings of a round are (docker's one second).
@@ -177,25 +176,22 @@ pub fn size(bytes: u64) -> String {
 
 /// Reads a cgroup's figures; None when they cannot be read (the container is gone).
 fn read(cgroup: &Cgroup) -> Option<Reading> {
-    let file = |dir: &Path, name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let file = |name: &str| cgroup.read(name);
+    let optional = |name: &str| cgroup.read(name).unwrap_or_default();
     match cgroup {
-        Cgroup::V1 {
-            memory,
-            cpuacct,
-            pids,
-        } => from_v1(
-            &file(cpuacct, "cpuacct.usage")?,
-            &file(memory, "memory.usage_in_bytes")?,
-            &file(memory, "memory.stat").unwrap_or_default(),
-            &file(memory, "memory.limit_in_bytes").unwrap_or_default(),
-            &file(pids, "pids.current").unwrap_or_default(),
+        Cgroup::V1 { .. } => from_v1(
+            &file("cpuacct.usage")?,
+            &file("memory.usage_in_bytes")?,
+            &optional("memory.stat"),
+            &optional("memory.limit_in_bytes"),
+            &optional("pids.current"),
         ),
-        Cgroup::V2 { dir } => from_v2(
-            &file(dir, "cpu.stat")?,
-            &file(dir, "memory.current")?,
-            &file(dir, "memory.stat").unwrap_or_default(),
-            &file(dir, "memory.max").unwrap_or_default(),
-            &file(dir, "pids.current").unwrap_or_default(),
+        Cgroup::V2 { .. } => from_v2(
+            &file("cpu.stat")?,
+            &file("memory.current")?,
+            &optional("memory.stat"),
+            &optional("memory.max"),
+            &optional("pids.current"),
         ),
     }
 }

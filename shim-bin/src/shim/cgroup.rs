@@ -32,6 +32,18 @@ impl Cgroup {
         })
     }
 
+    /// One of its files, by name (`memory.stat`, `cpu.stat`): in cgroup v1 the name's prefix is the
+    /// controller whose directory holds it. None when it cannot be read.
+    pub fn read(&self, file: &str) -> Option<String> {
+        let dir = match self {
+            Cgroup::V1 { memory, .. } if file.starts_with("memory.") => memory,
+            Cgroup::V1 { cpuacct, .. } if file.starts_with("cpuacct.") => cpuacct,
+            Cgroup::V1 { pids, .. } => pids,
+            Cgroup::V2 { dir } => dir,
+        };
+        std::fs::read_to_string(dir.join(file)).ok()
+    }
+
     /// Reads `/proc/PID/cgroup` text: `N:controllers:/path` lines (`0::/path` for v2).
     pub fn from_proc(text: &str, root: &Path, v1: bool) -> Option<Cgroup> {
         let mut paths: HashMap<&str, &str> = HashMap::new();
@@ -92,5 +104,25 @@ mod tests {
             })
         );
         assert_eq!(Cgroup::from_proc("garbage", Path::new("/x"), true), None);
+    }
+
+    #[test]
+    fn a_v1_file_is_read_from_its_controllers_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str| {
+            let dir = root.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join(format!("{name}.x")), name).unwrap();
+            dir
+        };
+        let cgroup = Cgroup::V1 {
+            memory: dir("memory"),
+            cpuacct: dir("cpuacct"),
+            pids: dir("pids"),
+        };
+        for name in ["memory", "cpuacct", "pids"] {
+            assert_eq!(cgroup.read(&format!("{name}.x")).as_deref(), Some(name));
+        }
+        assert_eq!(cgroup.read("memory.missing"), None);
     }
 }

@@ -13,30 +13,19 @@ use containerd_shim_protos::cgroups_v2::metrics as v2;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message;
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 /// A cgroup's metrics now, as the `Any` a Stats answer carries.
 pub fn of_cgroup(cgroup: &Cgroup) -> std::io::Result<Any> {
-    let read = |path: PathBuf| std::fs::read_to_string(path).ok();
+    let read = |file: &str| cgroup.read(file);
     let (type_url, bytes) = match cgroup {
-        Cgroup::V1 {
-            memory,
-            cpuacct,
-            pids,
-        } => {
-            let metrics = v1_metrics(&|dir: Dir, file: &str| {
-                read(match dir {
-                    Dir::Memory => memory.join(file),
-                    Dir::Cpu => cpuacct.join(file),
-                    Dir::Pids => pids.join(file),
-                })
-            });
-            ("io.containerd.cgroups.v1.Metrics", metrics.write_to_bytes())
-        }
-        Cgroup::V2 { dir } => {
-            let metrics = v2_metrics(&|file: &str| read(dir.join(file)));
-            ("io.containerd.cgroups.v2.Metrics", metrics.write_to_bytes())
-        }
+        Cgroup::V1 { .. } => (
+            "io.containerd.cgroups.v1.Metrics",
+            v1_metrics(&read).write_to_bytes(),
+        ),
+        Cgroup::V2 { .. } => (
+            "io.containerd.cgroups.v2.Metrics",
+            v2_metrics(&read).write_to_bytes(),
+        ),
     };
     let mut any = Any::new();
     any.type_url = type_url.into();
@@ -92,14 +81,6 @@ pub fn of_runtime(stats: &shim_runc::Stats) -> shim_core::Result<Any> {
     Ok(any)
 }
 
-/// Which v1 controller's directory a file is in.
-#[derive(Debug, Clone, Copy)]
-pub enum Dir {
-    Memory,
-    Cpu,
-    Pids,
-}
-
 /// Clock ticks per second, the unit of `cpuacct.stat`.
 fn clock_ticks() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
@@ -131,16 +112,16 @@ fn keyed(text: Option<String>) -> HashMap<String, u64> {
 }
 
 /// cgroup v1 metrics from the controllers' files.
-pub fn v1_metrics(read: &dyn Fn(Dir, &str) -> Option<String>) -> v1::Metrics {
+pub fn v1_metrics(read: &dyn Fn(&str) -> Option<String>) -> v1::Metrics {
     let ns_per_tick = 1_000_000_000 / clock_ticks();
-    let ticks = keyed(read(Dir::Cpu, "cpuacct.stat"));
-    let per_cpu = read(Dir::Cpu, "cpuacct.usage_percpu")
+    let ticks = keyed(read("cpuacct.stat"));
+    let per_cpu = read("cpuacct.usage_percpu")
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|n| n.parse().ok())
         .collect();
     let usage = v1::CPUUsage {
-        total: number(read(Dir::Cpu, "cpuacct.usage"), 0),
+        total: number(read("cpuacct.usage"), 0),
         user: ticks
             .get("user")
             .copied()
@@ -155,13 +136,13 @@ pub fn v1_metrics(read: &dyn Fn(Dir, &str) -> Option<String>) -> v1::Metrics {
         ..Default::default()
     };
     let entry = |prefix: &str| v1::MemoryEntry {
-        usage: number(read(Dir::Memory, &format!("{prefix}usage_in_bytes")), 0),
-        limit: number(read(Dir::Memory, &format!("{prefix}limit_in_bytes")), 0),
-        max: number(read(Dir::Memory, &format!("{prefix}max_usage_in_bytes")), 0),
-        failcnt: number(read(Dir::Memory, &format!("{prefix}failcnt")), 0),
+        usage: number(read(&format!("{prefix}usage_in_bytes")), 0),
+        limit: number(read(&format!("{prefix}limit_in_bytes")), 0),
+        max: number(read(&format!("{prefix}max_usage_in_bytes")), 0),
+        failcnt: number(read(&format!("{prefix}failcnt")), 0),
         ..Default::default()
     };
-    let stat = keyed(read(Dir::Memory, "memory.stat"));
+    let stat = keyed(read("memory.stat"));
     let get = |key: &str| stat.get(key).copied().unwrap_or(0);
     let memory = v1::MemoryStat {
         cache: get("cache"),
@@ -210,8 +191,8 @@ pub fn v1_metrics(read: &dyn Fn(Dir, &str) -> Option<String>) -> v1::Metrics {
         .into(),
         memory: Some(memory).into(),
         pids: Some(v1::PidsStat {
-            current: number(read(Dir::Pids, "pids.current"), 0),
-            limit: number(read(Dir::Pids, "pids.max"), 0),
+            current: number(read("pids.current"), 0),
+            limit: number(read("pids.max"), 0),
             ..Default::default()
         })
         .into(),
@@ -305,7 +286,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let metrics = v1_metrics(&|_, name| files.get(name).map(|s| s.to_string()));
+        let metrics = v1_metrics(&|name| files.get(name).map(|s| s.to_string()));
         let usage = &metrics.cpu.usage;
         assert_eq!(
             (usage.total, usage.per_cpu.clone()),
@@ -378,7 +359,7 @@ mod tests {
 
     #[test]
     fn missing_or_garbled_files_give_zeros_not_errors() {
-        let metrics = v1_metrics(&|_, _| Some("not a number\n".to_owned()));
+        let metrics = v1_metrics(&|_| Some("not a number\n".to_owned()));
         assert_eq!(metrics.cpu.usage.total, 0);
         let metrics = v2_metrics(&|_| None);
         assert_eq!(metrics.memory.usage_limit, 0);

@@ -8,6 +8,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use shim_core::frame::{self, FrameKind};
 use shim_core::protocol::{self, ErrorKind, Request, Response, MAX_REQUEST};
+use shim_io::fdio::{write_queued, write_queued_until};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -251,16 +252,7 @@ impl ControlServer {
     pub fn flush_all_blocking(&mut self) {
         for connection in self.connections.values_mut() {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-            while !connection.output.is_empty() && std::time::Instant::now() < deadline {
-                match connection.stream.write(&connection.output) {
-                    Ok(n) => {
-                        connection.output.drain(..n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
+            write_queued_until(&mut connection.stream, &mut connection.output, deadline);
         }
     }
 
@@ -403,18 +395,9 @@ impl ControlServer {
         let Some(connection) = self.connections.get_mut(&token) else {
             return;
         };
-        while !connection.output.is_empty() {
-            match connection.stream.write(&connection.output) {
-                Ok(n) => {
-                    connection.output.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.remove(registry, token);
-                    return;
-                }
-            }
+        if write_queued(&mut connection.stream, &mut connection.output).is_err() {
+            self.remove(registry, token);
+            return;
         }
         let drained = connection.output.is_empty();
         // A framed client that hung up is gone (our client never half-closes); a line client that

@@ -20,8 +20,9 @@ use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::ttrpc::{self, Code};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use shim_io::fdio::{write_queued, write_queued_until};
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::RawFd;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -479,18 +480,9 @@ impl Door {
         let Some(connection) = self.connections.get_mut(&token) else {
             return;
         };
-        while !connection.output.is_empty() {
-            match connection.stream.write(&connection.output) {
-                Ok(n) => {
-                    connection.output.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.remove(token);
-                    return;
-                }
-            }
+        if write_queued(&mut connection.stream, &mut connection.output).is_err() {
+            self.remove(token);
+            return;
         }
         if connection.output.capacity() > 64 * 1024 && connection.output.is_empty() {
             connection.output = Vec::new();
@@ -524,18 +516,7 @@ impl Door {
     fn flush_all(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(1);
         for connection in self.connections.values_mut() {
-            while !connection.output.is_empty() && Instant::now() < deadline {
-                match connection.stream.write(&connection.output) {
-                    Ok(n) => {
-                        connection.output.drain(..n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(1))
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
+            write_queued_until(&mut connection.stream, &mut connection.output, deadline);
         }
     }
 

@@ -164,28 +164,20 @@ pub fn prepare(plan: &StdioPlan, console: &Path, owner: Owner<'_>) -> io::Result
         StdioPlan::Paths(paths) => prepare_paths(paths, console, owner),
         StdioPlan::Log { stdin, terminal } => {
             let input = stdin.then_some(InputFrom::Client);
-            prepare_own(OutputTo::Log, OutputTo::Log, input, *terminal, console)
+            let outputs = [Some(OutputTo::Log), Some(OutputTo::Log)];
+            connect(outputs, input, *terminal, console, None)
         }
         StdioPlan::Client {
             client,
             stdin,
             terminal,
         } => {
-            if client.is_none() && !terminal {
-                // Detached: the process's stdio is /dev/null.
-                return Ok(Prepared {
-                    runtime: ProcessIo::new(null_for(false)?, null_for(true)?, null_for(true)?),
-                    console: None,
-                    outputs: Vec::new(),
-                    input: None,
-                    terminal_output: None,
-                    terminal_input: None,
-                });
-            }
+            // Detached: the process's stdio is /dev/null.
+            let detached = client.is_none() && !terminal;
             // A terminal takes input from an attached client; a pipe only when asked for.
             let input = (client.is_some() && (*stdin || *terminal)).then_some(InputFrom::Client);
-            let to = || OutputTo::Client(*client);
-            prepare_own(to(), to(), input, *terminal, console)
+            let to = || (!detached).then_some(OutputTo::Client(*client));
+            connect([to(), to()], input, *terminal, console, None)
         }
     }
 }
@@ -202,34 +194,43 @@ fn console_listener(console: &Path) -> io::Result<(UnixListener, PathBuf)> {
     Ok((listener, console.to_owned()))
 }
 
-/// The process's pipes (or terminal) for tether's own destinations.
-fn prepare_own(
-    stdout: OutputTo,
-    stderr: OutputTo,
+/// The process's pipes (or its terminal) for where its `outputs` (stdout, stderr) and `input` go;
+/// an output that goes nowhere, and an input from nowhere, are /dev/null. `io_ids` own the
+/// process's ends.
+fn connect(
+    outputs: [Option<OutputTo>; 2],
     input: Option<InputFrom>,
     terminal: bool,
     console: &Path,
+    io_ids: Option<(u32, u32)>,
 ) -> io::Result<Prepared> {
     if terminal {
+        let [stdout, _] = outputs;
         return Ok(Prepared {
             runtime: ProcessIo::new(null_for(false)?, null_for(true)?, null_for(true)?),
             console: Some(console_listener(console)?),
             outputs: Vec::new(),
             input: None,
-            terminal_output: Some(stdout),
+            terminal_output: stdout,
             terminal_input: input,
         });
     }
-    let mut outputs = Vec::new();
+    let mut relayed = Vec::new();
     let mut process_side = Vec::new();
-    for to in [stdout, stderr] {
+    for to in outputs {
+        let Some(to) = to else {
+            process_side.push(null_for(true)?);
+            continue;
+        };
         let (read_end, write_end) = output_pipe()?;
-        outputs.push((read_end, to));
+        chown_for_io(&write_end, io_ids)?;
+        relayed.push((read_end, to));
         process_side.push(File::from(write_end));
     }
     let (stdin, input) = match input {
         Some(from) => {
             let (read_end, write_end) = pipe()?;
+            chown_for_io(&read_end, io_ids)?;
             (File::from(read_end), Some((from, File::from(write_end))))
         }
         None => (null_for(false)?, None),
@@ -239,7 +240,7 @@ fn prepare_own(
     Ok(Prepared {
         runtime: ProcessIo::new(stdin, stdout, stderr),
         console: None,
-        outputs,
+        outputs: relayed,
         input,
         terminal_output: None,
         terminal_input: None,
@@ -258,59 +259,16 @@ fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// containerd's stdio: the URIs' fifos, files or logging binary.
 fn prepare_paths(paths: &StdioPaths, console: &Path, owner: Owner<'_>) -> io::Result<Prepared> {
-    let (stdout_destination, stderr_destination) = destinations(paths, owner)?;
-    if paths.terminal {
-        let terminal_input = if paths.stdin.is_empty() {
-            None
-        } else {
-            Some(InputFrom::Fifo(open_input_fifo(&paths.stdin).map_err(
-                |e| io::Error::new(e.kind(), format!("stdin {}: {e}", paths.stdin)),
-            )?))
-        };
-        return Ok(Prepared {
-            runtime: ProcessIo::new(null_for(false)?, null_for(true)?, null_for(true)?),
-            console: Some(console_listener(console)?),
-            outputs: Vec::new(),
-            input: None,
-            terminal_output: Some(stdout_destination),
-            terminal_input,
-        });
-    }
-    let mut outputs = Vec::new();
-    let mut process_side = Vec::new();
-    for (uri, destination) in [
-        (&paths.stdout, stdout_destination),
-        (&paths.stderr, stderr_destination),
-    ] {
-        if uri.is_empty() {
-            process_side.push(null_for(true)?);
-            continue;
-        }
-        let (read_end, write_end) = output_pipe()?;
-        chown_for_io(&write_end, owner.io_ids)?;
-        outputs.push((read_end, destination));
-        process_side.push(File::from(write_end));
-    }
-    let (stdin, input) = if paths.stdin.is_empty() {
-        (null_for(false)?, None)
+    let (stdout, stderr) = destinations(paths, owner)?;
+    let input = if paths.stdin.is_empty() {
+        None
     } else {
         let fifo = open_input_fifo(&paths.stdin)
             .map_err(|e| io::Error::new(e.kind(), format!("stdin {}: {e}", paths.stdin)))?;
-        let (read_end, write_end) = pipe()?;
-        chown_for_io(&read_end, owner.io_ids)?;
-        (
-            File::from(read_end),
-            Some((InputFrom::Fifo(fifo), File::from(write_end))),
-        )
+        Some(InputFrom::Fifo(fifo))
     };
-    let stderr = process_side.pop().expect("two outputs");
-    let stdout = process_side.pop().expect("two outputs");
-    Ok(Prepared {
-        runtime: ProcessIo::new(stdin, stdout, stderr),
-        console: None,
-        outputs,
-        input,
-        terminal_output: None,
-        terminal_input: None,
-    })
+    // A terminal's output goes to stdout's destination, whatever it is.
+    let named = |uri: &str, to| (paths.terminal || !uri.is_empty()).then_some(to);
+    let outputs = [named(&paths.stdout, stdout), named(&paths.stderr, stderr)];
+    connect(outputs, input, paths.terminal, console, owner.io_ids)
 }

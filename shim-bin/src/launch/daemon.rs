@@ -200,7 +200,7 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
         }
     }
     if config.replay_to_first_attach {
-        supervisor.tap_log(true);
+        supervisor.copier.tap_log(true);
     }
     supervisor.refresh_front();
     Ok(supervisor)

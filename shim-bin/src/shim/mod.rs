@@ -22,7 +22,6 @@ use crate::oom::OomWatch;
 use crate::tokens::{self, OOM, REAPER, WAKER};
 use diag::Diag;
 use mio::unix::SourceFd;
-use mio::Token;
 use mio::{Events, Interest, Poll};
 use runtime::RuntimeOptions;
 use shim_core::frame::FrameKind;
@@ -344,16 +343,6 @@ impl Supervisor {
         }
     }
 
-    /// Reopens tether's log (after logrotate moved it); nothing without one.
-    pub fn reopen_log(&mut self) -> std::io::Result<()> {
-        self.copier.reopen_log()
-    }
-
-    /// Hands copies of the init's log output to the door (attach clients) while `on`.
-    pub fn tap_log(&mut self, on: bool) {
-        self.copier.tap_log(on);
-    }
-
     fn next_deadline(&self) -> Option<Instant> {
         let relays = self.copier.next_deadline().into_iter();
         let front = self
@@ -379,22 +368,6 @@ impl Supervisor {
         exits.chain(relays).chain(poll_again).chain(front).min()
     }
 
-    /// Input from a control client for a process's stdin copy `n`; false when it takes no more
-    /// for now (the client is then not read until [`Supervisor::client_input_drained`]).
-    pub fn client_input(&mut self, n: usize, bytes: &[u8]) -> bool {
-        self.copier.client_input(self.poll.registry(), n, bytes)
-    }
-
-    /// Whether input copy `n` takes more from its clients.
-    pub fn takes_input(&self, n: usize) -> bool {
-        self.copier.takes_input(n)
-    }
-
-    /// A client went away: what its processes write is read and dropped from now on.
-    pub fn forget_client(&mut self, client: Token) {
-        self.copier.forget_client(client);
-    }
-
     /// Closes a copy at once (its process is gone and deleted).
     pub fn close_relay(&mut self, n: usize) {
         self.copier.close(self.poll.registry(), n);
@@ -409,13 +382,9 @@ impl Supervisor {
         self.act_on_notices();
     }
 
-    /// Ends a process's input once what its client wrote is passed on (CloseIO, end of stdin).
-    pub fn close_input(&mut self, n: usize) {
-        self.copier.close_input(self.poll.registry(), n);
-    }
-
-    pub fn register_oom(&mut self, pid: i32) -> Option<OomWatch> {
-        let watch = OomWatch::new(pid)
+    /// Watches the container's cgroup for OOM kills (see [`Supervisor::check_oom`]).
+    fn register_oom(&mut self, cgroup: Option<&Cgroup>) -> Option<OomWatch> {
+        let watch = OomWatch::new(cgroup?)
             .map_err(|e| self.diag.debug(format_args!("no OOM notifications: {e}")))
             .ok()?;
         self.poll

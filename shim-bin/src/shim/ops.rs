@@ -271,7 +271,7 @@ impl Supervisor {
     /// Ends a process's stdin once what its client wrote is passed on.
     pub fn close_stdin(&mut self, key: &ProcessKey) -> Result<()> {
         if let Some(n) = self.process(key)?.input {
-            self.close_input(n);
+            self.copier.close_input(self.poll.registry(), n);
         }
         Ok(())
     }

@@ -46,6 +46,11 @@ impl RuntimeOptions {
         }
     }
 
+    /// The owner IoUid and IoGid give the process's stdio, when they name one.
+    pub fn io_ids(&self) -> Option<(u32, u32)> {
+        (self.io_uid != 0 || self.io_gid != 0).then_some((self.io_uid, self.io_gid))
+    }
+
     /// The runtime client these options describe.
     pub fn runc(&self, namespace: &str, bundle: &Path) -> Runc {
         let binary = if self.binary_name.is_empty() {

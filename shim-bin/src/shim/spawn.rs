@@ -69,6 +69,16 @@ impl Supervisor {
         ))
     }
 
+    /// Who a process's stdio is for (see [`stdio::Owner`]).
+    fn stdio_owner(&self, io_ids: Option<(u32, u32)>, file_log_rotated: bool) -> stdio::Owner<'_> {
+        stdio::Owner {
+            container_id: &self.id,
+            namespace: &self.namespace,
+            io_ids,
+            file_log_rotated,
+        }
+    }
+
     /// Connects a prepared process's stdio to relays once it runs: pipes, or the terminal the
     /// runtime sent. Returns the relays and the terminal.
     fn connect_stdio(
@@ -154,8 +164,6 @@ impl Supervisor {
         let runc = options.runc(&self.namespace, &bundle);
         let rootfs = bundle.join("rootfs");
         mount_rootfs(&rootfs_mounts, &rootfs).map_err(Error::runtime)?;
-        let io_ids = (options.io_uid != 0 || options.io_gid != 0)
-            .then_some((options.io_uid, options.io_gid));
         let console = self.console_path();
         // A file:// log to rotate is written by the log engine, in the raw format containerd's own
         // file:// logs have.
@@ -172,12 +180,7 @@ impl Supervisor {
             }
             _ => false,
         };
-        let owner = stdio::Owner {
-            container_id: &self.id,
-            namespace: &self.namespace,
-            io_ids,
-            file_log_rotated: rotated_log,
-        };
+        let owner = self.stdio_owner(options.io_ids(), rotated_log);
         let undo_mounts = |message: String| {
             if !rootfs_mounts.is_empty() {
                 unmount_rootfs(&rootfs);
@@ -280,12 +283,7 @@ impl Supervisor {
         self.copier.log_to(log);
         let plan = StdioPlan::Log { stdin, terminal };
         let console = self.console_path();
-        let owner = stdio::Owner {
-            container_id: &self.id,
-            namespace: &self.namespace,
-            io_ids: None,
-            file_log_rotated: false,
-        };
+        let owner = self.stdio_owner(None, false);
         let mut prepared = stdio::prepare(&plan, &console, owner).map_err(|e| e.to_string())?;
         let pid_file = self.scratch_dir.join("init.pid");
         let mut create = CreateOptions::new(&bundle).pid_file(&pid_file);
@@ -374,7 +372,7 @@ impl Supervisor {
             options,
             init,
             execs: HashMap::new(),
-            oom: self.register_oom(pid),
+            oom: self.register_oom(cgroup.as_ref()),
             oom_killed: false,
             shares_pid_namespace: shares_pid_namespace(bundle),
             cgroup,
@@ -418,20 +416,14 @@ impl Supervisor {
         lifecycle::check_exec(container.init.phase())
             .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
-        let io_ids = (container.options.io_uid != 0 || container.options.io_gid != 0)
-            .then_some((container.options.io_uid, container.options.io_gid));
+        let io_ids = container.options.io_ids();
         let proc = self.process(key)?;
         lifecycle::check_start(key, proc.phase())?;
         let plan = proc.stdio.clone();
         let terminal = plan.terminal();
         let spec = proc.spec.clone().expect("a created exec has its process");
         let console = self.console_path();
-        let owner = stdio::Owner {
-            container_id: &self.id,
-            namespace: &self.namespace,
-            io_ids,
-            file_log_rotated: false,
-        };
+        let owner = self.stdio_owner(io_ids, false);
         let mut prepared =
             stdio::prepare(&plan, &console, owner).map_err(|e| Error::runtime(e.to_string()))?;
         let pid_file = self

@@ -427,7 +427,7 @@ impl Supervisor {
             },
             Request::Pause => done(self.pause(true)),
             Request::Resume => done(self.pause(false)),
-            Request::ReopenLog => match self.reopen_log() {
+            Request::ReopenLog => match self.copier.reopen_log() {
                 Ok(()) => Response::Ok(Reply::Done {}),
                 Err(e) => Response::error(ErrorKind::Internal, format!("reopen the log: {e}")),
             },
@@ -586,7 +586,7 @@ impl Supervisor {
         };
         front.attached.push(client);
         let count = front.attached.len();
-        self.tap_log(true);
+        self.copier.tap_log(true);
         self.diag
             .info(format_args!("attach client joined ({count} attached)"));
         Response::Ok(Reply::Attach { tty, stdin })
@@ -614,14 +614,14 @@ impl Supervisor {
         match kind {
             FrameKind::Stdin => {
                 if let Some(n) = input {
-                    if !self.client_input(n, payload) {
+                    if !self.copier.client_input(self.poll.registry(), n, payload) {
                         self.read_clients_of(&key, false);
                     }
                 }
             }
             FrameKind::StdinEof => {
                 if let Some(n) = input {
-                    self.close_input(n);
+                    self.copier.close_input(self.poll.registry(), n);
                 }
             }
             FrameKind::Resize => {
@@ -659,7 +659,7 @@ impl Supervisor {
         };
         let ready: Vec<ProcessKey> = std::iter::once(&container.init)
             .chain(container.execs.values())
-            .filter(|p| p.input.is_some_and(|n| self.takes_input(n)))
+            .filter(|p| p.input.is_some_and(|n| self.copier.takes_input(n)))
             .map(|p| p.key.clone())
             .collect();
         for key in ready {
@@ -684,9 +684,9 @@ impl Supervisor {
             id.clone()
         });
         if was_attached && none_attached {
-            self.tap_log(false);
+            self.copier.tap_log(false);
         }
-        self.forget_client(client);
+        self.copier.forget_client(client);
         if let Some(exec_id) = exec {
             if let Some(n) = self
                 .process(&ProcessKey::Exec(exec_id))

@@ -33,18 +33,7 @@ pub fn decode(bytes: &[u8]) -> Result<RuntimeOptions, String> {
         return Ok(RuntimeOptions::default());
     }
     let options = Options::parse_from_bytes(bytes).map_err(|e| format!("runtime options: {e}"))?;
-    for (name, value) in [
-        ("BinaryName", &options.binary_name),
-        ("Root", &options.root),
-        ("ShimCgroup", &options.shim_cgroup),
-    ] {
-        if value.len() > MAX_PATH || value.contains('\0') {
-            return Err(format!(
-                "runtime options: {name} is not a path (a NUL byte, or over {MAX_PATH} bytes)"
-            ));
-        }
-    }
-    Ok(RuntimeOptions {
+    paths_checked(RuntimeOptions {
         binary_name: options.binary_name,
         root: options.root,
         systemd_cgroup: options.systemd_cgroup,
@@ -55,6 +44,23 @@ pub fn decode(bytes: &[u8]) -> Result<RuntimeOptions, String> {
         shim_cgroup: options.shim_cgroup,
         ..RuntimeOptions::default()
     })
+    .map_err(|e| format!("runtime options: {e}"))
+}
+
+/// The options, if those that name a path name one.
+fn paths_checked(options: RuntimeOptions) -> Result<RuntimeOptions, String> {
+    for (name, value) in [
+        ("BinaryName", &options.binary_name),
+        ("Root", &options.root),
+        ("ShimCgroup", &options.shim_cgroup),
+    ] {
+        if value.len() > MAX_PATH || value.contains('\0') {
+            return Err(format!(
+                "{name} is not a path (a NUL byte, or over {MAX_PATH} bytes)"
+            ));
+        }
+    }
+    Ok(options)
 }
 
 /// The options containerd gives `start` on stdin: an `Any` (as containerd marshals its runtime
@@ -199,17 +205,6 @@ pub fn from_config(text: &str) -> Result<RuntimeOptions, String> {
             None => message,
         }
     })?;
-    for (name, value) in [
-        ("BinaryName", &config.binary_name),
-        ("Root", &config.root),
-        ("ShimCgroup", &config.shim_cgroup),
-    ] {
-        if value.len() > MAX_PATH || value.contains('\0') {
-            return Err(format!(
-                "{name} is not a path (a NUL byte, or over {MAX_PATH} bytes)"
-            ));
-        }
-    }
     let log_max_size = match config.log_max_size {
         None => 0,
         Some(Size::Bytes(bytes)) => bytes,
@@ -228,7 +223,7 @@ pub fn from_config(text: &str) -> Result<RuntimeOptions, String> {
             "LogMaxSize: {log_max_size} bytes is under the 4 KiB minimum"
         ));
     }
-    Ok(RuntimeOptions {
+    paths_checked(RuntimeOptions {
         binary_name: config.binary_name,
         root: config.root,
         systemd_cgroup: config.systemd_cgroup,

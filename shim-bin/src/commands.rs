@@ -175,41 +175,24 @@ fn stop(layout: &StateLayout, id: &ContainerId, grace: Duration) -> Result<()> {
             other => Err(unexpected(other)),
         }
     };
-    if exited(layout)? {
+    // Sent, or not needed: a signal that fails because the container exited meanwhile is moot.
+    let sent = |signal: i32| -> Result<bool> {
+        let kill = Request::Kill { signal, all: false };
+        match request(layout, id, &kill, Some(REQUEST_TIMEOUT)) {
+            Ok(_) => Ok(true),
+            Err(_) if exited(layout)? => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
+    if exited(layout)? || !sent(15)? {
         return Ok(());
     }
-    let term = request(
-        layout,
-        id,
-        &Request::Kill {
-            signal: 15,
-            all: false,
-        },
-        Some(REQUEST_TIMEOUT),
-    );
-    if term.is_err() && exited(layout)? {
-        return Ok(());
-    }
-    term?;
     if !grace.is_zero() && request(layout, id, &Request::Wait, Some(grace)).is_ok() {
         return Ok(());
     }
-    if exited(layout)? {
+    if exited(layout)? || !sent(9)? {
         return Ok(());
     }
-    let kill = request(
-        layout,
-        id,
-        &Request::Kill {
-            signal: 9,
-            all: false,
-        },
-        Some(REQUEST_TIMEOUT),
-    );
-    if kill.is_err() && exited(layout)? {
-        return Ok(());
-    }
-    kill?;
     request(layout, id, &Request::Wait, Some(KILL_WAIT))?;
     Ok(())
 }

@@ -106,15 +106,7 @@ pub fn attach(
     };
     let forward_stdin = has_stdin && !no_stdin;
     if tty {
-        if let Some((rows, cols)) = window_size() {
-            let mut out = Vec::new();
-            frame::encode(
-                &mut out,
-                FrameKind::Resize,
-                &frame::resize_payload(rows, cols),
-            );
-            let _ = stream.write_all(&out);
-        }
+        send_window_size(&mut stream);
     }
     let _raw = if tty && forward_stdin {
         RawMode::stdin()
@@ -292,17 +284,22 @@ fn relay(
         if let Some(winch) = &winch {
             if ready[next] {
                 while let Ok(Some(_)) = winch.read_signal() {}
-                if let Some((rows, cols)) = window_size() {
-                    let mut out = Vec::new();
-                    frame::encode(
-                        &mut out,
-                        FrameKind::Resize,
-                        &frame::resize_payload(rows, cols),
-                    );
-                    // A resize the daemon no longer takes is moot; the exit frame follows.
-                    let _ = stream.write_all(&out);
-                }
+                send_window_size(&mut stream);
             }
         }
+    }
+}
+
+/// Tells the daemon this terminal's size, if stdin is one. (A resize the daemon no longer takes is
+/// moot: the exit frame follows.)
+fn send_window_size(stream: &mut UnixStream) {
+    if let Some((rows, cols)) = window_size() {
+        let mut out = Vec::new();
+        frame::encode(
+            &mut out,
+            FrameKind::Resize,
+            &frame::resize_payload(rows, cols),
+        );
+        let _ = stream.write_all(&out);
     }
 }

@@ -133,6 +133,11 @@ impl Proc {
         self.pending_exit = pending_exit;
     }
 
+    /// Its copies: the outputs, then the input.
+    pub fn relays(&self) -> impl Iterator<Item = usize> + '_ {
+        self.outputs.iter().copied().chain(self.input)
+    }
+
     /// Records its exit and answers its waiters.
     pub fn exited(&mut self, exit: Exit) {
         self.exit = Some(exit);
@@ -171,6 +176,13 @@ pub struct Container {
     pub created_at: String,
     /// What `tether ps` shows of it.
     pub listing: Listing,
+}
+
+impl Container {
+    /// Its processes: the init, then the execs.
+    pub fn procs(&self) -> impl Iterator<Item = &Proc> {
+        std::iter::once(&self.init).chain(self.execs.values())
+    }
 }
 
 pub struct Supervisor {
@@ -355,15 +367,13 @@ impl Supervisor {
         let Some(container) = self.container.as_ref() else {
             return relays.chain(front).min();
         };
-        let exits = std::iter::once(&container.init)
-            .chain(container.execs.values())
+        let exits = container
+            .procs()
             .filter_map(|p| p.pending_exit.map(|pending| pending.grace_over));
         // An exit whose pipes are closed waits for its reader, who wakes nobody: look again soon.
-        let delivering = std::iter::once(&container.init)
-            .chain(container.execs.values())
-            .any(|p| {
-                p.pending_exit.is_some() && !p.outputs.iter().any(|n| self.copier.is_open(*n))
-            });
+        let delivering = container.procs().any(|p| {
+            p.pending_exit.is_some() && !p.outputs.iter().any(|n| self.copier.is_open(*n))
+        });
         let poll_again = delivering.then(|| Instant::now() + DELIVERY_POLL);
         exits.chain(relays).chain(poll_again).chain(front).min()
     }

@@ -106,7 +106,7 @@ impl Supervisor {
         }
         let container = self.container_mut()?;
         let proc = container.execs.remove(exec_id).expect("looked up above");
-        for n in proc.outputs.iter().copied().chain(proc.input) {
+        for n in proc.relays() {
             self.close_relay(n);
         }
         Ok(Deleted {
@@ -143,12 +143,7 @@ impl Supervisor {
         if let Some(front) = &mut self.front {
             front.remove_entry();
         }
-        let mut relays: Vec<usize> = container.init.outputs.clone();
-        relays.extend(container.init.input);
-        for exec in container.execs.values() {
-            relays.extend(exec.outputs.iter().copied());
-            relays.extend(exec.input);
-        }
+        let relays: Vec<usize> = container.procs().flat_map(Proc::relays).collect();
         for n in relays {
             self.close_relay(n);
         }

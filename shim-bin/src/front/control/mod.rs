@@ -437,13 +437,9 @@ impl Supervisor {
             }
             Request::Attach if owner == Owner::Containerd => refused(&id, "attach to"),
             Request::Delete { force } => self.tether_delete(force),
-            Request::Exec(request) if !running => {
-                let _ = request;
-                not_running()
-            }
+            Request::Exec(_) | Request::Attach if !running => not_running(),
             Request::Exec(request) => self.tether_exec(client, request),
             Request::ExecState { exec_id } => self.exec_state(&exec_id),
-            Request::Attach if !running => not_running(),
             Request::Attach => self.attach(client),
         })
     }
@@ -657,8 +653,8 @@ impl Supervisor {
         let Some(container) = &self.container else {
             return;
         };
-        let ready: Vec<ProcessKey> = std::iter::once(&container.init)
-            .chain(container.execs.values())
+        let ready: Vec<ProcessKey> = container
+            .procs()
             .filter(|p| p.input.is_some_and(|n| self.copier.takes_input(n)))
             .map(|p| p.key.clone())
             .collect();
@@ -746,21 +742,23 @@ impl Supervisor {
         let registry = self.poll.registry();
         let Some(front) = &mut self.front else { return };
         let code = exit.code();
-        let exit_frame = |timed_out: bool| {
-            serde_json::json!({"exit_code": code, "timed_out": timed_out}).to_string()
+        // The last frame a client gets, and the connection closes once it is read.
+        let mut send_exit = |client: Token, timed_out: bool| {
+            let payload = serde_json::json!({"exit_code": code, "timed_out": timed_out});
+            let payload = payload.to_string();
+            front
+                .server
+                .send_frame(registry, client, FrameKind::Exit, payload.as_bytes());
+            front.server.close_when_flushed(registry, client);
         };
         match key {
             ProcessKey::Init => {
+                for client in std::mem::take(&mut front.attached) {
+                    send_exit(client, false);
+                }
                 let response = Response::Ok(Reply::Exit { exit_code: code });
                 for waiter in std::mem::take(&mut front.waiters) {
                     front.server.reply(registry, waiter, &response);
-                }
-                for client in std::mem::take(&mut front.attached) {
-                    let payload = exit_frame(false);
-                    front
-                        .server
-                        .send_frame(registry, client, FrameKind::Exit, payload.as_bytes());
-                    front.server.close_when_flushed(registry, client);
                 }
                 self.diag.info(format_args!("exit recorded: code {code}"));
             }
@@ -770,11 +768,7 @@ impl Supervisor {
                 }
                 let session = front.sessions.remove(exec_id).unwrap_or_default();
                 if let Some(client) = session.client {
-                    let payload = exit_frame(session.timed_out);
-                    front
-                        .server
-                        .send_frame(registry, client, FrameKind::Exit, payload.as_bytes());
-                    front.server.close_when_flushed(registry, client);
+                    send_exit(client, session.timed_out);
                 }
                 front.finished.push_back((exec_id.clone(), code));
                 while front.finished.len() > FINISHED_KEPT {

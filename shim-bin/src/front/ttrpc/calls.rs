@@ -16,26 +16,9 @@ use shim_core::lifecycle::Phase;
 use shim_core::{Error, ExecId, Exit, ProcessKey, Result, RootfsMount, StdioPaths};
 use std::time::SystemTime;
 
-/// Where the core sends one call's answer: given once, from the core's thread.
-pub struct Answer<T>(Box<dyn FnOnce(ttrpc::Result<T>) + Send>);
-
-impl<T> Answer<T> {
-    /// An answer that hands its result to `deliver`.
-    pub fn new(deliver: impl FnOnce(ttrpc::Result<T>) + Send + 'static) -> Answer<T> {
-        Answer(Box::new(deliver))
-    }
-
-    /// Gives the answer (the door drops answers for clients that left).
-    pub fn send(self, result: ttrpc::Result<T>) {
-        (self.0)(result);
-    }
-}
-
-impl<T> std::fmt::Debug for Answer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Answer")
-    }
-}
+/// Where the core sends one call's answer: given once, from the core's thread (the door drops
+/// answers for clients that left).
+pub type Answer<T> = Box<dyn FnOnce(ttrpc::Result<T>) + Send>;
 
 /// What one Task method does with its request on the supervisor's thread.
 pub type Handler<Req, Resp> = fn(&mut Supervisor, Req) -> Result<Resp>;
@@ -56,7 +39,7 @@ where
     let method = method.to_owned();
     Ok(Box::new(move |supervisor| {
         supervisor.diag.debug(format_args!("call {method}"));
-        answer.send(to_ttrpc(handler(supervisor, request)));
+        answer(to_ttrpc(handler(supervisor, request)));
     }))
 }
 
@@ -70,11 +53,11 @@ pub fn wait_job(payload: &[u8], answer: Answer<WaitResponse>) -> ttrpc::Result<J
             .and_then(|key| s.process(&key).map(|_| key));
         match key {
             Ok(key) => {
-                let answer = Box::new(move |exit| answer.send(Ok(wait_response(Some(exit)))));
+                let answer = Box::new(move |exit| answer(Ok(wait_response(Some(exit)))));
                 // The process is there (looked up above): waiting cannot fail.
                 let _ = s.wait(&key, answer);
             }
-            Err(e) => answer.send(to_ttrpc(Err(e))),
+            Err(e) => answer(to_ttrpc(Err(e))),
         }
     }))
 }

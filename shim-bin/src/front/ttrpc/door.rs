@@ -76,7 +76,7 @@ impl ReplyPath {
     /// the call counts in its connection's calls in flight.
     fn answer<T: Message>(&self, connection: Token, stream_id: u32, counted: bool) -> Answer<T> {
         let path = self.clone();
-        Answer::new(move |result: ttrpc::Result<T>| {
+        Box::new(move |result: ttrpc::Result<T>| {
             let response = match result.and_then(|message| {
                 message
                     .write_to_bytes()

@@ -6,6 +6,7 @@
 use crate::cli::PsFormat;
 use crate::client::{request, resolve_id, REQUEST_TIMEOUT};
 use crate::error::{Error, Result};
+use crate::front::ttrpc::metrics::{self, v1, v2};
 use crate::shim::Cgroup;
 use shim_core::protocol::{Reply, Request};
 use shim_core::{StateLayout, Status};
@@ -174,77 +175,76 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-/// Reads a cgroup's figures; None when they cannot be read (the container is gone).
+/// Reads a cgroup's figures from the metrics containerd's Stats answers with (docker computes its
+/// own from those too); None when the cgroup is gone (the container exited).
 fn read(cgroup: &Cgroup) -> Option<Reading> {
     let file = |name: &str| cgroup.read(name);
-    let optional = |name: &str| cgroup.read(name).unwrap_or_default();
-    match cgroup {
-        Cgroup::V1 { .. } => from_v1(
-            &file("cpuacct.usage")?,
-            &file("memory.usage_in_bytes")?,
-            &optional("memory.stat"),
-            &optional("memory.limit_in_bytes"),
-            &optional("pids.current"),
-        ),
-        Cgroup::V2 { .. } => from_v2(
-            &file("cpu.stat")?,
-            &file("memory.current")?,
-            &optional("memory.stat"),
-            &optional("memory.max"),
-            &optional("pids.current"),
-        ),
+    let reading = match cgroup {
+        Cgroup::V1 { .. } => from_v1(&metrics::v1_metrics(&file)),
+        Cgroup::V2 { .. } => from_v2(&metrics::v2_metrics(&file)),
+    };
+    // Missing files read as zeros; a cgroup still there after the reading was there during it.
+    let usage = if matches!(cgroup, Cgroup::V1 { .. }) {
+        "memory.usage_in_bytes"
+    } else {
+        "memory.current"
+    };
+    file(usage).map(|_| reading)
+}
+
+/// A limit file's value, None for "no limit" (or none written).
+fn limit(value: u64) -> Option<u64> {
+    Some(value).filter(|l| (1..UNLIMITED).contains(l))
+}
+
+/// Docker's figures from cgroup v1 metrics: memory without the inactive page cache.
+pub fn from_v1(metrics: &v1::Metrics) -> Reading {
+    let memory = &metrics.memory;
+    Reading {
+        cpu_ns: metrics.cpu.usage.total,
+        memory: memory
+            .usage
+            .usage
+            .saturating_sub(memory.total_inactive_file),
+        memory_limit: limit(memory.usage.limit),
+        pids: metrics.pids.current,
     }
 }
 
-fn number(text: &str) -> Option<u64> {
-    text.trim().parse().ok()
-}
-
-fn stat_field(stat: &str, name: &str) -> u64 {
-    stat.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(number)
-        .unwrap_or(0)
-}
-
-/// cgroup v1's files: `cpuacct.usage` (ns), `memory.usage_in_bytes`, `memory.stat`,
-/// `memory.limit_in_bytes`, `pids.current`.
-pub fn from_v1(cpu: &str, usage: &str, stat: &str, limit: &str, pids: &str) -> Option<Reading> {
-    let memory = number(usage)?.saturating_sub(stat_field(stat, "total_inactive_file"));
-    Some(Reading {
-        cpu_ns: number(cpu)?,
-        memory,
-        memory_limit: number(limit).filter(|l| *l < UNLIMITED),
-        pids: number(pids).unwrap_or(0),
-    })
-}
-
-/// cgroup v2's files: `cpu.stat` (`usage_usec`), `memory.current`, `memory.stat`, `memory.max`
-/// (`max`: none), `pids.current`.
-pub fn from_v2(cpu: &str, current: &str, stat: &str, max: &str, pids: &str) -> Option<Reading> {
-    let memory = number(current)?.saturating_sub(stat_field(stat, "inactive_file"));
-    Some(Reading {
-        cpu_ns: stat_field(cpu, "usage_usec").saturating_mul(1000),
-        memory,
-        memory_limit: number(max).filter(|l| *l < UNLIMITED),
-        pids: number(pids).unwrap_or(0),
-    })
+/// Docker's figures from cgroup v2 metrics.
+pub fn from_v2(metrics: &v2::Metrics) -> Reading {
+    let memory = &metrics.memory;
+    Reading {
+        cpu_ns: metrics.cpu.usage_usec.saturating_mul(1000),
+        memory: memory.usage.saturating_sub(memory.inactive_file),
+        memory_limit: limit(memory.usage_limit),
+        pids: metrics.pids.current,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The files of `(name, text)` pairs, as a cgroup reader.
+    fn files<'a>(pairs: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.to_string())
+        }
+    }
+
     #[test]
     fn v1_files_give_docker_figures() {
-        let reading = from_v1(
-            "123456789\n",
-            "10485760\n",
-            "cache 4096\ntotal_inactive_file 1048576\n",
-            "67108864\n",
-            "3\n",
-        )
-        .unwrap();
+        let reading = from_v1(&metrics::v1_metrics(&files(&[
+            ("cpuacct.usage", "123456789\n"),
+            ("memory.usage_in_bytes", "10485760\n"),
+            ("memory.stat", "cache 4096\ntotal_inactive_file 1048576\n"),
+            ("memory.limit_in_bytes", "67108864\n"),
+            ("pids.current", "3\n"),
+        ])));
         assert_eq!(
             reading,
             Reading {
@@ -254,25 +254,23 @@ mod tests {
                 pids: 3
             }
         );
-        let unlimited = from_v1("1", "1", "", "9223372036854771712\n", "").unwrap();
-        assert_eq!(unlimited.memory_limit, None);
-        assert_eq!(from_v1("garbage", "1", "", "", ""), None);
+        let unlimited = files(&[("memory.limit_in_bytes", "9223372036854771712\n")]);
+        assert_eq!(from_v1(&metrics::v1_metrics(&unlimited)).memory_limit, None);
     }
 
     #[test]
     fn v2_files_give_docker_figures() {
-        let reading = from_v2(
-            "usage_usec 2500\nuser_usec 2000\n",
-            "8192\n",
-            "inactive_file 4096\n",
-            "max\n",
-            "1\n",
-        )
-        .unwrap();
+        let reading = from_v2(&metrics::v2_metrics(&files(&[
+            ("cpu.stat", "usage_usec 2500\nuser_usec 2000\n"),
+            ("memory.current", "8192\n"),
+            ("memory.stat", "inactive_file 4096\n"),
+            ("memory.max", "max\n"),
+            ("pids.current", "1\n"),
+        ])));
         assert_eq!(reading.cpu_ns, 2_500_000);
         assert_eq!(reading.memory, 4096);
         assert_eq!(reading.memory_limit, None);
-        assert_eq!(from_v2("", "", "", "", ""), None);
+        assert_eq!(reading.pids, 1);
     }
 
     #[test]

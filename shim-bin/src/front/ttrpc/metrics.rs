@@ -8,8 +8,8 @@
 //! pure and takes the files through a reader, so both layouts are tested on fixture text.
 
 use crate::shim::Cgroup;
-use containerd_shim_protos::cgroups::metrics as v1;
-use containerd_shim_protos::cgroups_v2::metrics as v2;
+pub use containerd_shim_protos::cgroups::metrics as v1;
+pub use containerd_shim_protos::cgroups_v2::metrics as v2;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message;
 use std::collections::HashMap;

@@ -142,7 +142,8 @@ fn each(ids: &[String], mut act: impl FnMut(&str) -> Result<()>) -> Result<u8> {
 }
 
 /// `kill`'s signal and ids: `-s SIG ID...`, or the older `ID SIGNAL` (one id, then something
-/// that is a signal and not a container), else KILL, as docker's default.
+/// that is a signal and not a container), else KILL, as docker's default. A second word that looks
+/// like a signal (a number, a `SIG` name, an upper-case word) and is not one is an error.
 fn kill_arguments(
     layout: &StateLayout,
     signal: Option<String>,
@@ -156,9 +157,18 @@ fn kill_arguments(
         let is_container = second
             .parse::<ContainerId>()
             .is_ok_and(|id| layout.container_dir(&id).is_dir());
-        if let (Ok(signal), false) = (crate::signals::parse_signal(second), is_container) {
-            ids.pop();
-            return Ok((signal, ids));
+        if !is_container {
+            match crate::signals::parse_signal(second) {
+                Ok(signal) => {
+                    ids.pop();
+                    return Ok((signal, ids));
+                }
+                // `kill web 65`: a mistyped signal, refused before anything is signalled.
+                Err(e) if crate::signals::looks_like_signal(second) => {
+                    return Err(Error::invalid(e))
+                }
+                Err(_) => {}
+            }
         }
     }
     Ok((9, ids))

@@ -23,6 +23,19 @@ pub fn parse_signal(text: &str) -> Result<i32, String> {
         .map_err(|_| format!("invalid signal {text:?}"))
 }
 
+/// Whether `text` was meant as a signal: a number, a `SIG…` name, or an upper-case word (`KILL`,
+/// `HUP`). Container ids are most often lower case, so `web` is an id and `WEB` a bad signal.
+pub fn looks_like_signal(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !text.is_empty()
+        && (digits.bytes().all(|b| b.is_ascii_digit())
+            || text.to_ascii_uppercase().starts_with("SIG")
+            || (text.bytes().any(|b| b.is_ascii_uppercase())
+                && text.bytes().all(|b| {
+                    b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-'
+                })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +50,15 @@ mod tests {
         assert!(parse_signal("0x").is_err());
         assert!(parse_signal("999").is_err());
         assert!(parse_signal("NOPE").is_err());
+    }
+
+    #[test]
+    fn what_is_meant_as_a_signal() {
+        for text in ["65", "0", "-1", "SIGNOPE", "sigterm", "KILLL", "RTMIN+1"] {
+            assert!(looks_like_signal(text), "{text}");
+        }
+        for text in ["web", "box-1", "a1", "", "Web"] {
+            assert!(!looks_like_signal(text), "{text}");
+        }
     }
 }

@@ -170,6 +170,21 @@ fn kill_takes_a_signal_flag_several_ids_and_the_older_form() {
     let kill = sandbox.tether_output(&["kill", &ids[2], "HUP"]);
     assert!(kill.status.success(), "{}", text(&kill.stderr));
     assert_eq!(exit_code_of(&sandbox, &ids[2]), 4);
+    // A mistyped signal is refused before anything is signalled.
+    for typo in ["65", "SIGNOPE", "TERMM"] {
+        let kill = sandbox.tether_output(&["kill", &ids[3], typo]);
+        assert_eq!(kill.status.code(), Some(125), "kill {typo}");
+        assert!(
+            text(&kill.stderr).contains(&format!("invalid signal \"{typo}\"")),
+            "kill {typo}: {}",
+            text(&kill.stderr)
+        );
+        assert!(
+            text(&kill.stdout).is_empty(),
+            "kill {typo} named nothing done"
+        );
+        assert_eq!(state(&sandbox, &ids[3])["status"], "running", "kill {typo}");
+    }
     // No signal: KILL, as docker.
     let kill = sandbox.tether_output(&["kill", &ids[3]]);
     assert!(kill.status.success(), "{}", text(&kill.stderr));

@@ -203,9 +203,17 @@ impl Copier {
         !self.backlog.is_empty() || self.log.as_ref().is_some_and(|l| l.engine.has_backlog())
     }
 
-    /// Copies what waits without an event to say so.
+    /// Copies what waits without an event to say so: new copies, budgets run out, and outputs
+    /// held back for a reader whose time ran out ([`OutputRelay::deadline`]): such a relay stopped
+    /// reading its pipe and its reader takes nothing, so no event of theirs would ever come.
     pub fn work_backlog(&mut self, registry: &Registry, mut frames: Option<&mut dyn Frames>) {
-        for n in std::mem::take(&mut self.backlog) {
+        let now = Instant::now();
+        let mut due = std::mem::take(&mut self.backlog);
+        due.extend(self.copies.iter().filter_map(|(n, copy)| match copy {
+            Copy::Output { relay, .. } if relay.deadline().is_some_and(|at| at <= now) => Some(*n),
+            _ => None,
+        }));
+        for n in due {
             self.ready(registry, n, reborrow(&mut frames));
         }
         if let Some(log) = &mut self.log {
@@ -329,7 +337,7 @@ impl Copier {
                 }
                 if let Some(bytes) = turn.recovered {
                     self.notices.push(Notice::Warn(format!(
-                        "{name}: read again; {bytes} bytes were dropped (total {})",
+                        "{name}: {bytes} bytes were dropped while nobody read, said in the output (total {})",
                         relay.dropped()
                     )));
                 }

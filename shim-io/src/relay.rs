@@ -19,8 +19,11 @@
 //!
 //! A process's exit is published only once its relays are [`OutputRelay::delivered`]: the pipe
 //! reached end-of-file, nothing is held, and the fifo was read empty (`FIONREAD`), or its reader
-//! stalled for [`DELIVERY_GRACE`]. Some containerd releases close their fifo readers as soon as
-//! they hear of an exit; whatever was still in the fifo then would be lost.
+//! stalled for [`DELIVERY_GRACE`], or nobody but tether has the fifo open to read (what is left
+//! waits there for the next reader; the exit need not). containerd 1.6 closes its fifo readers as
+//! soon as it handles an exit (`task.Delete` closes the IO before it waits for it): whatever was
+//! still in the fifo then would be lost. For the same reason a relay keeps its end of the fifo
+//! open until the fifo is read empty, and its copy lasts until then.
 //!
 //! An [`InputRelay`] copies the client's stdin fifo into the process's stdin, holding back (not
 //! buffering) when the process does not read.
@@ -92,8 +95,9 @@ pub const TURN_BUDGET: usize = 4 << 20;
 /// Where a process's output goes.
 #[derive(Debug)]
 pub enum Destination {
-    /// A fifo, held open for reading too so writing never fails for want of a reader.
-    Fifo { writer: File, _reader: File },
+    /// A fifo, held open for reading too so writing never fails for want of a reader (none only
+    /// when it could not be opened again after [`Destination::has_reader`] looked).
+    Fifo { writer: File, reader: Option<File> },
     /// A regular file (`file://` log URIs) or anything else that is not a fifo.
     File(File),
     /// A pipe to a logging binary (`binary://`).
@@ -145,7 +149,7 @@ impl Destination {
         );
         Ok(Some(Destination::Fifo {
             writer,
-            _reader: reader,
+            reader: Some(reader),
         }))
     }
 
@@ -159,6 +163,27 @@ impl Destination {
     /// Bytes written and not read yet, for fifos and pipes (`FIONREAD` works on either end).
     fn queued(&self) -> Option<usize> {
         crate::sys::queued_bytes(self.pollable()?)
+    }
+
+    /// Whether someone other than tether has the fifo (or the logging binary's pipe) open to read.
+    /// A pipe with no reader polls POLLERR on its write end, so tether's own read end of a fifo is
+    /// closed for the look, and opened again through `/proc/self/fd` (the same fifo, even when its
+    /// path is gone). What the fifo holds stays: tether's write end keeps it.
+    fn has_reader(&mut self) -> bool {
+        match self {
+            Destination::Fifo { writer, reader } => {
+                drop(reader.take());
+                let alone = crate::sys::has_no_reader(writer);
+                *reader = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+                    .open(format!("/proc/self/fd/{}", writer.as_raw_fd()))
+                    .ok();
+                !alone
+            }
+            Destination::Pipe(writer) => !crate::sys::has_no_reader(writer),
+            Destination::File(_) => true,
+        }
     }
 
     /// The writer, when it can be full (fifos and pipes): written nonblocking, and polled.
@@ -187,7 +212,8 @@ pub struct Turn {
     pub more: bool,
     /// A drop episode began: the reader took nothing for [`READER_GONE_AFTER`].
     pub dropping: bool,
-    /// A drop episode ended (a reader is back); this many bytes were dropped in it.
+    /// A drop episode ended (a reader is back, or the output ended); this many bytes were dropped
+    /// in it.
     pub recovered: Option<u64>,
     /// The destination failed (a full disk, say); the message says how.
     pub error: Option<String>,
@@ -225,8 +251,6 @@ pub struct OutputRelay {
     fifo_level: usize,
     /// The last time the reader took output (or the relay was made).
     last_progress: Instant,
-    /// The last flush passed held output on because a reader made room: a reader has the fifo open.
-    reader_present: bool,
     /// Since when the relay holds all it may and waits for the reader.
     blocked_since: Option<Instant>,
     episode: Option<DropEpisode>,
@@ -253,7 +277,6 @@ impl OutputRelay {
             pending: VecDeque::new(),
             fifo_level: 0,
             last_progress: Instant::now(),
-            reader_present: false,
             blocked_since: None,
             episode: None,
             dropped: 0,
@@ -282,15 +305,15 @@ impl OutputRelay {
         self.source.is_none() && self.pending.is_empty()
     }
 
-    /// Nothing is left to pass on, and the fifo was read empty or has a reader that just made room
-    /// in it: closing now gives the reader its end-of-file and loses nothing. (While an unread fifo
-    /// holds output, tether keeps it open, so the output waits for the next reader.)
+    /// Nothing is left to pass on and the fifo was read empty: closing now gives the reader its
+    /// end-of-file and loses nothing. (While the fifo holds output, tether keeps it open: the
+    /// output waits for the next reader, and the copy is there to tell when it is read.)
     pub fn closable(&mut self) -> bool {
         if !self.finished() {
             return false;
         }
         self.observe_reader(Instant::now());
-        self.fifo_level == 0 || self.reader_present
+        self.fifo_level == 0
     }
 
     /// Everything is passed on to a fifo that still holds some: only a look at its level tells
@@ -300,15 +323,19 @@ impl OutputRelay {
     }
 
     /// The process's output reached its reader: the source is closed, nothing is held and the fifo
-    /// was read empty — or the reader stalled for [`DELIVERY_GRACE`] (what is left waits for the
-    /// next reader). `since` is when the process exited: the stall counts from then at the earliest.
+    /// was read empty — or the reader stalled for [`DELIVERY_GRACE`], or there is no reader at all
+    /// (what is left waits for the next reader). `since` is when the process exited: the stall
+    /// counts from then at the earliest.
     pub fn delivered(&mut self, now: Instant, since: Instant) -> bool {
         if self.source.is_some() {
             return false;
         }
         self.observe_reader(now);
-        let empty = self.pending.is_empty() && self.fifo_level == 0;
-        empty || now.saturating_duration_since(self.last_progress.max(since)) >= DELIVERY_GRACE
+        if self.pending.is_empty() && self.fifo_level == 0 {
+            return true;
+        }
+        now.saturating_duration_since(self.last_progress.max(since)) >= DELIVERY_GRACE
+            || !self.dest.as_mut().is_some_and(Destination::has_reader)
     }
 
     /// When the relay must be looked at again without an event: a blocked relay turns into a
@@ -350,7 +377,7 @@ impl OutputRelay {
                 break;
             };
             match source.read(buf) {
-                Ok(0) => self.close_source(registry),
+                Ok(0) => turn.recovered = self.close_source(registry).or(turn.recovered),
                 Ok(n) => {
                     copied += n;
                     self.pass_on(&buf[..n], &mut turn);
@@ -358,17 +385,35 @@ impl OutputRelay {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // EIO: a terminal whose other side closed: the end of its output.
-                Err(_) => self.close_source(registry),
+                Err(_) => turn.recovered = self.close_source(registry).or(turn.recovered),
             }
         }
         turn
     }
 
-    /// Closes the source whatever it still holds (an orphan kept it open past the grace period).
-    pub fn close_source(&mut self, registry: &Registry) {
+    /// Closes the source whatever it still holds (an orphan kept it open past the grace period),
+    /// or at its end-of-file. A drop episode ends with the output: its record goes after what is
+    /// held, for the next reader, and the bytes it dropped are returned.
+    pub fn close_source(&mut self, registry: &Registry) -> Option<u64> {
         if let Some(file) = self.source.take() {
             let _ = registry.deregister(&mut SourceFd(&file.as_raw_fd()));
         }
+        let episode = self.episode.take()?;
+        // Held output of a line longer than all that may be held: the record on a line of its own.
+        if self.pending.back().is_some_and(|&b| b != b'\n') {
+            self.pending.push_back(b'\n');
+        }
+        self.pending
+            .extend(self.drop_record(episode.bytes).as_bytes());
+        Some(episode.bytes)
+    }
+
+    /// The line that tells a reader output was dropped.
+    fn drop_record(&self, bytes: u64) -> String {
+        format!(
+            "[tether: {bytes} bytes of {} dropped: no reader]\n",
+            self.stream
+        )
     }
 
     /// The reader is gone: what is held is kept up to its last whole line, and from here on output
@@ -411,10 +456,7 @@ impl OutputRelay {
             if episode.reader_back && !episode.mid_line {
                 let bytes = episode.bytes;
                 self.episode = None;
-                let record = format!(
-                    "[tether: {bytes} bytes of {} dropped: no reader]\n",
-                    self.stream
-                );
+                let record = self.drop_record(bytes);
                 self.pending.extend(record.as_bytes());
                 turn.recovered = Some(bytes);
             }
@@ -492,8 +534,7 @@ impl OutputRelay {
                 }
             }
         }
-        self.reader_present = self.pending.len() < held;
-        if self.reader_present {
+        if self.pending.len() < held {
             // The fifo had room for held output: its reader made it.
             self.reader_took(now);
         }
@@ -878,6 +919,7 @@ mod tests {
     fn delivery_gives_up_on_a_reader_that_stalls() {
         let mut setup = setup();
         let now = Instant::now();
+        let _stalled = open_reader(&setup.fifo.clone());
         write_through(&mut setup, &records(1, 100), now);
         close_container(&mut setup);
         let mut buf = vec![0; 64];
@@ -885,6 +927,80 @@ mod tests {
         let exited = now + Duration::from_secs(1);
         assert!(!setup.relay.delivered(exited + DELIVERY_GRACE / 2, exited));
         assert!(setup.relay.delivered(exited + DELIVERY_GRACE, exited));
+    }
+
+    #[test]
+    fn an_exit_does_not_wait_for_a_fifo_nobody_has_open_and_its_output_waits_there() {
+        let mut setup = setup();
+        let now = Instant::now();
+        let data = records(1, 100);
+        write_through(&mut setup, &data, now);
+        close_container(&mut setup);
+        let mut buf = vec![0; 64];
+        setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
+        assert!(setup.relay.delivered(now, now), "nobody reads: at once");
+        assert!(!setup.relay.closable(), "the fifo still holds the output");
+        let mut reader = open_reader(&setup.fifo.clone());
+        assert!(read_back(&mut setup, &mut reader, now) == data);
+        assert!(setup.relay.closable(), "read empty");
+    }
+
+    #[test]
+    fn a_reader_that_made_room_does_not_make_the_fifo_closable_before_it_is_read_empty() {
+        let mut setup = setup();
+        let now = Instant::now();
+        let mut reader = open_reader(&setup.fifo.clone());
+        let capacity = fifo_capacity(&setup);
+        let data = records(1, (capacity + (32 << 10)) / 16);
+        write_through(&mut setup, &data, now);
+        let mut buf = vec![0; 64 * 1024];
+        let mut got = vec![0; 64 * 1024];
+        let n = reader.read(&mut got).unwrap();
+        got.truncate(n);
+        close_container(&mut setup);
+        setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
+        // Room was made, held output went on; what the fifo holds is not read yet.
+        assert!(setup.relay.finished(), "nothing held any more");
+        assert!(!setup.relay.closable(), "the fifo is not read empty");
+        assert!(!setup.relay.delivered(now, now), "its reader reads on");
+        got.extend(read_back(&mut setup, &mut reader, now));
+        assert!(got == data);
+        assert!(setup.relay.delivered(now, now));
+        assert!(setup.relay.closable());
+    }
+
+    #[test]
+    fn a_drop_that_lasts_to_the_end_of_the_output_leaves_its_record_for_the_next_reader() {
+        let mut setup = setup();
+        let now = Instant::now();
+        let held = fifo_capacity(&setup) + PENDING_LIMIT;
+        let data = records(1, (held + (4 << 20)) / 16);
+        let (written, _) = write_through(&mut setup, &data, now);
+        let later = now + READER_GONE_AFTER;
+        let (_, turn) = write_through(&mut setup, &data[written..], later);
+        assert!(turn.dropping);
+        close_container(&mut setup);
+        let mut buf = vec![0; 64 * 1024];
+        let turn = setup.relay.pump_at(setup.poll.registry(), &mut buf, later);
+        let dropped = setup.relay.dropped();
+        assert_eq!(
+            turn.recovered,
+            Some(dropped),
+            "the episode ends with the output"
+        );
+        let mut reader = open_reader(&setup.fifo.clone());
+        let (numbers, notes) = parse(&read_back(&mut setup, &mut reader, later));
+        assert_eq!(
+            notes,
+            [format!(
+                "[tether: {dropped} bytes of stdout dropped: no reader]"
+            )]
+        );
+        assert_eq!(numbers.len() * 16 + dropped as usize, data.len());
+        assert!(
+            numbers.iter().enumerate().all(|(i, n)| *n == i + 1),
+            "the first lines, in order"
+        );
     }
 
     #[test]

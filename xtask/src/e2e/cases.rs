@@ -373,12 +373,7 @@ pub(super) fn restart(ctx: &mut Ctx<'_>) -> Check {
         "-c",
         &delayed,
     ])?;
-    let stdout_fifo = std::fs::read_dir(&fifo_dir)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|entry| entry.path().join(format!("{piped}-stdout")))
-        .find(|path| path.exists())
-        .ok_or_else(|| format!("no stdout fifo of {piped} in {}", fifo_dir.display()))?;
+    let stdout_fifo = fifo_of(&fifo_dir, &piped, "stdout")?;
     let first = FifoReader::start(&stdout_fifo)?;
     wait_until(Duration::from_secs(15), || {
         Ok(line_count(&log) >= 10 && first.lines() >= 10)
@@ -594,12 +589,7 @@ pub(super) fn unread_output_never_blocks(ctx: &mut Ctx<'_>) -> Check {
     ])?;
     ctx.wait_status(&id, "STOPPED")
         .map_err(|e| format!("the container blocked on output nobody reads: {e}"))?;
-    let stdout_fifo = std::fs::read_dir(&fifo_dir)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|entry| entry.path().join(format!("{id}-stdout")))
-        .find(|path| path.exists())
-        .ok_or_else(|| format!("no stdout fifo of {id}"))?;
+    let stdout_fifo = fifo_of(&fifo_dir, &id, "stdout")?;
     let output = FifoReader::start(&stdout_fifo)?.finish(Duration::from_secs(10))?;
     let lines: Vec<&str> = std::str::from_utf8(&output)
         .map_err(|_| "output is not text".to_string())?
@@ -612,6 +602,232 @@ pub(super) fn unread_output_never_blocks(ctx: &mut Ctx<'_>) -> Check {
         expect(line.trim_start_matches('0') == (i + 1).to_string(), || {
             format!("line {} is {line:?}", i + 1)
         })?;
+    }
+    ctx.ctr(&["task", "delete", &id])?;
+    let _ = std::fs::remove_dir_all(&fifo_dir);
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+/// The fifo `ctr run --fifo-dir DIR` made for `id`'s `stream`.
+fn fifo_of(fifo_dir: &Path, id: &str, stream: &str) -> Result<PathBuf, String> {
+    std::fs::read_dir(fifo_dir)
+        .map_err(|e| format!("{}: {e}", fifo_dir.display()))?
+        .flatten()
+        .map(|entry| entry.path().join(format!("{id}-{stream}")))
+        .find(|path| path.exists())
+        .ok_or_else(|| format!("no {stream} fifo of {id} in {}", fifo_dir.display()))
+}
+
+/// 50 MB of numbered 1,000-byte lines.
+const FLOOD_LINES: &str = "awk 'BEGIN { for (i = 1; i <= 50000; i++) printf \"%0999d\\n\", i }'";
+/// 50 MB with no newline at all.
+const FLOOD_ONE_LINE: &str = "yes x | tr -d '\\n' | head -c 50000000";
+/// What either flood writes.
+const FLOOD_BYTES: usize = 50_000_000;
+/// How long a flood nobody reads may take, the gone-reader bound (5 s) included.
+const FLOOD_BOUND: Duration = Duration::from_secs(15);
+
+/// `ctr run -d` a container that floods its stdout, with nobody reading the fifos: tether lets
+/// it run on once the reader is gone (containerd-shim-runc-v2 blocks it, containerd#9342). The
+/// script starts after a second, when the detached ctr (which reads until it exits) is gone.
+fn run_flood(ctx: &Ctx<'_>, id: &str, fifo_dir: &Path, script: &str) -> Check {
+    let script = format!("sleep 1; {script}");
+    std::fs::create_dir_all(fifo_dir).map_err(|e| e.to_string())?;
+    ctx.ctr(&[
+        "run",
+        "-d",
+        "--fifo-dir",
+        &fifo_dir.to_string_lossy(),
+        "--runtime",
+        ctx.runtime,
+        IMAGE,
+        id,
+        "sh",
+        "-c",
+        &script,
+    ])
+    .map(drop)
+}
+
+/// What a reader that comes after a flood gets: everything up to the end.
+fn read_after(fifo_dir: &Path, id: &str) -> Result<Vec<u8>, String> {
+    FifoReader::start(&fifo_of(fifo_dir, id, "stdout")?)?.finish(Duration::from_secs(20))
+}
+
+/// The record of a drop ends the output; returns the bytes it says were dropped.
+fn drop_record_at_end(output: &[u8]) -> Result<usize, String> {
+    let text = String::from_utf8_lossy(output);
+    let last = text.lines().last().unwrap_or_default();
+    last.strip_prefix("[tether: ")
+        .and_then(|rest| rest.strip_suffix(" bytes of stdout dropped: no reader]"))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("the output does not end with the drop record: {last:.200?}"))
+}
+
+/// The shim said in containerd's log that it began dropping `id`'s output and how much it dropped.
+fn drop_said_in_the_log(ctx: &Ctx<'_>, id: &str, dropped: usize) -> Check {
+    let log = ctx.containerd.dir.join("containerd.log");
+    let said = format!("{dropped} bytes were dropped while nobody read");
+    let mut lines = Vec::new();
+    wait_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        lines = text
+            .lines()
+            .filter(|l| l.contains(&format!("id={id} ")) && l.contains("dropp"))
+            .map(str::to_owned)
+            .collect();
+        Ok(lines.iter().any(|l| l.contains("dropping whole lines"))
+            && lines.iter().any(|l| l.contains(&said)))
+    })
+    .map_err(|e| format!("the drop is not in containerd's log ({said:?}): {e}; found {lines:?}"))
+}
+
+/// A 50 MB flood of lines nobody reads ends within the bound; a reader that comes later gets the
+/// first lines whole and in order, then the record of what was dropped.
+pub(super) fn unread_flood_of_lines(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("flood-lines");
+    let fifo_dir = ctx.dir.join(format!("{id}-fifos"));
+    let started = Instant::now();
+    run_flood(ctx, &id, &fifo_dir, FLOOD_LINES)?;
+    ctx.wait_status(&id, "STOPPED")
+        .map_err(|e| format!("the flood blocked on output nobody reads: {e}"))?;
+    let took = started.elapsed();
+    println!(
+        "    50 MB of lines, nobody reading: done in {:.1} s",
+        took.as_secs_f64()
+    );
+    expect(took <= FLOOD_BOUND, || format!("the flood took {took:?}"))?;
+    let output = read_after(&fifo_dir, &id)?;
+    let dropped = drop_record_at_end(&output)?;
+    let text = String::from_utf8_lossy(&output);
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("[tether:"))
+        .collect();
+    for (i, line) in kept.iter().enumerate() {
+        expect(
+            line.len() == 999 && line.trim_start_matches('0') == (i + 1).to_string(),
+            || format!("line {} is {:.40?}…", i + 1, line),
+        )?;
+    }
+    expect(kept.len() * 1000 + dropped == FLOOD_BYTES, || {
+        format!(
+            "{} lines kept and {dropped} bytes dropped do not add up",
+            kept.len()
+        )
+    })?;
+    drop_said_in_the_log(ctx, &id, dropped)?;
+    ctx.ctr(&["task", "delete", &id])?;
+    let _ = std::fs::remove_dir_all(&fifo_dir);
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+/// A 50 MB line nobody reads does not hold the container either; it is then killed and deleted.
+pub(super) fn unread_flood_of_one_line(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("flood-line");
+    let fifo_dir = ctx.dir.join(format!("{id}-fifos"));
+    let started = Instant::now();
+    run_flood(
+        ctx,
+        &id,
+        &fifo_dir,
+        &format!("{FLOOD_ONE_LINE}; exec sleep 1000"),
+    )?;
+    let pid: i32 = ctx
+        .ctr(&["task", "ls"])?
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .ok_or_else(|| format!("no pid for {id}"))?;
+    // The flood is over when the shell has become the sleep.
+    wait_until(FLOOD_BOUND, || {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        Ok(cmdline.starts_with(b"sleep\0"))
+    })
+    .map_err(|e| format!("the flood of one line blocked: {e}"))?;
+    println!(
+        "    50 MB in one line, nobody reading: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    ctx.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
+    ctx.wait_status(&id, "STOPPED")?;
+    let output = read_after(&fifo_dir, &id)?;
+    let dropped = drop_record_at_end(&output)?;
+    let kept = output.iter().filter(|&&b| b == b'x').count();
+    expect(kept + dropped == FLOOD_BYTES, || {
+        format!("{kept} bytes kept and {dropped} dropped do not add up")
+    })?;
+    ctx.ctr(&["task", "delete", &id])?;
+    let _ = std::fs::remove_dir_all(&fifo_dir);
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+/// With containerd stopped while the flood runs, the container still ends within the bound (seen
+/// through tether's state), and the task is deleted once containerd is back.
+pub(super) fn unread_flood_with_containerd_down(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("flood-down");
+    let fifo_dir = ctx.dir.join(format!("{id}-fifos"));
+    let state_dir = ctx.containerd.dir.join("tether-state");
+    let started = Instant::now();
+    run_flood(ctx, &id, &fifo_dir, FLOOD_LINES)?;
+    ctx.containerd.stop_daemon()?;
+    let exited = wait_until(FLOOD_BOUND, || {
+        let state = Command::new(&ctx.tether)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["state", &id])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("tether: {e}"))?;
+        let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap_or_default();
+        Ok(state["exit"]["code"] == 0)
+    });
+    let took = started.elapsed();
+    ctx.containerd.start_daemon()?;
+    exited.map_err(|e| format!("the flood blocked while containerd was down: {e}"))?;
+    println!(
+        "    50 MB of lines, containerd down: done in {:.1} s",
+        took.as_secs_f64()
+    );
+    ctx.wait_status(&id, "STOPPED")?;
+    let output = read_after(&fifo_dir, &id)?;
+    drop_record_at_end(&output)?;
+    ctx.ctr(&["task", "delete", &id])?;
+    let _ = std::fs::remove_dir_all(&fifo_dir);
+    ctx.ctr(&["containers", "delete", &id]).map(drop)
+}
+
+/// A chatty container nobody reads (`ctr run -d`) is STOPPED soon after a KILL: its exit does not
+/// wait for a fifo that has no reader to be read.
+pub(super) fn unread_exit_is_prompt(ctx: &mut Ctx<'_>) -> Check {
+    let id = ctx.id("chatty");
+    let fifo_dir = ctx.dir.join(format!("{id}-fifos"));
+    run_flood(
+        ctx,
+        &id,
+        &fifo_dir,
+        "while true; do echo tick; sleep 0.2; done",
+    )?;
+    ctx.wait_status(&id, "RUNNING")?;
+    // A few lines wait in the fifo (the scenario, not a wait for an event).
+    std::thread::sleep(Duration::from_secs(1));
+    let killed = Instant::now();
+    ctx.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
+    ctx.wait_status(&id, "STOPPED")?;
+    let took = killed.elapsed();
+    println!(
+        "    KILL to STOPPED, nobody reading: {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    );
+    expect(took < Duration::from_secs(1), || {
+        format!("STOPPED {took:?} after the KILL: the exit waited for a fifo nobody reads")
+    })?;
+    if ctx.shim == "tether" {
+        let output = read_after(&fifo_dir, &id)?;
+        expect(
+            String::from_utf8_lossy(&output).starts_with("tick\n"),
+            || "the lines in the fifo are not kept for a later reader".into(),
+        )?;
     }
     ctx.ctr(&["task", "delete", &id])?;
     let _ = std::fs::remove_dir_all(&fifo_dir);

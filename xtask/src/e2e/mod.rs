@@ -201,6 +201,26 @@ const TESTS: &[(&str, For, Test)] = &[
         unread_output_never_blocks,
     ),
     (
+        "a_flood_of_lines_nobody_reads_ends_and_keeps_whole_lines",
+        For::TetherOnly,
+        unread_flood_of_lines,
+    ),
+    (
+        "a_flood_in_one_line_nobody_reads_ends_and_is_killable",
+        For::TetherOnly,
+        unread_flood_of_one_line,
+    ),
+    (
+        "a_flood_nobody_reads_ends_while_containerd_is_down",
+        For::TetherOnly,
+        unread_flood_with_containerd_down,
+    ),
+    (
+        "an_exit_nobody_reads_is_published_at_once",
+        For::Both,
+        unread_exit_is_prompt,
+    ),
+    (
         "debug_diagnostics_reach_containerds_log",
         For::TetherOnly,
         diagnostics,
@@ -229,6 +249,10 @@ const IDS: &[&str] = &[
     "oom",
     "shim-killed",
     "unread",
+    "flood-lines",
+    "flood-line",
+    "flood-down",
+    "chatty",
     "tether-cli",
     "log-binary",
     "diagnostics",

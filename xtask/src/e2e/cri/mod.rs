@@ -1,4 +1,5 @@
-//! `cargo xtask e2e cri [--engine 1.6|1.7|2.1|all] [--shim tether|runc|both]`: containerd with its
+//! `cargo xtask e2e cri [--engine 1.6|1.7|2.1|all] [--shim tether|runc|both] [--only-floods]`:
+//! containerd with its
 //! CRI plugin on drives pods through the calls the kubelet makes, with tether's shim (the runtime
 //! handler docs/kubernetes.md configures) and with containerd-shim-runc-v2, and prints the
 //! timings of both.
@@ -23,12 +24,15 @@ const DEFAULT_ENGINES: &[&str] = &["1.6", "2.1"];
 struct Args {
     engines: Vec<&'static str>,
     shims: Vec<&'static str>,
+    /// Only the flood-then-exit runs (the pod walk, the broken config and the timings left out).
+    only_floods: bool,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args {
         engines: DEFAULT_ENGINES.to_vec(),
         shims: vec!["tether", "runc"],
+        only_floods: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -55,6 +59,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 Some("both") => parsed.shims = vec!["tether", "runc"],
                 other => return Err(format!("e2e cri: --shim tether|runc|both, not {other:?}")),
             },
+            "--only-floods" => parsed.only_floods = true,
             other => return Err(format!("e2e cri: unknown argument {other:?}")),
         }
     }
@@ -119,7 +124,7 @@ fn run_with_client(parsed: &Args, _: &[String]) -> Result<(), String> {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default();
         println!("e2e cri {engine}: {version}");
-        let result = suite::run(engine, &tether, &shims);
+        let result = suite::run(engine, &tether, &shims, parsed.only_floods);
         std::env::set_var("PATH", &system_path);
         match result {
             Ok(outcome) => {

@@ -39,6 +39,57 @@ const MAIN_SCRIPT: &str = "trap '' TERM; echo out-1; echo err-1 >&2; \
     while read line; do echo \"stdin:$line\"; done; while :; do sleep 1; done";
 const LONG_LINE: usize = 20000;
 
+/// Flood then exit: a container writes `lines` numbered lines of `width` bytes flat out and exits,
+/// `runs` times per shim; every line must be in the CRI log. containerd 1.6's CRI plugin closes its
+/// fifo readers as soon as it handles the exit, so a shim that publishes the exit while output is
+/// still on its way loses the tail.
+const FLOODS: &[Flood] = &[
+    Flood {
+        name: "4000_lines_then_exit",
+        lines: 4000,
+        width: 1000,
+        runs: 30,
+    },
+    Flood {
+        name: "64_mib_then_exit",
+        lines: 65536,
+        width: 1024,
+        runs: 1,
+    },
+];
+
+struct Flood {
+    name: &'static str,
+    lines: usize,
+    width: usize,
+    runs: usize,
+}
+
+impl Flood {
+    fn script(&self) -> String {
+        format!(
+            "awk 'BEGIN {{ for (i = 1; i <= {}; i++) printf \"%0{}d\\n\", i }}'",
+            self.lines,
+            self.width - 1
+        )
+    }
+
+    /// How many of the lines are missing from `stdout` (they must come whole and in order).
+    fn lost(&self, stdout: &[u8]) -> Result<usize, String> {
+        let mut seen = 0;
+        for line in stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let text = String::from_utf8_lossy(line);
+            if line.len() != self.width - 1
+                || text.trim_start_matches('0') != (seen + 1).to_string()
+            {
+                return Err(format!("line {} is {text:.40?}…", seen + 1));
+            }
+            seen += 1;
+        }
+        Ok(self.lines - seen)
+    }
+}
+
 /// How many pods each shim's timings take, and ExecSync calls in each.
 const TIMING_PODS: usize = 10;
 const TIMING_EXECS: usize = 10;
@@ -154,7 +205,12 @@ pub fn doc_block(doc: &str, name: &str) -> Result<String, String> {
 }
 
 /// The suite on the engine whose binaries are first on PATH.
-pub fn run(engine_name: &str, tether: &Path, shims: &[Shim]) -> Result<Outcome, String> {
+pub fn run(
+    engine_name: &str,
+    tether: &Path,
+    shims: &[Shim],
+    only_floods: bool,
+) -> Result<Outcome, String> {
     let engine = engine(engine_name);
     let doc = std::fs::read_to_string(crate::util::workspace_root().join("docs/kubernetes.md"))
         .map_err(|e| format!("docs/kubernetes.md: {e}"))?;
@@ -206,8 +262,23 @@ pub fn run(engine_name: &str, tether: &Path, shims: &[Shim]) -> Result<Outcome, 
             failures: Vec::new(),
         };
         suite.step("-", "version_names_containerd_and_cri_v1", Suite::version);
+        if !only_floods {
+            for shim in shims {
+                suite.walk(*shim);
+            }
+        }
         for shim in shims {
-            suite.walk(*shim);
+            for flood in FLOODS {
+                let name = format!("flood_{}_loses_no_line", flood.name);
+                suite.step(shim.name, &name, |suite| suite.flood(*shim, flood));
+            }
+        }
+        if only_floods {
+            return Ok(Outcome {
+                passed: suite.passed,
+                failures: suite.failures,
+                timings: Vec::new(),
+            });
         }
         if shims.iter().any(|s| s.name == "tether") {
             suite.step(
@@ -940,6 +1011,63 @@ impl Suite {
             Ok(left.is_empty())
         })
         .map_err(|e| format!("processes left for the pod: {left:?}: {e}"))
+    }
+
+    /// `flood.runs` containers in one pod, one after the other, each writing its flood and exiting;
+    /// once CRI says it exited, its log must hold every line (a little wait is allowed for the
+    /// plugin's writer). Says the lines lost per run.
+    fn flood(&mut self, shim: Shim, flood: &Flood) -> Check {
+        let uid = format!("flood-{}-{}-{}", flood.name, shim.name, std::process::id());
+        let log_dir = self.dir.join("pods").join(&uid);
+        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let config = pod_config(&uid, &uid, &log_dir);
+        let sandbox = self.run_pod(&config, shim.handler)?;
+        let script = flood.script();
+        let result = (|| {
+            let mut lost = Vec::new();
+            for run in 0..flood.runs {
+                let mut container = container_config("flood", &["sh", "-c", &script]);
+                container.metadata.as_mut().expect("set").attempt = run as u32;
+                container.log_path = format!("flood-{run}.log");
+                let id = self.create_and_start(&sandbox, &config, container)?;
+                let mut exited = false;
+                wait_until(Duration::from_secs(120), || {
+                    let status = self.container_status(&id)?.status.ok_or("no status")?;
+                    exited = status.state == cri::ContainerState::ContainerExited as i32;
+                    Ok(exited)
+                })
+                .map_err(|e| format!("run {run}: the flood did not end: {e}"))?;
+                let path = log_dir.join(format!("flood-{run}.log"));
+                let complete = wait_until(Duration::from_secs(5), || {
+                    Ok(read_log(&path).is_ok_and(|log| flood.lost(&log.stdout) == Ok(0)))
+                });
+                let log = read_log(&path)?;
+                lost.push(
+                    flood
+                        .lost(&log.stdout)
+                        .map_err(|e| format!("run {run}: {e}"))?,
+                );
+                if complete.is_ok() {
+                    let container_id = id.clone();
+                    self.cri
+                        .runtime(|mut c| async move {
+                            c.remove_container(cri::RemoveContainerRequest { container_id })
+                                .await
+                        })
+                        .map_err(|e| format!("RemoveContainer: {}", describe(&e)))?;
+                }
+            }
+            let failed = lost.iter().filter(|&&n| n > 0).count();
+            println!(
+                "    {} runs of {} lines: {failed} lost lines; lost per run {lost:?}",
+                flood.runs, flood.lines
+            );
+            expect(failed == 0, || {
+                format!("{failed} of {} runs lost lines: {lost:?}", flood.runs)
+            })
+        })();
+        self.force_remove(&sandbox);
+        result
     }
 
     /// The medians of RunPodSandbox + CreateContainer + StartContainer and of ExecSync (`true`),

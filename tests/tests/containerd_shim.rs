@@ -30,8 +30,13 @@ fn shim_binary(sandbox: &Sandbox) -> PathBuf {
 
 /// `start` in `bundle`; returns the printed address.
 fn start(sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
+    start_with(Command::new(shim_binary(sandbox)), sandbox, bundle, id)
+}
+
+/// `start` run by `command` (the shim, or a wrapper that execs it with its arguments).
+fn start_with(mut command: Command, sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
     std::fs::create_dir_all(sandbox.state_dir()).expect("the sandbox's state dir");
-    let output = Command::new(shim_binary(sandbox))
+    let output = command
         .args([
             "-namespace",
             NAMESPACE,
@@ -1339,4 +1344,145 @@ fn a_config_file_named_by_cri_options_sets_the_root_and_rotates_a_file_log() {
             ..Default::default()
         },
     );
+}
+
+/// The `peer` client, where another user can run it.
+fn peer_for_strangers(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let peer = dir.join("peer");
+    std::fs::copy(env!("CARGO_BIN_EXE_peer"), &peer).expect("copy peer");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&peer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    peer
+}
+
+/// Sends `request` to the socket at `path` as `uid` (through an O_PATH fd, so that only the
+/// socket's own mode and the door's check stand in the way); returns what came back.
+fn as_uid(peer: &Path, uid: u32, path: &Path, request: &[u8]) -> (Option<i32>, Vec<u8>) {
+    use nix::fcntl::{open, OFlag};
+    use std::os::unix::process::CommandExt;
+    // Inherited by the peer (no O_CLOEXEC), closed here once it is done.
+    let fd = open(path, OFlag::O_PATH, nix::sys::stat::Mode::empty()).expect("O_PATH");
+    let mut child = Command::new(peer)
+        .arg(format!("/proc/self/fd/{fd}"))
+        .uid(uid)
+        .gid(uid)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run peer");
+    child.stdin.take().unwrap().write_all(request).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let _ = nix::unistd::close(fd);
+    (output.status.code(), output.stdout)
+}
+
+/// A ttrpc request frame for `containerd.task.v2.Task/State`.
+fn state_frame(id: &str) -> Vec<u8> {
+    let request = ttrpc::Request {
+        service: "containerd.task.v2.Task".into(),
+        method: "State".into(),
+        payload: StateRequest {
+            id: id.into(),
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .unwrap(),
+        timeout_nano: 10_000_000_000,
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .unwrap();
+    let mut frame = (request.len() as u32).to_be_bytes().to_vec();
+    frame.extend(1u32.to_be_bytes()); // stream 1
+    frame.extend([1, 0]); // a request, no flags
+    frame.extend(request);
+    frame
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_stranger_gets_no_answer_from_either_door_whatever_the_umask() {
+    if !root_or_skip("a_stranger_gets_no_answer_from_either_door_whatever_the_umask") {
+        return;
+    }
+    let sandbox = Sandbox::new("stranger");
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::shell("exec sleep 1000"));
+    // containerd started under umask 000.
+    let mut under_umask = Command::new("sh");
+    under_umask
+        .args(["-c", "umask 000; exec \"$0\" \"$@\""])
+        .arg(shim_binary(&sandbox));
+    let address = start_with(under_umask, &sandbox, bundle.path(), &id);
+    let door = PathBuf::from(address.trim_start_matches("unix://"));
+    assert_eq!(mode(&door), 0o600, "{}", door.display());
+    assert_eq!(mode(door.parent().unwrap()), 0o700);
+    let task = client(&address);
+    task.create(
+        ctx(),
+        &create_request(&sandbox, &id, bundle.path(), String::new()),
+    )
+    .expect("create");
+    let control = sandbox.state_dir().join(&id).join("control.sock");
+    assert_eq!(mode(&control), 0o600, "{}", control.display());
+    assert_eq!(mode(control.parent().unwrap()), 0o700);
+
+    // Were a socket's mode ever wrong, the door's own check still stands.
+    use std::os::unix::fs::PermissionsExt;
+    for socket in [&door, &control] {
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let peers = tempfile::tempdir().unwrap();
+    let peer = peer_for_strangers(peers.path());
+    let nobody = 65534;
+    let (code, answer) = as_uid(&peer, nobody, &door, &state_frame(&id));
+    assert_eq!(
+        code,
+        Some(0),
+        "the ttrpc door closed the stranger's connection"
+    );
+    assert!(
+        answer.is_empty(),
+        "the ttrpc door answered uid {nobody}: {answer:?}"
+    );
+    let (code, answer) = as_uid(&peer, nobody, &control, b"{\"op\":\"state\"}\n");
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(code, Some(0));
+    assert!(
+        answer.contains("uid 65534 may not use this shim") && !answer.contains("\"status\""),
+        "the control socket answered uid {nobody}: {answer}"
+    );
+    // The same requests from the owner are answered: the refusals were the peer check's.
+    let (_, answer) = as_uid(&peer, 0, &door, &state_frame(&id));
+    assert!(answer.len() > 10, "the owner's State got {answer:?}");
+    let (_, answer) = as_uid(&peer, 0, &control, b"{\"op\":\"state\"}\n");
+    assert!(
+        String::from_utf8_lossy(&answer).contains(&id),
+        "the owner's state got {answer:?}"
+    );
+
+    let pid = shim_pid(&task, &id);
+    task.delete(
+        ctx(),
+        &DeleteRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .expect("delete");
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id,
+            ..Default::default()
+        },
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        !Path::new(&format!("/proc/{pid}")).exists() || tether_tests::harness::is_zombie(pid as i32)
+    }));
 }

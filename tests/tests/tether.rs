@@ -651,7 +651,7 @@ fn other_users_are_refused() {
         .unwrap();
     assert!(!output.status.success());
     assert!(
-        stderr_of(&output).contains("uid 65534 may not control"),
+        stderr_of(&output).contains("uid 65534 may not use this shim"),
         "{}",
         stderr_of(&output)
     );

@@ -9,6 +9,7 @@ use containerd_shim_protos::protobuf::Message;
 use shim_runc::{DeleteOptions, DirectWait};
 use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -52,10 +53,13 @@ pub fn start(args: &ShimArgs) -> Result<String, String> {
     options
         .save(&bundle)
         .map_err(|e| format!("write runtime options in {}: {e}", bundle.display()))?;
-    std::fs::create_dir_all(SOCKET_DIR).map_err(|e| format!("{SOCKET_DIR}: {e}"))?;
+    private_socket_dir()?;
     let _ = std::fs::remove_file(&socket);
     let listener =
         UnixListener::bind(&socket).map_err(|e| format!("socket {}: {e}", socket.display()))?;
+    // Whatever the umask containerd has: only the owner may connect (the door checks the peer too).
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("socket {}: {e}", socket.display()))?;
     let daemon = spawn_daemon(args, &bundle, &listener).map_err(|e| {
         let _ = std::fs::remove_file(&socket);
         format!("start the shim daemon: {e}")
@@ -63,6 +67,28 @@ pub fn start(args: &ShimArgs) -> Result<String, String> {
     let _ = std::fs::write(bundle.join("shim.pid"), daemon.to_string());
     write_address(&bundle, &address)?;
     Ok(address)
+}
+
+/// Makes [`SOCKET_DIR`] (mode 0700 whatever the umask), or checks the one there is the shim's
+/// own, and makes it 0700 again.
+fn private_socket_dir() -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let dir = Path::new(SOCKET_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("{SOCKET_DIR}: {e}"))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{SOCKET_DIR}: {e}"))?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(format!(
+            "{SOCKET_DIR}: not a directory of uid {uid} (owner {}): refusing to put the shim's socket there",
+            meta.uid()
+        ));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("{SOCKET_DIR}: {e}"))
 }
 
 /// The runtime options containerd passes on stdin (nothing when run by hand at a terminal).

@@ -363,6 +363,7 @@ impl Supervisor {
             Incoming::Request(client, Err(response)) => self.reply_tether(client, &response),
             Incoming::Frame(client, kind, payload) => self.on_frame(client, kind, &payload),
             Incoming::Closed(client) => self.client_closed(client),
+            Incoming::Refused(line) => self.diag.warn(format_args!("control socket: {line}")),
         }
     }
 

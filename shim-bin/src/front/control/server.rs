@@ -75,6 +75,8 @@ pub enum Incoming {
     Frame(Token, FrameKind, Vec<u8>),
     /// The connection is gone.
     Closed(Token),
+    /// A stranger's connection was refused: this for the shim's log.
+    Refused(String),
 }
 
 /// The control socket server.
@@ -84,6 +86,9 @@ pub struct ControlServer {
     /// Tokens for new connections.
     tokens: Tokens,
     daemon_uid: u32,
+    refusals: crate::front::owner::Refusals,
+    /// Refusals to say in the shim's log.
+    refused: Vec<String>,
     closed: Vec<Token>,
     /// Framed clients with input left unread when their budget ran out.
     backlog: Vec<Token>,
@@ -101,6 +106,8 @@ impl ControlServer {
             connections: HashMap::new(),
             tokens: tokens::CONTROL_CONNECTIONS,
             daemon_uid: nix::unistd::geteuid().as_raw(),
+            refusals: Default::default(),
+            refused: Vec::new(),
             closed: Vec::new(),
             backlog: Vec::new(),
         })
@@ -116,6 +123,7 @@ impl ControlServer {
         let mut incoming = Vec::new();
         if token == CONTROL_LISTENER {
             self.accept(registry);
+            incoming.extend(self.refused.drain(..).map(Incoming::Refused));
         } else {
             self.flush(registry, token);
             self.read(registry, token, &mut incoming);
@@ -310,17 +318,13 @@ impl ControlServer {
     }
 
     /// Only root and the daemon's own user may talk to it.
-    fn admit(&self, stream: &UnixStream) -> Result<(), Response> {
-        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-        let credentials = getsockopt(stream, PeerCredentials)
-            .map_err(|e| Response::error(ErrorKind::Internal, format!("peer credentials: {e}")))?;
-        let uid = credentials.uid();
-        if uid != 0 && uid != self.daemon_uid {
-            return Err(Response::error(
-                ErrorKind::PermissionDenied,
-                format!("uid {uid} may not control this container"),
-            ));
-        }
+    fn admit(&mut self, stream: &UnixStream) -> Result<(), Response> {
+        crate::front::owner::check(stream, &[0, self.daemon_uid], &mut self.refusals).map_err(
+            |(why, say)| {
+                self.refused.extend(say);
+                Response::error(ErrorKind::PermissionDenied, why)
+            },
+        )?;
         if self.connections.len() >= MAX_CONNECTIONS {
             return Err(Response::error(
                 ErrorKind::Internal,

@@ -7,6 +7,9 @@
 //! just an answer not given yet. (The ttrpc crate's server spends about six threads per connection
 //! and aborts the shim when it cannot make one.)
 //!
+//! Only the shim's own user is served: a connection from another uid (`SO_PEERCRED`) is closed at
+//! once and said in the log ([`crate::front::owner`]); the socket is 0600 in a 0700 directory.
+//!
 //! Every value from outside is bounded here: at most [`MAX_CONNECTIONS`] connections (more are
 //! refused: accepted and closed), frames of at most [`MAX_MESSAGE`] bytes, a frame begun and not
 //! finished within [`PARTIAL_FRAME_TIMEOUT`] closes its connection, and answers a client leaves
@@ -168,6 +171,8 @@ pub fn spawn(fd: RawFd, jobs: Sender<Job>, core: Arc<Waker>) -> io::Result<DoorH
         received,
         stopped,
         refused: 0,
+        uid: nix::unistd::geteuid().as_raw(),
+        strangers: Default::default(),
     };
     let thread = std::thread::Builder::new()
         .name("ttrpc".into())
@@ -191,6 +196,9 @@ struct Door {
     received: Receiver<Reply>,
     stopped: Receiver<()>,
     refused: u64,
+    /// The shim's own uid, the only one served.
+    uid: u32,
+    strangers: crate::front::owner::Refusals,
 }
 
 impl Door {
@@ -243,6 +251,15 @@ impl Door {
                 // WouldBlock, or out of fds: the rest waits in the backlog.
                 Err(_) => return,
             };
+            // Only the shim's own user (containerd runs it as itself), whatever the socket's mode.
+            if let Err((_, say)) =
+                super::super::owner::check(&stream, &[self.uid], &mut self.strangers)
+            {
+                if let Some(line) = say {
+                    eprintln!("level=warning msg=\"ttrpc: {line}\"");
+                }
+                continue;
+            }
             if self.connections.len() >= MAX_CONNECTIONS {
                 // Refused: closed at once. The shim lives; containerd's own connection is in.
                 self.refused += 1;

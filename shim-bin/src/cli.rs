@@ -300,10 +300,10 @@ pub struct RunArgs {
     /// The runtime's --root (default: the runtime's own).
     #[arg(long, env = "TETHER_RUNTIME_ROOT")]
     pub runtime_root: Option<PathBuf>,
-    /// The longest one runtime command may take; a runtime still running then is killed (and a
-    /// start that did not finish is undone).
-    #[arg(long, value_name = "SECS", default_value_t = crate::config::DEFAULT_RUNTIME_TIMEOUT_SECS,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// The longest one runtime command may take (10, 30s, 2m; 1s to 1h); a runtime still running
+    /// then is killed with everything it started (and a start that did not finish is undone).
+    #[arg(long, value_name = "DURATION", default_value_t = crate::config::DEFAULT_RUNTIME_TIMEOUT_SECS,
+          value_parser = parse_runtime_timeout)]
     pub runtime_timeout: u64,
     /// Write the container's pid here.
     #[arg(long)]
@@ -410,6 +410,16 @@ fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
     Ok(grace)
 }
 
+/// Whole seconds, 1 to 3600 (a fraction counts as a second more).
+fn parse_runtime_timeout(text: &str) -> Result<u64, String> {
+    let timeout = crate::units::parse_duration(text)?;
+    let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+    if !(1..=3600).contains(&seconds) {
+        return Err(format!("{text:?}: a runtime timeout of 1s to 1h"));
+    }
+    Ok(seconds)
+}
+
 fn parse_log_size(text: &str) -> Result<u64, String> {
     let size = crate::units::parse_size(text)?;
     if size < 4096 {
@@ -426,6 +436,17 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_runtime_timeout_takes_units_and_is_bounded() {
+        assert_eq!(parse_runtime_timeout("5s"), Ok(5));
+        assert_eq!(parse_runtime_timeout("60"), Ok(60));
+        assert_eq!(parse_runtime_timeout("2m"), Ok(120));
+        assert_eq!(parse_runtime_timeout("1500ms"), Ok(2));
+        for bad in ["0", "0s", "2h", "soon"] {
+            assert!(parse_runtime_timeout(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -212,6 +212,9 @@ impl Runc {
             .stdout(io.stdout)
             .stderr(io.stderr);
         child_setup::prepare(&mut cmd);
+        // A process group of its own: a runtime past its timeout is killed with everything it
+        // started (a hung hook, a wrapper's child), which would otherwise hold its pipes open.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let log_offset = self
             .log_file()
             .and_then(|log| std::fs::metadata(log).ok())
@@ -466,8 +469,12 @@ impl Runc {
     }
 }
 
+/// After a runtime is killed for its timeout, how long its pipes may stay open (a process it
+/// started that left its process group still holds them) before they are given up.
+const PIPES_AFTER_KILL: Duration = Duration::from_secs(2);
+
 /// Reads whatever was piped to the end, waits, and interprets the status; a runtime past its
-/// `timeout` is killed.
+/// `timeout` is killed with its whole process group.
 fn complete(
     mut spawned: Spawned,
     waiter: &mut dyn ExitWaiter,
@@ -477,7 +484,7 @@ fn complete(
     let stdout = spawned.stdout.take();
     let stderr = spawned.stderr.take();
     let kill = |pid: i32| {
-        let _ = nix::sys::signal::kill(
+        let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
@@ -529,14 +536,23 @@ fn read_both(
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut chunk = [0u8; 8192];
     let mut timed_out = false;
+    let mut given_up_at = None;
     while stdout.is_some() || stderr.is_some() {
         let timeout = match deadline {
-            Some(_) if timed_out => PollTimeout::NONE,
+            Some(_) if timed_out => {
+                let left = given_up_at
+                    .get_or_insert_with(|| Instant::now() + PIPES_AFTER_KILL)
+                    .saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+            }
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    // Killed, the runtime's pipes close (its own children may keep them: the
-                    // caller's waiter bounds that wait).
+                    // Killed with its process group, the runtime's pipes close (a process that
+                    // left the group may keep them: that wait is bounded too).
                     kill();
                     timed_out = true;
                     continue;

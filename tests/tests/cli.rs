@@ -799,3 +799,66 @@ fn a_foreground_run_with_stdin_shows_its_output_from_the_first_byte() {
     assert_eq!(text(&output.stdout), "first\ntyped\n");
     assert!(!sandbox.state_dir().join(id).exists(), "--rm removed it");
 }
+
+/// A process of the sandbox's hung runtime, if one is left: its `sleep` has this argument.
+const HUNG_SLEEP: &str = "100017";
+
+fn hung_runtime_processes() -> Vec<i32> {
+    let wanted = format!("sleep\0{HUNG_SLEEP}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (cmdline == wanted.as_bytes()).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_hung_runtime_is_killed_at_its_timeout_and_leaves_nothing() {
+    needs_root!("a_hung_runtime_is_killed_at_its_timeout_and_leaves_nothing");
+    let sandbox = Sandbox::new("hung");
+    // A runtime that never answers, and whose child holds its pipes open.
+    let runtime = sandbox.path().join("hung-runtime");
+    std::fs::write(&runtime, format!("#!/bin/sh\nsleep {HUNG_SLEEP}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::shell("true"));
+    let started = Instant::now();
+    let output = sandbox
+        .tether()
+        .args(["run", "-d", "--id", &id, "--bundle"])
+        .arg(bundle.path())
+        .arg("--runtime")
+        .arg(&runtime)
+        .args(["--runtime-timeout", "2s"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("2s"),
+        "the error names the timeout: {stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(2 + 10),
+        "tether run returned after {took:?}"
+    );
+    assert!(
+        !sandbox.state_dir().join(&id).exists(),
+        "the container's state is left"
+    );
+    let mut left = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            left = hung_runtime_processes();
+            left.is_empty()
+        }),
+        "the runtime's processes are left: {left:?}"
+    );
+}

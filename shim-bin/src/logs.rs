@@ -196,9 +196,12 @@ pub fn logs(layout: &StateLayout, id: &ContainerId, options: &LogsOptions) -> Re
 /// removed, or its daemon died) and everything is printed.
 ///
 /// Rotation renames `log` to `log.1`, `log.1` to `log.2`, …, so a burst can rotate several times
-/// between two looks. Files are followed by inode, as kubelet and `tail -F` do: the open file is
-/// read to its end, then the oldest file not yet read, until the live one. inotify on the log's
-/// directory wakes the loop; a slow tick remains for the container's state.
+/// between two looks. The open file is read to its end, then the one rotated after it, found by
+/// the open file's inode (which cannot be reused while it is open; a deleted file's can, at once:
+/// remembering the inodes read made the follower skip or stall on a new log given an old number).
+/// When retention deleted the open file, the oldest file left follows it, and the follower says
+/// on stderr that output may have been rotated away unread. inotify on the log's directory wakes
+/// the loop; a slow tick remains for the container's state.
 fn follow_log(
     layout: &StateLayout,
     id: &ContainerId,
@@ -209,8 +212,6 @@ fn follow_log(
     window: Window,
 ) -> Result<u8> {
     let raw = reader.is_raw();
-    let mut current = reader.file().metadata().map(|m| m.ino()).unwrap_or(0);
-    let mut read: VecDeque<u64> = VecDeque::new();
     let watch = LogWatch::new(path);
     loop {
         let stopped = recorded_state(layout, id).is_none_or(|s| s.status == Status::Stopped);
@@ -226,13 +227,15 @@ fn follow_log(
             .map_err(|e| Error::failed(format!("read {}: {e}", path.display())))?;
         if !read_any {
             // At the end of the open file: move on if it was rotated away.
-            if let Some((file, inode)) = next_unread(path, current, &read) {
+            if let Some((file, skipped)) = next_file(path, reader.file()) {
                 reader.finish(&mut emit);
-                read.push_back(current);
-                if read.len() > 1024 {
-                    read.pop_front();
+                if skipped {
+                    printer.flush();
+                    eprintln!(
+                        "tether: {}: output may have been rotated away before it could be read (the log keeps {} files)",
+                        id, log_files(path).len()
+                    );
                 }
-                current = inode;
                 reader = LogReader::new(file, raw);
                 continue;
             }
@@ -261,25 +264,25 @@ fn follow_log(
     }
 }
 
-/// The file to read after the one with inode `current`, once `current` is no longer the live log:
-/// the oldest of the log's files not read yet.
-fn next_unread(log: &Path, current: u64, read: &VecDeque<u64>) -> Option<(File, u64)> {
-    let live = std::fs::metadata(log).ok()?.ino();
-    if live == current {
+/// The file to read after `current` once it is no longer the live log: the one rotated after it,
+/// and whether files may have been skipped (retention deleted `current`, so the oldest left is
+/// taken). None while `current` is live, or while a rotation is half done (`current` is linked
+/// but not listed yet: the next look finds it).
+fn next_file(log: &Path, current: &File) -> Option<(File, bool)> {
+    let meta = current.metadata().ok()?;
+    if std::fs::metadata(log).ok()?.ino() == meta.ino() {
         return None;
     }
-    for candidate in log_files(log) {
-        let Ok(file) = File::open(&candidate) else {
-            continue;
-        };
-        let Ok(inode) = file.metadata().map(|m| m.ino()) else {
-            continue;
-        };
-        if inode != current && !read.contains(&inode) {
-            return Some((file, inode));
-        }
+    let mut files = log_files(log).into_iter().filter_map(|path| {
+        let file = File::open(path).ok()?;
+        let inode = file.metadata().ok()?.ino();
+        Some((file, inode))
+    });
+    if meta.nlink() == 0 {
+        return files.next().map(|(file, _)| (file, true));
     }
-    None
+    files.find(|(_, inode)| *inode == meta.ino())?;
+    files.next().map(|(file, _)| (file, false))
 }
 
 /// Wakes `logs -f` when the log's directory changes; without inotify, a plain tick.

@@ -862,3 +862,58 @@ fn a_hung_runtime_is_killed_at_its_timeout_and_leaves_nothing() {
         "the runtime's processes are left: {left:?}"
     );
 }
+
+/// `logs -f` follows the log through its rotations: a follower started before a burst of about
+/// 9 MB through 1 MiB × 5 files gets the lines in order, to the last, and ends with the container.
+#[test]
+fn logs_follow_keeps_up_through_rotations_under_a_burst() {
+    needs_root!("logs_follow_keeps_up_through_rotations_under_a_burst");
+    let sandbox = Sandbox::new("follow");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell("sleep 1; seq 1 200000"));
+    sandbox.start(
+        id,
+        &bundle,
+        &["--log-max-size", "1m", "--log-max-files", "5"],
+    );
+    let follower = sandbox
+        .tether()
+        .args(["logs", "-f", id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = follower.id() as i32;
+    let output = std::thread::spawn(move || follower.wait_with_output().unwrap());
+    let ended = wait_until(Duration::from_secs(60), || output.is_finished());
+    if !ended {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let output = output.join().unwrap();
+    let stdout = text(&output.stdout);
+    let numbers: Vec<u64> = stdout.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(
+        ended,
+        "logs -f stalled after line {:?} of 200000",
+        numbers.last()
+    );
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "in order, no line twice"
+    );
+    assert_eq!(numbers.first(), Some(&1));
+    assert_eq!(numbers.last(), Some(&200000), "to the last line");
+    if numbers.len() < 200000 {
+        assert!(
+            text(&output.stderr).contains("rotated away"),
+            "{} lines missed, unsaid: {}",
+            200000 - numbers.len(),
+            text(&output.stderr)
+        );
+    }
+    println!("logs -f got {} of 200000 lines", numbers.len());
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+}

@@ -200,6 +200,7 @@ impl ClientInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn input_is_held_up_to_its_bound_and_closed_when_the_process_is_gone() {
@@ -214,6 +215,18 @@ mod tests {
         );
         assert!(!input.is_closed());
         drop(read_end);
+        // The loop flushes when the write end reports the reader gone (EPOLLERR). Await that event
+        // rather than assume it: in a test process other threads may briefly hold a reference to
+        // the closed read end (the kernel releases a file when its last user lets go).
+        let mut fds = [nix::poll::PollFd::new(
+            input.file.as_fd(),
+            nix::poll::PollFlags::POLLOUT,
+        )];
+        let gone = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).is_ok()
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLERR));
+        assert!(gone, "the write end tells that the reader is gone");
         input.flush(poll.registry());
         assert!(input.is_closed(), "nothing more can be delivered");
     }

@@ -200,7 +200,24 @@ impl ClientInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
+
+    /// Waits (at most 10 s) until the other end of `pipe` is closed for good: POLLERR on a write
+    /// end, POLLHUP on a read end (`interest` says which end it is).
+    fn await_event(pipe: &File, interest: PollFlags) -> bool {
+        let gone = PollFlags::POLLERR | PollFlags::POLLHUP;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let mut fds = [PollFd::new(pipe.as_fd(), interest)];
+            if poll(&mut fds, PollTimeout::from(100u16)).is_ok()
+                && fds[0].revents().is_some_and(|r| r.intersects(gone))
+            {
+                return true;
+            }
+        }
+        false
+    }
 
     #[test]
     fn input_is_held_up_to_its_bound_and_closed_when_the_process_is_gone() {
@@ -218,15 +235,10 @@ mod tests {
         // The loop flushes when the write end reports the reader gone (EPOLLERR). Await that event
         // rather than assume it: in a test process other threads may briefly hold a reference to
         // the closed read end (the kernel releases a file when its last user lets go).
-        let mut fds = [nix::poll::PollFd::new(
-            input.file.as_fd(),
-            nix::poll::PollFlags::POLLOUT,
-        )];
-        let gone = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).is_ok()
-            && fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLERR));
-        assert!(gone, "the write end tells that the reader is gone");
+        assert!(
+            await_event(&input.file, nix::poll::PollFlags::POLLOUT),
+            "the write end tells that the reader is gone"
+        );
         input.flush(poll.registry());
         assert!(input.is_closed(), "nothing more can be delivered");
     }
@@ -240,6 +252,11 @@ mod tests {
         let mut buf = [0; 8];
         assert_eq!(output.read(&mut buf), Taken::Empty);
         drop(write_end);
+        // As the loop does: read on the pipe's event (see the input test for why it is awaited).
+        assert!(
+            await_event(&output.file, nix::poll::PollFlags::POLLIN),
+            "the read end tells that the writer is gone"
+        );
         assert_eq!(output.read(&mut buf), Taken::End);
         output.close(poll.registry());
         assert!(!output.is_open());

@@ -25,12 +25,17 @@ pub enum DaemonProcess {
     Unknown,
 }
 
-/// Looks the daemon's recorded pid up in /proc.
-pub fn daemon_process(layout: &StateLayout, id: &ContainerId) -> DaemonProcess {
-    let Some(pid) = std::fs::read_to_string(layout.daemon_pid_file(id))
+/// The daemon's recorded pid.
+pub fn daemon_pid(layout: &StateLayout, id: &ContainerId) -> Option<i32> {
+    std::fs::read_to_string(layout.daemon_pid_file(id))
         .ok()
         .and_then(|text| text.trim().parse::<i32>().ok())
-    else {
+        .filter(|pid| *pid > 0)
+}
+
+/// Looks the daemon's recorded pid up in /proc.
+pub fn daemon_process(layout: &StateLayout, id: &ContainerId) -> DaemonProcess {
+    let Some(pid) = daemon_pid(layout, id) else {
         return DaemonProcess::Unknown;
     };
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -102,13 +107,13 @@ pub fn request(
     }
     match read {
         Ok(0) => {
-            return Err(Error::failed(format!(
+            return Err(Error::unanswered(format!(
                 "container {id}: the shim daemon closed the connection without answering"
             )))
         }
         Ok(_) => {}
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            return Err(Error::failed(format!(
+            return Err(Error::unanswered(format!(
                 "container {id}: the shim daemon did not answer within {}s",
                 timeout.unwrap_or_default().as_secs()
             )))
@@ -135,7 +140,7 @@ pub fn connect(layout: &StateLayout, id: &ContainerId) -> Result<UnixStream> {
     }
     trusted_entry(layout, id)?;
     if let DaemonProcess::Stopped(pid) = daemon_process(layout, id) {
-        return Err(Error::failed(format!(
+        return Err(Error::unanswered(format!(
             "container {id}: its shim daemon (pid {pid}) is stopped and answers nothing; `kill -CONT {pid}` resumes it"
         )));
     }

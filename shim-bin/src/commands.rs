@@ -207,6 +207,24 @@ fn stop(layout: &StateLayout, id: &ContainerId, grace: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Whether `pid` is a live (not zombie) `tether daemon` serving container `id`: a recorded pid may
+/// have been reused since, and is never signalled then.
+fn is_daemon_of(pid: i32, id: &ContainerId) -> bool {
+    let alive = !matches!(
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .as_deref()
+            .and_then(|stat| stat.rsplit_once(") "))
+            .and_then(|(_, rest)| rest.chars().next()),
+        None | Some('Z' | 'X')
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let mut args = cmdline.split(|&b| b == 0);
+    let ours = args.nth(1) == Some(b"daemon".as_slice())
+        && String::from_utf8_lossy(&cmdline).contains(&format!("\"id\":\"{id}\""));
+    alive && ours
+}
+
 /// `top`: the container's processes, as `ps` shows them.
 fn top(layout: &StateLayout, id: &ContainerId) -> Result<u8> {
     let pids = match request(layout, id, &Request::Pids, Some(REQUEST_TIMEOUT))? {
@@ -384,6 +402,8 @@ fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()> {
         Some(REQUEST_TIMEOUT),
     ) {
         Ok(_) => Ok(()),
+        // -f: a daemon that does not answer (stopped, hung) is killed, and the container removed.
+        Err(error) if force && error.is_unanswered() => remove_without_daemon(layout, id, force),
         Err(error) => {
             // Only a dead daemon is cleaned up here; any other error stands.
             let socket_answers = crate::sockpath::connect(&layout.control_socket(id)).is_ok();
@@ -395,12 +415,38 @@ fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()> {
     }
 }
 
-/// `rm` for a container whose daemon died: delete it with the runtime, then remove its state.
+/// How long `rm -f` waits for a daemon it killed to be gone.
+const KILLED_DAEMON_WAIT: Duration = Duration::from_secs(10);
+
+/// `rm` for a container whose daemon is dead or does not answer: delete it with the runtime, then
+/// remove its state. A daemon that still lives is killed first (-f), or that is an error: its
+/// state is never removed from under it.
 fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()> {
     // The runtime named in state.json is run only if nobody else could have written it.
     crate::client::trusted_entry(layout, id)?;
+    if let Some(pid) = crate::client::daemon_pid(layout, id).filter(|&pid| is_daemon_of(pid, id)) {
+        if !force {
+            return Err(Error::failed(format!(
+                "container {id}: its shim daemon (pid {pid}) runs but does not answer; `tether rm -f {id}` kills it"
+            )));
+        }
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let deadline = std::time::Instant::now() + KILLED_DAEMON_WAIT;
+        while is_daemon_of(pid.as_raw(), id) {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::failed(format!(
+                    "container {id}: its shim daemon (pid {pid}) is still there {}s after SIGKILL",
+                    KILLED_DAEMON_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     if let Some(state) = recorded_state(layout, id) {
-        let mut runc = Runc::new(&state.runtime);
+        let mut runc = Runc::new(&state.runtime).timeout(Duration::from_secs(
+            crate::config::DEFAULT_RUNTIME_TIMEOUT_SECS,
+        ));
         if let Some(root) = &state.runtime_root {
             runc = runc.root(root);
         }

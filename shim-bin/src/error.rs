@@ -11,6 +11,9 @@ pub const TETHER_FAILED: u8 = 125;
 pub struct Error {
     message: String,
     code: u8,
+    /// The shim daemon gave no answer (it is stopped, hung, or hung up): what was asked may or
+    /// may not have been done.
+    unanswered: bool,
 }
 
 impl Error {
@@ -19,7 +22,21 @@ impl Error {
         Error {
             message: message.into(),
             code: TETHER_FAILED,
+            unanswered: false,
         }
+    }
+
+    /// The shim daemon did not answer.
+    pub fn unanswered(message: impl Into<String>) -> Self {
+        Error {
+            unanswered: true,
+            ..Error::failed(message)
+        }
+    }
+
+    /// Whether the shim daemon did not answer (see [`Error::unanswered`]).
+    pub fn is_unanswered(&self) -> bool {
+        self.unanswered
     }
 
     /// Bad input from the caller (the same exit code: docker and podman do not tell them apart).
@@ -32,6 +49,7 @@ impl Error {
         Error {
             message: message.into(),
             code,
+            unanswered: false,
         }
     }
 

@@ -917,3 +917,33 @@ fn logs_follow_keeps_up_through_rotations_under_a_burst() {
     println!("logs -f got {} of 200000 lines", numbers.len());
     assert!(sandbox.tether_output(&["rm", id]).status.success());
 }
+
+/// A daemon that does not answer (here: stopped) keeps its container without -f, and `rm -f`
+/// kills it and removes the container: `rm` never reports success while the daemon lives.
+#[test]
+fn rm_force_removes_a_container_whose_daemon_does_not_answer() {
+    needs_root!("rm_force_removes_a_container_whose_daemon_does_not_answer");
+    let sandbox = Sandbox::new("rmhung");
+    let id = sandbox.id();
+    let init = sandbox.start(id, &sandbox.bundle(&BundleSpec::shell("sleep 1000")), &[]);
+    let daemon = nix::unistd::Pid::from_raw(sandbox.daemon_pid(id));
+    nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let rm = sandbox.tether_output(&["rm", id]);
+    assert_eq!(rm.status.code(), Some(125), "{}", text(&rm.stderr));
+    assert!(sandbox.state_dir().join(id).is_dir(), "kept without -f");
+    let rm = sandbox.tether_output(&["rm", "-f", id]);
+    assert!(rm.status.success(), "rm -f: {}", text(&rm.stderr));
+    assert_eq!(text(&rm.stdout).trim(), id);
+    let gone = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |stat| stat.contains(") Z "))
+    };
+    assert!(gone(daemon.as_raw()), "the daemon is left");
+    assert!(
+        wait_until(TIMEOUT, || gone(init)),
+        "the container's process is left"
+    );
+    assert!(!sandbox.state_dir().join(id).exists(), "its state is left");
+    let list = sandbox.runtime_command().arg("list").output().unwrap();
+    assert!(!text(&list.stdout).contains(id), "the runtime still has it");
+}

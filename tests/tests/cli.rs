@@ -947,3 +947,83 @@ fn rm_force_removes_a_container_whose_daemon_does_not_answer() {
     let list = sandbox.runtime_command().arg("list").output().unwrap();
     assert!(!text(&list.stdout).contains(id), "the runtime still has it");
 }
+
+/// A follower stopped through a burst and resumed after it goes on from the oldest file left, in
+/// order to the last line, says that output was rotated away, and ends with the container.
+#[test]
+fn logs_follow_stopped_through_a_burst_resumes_and_says_what_it_missed() {
+    needs_root!("logs_follow_stopped_through_a_burst_resumes_and_says_what_it_missed");
+    let sandbox = Sandbox::new("followstop");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::shell("echo first; read go; seq 1 200000"));
+    sandbox.start(
+        id,
+        &bundle,
+        &["-i", "--log-max-size", "1m", "--log-max-files", "5"],
+    );
+    let follower = sandbox
+        .tether()
+        .args(["logs", "-f", id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(follower.id() as i32);
+    let mut follower = follower;
+    let mut stdout_pipe = follower.stdout.take().unwrap();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let printed = printed.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = stdout_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                printed.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let output = std::thread::spawn(move || follower.wait_with_output().unwrap());
+    // The follower has printed the first line (it has the log open), then is stopped through the
+    // whole burst.
+    assert!(wait_until(TIMEOUT, || printed
+        .lock()
+        .unwrap()
+        .starts_with(b"first\n")));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut attach = sandbox
+        .tether()
+        .args(["attach", id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    attach.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(exit_code_of(&sandbox, id), 0);
+    let _ = attach.kill();
+    let _ = attach.wait();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let ended = wait_until(Duration::from_secs(60), || output.is_finished());
+    if !ended {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let output = output.join().unwrap();
+    reader.join().unwrap();
+    let stdout = text(&printed.lock().unwrap());
+    let numbers: Vec<u64> = stdout.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    assert!(ended, "logs -f stalled after {:?}", numbers.last());
+    assert!(stdout.starts_with("first\n"), "{:.40}", stdout);
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert_eq!(numbers.last(), Some(&200000), "to the last line");
+    assert!(numbers.len() < 200000, "retention kept only 5 MiB");
+    assert!(
+        text(&output.stderr).contains("rotated away"),
+        "{} lines missed, unsaid: {}",
+        200000 - numbers.len(),
+        text(&output.stderr)
+    );
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+}

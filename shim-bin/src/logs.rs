@@ -231,10 +231,7 @@ fn follow_log(
                 reader.finish(&mut emit);
                 if skipped {
                     printer.flush();
-                    eprintln!(
-                        "tether: {}: output may have been rotated away before it could be read (the log keeps {} files)",
-                        id, log_files(path).len()
-                    );
+                    say_missed(id, reader.file(), &file, log_files(path).len());
                 }
                 reader = LogReader::new(file, raw);
                 continue;
@@ -261,6 +258,24 @@ fn follow_log(
         if !read_any {
             watch.wait(FOLLOW_TICK);
         }
+    }
+}
+
+/// Says on stderr what retention deleted between the file read to its end (`done`) and the oldest
+/// file left (`next`): the bytes, where the files say where they begin, else that some may be gone.
+fn say_missed(id: &ContainerId, done: &File, next: &File, kept: usize) {
+    let end_of_done = shim_io::log_file_offset(done)
+        .unwrap_or(0)
+        .checked_add(done.metadata().map_or(0, |m| m.len()));
+    match (end_of_done, shim_io::log_file_offset(next)) {
+        (Some(end), Some(start)) if start > end => eprintln!(
+            "tether: {id}: {} bytes of the log were rotated away before they could be read (it keeps {kept} files)",
+            start - end
+        ),
+        (Some(_), Some(_)) => {}
+        _ => eprintln!(
+            "tether: {id}: output may have been rotated away before it could be read (the log keeps {kept} files)"
+        ),
     }
 }
 

@@ -91,6 +91,7 @@ pub use encode::{encode_cri, encode_json, Stream};
 pub use engine::{IoEngine, IoEvent, SinkId};
 pub use framing::{CutRule, LineFramer, Record};
 pub use sink::{
-    is_log_file, numbered, LogFormat, LogSink, Rotation, SinkOptions, SinkStats, DEFAULT_MAX_RECORD,
+    is_log_file, log_file_offset, numbered, LogFormat, LogSink, Rotation, SinkOptions, SinkStats,
+    DEFAULT_MAX_RECORD,
 };
 pub use timestamp::{TimestampFormatter, TIMESTAMP_LEN};

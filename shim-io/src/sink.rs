@@ -62,7 +62,8 @@ impl std::fmt::Display for LogFormat {
 
 /// docker's max-size / max-file: when writing a record would take the log past `max_size`, the log is
 /// renamed `log.1` (`log.1` to `log.2`, ...) and a new one started; at most `max_files` files are kept
-/// in all. A record is never split across files.
+/// in all. A record is never split across files. Each new file carries where it begins in all that
+/// was logged ([`log_file_offset`]), so a reader that finds files gone can say how much it missed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
     /// The size that triggers rotation.
@@ -124,6 +125,9 @@ pub struct LogSink {
     options: SinkOptions,
     file: Option<File>,
     size: u64,
+    /// Bytes logged before the open file began (its `user.tether.offset`, where the file system
+    /// keeps one): a reader that finds files gone can tell how much it missed.
+    start: u64,
     framers: [LineFramer; 2],
     timestamps: TimestampFormatter,
     out: Vec<u8>,
@@ -144,6 +148,12 @@ impl LogSink {
         let path = path.into();
         let file = open_log(&path, options.format)?;
         let size = file.metadata()?.len();
+        let start = crate::sys::log_offset(&file).unwrap_or_else(|| {
+            if size == 0 {
+                let _ = crate::sys::set_log_offset(&file, 0);
+            }
+            0
+        });
         let cut = match options.format {
             LogFormat::JsonFile => CutRule::CharBoundary,
             _ => CutRule::AnyByte,
@@ -157,6 +167,7 @@ impl LogSink {
             options,
             file: Some(file),
             size,
+            start,
             timestamps: TimestampFormatter::new(),
             out: Vec::new(),
             record_ends: Vec::new(),
@@ -216,6 +227,7 @@ impl LogSink {
 
     /// Closes and opens the log path again (after an external logrotate moved it).
     pub fn reopen(&mut self) -> io::Result<()> {
+        let end = self.start + self.size;
         self.file = None;
         let opened = open_log(&self.path, self.options.format).and_then(|file| {
             let size = file.metadata()?.len();
@@ -223,6 +235,16 @@ impl LogSink {
         });
         match opened {
             Ok((file, size)) => {
+                // A new file begins where the last one ended; one already there says where it
+                // began, or is the same file opened again.
+                self.start = match crate::sys::log_offset(&file) {
+                    Some(start) => start,
+                    None if size == 0 => {
+                        let _ = crate::sys::set_log_offset(&file, end);
+                        end
+                    }
+                    None => self.start,
+                };
                 self.file = Some(file);
                 self.size = size;
                 Ok(())
@@ -447,6 +469,12 @@ impl LogSink {
             self.fail(e);
         }
     }
+}
+
+/// Where a file of a rotated log begins in all that was logged (see [`Rotation`]); None where the
+/// file system keeps no user attributes, or the file is not one of a rotation.
+pub fn log_file_offset(file: &File) -> Option<u64> {
+    crate::sys::log_offset(file)
 }
 
 /// `log.N`.

@@ -56,6 +56,44 @@ fn all_files(log: &Path) -> Vec<Vec<u8>> {
 }
 
 #[test]
+fn each_rotated_file_says_where_it_begins_in_all_that_was_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ctr.log");
+    let options = SinkOptions::new(LogFormat::Cri).rotation(Rotation {
+        max_size: 4096,
+        max_files: 50,
+    });
+    let (mut poll, mut engine, _sink, mut write_end) = engine_with_output(&log, options);
+    let writer = std::thread::spawn(move || {
+        for n in 0..2000 {
+            writeln!(write_end, "line {n:06}").unwrap();
+        }
+    });
+    pump_until(&mut poll, &mut engine, TIMEOUT, |_, events| closed(events));
+    writer.join().unwrap();
+    // Oldest first: log.N ... log.1, log.
+    let mut paths: Vec<_> = (1..50)
+        .map(|n| shim_io::numbered(&log, n))
+        .filter(|p| p.exists())
+        .collect();
+    paths.reverse();
+    paths.push(log.clone());
+    assert!(paths.len() > 5, "rotated {} times", paths.len());
+    let mut expected = shim_io::log_file_offset(&std::fs::File::open(&paths[0]).unwrap())
+        .expect("the file system keeps user attributes");
+    for path in &paths {
+        let file = std::fs::File::open(path).unwrap();
+        assert_eq!(
+            shim_io::log_file_offset(&file),
+            Some(expected),
+            "{}",
+            path.display()
+        );
+        expected += file.metadata().unwrap().len();
+    }
+}
+
+#[test]
 fn rotation_under_load_loses_and_duplicates_nothing() {
     const LINES: usize = 200_000;
     let dir = tempfile::tempdir().unwrap();

@@ -39,10 +39,11 @@ commands:
   e2e docker [--engine 28] [--containerd 1.6|2.1|all] [--runtime tether|runc|both] [--only CASE]
                        dockerd 28 (private data root, exec root and socket) on a private
                        containerd runs containers with --runtime tether, then --runtime runc; as root
-  e2e cri [--engine 1.6|1.7|2.1|all] [--shim tether|runc|both]
-                       (default: 1.6 and 2.1) containerd with its CRI plugin, configured as
+  e2e cri [--engine 1.6|1.7|2.1|all] [--shim tether|runc|both] [--only-floods]
+                       (default: 1.6, 1.7 and 2.1) containerd with its CRI plugin, configured as
                        docs/kubernetes.md says, runs pods through a CRI client with tether's
-                       handler and runc's, and prints the timings of both; as root
+                       handler and runc's, counts every line of containers that flood their log
+                       and exit, and prints the timings of both; as root
   e2e guide            run docs/guide.md's commands in order and compare their output; as root
   install [--prefix DIR]
                        build (release) and install DIR/bin/tether and its containerd shim name,

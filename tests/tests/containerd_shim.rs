@@ -529,6 +529,8 @@ impl FifoTask {
 
 /// Reads the fifo at a pace of `chunk` bytes per `pause`, until `stop` is set; then takes only
 /// what is there at once and closes, as containerd 1.6's CRI plugin does when it hears of the exit.
+/// The fifo is opened before this returns, as containerd opens its fifos before the task starts
+/// (a fifo nobody has open is one nobody reads: the exit does not wait for it).
 fn paced_reader(
     fifo: PathBuf,
     chunk: usize,
@@ -539,12 +541,12 @@ fn paced_reader(
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     use std::sync::atomic::Ordering;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the fifo");
     std::thread::spawn(move || {
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(&fifo)
-            .expect("open the fifo");
         let mut out = Vec::new();
         let mut buf = vec![0; chunk];
         while !stop.load(Ordering::SeqCst) {

@@ -61,7 +61,7 @@ pub fn parse_id(text: &str) -> Result<ContainerId> {
 /// long ids cut short). An id of no container is returned as it is: the request says so.
 pub fn resolve_id(layout: &StateLayout, text: &str) -> Result<ContainerId> {
     let id = parse_id(text)?;
-    if layout.container_dir(&id).is_dir() {
+    if layout.is_container(&id) {
         return Ok(id);
     }
     let matching: Vec<ContainerId> = layout
@@ -135,7 +135,7 @@ pub fn request(
 
 /// Connects to the container's daemon.
 pub fn connect(layout: &StateLayout, id: &ContainerId) -> Result<UnixStream> {
-    if !layout.container_dir(id).is_dir() {
+    if !layout.is_container(id) {
         return Err(Error::failed(format!("no such container: {id}")));
     }
     trusted_entry(layout, id)?;

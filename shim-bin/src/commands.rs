@@ -156,7 +156,7 @@ fn kill_arguments(
     if let [_, second] = ids.as_slice() {
         let is_container = second
             .parse::<ContainerId>()
-            .is_ok_and(|id| layout.container_dir(&id).is_dir());
+            .is_ok_and(|id| layout.is_container(&id));
         if !is_container {
             match crate::signals::parse_signal(second) {
                 Ok(signal) => {
@@ -407,7 +407,7 @@ fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()> {
         Err(error) => {
             // Only a dead daemon is cleaned up here; any other error stands.
             let socket_answers = crate::sockpath::connect(&layout.control_socket(id)).is_ok();
-            if socket_answers || !layout.container_dir(id).is_dir() {
+            if socket_answers || !layout.is_container(id) {
                 return Err(error);
             }
             remove_without_daemon(layout, id, force)

@@ -254,10 +254,16 @@ fn reserve(layout: &StateLayout, id: &ContainerId) -> Result<()> {
     crate::client::trusted_root(layout)?;
     let dir = layout.container_dir(id);
     let mut made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-    if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists)
-        && stale_reservation(layout, id)
-    {
-        let _ = std::fs::remove_dir_all(&dir);
+    if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
+        match stale_reservation(layout, id) {
+            Some(Stale::Reserved) => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Some(Stale::Empty) => {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            None => {}
+        }
         made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
     }
     match made {
@@ -265,8 +271,14 @@ fn reserve(layout: &StateLayout, id: &ContainerId) -> Result<()> {
             let _ = std::fs::write(dir.join(RESERVED_BY), format!("{}\n", std::process::id()));
             Ok(())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && is_tethers(layout, id) => {
+            Err(Error::invalid(format!(
+                "container {id} already exists (tether rm {id} to remove it)"
+            )))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(format!(
-            "container {id} already exists (tether rm {id} to remove it)"
+            "{} exists and is not a container of tether's: choose another id",
+            layout.container_dir(id).display()
         ))),
         Err(e) => Err(Error::failed(format!(
             "state dir {}: {e}",
@@ -275,27 +287,48 @@ fn reserve(layout: &StateLayout, id: &ContainerId) -> Result<()> {
     }
 }
 
+/// Whether `<state-dir>/<id>` is tether's: a container, or one being made (a `tether run`'s
+/// reservation, a daemon starting).
+fn is_tethers(layout: &StateLayout, id: &ContainerId) -> bool {
+    layout.is_container(id)
+        || layout.container_dir(id).join(RESERVED_BY).is_file()
+        || layout.daemon_pid_file(id).is_file()
+}
+
 /// In a container's directory: the pid of the `tether run` that reserved it.
 const RESERVED_BY: &str = "run.pid";
 
-/// A directory no daemon ever took over (no `daemon.pid`, no `state.json`) whose `tether run` is
-/// gone (or, with no `run.pid` yet, made over 10 s ago).
-fn stale_reservation(layout: &StateLayout, id: &ContainerId) -> bool {
+/// A reservation that can be taken over.
+enum Stale {
+    /// Its `tether run` is gone and no daemon took it over: removed whole.
+    Reserved,
+    /// Empty and over 10 s old (a `tether run` killed before it wrote `run.pid`): removed only
+    /// while empty.
+    Empty,
+}
+
+/// Whether `<state-dir>/<id>` is a reservation of a `tether run` that is gone. Anything else
+/// there (a container, another program's directory) is never taken over or removed.
+fn stale_reservation(layout: &StateLayout, id: &ContainerId) -> Option<Stale> {
     let dir = layout.container_dir(id);
     if layout.daemon_pid_file(id).exists() || layout.state_file(id).exists() {
-        return false;
+        return None;
     }
     if crate::client::trusted_entry(layout, id).is_err() {
-        return false;
+        return None;
     }
     match std::fs::read_to_string(dir.join(RESERVED_BY)) {
-        Ok(text) => match text.trim().parse::<i32>() {
-            Ok(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            Err(_) => true,
-        },
-        Err(_) => std::fs::metadata(&dir)
-            .and_then(|m| m.modified())
-            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age.as_secs() > 10)),
+        Ok(text) => {
+            let pid = text.trim().parse::<i32>().ok()?;
+            (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(Stale::Reserved)
+        }
+        Err(_) => {
+            let empty = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_none());
+            let old = std::fs::metadata(&dir)
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age.as_secs() > 10));
+            (empty && old).then_some(Stale::Empty)
+        }
     }
 }
 

@@ -149,8 +149,15 @@ impl StateLayout {
         check_trusted(&self.state_file(id), uid)
     }
 
-    /// The ids of every container directory under the root, sorted; entries that are not valid ids
-    /// are skipped.
+    /// Whether `id` is a container's entry: a directory with tether's `state.json` in it. Nothing
+    /// else under the root is one (a runtime's root, a shim socket directory, a container still
+    /// being made), so nothing else is listed, named by a prefix, or removed.
+    pub fn is_container(&self, id: &ContainerId) -> bool {
+        std::fs::symlink_metadata(self.state_file(id)).is_ok_and(|m| m.is_file())
+    }
+
+    /// The ids of every container entry under the root ([`StateLayout::is_container`]), sorted;
+    /// entries that are not valid ids are skipped.
     pub fn list(&self) -> std::io::Result<Vec<ContainerId>> {
         let mut ids = Vec::new();
         let entries = match std::fs::read_dir(&self.root) {
@@ -161,7 +168,7 @@ impl StateLayout {
         for entry in entries {
             let entry = entry?;
             if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
-                if entry.file_type()?.is_dir() {
+                if entry.file_type()?.is_dir() && self.is_container(&id) {
                     ids.push(id);
                 }
             }
@@ -175,6 +182,26 @@ impl StateLayout {
 mod trust_tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn only_a_directory_with_a_state_file_is_a_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path());
+        let web: ContainerId = "web".parse().unwrap();
+        std::fs::create_dir(layout.container_dir(&web)).unwrap();
+        std::fs::write(layout.state_file(&web), "{}").unwrap();
+        // A runtime's root, a socket directory, a file, a state.json that is not a file.
+        for other in ["runc", "s"] {
+            std::fs::create_dir_all(dir.path().join(other).join("abc")).unwrap();
+        }
+        std::fs::write(dir.path().join("notes"), "").unwrap();
+        std::fs::create_dir_all(dir.path().join("odd").join("state.json")).unwrap();
+        assert_eq!(layout.list().unwrap(), std::slice::from_ref(&web));
+        assert!(layout.is_container(&web));
+        for other in ["runc", "s", "notes", "odd", "missing"] {
+            assert!(!layout.is_container(&other.parse().unwrap()), "{other}");
+        }
+    }
 
     fn uid_of(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().uid()

@@ -1036,3 +1036,61 @@ fn logs_follow_stopped_through_a_burst_resumes_and_says_what_it_missed() {
     );
     assert!(sandbox.tether_output(&["rm", id]).status.success());
 }
+
+/// Only containers are acted on in the state dir: a runtime's root or a socket directory there is
+/// never listed, named by a prefix, stated, stopped, taken over by `run`, or removed.
+#[test]
+fn rm_and_prefixes_touch_only_containers() {
+    needs_root!("rm_and_prefixes_touch_only_containers");
+    let sandbox = Sandbox::new("onlyours");
+    let id = sandbox.id().to_owned();
+    sandbox.start(&id, &sandbox.bundle(&BundleSpec::shell("sleep 1000")), &[]);
+    let state_dir = sandbox.state_dir();
+    // runc's state as a careless config puts it, a socket directory, a near namesake.
+    let others = ["runc", "s", &format!("{id}x-notes")];
+    for other in others {
+        std::fs::create_dir_all(state_dir.join(other).join("abc")).unwrap();
+        std::fs::write(state_dir.join(other).join("abc").join("state.json"), "{}").unwrap();
+    }
+    for args in [
+        &["rm", "ru"][..],
+        &["rm", "-f", "runc"],
+        &["rm", "-f", "s"],
+        &["state", "s"],
+        &["stop", "-t", "0", "runc"],
+        &["kill", "runc"],
+    ] {
+        let output = sandbox.tether_output(args);
+        assert_eq!(output.status.code(), Some(125), "tether {args:?}");
+        assert!(
+            text(&output.stderr).contains("no such container"),
+            "tether {args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    let run = sandbox.tether_run("runc", &sandbox.bundle(&BundleSpec::shell("true")), &[]);
+    assert_eq!(run.status.code(), Some(125));
+    assert!(
+        text(&run.stderr).contains("is not a container of tether's"),
+        "{}",
+        text(&run.stderr)
+    );
+    let ps = text(&sandbox.tether_output(&["ps", "-q"]).stdout);
+    assert_eq!(ps.trim(), id, "ps lists only the container");
+    // A prefix names the one container, the namesake directory notwithstanding.
+    let prefix = &id[..id.len() - 1];
+    let state = sandbox.tether_output(&["state", prefix]);
+    assert!(state.status.success(), "{}", text(&state.stderr));
+    let rm = sandbox.tether_output(&["rm", "-f", prefix]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    for other in others {
+        assert!(
+            state_dir
+                .join(other)
+                .join("abc")
+                .join("state.json")
+                .exists(),
+            "{other} was touched"
+        );
+    }
+}

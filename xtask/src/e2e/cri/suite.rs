@@ -24,7 +24,7 @@ const PAUSE_COMMAND: &[&str] = &[
 
 /// The paths docs/kubernetes.md names, replaced by private ones.
 const DOC_CONFIG_PATH: &str = "/etc/tether/cri.toml";
-const DOC_RUNC_ROOT: &str = "/run/tether/runc";
+const DOC_RUNC_ROOT: &str = "/run/tether-runc";
 
 /// The handler whose config file has a mistake on line 2 (a string where a boolean goes).
 const BROKEN_HANDLER: &str = "tether-broken";

@@ -111,7 +111,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             id,
             no_stdin,
             detach_keys,
-        } => crate::streams::attach(&layout, &id, no_stdin, &detach_keys),
+        } => match crate::streams::attach(&layout, &id, no_stdin, &detach_keys)? {
+            crate::streams::Attached::Exited(code) => Ok(code),
+            crate::streams::Attached::Detached => Ok(0),
+        },
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "tether", &mut std::io::stdout());

@@ -5,18 +5,34 @@
 use crate::client::{request, REQUEST_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::logs::LogsOptions;
+use crate::streams::Attached;
 use nix::sys::signal::{SigSet, Signal};
 use shim_core::protocol::{Reply, Request};
 use shim_core::{ContainerId, StateLayout};
+use std::time::{Duration, Instant};
 
-/// Shows the started container until it exits; returns its exit code.
+/// How long `run --rm` waits for the daemon to have removed the container after its exit.
+const REMOVAL_WAIT: Duration = Duration::from_secs(10);
+
+/// Shows the started container until it exits (or the client detaches); returns its exit code.
+/// With `--rm`, attached, the daemon removes the container at its exit (`remove_on_exit`): the
+/// client waits for that, or, detached, leaves the container to run and be removed; following
+/// the log, the client removes it once it has the exit code.
 pub fn run(layout: &StateLayout, id: &ContainerId, attach: bool, remove: bool) -> Result<u8> {
     forward_interrupts(layout, id);
-    let code = if attach {
+    if attach {
         let keys =
             crate::detach::DetachKeys::parse(crate::detach::DEFAULT).expect("docker's default");
-        crate::streams::attach(layout, id.as_str(), false, &keys)?
-    } else {
+        let code = match crate::streams::attach(layout, id.as_str(), false, &keys)? {
+            Attached::Exited(code) => code,
+            Attached::Detached => return Ok(0),
+        };
+        if remove {
+            await_removal(layout, id, code)?;
+        }
+        return Ok(code);
+    }
+    let code = {
         let follow = LogsOptions {
             follow: true,
             ..LogsOptions::default()
@@ -40,6 +56,21 @@ pub fn run(layout: &StateLayout, id: &ContainerId, attach: bool, remove: bool) -
         )?;
     }
     Ok(code)
+}
+
+/// Waits (bounded) until the daemon removed the container that exited with `code`.
+fn await_removal(layout: &StateLayout, id: &ContainerId, code: u8) -> Result<()> {
+    let deadline = Instant::now() + REMOVAL_WAIT;
+    while layout.container_dir(id).exists() {
+        if Instant::now() >= deadline {
+            return Err(Error::failed(format!(
+                "container {id} exited ({code}) but was not removed within {}s",
+                REMOVAL_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 /// SIGINT, SIGTERM and SIGHUP no longer end tether: a thread waits for them and passes each on

@@ -177,7 +177,10 @@ fn daemon_config(
         runtime_root: args.runtime_root.as_deref().map(absolute).transpose()?,
         stdin: args.interactive,
         tty: args.tty,
-        remove_on_exit: args.rm && args.detach,
+        // The daemon removes it at its exit when the client may leave first: detached, or
+        // attached (-i, -t), whose client may detach and leave it to run and still be removed,
+        // as docker does. A client that follows the log removes it itself once it has the code.
+        remove_on_exit: args.rm && (args.detach || args.tty || args.interactive),
         replay_to_first_attach: !args.detach && (args.tty || args.interactive),
         notify_socket: notify_socket()?,
         runtime_timeout_secs: args.runtime_timeout,

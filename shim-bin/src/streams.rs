@@ -86,13 +86,22 @@ pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
     }
 }
 
-/// Runs `tether attach`; returns the container's exit code once it exits.
+/// How an attach ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// The container exited with this code.
+    Exited(u8),
+    /// The client detached (the detach keys); the container runs on.
+    Detached,
+}
+
+/// Runs `tether attach` until the container exits or the client detaches.
 pub fn attach(
     layout: &StateLayout,
     id: &str,
     no_stdin: bool,
     detach_keys: &DetachKeys,
-) -> Result<u8> {
+) -> Result<Attached> {
     let id = crate::client::resolve_id(layout, id)?;
     let (mut stream, answer, leftover) = open(layout, &id, &Request::Attach)?;
     let (tty, has_stdin) = match answer {
@@ -119,9 +128,9 @@ pub fn attach(
     match outcome {
         Outcome::Detached => {
             eprintln!("tether: detached from {id}; it keeps running");
-            Ok(0)
+            Ok(Attached::Detached)
         }
-        Outcome::Exited { code, .. } => Ok(code.clamp(0, 255) as u8),
+        Outcome::Exited { code, .. } => Ok(Attached::Exited(code.clamp(0, 255) as u8)),
         Outcome::Lost => Err(Error::failed(format!(
             "container {id}: disconnected before the container exited"
         ))),

@@ -298,3 +298,135 @@ fn detach_keys_leave_the_container_running() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("detach keys"));
     assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
 }
+
+/// `run --rm` with `-t`, `-i` or `-it` and a command that ends at once: its output, exit 0,
+/// nothing left; 200 runs, in a terminal (tmux) for `-t`, with stdin from /dev/null for `-i`.
+#[test]
+fn run_rm_attached_to_a_short_command_never_loses_it() {
+    if !root_or_skip("run_rm_attached_to_a_short_command_never_loses_it")
+        || !tmux_or_skip("run_rm_attached_to_a_short_command_never_loses_it")
+    {
+        return;
+    }
+    let sandbox = Sandbox::new("rmshort");
+    let rootfs = sandbox.bundle(&BundleSpec::shell("true")).rootfs();
+    let tether = format!(
+        "{} --state-dir {}",
+        tether_bin().display(),
+        sandbox.state_dir().display()
+    );
+    const RUNS: usize = 200;
+    // -i without a terminal: stdin from /dev/null.
+    let mut failed = Vec::new();
+    for n in 0..RUNS {
+        let id = format!("{}-i{n}", sandbox.id());
+        let output = sandbox
+            .tether()
+            .args(["run", "--rm", "-i", "--runtime-root"])
+            .arg(sandbox.runtime_root())
+            .arg("--rootfs")
+            .arg(&rootfs)
+            .args([id.as_str(), "--", "echo", "hi"])
+            .output()
+            .unwrap();
+        if output.status.code() != Some(0) || output.stdout != b"hi\n" {
+            failed.push(format!(
+                "{id}: {:?} {:?} {}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "-i: {} of {RUNS} failed, the first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    // -t and -it in a terminal: a script runs them one after the other and counts.
+    for flags in ["-t", "-it"] {
+        // A terminal's output ends its lines with CR LF.
+        let script = sandbox.path().join(format!("runs{flags}.sh"));
+        std::fs::write(
+            &script,
+            format!(
+                "ok=0; i=0; cr=$(printf '\\r')\n\
+                 while [ $i -lt {RUNS} ]; do i=$((i+1))\n\
+                 out=$({tether} run --rm {flags} --runtime-root {root} --rootfs {rootfs} {id}-t$i -- echo hi)\n\
+                 [ $? -eq 0 ] && [ \"$out\" = \"hi$cr\" ] && ok=$((ok+1))\n\
+                 done\necho done-$ok\nsleep 1000\n",
+                rootfs = rootfs.display(),
+                root = sandbox.runtime_root().display(),
+                id = sandbox.id(),
+            ),
+        )
+        .unwrap();
+        let terminal = Tmux::new(
+            &format!("rmshort{flags}"),
+            &format!("sh {}", script.display()),
+        );
+        assert!(
+            wait_until(Duration::from_secs(300), || terminal
+                .screen()
+                .contains("done-")),
+            "{flags}: {}",
+            terminal.screen()
+        );
+        assert!(
+            terminal.wait_for_line(&format!("done-{RUNS}")),
+            "{flags}: {}",
+            terminal.screen()
+        );
+    }
+    let left = std::fs::read_dir(sandbox.state_dir()).unwrap().count();
+    assert_eq!(left, 0, "containers were left");
+}
+
+/// `run -it --rm`, then Ctrl-P Ctrl-Q: the container keeps running, and is removed when it exits.
+#[test]
+fn run_rm_detached_keeps_running_and_is_removed_at_its_exit() {
+    if !root_or_skip("run_rm_detached_keeps_running_and_is_removed_at_its_exit")
+        || !tmux_or_skip("run_rm_detached_keeps_running_and_is_removed_at_its_exit")
+    {
+        return;
+    }
+    let sandbox = Sandbox::new("rmdetach");
+    let id = sandbox.id();
+    let rootfs = sandbox.bundle(&BundleSpec::shell("true")).rootfs();
+    let terminal = Tmux::new(
+        "rmdetach",
+        &format!(
+            "sh -c '{} --state-dir {} run -it --rm --runtime-root {} --rootfs {} {id} -- sh; echo exit=$?; sleep 1000'",
+            tether_bin().display(),
+            sandbox.state_dir().display(),
+            sandbox.runtime_root().display(),
+            rootfs.display()
+        ),
+    );
+    terminal.type_line("echo $((6*7))");
+    assert!(terminal.wait_for_line("42"), "{}", terminal.screen());
+    let status = terminal
+        .command()
+        .args(["send-keys", "-t", "main", "C-p", "C-q"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(terminal.wait_for_line("exit=0"), "{}", terminal.screen());
+    let state = || {
+        let output = sandbox.tether_output(&["state", id]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // Still running a while after the detach (the old client deleted it at once).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(state().contains("\"running\""), "{}", state());
+    let kill = sandbox.tether_output(&["kill", id]);
+    assert!(kill.status.success());
+    assert!(
+        wait_until(Duration::from_secs(15), || !sandbox
+            .state_dir()
+            .join(id)
+            .exists()),
+        "not removed at its exit"
+    );
+}

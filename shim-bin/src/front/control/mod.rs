@@ -33,6 +33,9 @@ pub const ATTACH_MAX_BEHIND: usize = 1 << 20;
 const FINISHED_KEPT: usize = 256;
 /// How often a record that could not be written (a full state dir) is tried again.
 const PERSIST_RETRY: Duration = Duration::from_secs(1);
+/// How long a `run --rm -i/-t` container that exited waits for its first attach client (its
+/// foreground `tether run`, which gets the kept output and the exit) before it is removed anyway.
+const FIRST_ATTACH_WAIT: Duration = Duration::from_secs(30);
 
 /// Who started the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +83,10 @@ pub struct TetherFront {
     retry_at: Option<Instant>,
     /// The entry is gone (the container was deleted): nothing is written any more.
     removed: bool,
-    /// Delete the container once its exit is recorded (`run -d --rm`).
+    /// Delete the container once its exit is recorded (`run --rm`).
     pub remove_at_exit: bool,
+    /// When the front first saw the init's exit.
+    exit_seen: Option<Instant>,
     /// Output kept for the first attach client, from the container's start (bounded by
     /// [`ATTACH_MAX_BEHIND`]).
     early: Option<Vec<(FrameKind, Vec<u8>)>>,
@@ -115,6 +120,7 @@ impl TetherFront {
             retry_at: None,
             removed: false,
             remove_at_exit: false,
+            exit_seen: None,
             early: None,
         }
     }
@@ -176,12 +182,17 @@ impl TetherFront {
     }
 
     /// The next time something of the door is due: an idle client's end, an exec's timeout, a
-    /// write tried again.
+    /// write tried again, the removal of a `--rm` container whose first attach client never came.
     pub fn next_deadline(&self) -> Option<Instant> {
         let kills = self.sessions.values().filter_map(|s| s.kill_at);
+        let removal = self
+            .exit_seen
+            .filter(|_| self.remove_at_exit && self.early.is_some())
+            .and_then(|seen| seen.checked_add(FIRST_ATTACH_WAIT));
         kills
             .chain(self.server.next_deadline())
             .chain(self.retry_at)
+            .chain(removal)
             .min()
     }
 
@@ -257,6 +268,19 @@ pub fn forget(id: &str) {
     }
 }
 
+/// The last frame a client gets, its process's exit; the connection closes once it is read.
+fn send_exit_frame(
+    server: &mut ControlServer,
+    registry: &mio::Registry,
+    client: Token,
+    code: i32,
+    timed_out: bool,
+) {
+    let payload = serde_json::json!({"exit_code": code, "timed_out": timed_out}).to_string();
+    server.send_frame(registry, client, FrameKind::Exit, payload.as_bytes());
+    server.close_when_flushed(registry, client);
+}
+
 /// The answer to requests that belong to containerd's clients.
 pub fn refused(id: &str, what: &str) -> Response {
     Response::error(
@@ -295,13 +319,19 @@ impl Supervisor {
         }
     }
 
-    /// Idle clients closed, execs past their timeout killed, a container run with `-d --rm`
-    /// removed once it exited.
+    /// Idle clients closed, execs past their timeout killed, a container run with `--rm` removed
+    /// once it exited (and its first attach client, for which the output is kept, had it, or
+    /// did not come within [`FIRST_ATTACH_WAIT`]).
     pub(crate) fn front_tick(&mut self) {
         let exited = self
             .process(&ProcessKey::Init)
             .is_ok_and(|init| init.exit.is_some());
-        if exited && self.front.as_ref().is_some_and(|f| f.remove_at_exit) {
+        let removable = exited
+            && self.front.as_mut().is_some_and(|f| {
+                let seen = *f.exit_seen.get_or_insert_with(Instant::now);
+                f.remove_at_exit && (f.early.is_none() || seen.elapsed() >= FIRST_ATTACH_WAIT)
+            });
+        if removable {
             // Its exit file and state are written first: a `wait` that raced the removal has them.
             self.refresh_front();
             if let Response::Error(e) = self.tether_delete(false) {
@@ -397,6 +427,13 @@ impl Supervisor {
         };
         let init_phase = self.process(&ProcessKey::Init).map(|init| init.phase());
         let running = matches!(init_phase, Ok(Phase::Running | Phase::Paused));
+        // An attach is taken while output still comes (exiting), and after the exit by the first
+        // client of a `tether run -i/-t`, for which the output was kept: a short command ends
+        // before its client attaches.
+        let attachable = running
+            || matches!(init_phase, Ok(Phase::Exiting))
+            || (matches!(init_phase, Ok(Phase::Exited))
+                && self.front.as_ref().is_some_and(|f| f.early.is_some()));
         Some(match request {
             Request::State => match self.tether_state() {
                 Some(state) => Response::Ok(Reply::State(Box::new(state))),
@@ -438,7 +475,8 @@ impl Supervisor {
             }
             Request::Attach if owner == Owner::Containerd => refused(&id, "attach to"),
             Request::Delete { force } => self.tether_delete(force),
-            Request::Exec(_) | Request::Attach if !running => not_running(),
+            Request::Exec(_) if !running => not_running(),
+            Request::Attach if !attachable => not_running(),
             Request::Exec(request) => self.tether_exec(client, request),
             Request::ExecState { exec_id } => self.exec_state(&exec_id),
             Request::Attach => self.attach(client),
@@ -695,8 +733,13 @@ impl Supervisor {
         }
     }
 
-    /// The output kept for the first attach client, if this is it.
+    /// The output kept for the first attach client, if this is it; and the exit, if it came
+    /// before the client.
     fn replay_early(&mut self, client: Token) {
+        let exit = self
+            .process(&ProcessKey::Init)
+            .ok()
+            .and_then(|init| init.exit);
         let registry = self.poll.registry();
         let Some(front) = &mut self.front else { return };
         if !front.attached.contains(&client) {
@@ -704,6 +747,10 @@ impl Supervisor {
         }
         for (kind, bytes) in front.early.take().unwrap_or_default() {
             front.server.send_frame(registry, client, kind, &bytes);
+        }
+        if let Some(exit) = exit {
+            front.attached.retain(|c| *c != client);
+            send_exit_frame(&mut front.server, registry, client, exit.code(), false);
         }
     }
 
@@ -743,14 +790,8 @@ impl Supervisor {
         let registry = self.poll.registry();
         let Some(front) = &mut self.front else { return };
         let code = exit.code();
-        // The last frame a client gets, and the connection closes once it is read.
         let mut send_exit = |client: Token, timed_out: bool| {
-            let payload = serde_json::json!({"exit_code": code, "timed_out": timed_out});
-            let payload = payload.to_string();
-            front
-                .server
-                .send_frame(registry, client, FrameKind::Exit, payload.as_bytes());
-            front.server.close_when_flushed(registry, client);
+            send_exit_frame(&mut front.server, registry, client, code, timed_out)
         };
         match key {
             ProcessKey::Init => {

@@ -95,7 +95,7 @@ fn validate(
                     rootfs.display()
                 )));
             }
-            let spec = crate::spec::for_rootfs(args, &args.spec, &rootfs, id.as_str())?;
+            let spec = crate::spec::for_rootfs(args, &args.spec, &rootfs, id.as_str(), &state_dir)?;
             let bundle = StateLayout::new(&state_dir)
                 .container_dir(&id)
                 .join("bundle");

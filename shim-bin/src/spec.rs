@@ -38,6 +38,7 @@ pub fn for_rootfs(
     rootfs: &RootfsArgs,
     rootfs_dir: &Path,
     id: &str,
+    state_dir: &Path,
 ) -> Result<Spec> {
     let mut spec = default_spec();
     // The container's name is its hostname unless --hostname says otherwise, as docker does.
@@ -125,8 +126,22 @@ pub fn for_rootfs(
         resources.set_pids(Some(pids));
     }
     linux.set_resources(Some(resources));
+    linux.set_cgroups_path(Some(cgroup_path(state_dir, id)));
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// The container's cgroup: `/tether/<id>-<12 hex of its state dir>`, its own whatever other state
+/// dir runs a container of the same id (without one, runc would use `/<id>` for both: the second's
+/// limits replaced the first's, and stats counted both).
+pub fn cgroup_path(state_dir: &Path, id: &str) -> PathBuf {
+    // FNV-1a: stable across builds and machines, and short.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in state_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    PathBuf::from(format!("/tether/{id}-{:012x}", hash >> 16))
 }
 
 /// `-v SRC:DST[:ro]`: a bind mount of the host's SRC (which must exist) at DST.

@@ -1094,3 +1094,70 @@ fn rm_and_prefixes_touch_only_containers() {
         );
     }
 }
+
+/// The memory cgroup directory of `pid` (v1's memory hierarchy, or the v2 unified one).
+fn memory_cgroup(pid: i32) -> std::path::PathBuf {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v1 = cgroups.lines().find_map(|l| {
+        let (_, rest) = l.split_once(':')?;
+        let (controllers, path) = rest.split_once(':')?;
+        controllers
+            .split(',')
+            .any(|c| c == "memory")
+            .then(|| format!("/sys/fs/cgroup/memory{path}"))
+    });
+    let v2 = || {
+        cgroups
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(|path| format!("/sys/fs/cgroup{path}"))
+    };
+    v1.or_else(v2).expect("a memory cgroup").into()
+}
+
+fn memory_limit(cgroup: &Path) -> u64 {
+    ["memory.limit_in_bytes", "memory.max"]
+        .iter()
+        .find_map(|file| std::fs::read_to_string(cgroup.join(file)).ok())
+        .expect("a memory limit file")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The same id in two state dirs: two cgroups, each with its own limit, both gone at `rm`.
+#[test]
+fn the_same_id_in_two_state_dirs_has_two_cgroups() {
+    needs_root!("the_same_id_in_two_state_dirs_has_two_cgroups");
+    let (first, second) = (Sandbox::new("cgone"), Sandbox::new("cgtwo"));
+    let id = format!("same-{}", std::process::id());
+    let mut cgroups = Vec::new();
+    for (sandbox, memory, bytes) in [(&first, "64m", 64u64 << 20), (&second, "32m", 32 << 20)] {
+        let output = run_rootfs(
+            sandbox,
+            &["-d", "--memory", memory, &id, "--", "sleep", "1000"],
+        );
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let pid = state(sandbox, &id)["pid"].as_i64().unwrap() as i32;
+        let cgroup = memory_cgroup(pid);
+        assert!(
+            cgroup.to_string_lossy().contains(&format!("/tether/{id}-")),
+            "{}",
+            cgroup.display()
+        );
+        assert_eq!(memory_limit(&cgroup), bytes, "{}", cgroup.display());
+        cgroups.push(cgroup);
+    }
+    assert_ne!(cgroups[0], cgroups[1]);
+    assert_eq!(
+        memory_limit(&cgroups[0]),
+        64 << 20,
+        "the second did not change the first's"
+    );
+    for sandbox in [&first, &second] {
+        assert!(sandbox.tether_output(&["rm", "-f", &id]).status.success());
+    }
+    for cgroup in &cgroups {
+        assert!(!cgroup.exists(), "{} is left", cgroup.display());
+    }
+}

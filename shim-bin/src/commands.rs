@@ -124,18 +124,40 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Does `act` for every id, as docker does: each done id is printed, each failure said on stderr;
-/// the exit code is 125 if any failed.
-fn each(ids: &[String], mut act: impl FnMut(&str) -> Result<()>) -> Result<u8> {
+/// How many ids one command acts on at once.
+const AT_ONCE: usize = 32;
+
+/// Does `act` for every id at once (up to [`AT_ONCE`] at a time), as docker does: `stop -t 5 a b`
+/// takes 5 s, not 10. Each done id is printed, each failure said on stderr, in the order given
+/// (as soon as it and those before it are done); the exit code is 125 if any failed.
+fn each(ids: &[String], act: impl Fn(&str) -> Result<()> + Sync) -> Result<u8> {
     let mut failed = false;
-    for id in ids {
-        match act(id) {
-            Ok(()) => println!("{id}"),
-            Err(e) => {
-                eprintln!("tether: {e}");
-                failed = true;
+    for batch in ids.chunks(AT_ONCE) {
+        let (done, results) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            for (n, id) in batch.iter().enumerate() {
+                let (done, act) = (done.clone(), &act);
+                scope.spawn(move || {
+                    let _ = done.send((n, act(id)));
+                });
             }
-        }
+            drop(done);
+            let mut outcomes: Vec<Option<Result<()>>> = batch.iter().map(|_| None).collect();
+            let mut next = 0;
+            for (n, result) in results {
+                outcomes[n] = Some(result);
+                while let Some(result) = outcomes.get_mut(next).and_then(Option::take) {
+                    match result {
+                        Ok(()) => println!("{}", batch[next]),
+                        Err(e) => {
+                            eprintln!("tether: {e}");
+                            failed = true;
+                        }
+                    }
+                    next += 1;
+                }
+            }
+        });
     }
     Ok(if failed {
         crate::error::TETHER_FAILED

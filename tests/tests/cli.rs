@@ -1161,3 +1161,39 @@ fn the_same_id_in_two_state_dirs_has_two_cgroups() {
         assert!(!cgroup.exists(), "{} is left", cgroup.display());
     }
 }
+
+/// `stop -t 3` on three containers that ignore TERM waits out one grace period, not three (as
+/// docker and podman do): each is killed after 3 s, all at once.
+#[test]
+fn stop_of_several_waits_out_their_grace_periods_together() {
+    needs_root!("stop_of_several_waits_out_their_grace_periods_together");
+    let sandbox = Sandbox::new("stopmany");
+    let ignoring = sandbox.bundle(&BundleSpec::shell("trap '' TERM; sleep 1000 & wait"));
+    let ids: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let id = sandbox.another_id(name);
+            sandbox.start(&id, &ignoring, &[]);
+            id
+        })
+        .collect();
+    let mut args = vec!["stop", "-t", "3"];
+    args.extend(ids.iter().map(String::as_str));
+    let started = Instant::now();
+    let stop = sandbox.tether_output(&args);
+    let took = started.elapsed();
+    println!("stop -t 3 of three TERM-ignoring containers: {took:?}");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    let printed: Vec<&str> = std::str::from_utf8(&stop.stdout).unwrap().lines().collect();
+    assert_eq!(printed, ids, "each id printed once, in the order given");
+    for id in &ids {
+        assert_eq!(exit_code_of(&sandbox, id), 137, "{id} was killed");
+    }
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(6),
+        "stop took {took:?}: the grace periods ran one after the other"
+    );
+    let mut rm = vec!["rm"];
+    rm.extend(ids.iter().map(String::as_str));
+    assert!(sandbox.tether_output(&rm).status.success());
+}

@@ -316,41 +316,64 @@ pub struct RunArgs {
     pub tty: bool,
 }
 
-/// What `run --rootfs` puts in the spec it makes.
+/// The heading of `run --help` over the flags of [`RootfsArgs`].
+const ROOTFS_HEADING: &str = "With --rootfs (refused with --bundle: its config.json says it)";
+
+/// What `run --rootfs` puts in the spec it makes. With `--bundle` they are refused: the bundle's
+/// config.json says all of it.
 #[derive(Debug, Args, Default)]
 pub struct RootfsArgs {
     /// Set an environment variable (KEY=VALUE); repeatable.
-    #[arg(short, long = "env", value_name = "KEY=VALUE", requires = "rootfs")]
+    #[arg(short, long = "env", value_name = "KEY=VALUE", help_heading = ROOTFS_HEADING)]
     pub env: Vec<String>,
     /// Bind-mount a host path: SRC:DST[:ro]; repeatable.
     #[arg(
         short,
         long = "volume",
         value_name = "SRC:DST[:ro]",
-        requires = "rootfs"
+        help_heading = ROOTFS_HEADING
     )]
     pub volumes: Vec<String>,
     /// Working directory inside the container.
-    #[arg(short, long = "workdir", value_name = "DIR", requires = "rootfs")]
+    #[arg(short, long = "workdir", value_name = "DIR", help_heading = ROOTFS_HEADING)]
     pub workdir: Option<String>,
     /// Run as UID[:GID].
-    #[arg(short, long, requires = "rootfs")]
+    #[arg(short, long, help_heading = ROOTFS_HEADING)]
     pub user: Option<String>,
     /// A memory limit: bytes, or 64m, 1g.
-    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, requires = "rootfs")]
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, help_heading = ROOTFS_HEADING)]
     pub memory: Option<u64>,
     /// CPUs it may use (1.5: one and a half).
-    #[arg(long, value_name = "N", requires = "rootfs")]
+    #[arg(long, value_name = "N", help_heading = ROOTFS_HEADING)]
     pub cpus: Option<f64>,
     /// At most this many processes.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..), requires = "rootfs")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..), help_heading = ROOTFS_HEADING)]
     pub pids_limit: Option<i64>,
     /// The container's hostname.
-    #[arg(long, requires = "rootfs")]
+    #[arg(long, help_heading = ROOTFS_HEADING)]
     pub hostname: Option<String>,
     /// Mount the root filesystem read-only.
-    #[arg(long, requires = "rootfs")]
+    #[arg(long, help_heading = ROOTFS_HEADING)]
     pub read_only: bool,
+}
+
+impl RootfsArgs {
+    /// The first of these flags given, as it is typed.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            (!self.env.is_empty(), "-e/--env"),
+            (!self.volumes.is_empty(), "-v/--volume"),
+            (self.workdir.is_some(), "-w/--workdir"),
+            (self.user.is_some(), "-u/--user"),
+            (self.memory.is_some(), "--memory"),
+            (self.cpus.is_some(), "--cpus"),
+            (self.pids_limit.is_some(), "--pids-limit"),
+            (self.hostname.is_some(), "--hostname"),
+            (self.read_only, "--read-only"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -85,6 +85,11 @@ fn validate(
                     "a command after -- goes with --rootfs; with --bundle, its config.json says what runs",
                 ));
             }
+            if let Some(flag) = args.spec.first_given() {
+                return Err(Error::invalid(format!(
+                    "{flag} goes with --rootfs; with --bundle, set it in the bundle's config.json"
+                )));
+            }
             (absolute(bundle)?, None)
         }
         (None, Some(rootfs)) => {

@@ -1197,3 +1197,38 @@ fn stop_of_several_waits_out_their_grace_periods_together() {
     rm.extend(ids.iter().map(String::as_str));
     assert!(sandbox.tether_output(&rm).status.success());
 }
+
+/// With `--bundle`, the flags that make a spec for `--rootfs` are refused, naming the flag; they
+/// were silently ignored. Nothing is made.
+#[test]
+fn bundle_refuses_the_rootfs_flags() {
+    let sandbox = Sandbox::new("bundleflags");
+    let bundle = sandbox.path().join("bundle");
+    for (flag, value) in [
+        ("-e", Some("A=1")),
+        ("-v", Some("/tmp:/tmp")),
+        ("-w", Some("/")),
+        ("-u", Some("1")),
+        ("--memory", Some("32m")),
+        ("--cpus", Some("1")),
+        ("--pids-limit", Some("10")),
+        ("--hostname", Some("h")),
+        ("--read-only", None),
+    ] {
+        let mut args = vec!["run", "-d", "--bundle", bundle.to_str().unwrap(), flag];
+        args.extend(value);
+        args.push("flagged");
+        let output = sandbox.tether_output(&args);
+        assert_eq!(output.status.code(), Some(125), "{flag}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr
+                .contains("goes with --rootfs; with --bundle, set it in the bundle's config.json")
+                && stderr.contains(flag),
+            "{flag}: {stderr}"
+        );
+        assert!(!sandbox.state_dir().join("flagged").exists(), "{flag}");
+    }
+    let help = text(&sandbox.tether_output(&["run", "--help"]).stdout);
+    assert!(help.contains("refused with --bundle"), "{help}");
+}

@@ -166,6 +166,27 @@ pub fn trusted_entry(layout: &StateLayout, id: &ContainerId) -> Result<()> {
         .map_err(|e| Error::failed(format!("container {id}: {e}")))
 }
 
+/// The caller may act on the state directory: root, or the user who owns it. Anyone else would
+/// be shown no containers (an empty `ps`, a silent `events`: the entries are 0700) where there
+/// are some, and be refused by every daemon.
+pub fn accessible_root(layout: &StateLayout) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::geteuid().as_raw();
+    let owner = match std::fs::metadata(layout.root()) {
+        Ok(meta) => meta.uid(),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() != ErrorKind::PermissionDenied => return Ok(()),
+        Err(_) => u32::MAX,
+    };
+    if uid == 0 || uid == owner {
+        return Ok(());
+    }
+    Err(Error::failed(format!(
+        "permission denied: {} (tether needs root, or --state-dir a directory of your own)",
+        layout.root().display()
+    )))
+}
+
 /// The state directory may be used only if nobody but root (or the caller) could write it.
 pub fn trusted_root(layout: &StateLayout) -> Result<()> {
     layout

@@ -22,6 +22,9 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             | Command::Man { .. }
     ) {
         crate::client::trusted_root(&layout)?;
+        if !matches!(cli.command, Command::Run(_)) {
+            crate::client::accessible_root(&layout)?;
+        }
     }
     let resolve = |text: &str| resolve_id(&layout, text);
     match cli.command {

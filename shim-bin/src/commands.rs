@@ -117,6 +117,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         } => match crate::streams::attach(&layout, &id, no_stdin, &detach_keys)? {
             crate::streams::Attached::Exited(code) => Ok(code),
             crate::streams::Attached::Detached => Ok(0),
+            crate::streams::Attached::OutputClosed => Ok(crate::streams::OUTPUT_CLOSED),
         },
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -26,6 +26,7 @@ pub fn run(layout: &StateLayout, id: &ContainerId, attach: bool, remove: bool) -
         let code = match crate::streams::attach(layout, id.as_str(), false, &keys)? {
             Attached::Exited(code) => code,
             Attached::Detached => return Ok(0),
+            Attached::OutputClosed => return Ok(crate::streams::OUTPUT_CLOSED),
         };
         if remove {
             await_removal(layout, id, code)?;

@@ -78,6 +78,9 @@ fn validate(
         .parse()
         .map_err(|e| Error::invalid(format!("{e}")))?;
     let state_dir = absolute(state_dir)?;
+    if args.tty && args.interactive && !args.detach {
+        crate::terminal::stdin_is_a_terminal()?;
+    }
     let (bundle, spec) = match (&args.bundle, &args.rootfs) {
         (Some(bundle), _) => {
             if !args.command.is_empty() {

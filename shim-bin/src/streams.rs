@@ -21,6 +21,9 @@ pub const TIMED_OUT: u8 = 124;
 
 /// Runs `tether exec`; returns the exit code.
 pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
+    if args.tty && args.interactive && !args.detach {
+        crate::terminal::stdin_is_a_terminal()?;
+    }
     let id = crate::client::resolve_id(layout, &args.id)?;
     let request = ExecRequest {
         args: args.command,
@@ -80,6 +83,7 @@ pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
             Ok(TIMED_OUT)
         }
         Outcome::Exited { code, .. } => Ok(code.clamp(0, 255) as u8),
+        Outcome::OutputClosed => Ok(OUTPUT_CLOSED),
         Outcome::Lost => Err(Error::failed(format!(
             "container {id}: the shim daemon closed {exec_id}'s stream before it ended"
         ))),
@@ -93,6 +97,8 @@ pub enum Attached {
     Exited(u8),
     /// The client detached (the detach keys); the container runs on.
     Detached,
+    /// The client's output was closed (`| head`); the container runs on.
+    OutputClosed,
 }
 
 /// Runs `tether attach` until the container exits or the client detaches.
@@ -131,6 +137,7 @@ pub fn attach(
             Ok(Attached::Detached)
         }
         Outcome::Exited { code, .. } => Ok(Attached::Exited(code.clamp(0, 255) as u8)),
+        Outcome::OutputClosed => Ok(Attached::OutputClosed),
         Outcome::Lost => Err(Error::failed(format!(
             "container {id}: disconnected before the container exited"
         ))),
@@ -181,7 +188,13 @@ enum Outcome {
     Lost,
     /// The detach keys were typed: the process runs on.
     Detached,
+    /// Our stdout or stderr was closed (`| head`): the process runs on, its output dropped.
+    OutputClosed,
 }
+
+/// The exit code of a client whose output was closed: a process's killed by SIGPIPE (128 + 13),
+/// as docker's own client ends then.
+pub const OUTPUT_CLOSED: u8 = 141;
 
 /// Relays until the exit frame.
 fn relay(
@@ -215,12 +228,20 @@ fn relay(
         {
             match kind {
                 FrameKind::Stdout => {
-                    stdout.write_all(&payload).map_err(io_error)?;
-                    stdout.flush().map_err(io_error)?;
+                    let written = stdout.write_all(&payload).and_then(|()| stdout.flush());
+                    match written {
+                        Err(e) if e.kind() == ErrorKind::BrokenPipe => {
+                            return Ok(Outcome::OutputClosed)
+                        }
+                        other => other.map_err(io_error)?,
+                    }
                 }
-                FrameKind::Stderr => {
-                    stderr.write_all(&payload).map_err(io_error)?;
-                }
+                FrameKind::Stderr => match stderr.write_all(&payload) {
+                    Err(e) if e.kind() == ErrorKind::BrokenPipe => {
+                        return Ok(Outcome::OutputClosed)
+                    }
+                    other => other.map_err(io_error)?,
+                },
                 FrameKind::Notice => eprintln!("tether: {}", String::from_utf8_lossy(&payload)),
                 FrameKind::Exit => {
                     let value: serde_json::Value =

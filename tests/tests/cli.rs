@@ -1232,3 +1232,61 @@ fn bundle_refuses_the_rootfs_flags() {
     let help = text(&sandbox.tether_output(&["run", "--help"]).stdout);
     assert!(help.contains("refused with --bundle"), "{help}");
 }
+
+/// Runs `tether ARGS` with stdout into a pipe whose reader takes one line and closes it (as
+/// `| head -1` does); returns the line, tether's exit code and its stderr.
+fn first_line_then_close(sandbox: &Sandbox, args: &[&str]) -> (String, Option<i32>, String) {
+    use std::io::BufRead;
+    let mut child = sandbox
+        .tether()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (line, output.status.code(), text(&output.stderr))
+}
+
+/// `exec … | head -1` and `attach … | head -1` end quietly once their output is closed (141, as a
+/// client killed by SIGPIPE), where they said "exec stream: Broken pipe" and exited 125; `-it`
+/// with stdin that is not a terminal is refused at once (it hung for good).
+#[test]
+fn a_closed_pipe_ends_exec_and_attach_quietly_and_it_needs_a_terminal() {
+    needs_root!("a_closed_pipe_ends_exec_and_attach_quietly_and_it_needs_a_terminal");
+    let sandbox = Sandbox::new("pipes");
+    let id = sandbox.id();
+    let chatty = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.01; done";
+    sandbox.start(id, &sandbox.bundle(&BundleSpec::shell(chatty)), &[]);
+    let (line, code, stderr) =
+        first_line_then_close(&sandbox, &["exec", id, "--", "seq", "1", "1000000"]);
+    assert_eq!(
+        (line.as_str(), code, stderr.as_str()),
+        ("1\n", Some(141), "")
+    );
+    let (line, code, stderr) = first_line_then_close(&sandbox, &["attach", "--no-stdin", id]);
+    assert!(line.trim().parse::<u64>().is_ok(), "{line:?}");
+    assert_eq!((code, stderr.as_str()), (Some(141), ""));
+    assert_eq!(state(&sandbox, id)["status"], "running", "it runs on");
+    // -it without a terminal: refused before anything is made.
+    let exec = sandbox.tether_output(&["exec", "-it", id, "sh"]);
+    assert_eq!(exec.status.code(), Some(125));
+    assert!(
+        text(&exec.stderr).contains("the input device is not a TTY"),
+        "{}",
+        text(&exec.stderr)
+    );
+    let run = run_rootfs(&sandbox, &["--rm", "-it", "piped", "--", "sh"]);
+    assert_eq!(run.status.code(), Some(125));
+    assert!(
+        text(&run.stderr).contains("the input device is not a TTY"),
+        "{}",
+        text(&run.stderr)
+    );
+    assert!(!sandbox.state_dir().join("piped").exists());
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}

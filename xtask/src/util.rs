@@ -124,7 +124,15 @@ pub fn build_tether(release: bool) -> Result<PathBuf, String> {
     }
     run_status(&mut cmd)?;
     let profile = if release { "release" } else { "debug" };
-    Ok(workspace_root().join("target").join(profile).join("tether"))
+    Ok(target_dir().join(profile).join("tether"))
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR` (relative to the workspace) when set, else `target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
 }
 
 /// `cargo xtask demo`: a container that outlives the process that started it.

@@ -270,9 +270,13 @@ pub struct RunArgs {
     /// Run in the background: print the container's pid and return (the shim stays).
     #[arg(short, long)]
     pub detach: bool,
-    /// Remove the container once it exits (with -d, its daemon removes it).
+    /// Remove the container once it exits (with -d, -i or -t, its daemon removes it).
     #[arg(long)]
     pub rm: bool,
+    /// Remove a container of this id first, running or not (as podman's --replace): a service
+    /// that restarts after its shim died starts again.
+    #[arg(long)]
+    pub replace: bool,
     /// The OCI bundle directory (holding config.json).
     #[arg(long, required_unless_present = "rootfs", conflicts_with = "rootfs")]
     pub bundle: Option<PathBuf>,

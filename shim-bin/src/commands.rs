@@ -98,7 +98,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Resume { ids } => each(&ids, |text| {
             simple(&layout, &resolve(text)?, Request::Resume)
         }),
-        Command::Rm { ids, force } => each(&ids, |text| rm(&layout, &resolve(text)?, force)),
+        Command::Rm { ids, force } => each(&ids, |text| remove(&layout, &resolve(text)?, force)),
         Command::Top { id } => top(&layout, &resolve(&id)?),
         Command::Events => crate::events::events(&layout),
         Command::Stats {
@@ -423,7 +423,8 @@ fn print_table(rows: &[PsRow], no_trunc: bool) {
     }
 }
 
-fn rm(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()> {
+/// `rm [-f]` of one container (and `run --replace`'s removal).
+pub fn remove(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()> {
     match request(
         layout,
         id,

@@ -15,6 +15,10 @@ use std::process::{Command, Stdio};
 pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
     let (config, spec) = validate(state_dir, &args)?;
     let layout = StateLayout::new(&config.state_dir);
+    if args.replace && layout.is_container(&config.id) {
+        crate::commands::remove(&layout, &config.id, true)
+            .map_err(|e| Error::failed(format!("--replace: {e}")))?;
+    }
     reserve(&layout, &config.id)?;
     if let Some(spec) = spec {
         let made = std::fs::create_dir_all(&config.bundle)
@@ -284,7 +288,7 @@ fn reserve(layout: &StateLayout, id: &ContainerId) -> Result<()> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && is_tethers(layout, id) => {
             Err(Error::invalid(format!(
-                "container {id} already exists (tether rm {id} to remove it)"
+                "container {id} already exists (`tether rm -f {id}` removes it; `tether run --replace` replaces it)"
             )))
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::invalid(format!(

@@ -1290,3 +1290,43 @@ fn a_closed_pipe_ends_exec_and_attach_quietly_and_it_needs_a_terminal() {
     assert!(!sandbox.state_dir().join("piped").exists());
     assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
 }
+
+/// `run --replace` removes a container of that id first, running or left by a shim that died, so
+/// a service's restart starts it again; without it, the error says what works.
+#[test]
+fn run_replace_removes_the_old_container_first() {
+    needs_root!("run_replace_removes_the_old_container_first");
+    let sandbox = Sandbox::new("replace");
+    let id = sandbox.id();
+    let old = run_rootfs(&sandbox, &["-d", id, "--", "sleep", "1000"]);
+    assert!(old.status.success(), "{}", text(&old.stderr));
+    let first = state(&sandbox, id)["pid"].as_i64().unwrap() as i32;
+    let again = run_rootfs(&sandbox, &["-d", id, "--", "sleep", "1000"]);
+    assert_eq!(again.status.code(), Some(125));
+    assert!(
+        text(&again.stderr).contains(&format!("`tether rm -f {id}` removes it")),
+        "{}",
+        text(&again.stderr)
+    );
+    // Running: replaced.
+    let replaced = run_rootfs(&sandbox, &["-d", "--replace", id, "--", "sleep", "1000"]);
+    assert!(replaced.status.success(), "{}", text(&replaced.stderr));
+    let second = state(&sandbox, id)["pid"].as_i64().unwrap() as i32;
+    assert_ne!(first, second);
+    assert!(
+        wait_until(TIMEOUT, || !std::path::Path::new(&format!("/proc/{first}"))
+            .exists()),
+        "the old container still runs"
+    );
+    // Its shim killed (what systemd's restart finds): replaced too.
+    let daemon = sandbox.daemon_pid(id);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let replaced = run_rootfs(&sandbox, &["-d", "--replace", id, "--", "sleep", "1000"]);
+    assert!(replaced.status.success(), "{}", text(&replaced.stderr));
+    assert_eq!(state(&sandbox, id)["status"], "running");
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}

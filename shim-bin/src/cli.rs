@@ -201,10 +201,19 @@ pub enum Command {
     /// exit (with its code), delete.
     #[command(after_help = "Example:\n  tether events | grep '\"exit\"'")]
     Events,
-    /// Show a container's processes.
+    /// Show a container's processes (with ps options: the host's `ps` with them, only the rows
+    /// of the container's processes, as docker top does).
+    #[command(after_help = "Examples:\n  tether top web\n  tether top web -o pid,user,rss,args")]
     Top {
         /// The container id.
         id: String,
+        /// Options for ps (its output needs a PID column).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PS_OPTIONS"
+        )]
+        ps_options: Vec<String>,
     },
     /// Make a container's shim reopen its log file (after logrotate moved it away).
     #[command(
@@ -327,9 +336,12 @@ const ROOTFS_HEADING: &str = "With --rootfs (refused with --bundle: its config.j
 /// config.json says all of it.
 #[derive(Debug, Args, Default)]
 pub struct RootfsArgs {
-    /// Set an environment variable (KEY=VALUE); repeatable.
-    #[arg(short, long = "env", value_name = "KEY=VALUE", help_heading = ROOTFS_HEADING)]
+    /// Set an environment variable (KEY=VALUE, or KEY for this shell's value); repeatable.
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]", help_heading = ROOTFS_HEADING)]
     pub env: Vec<String>,
+    /// Read environment variables from a file (one KEY=VALUE or KEY a line); repeatable.
+    #[arg(long = "env-file", value_name = "FILE", help_heading = ROOTFS_HEADING)]
+    pub env_files: Vec<PathBuf>,
     /// Bind-mount a host path: SRC:DST[:ro]; repeatable.
     #[arg(
         short,
@@ -341,17 +353,17 @@ pub struct RootfsArgs {
     /// Working directory inside the container.
     #[arg(short, long = "workdir", value_name = "DIR", help_heading = ROOTFS_HEADING)]
     pub workdir: Option<String>,
-    /// Run as UID[:GID].
+    /// Run as USER[:GROUP]: numbers, or names of the rootfs's /etc/passwd and /etc/group.
     #[arg(short, long, help_heading = ROOTFS_HEADING)]
     pub user: Option<String>,
     /// A memory limit: bytes, or 64m, 1g.
     #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, help_heading = ROOTFS_HEADING)]
     pub memory: Option<u64>,
-    /// CPUs it may use (1.5: one and a half).
+    /// CPUs it may use (1.5: one and a half; 0: no limit; at most the host's).
     #[arg(long, value_name = "N", help_heading = ROOTFS_HEADING)]
     pub cpus: Option<f64>,
-    /// At most this many processes.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..), help_heading = ROOTFS_HEADING)]
+    /// At most this many processes (0 or -1: no limit).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(-1..), help_heading = ROOTFS_HEADING, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     /// The container's hostname.
     #[arg(long, help_heading = ROOTFS_HEADING)]
@@ -366,6 +378,7 @@ impl RootfsArgs {
     pub fn first_given(&self) -> Option<&'static str> {
         [
             (!self.env.is_empty(), "-e/--env"),
+            (!self.env_files.is_empty(), "--env-file"),
             (!self.volumes.is_empty(), "-v/--volume"),
             (self.workdir.is_some(), "-w/--workdir"),
             (self.user.is_some(), "-u/--user"),
@@ -393,17 +406,20 @@ pub struct ExecArgs {
     /// Start it and print its exec id; its output is discarded.
     #[arg(short, long)]
     pub detach: bool,
-    /// Set an environment variable (KEY=VALUE); repeatable.
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    /// Set an environment variable (KEY=VALUE, or KEY for this shell's value); repeatable.
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
-    /// Run as UID[:GID].
+    /// Read environment variables from a file (one KEY=VALUE or KEY a line); repeatable.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Run as USER[:GROUP]: numbers, or names of the container's /etc/passwd and /etc/group.
     #[arg(short, long)]
     pub user: Option<String>,
     /// Working directory inside the container.
     #[arg(short, long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
-    /// Kill the command (and its children) after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Kill the command (and its children) after this long (5, 30s, 2m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_exec_timeout)]
     pub timeout: Option<u64>,
     /// The keys that detach, leaving the command running (with -i -t).
     #[arg(long, value_name = "KEYS", default_value = crate::detach::DEFAULT, value_parser = crate::detach::DetachKeys::parse)]
@@ -435,6 +451,16 @@ fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{text:?}: a grace period of at most 24h"));
     }
     Ok(grace)
+}
+
+/// `exec --timeout`: whole seconds (a fraction counts as a second more), 1 s at least.
+fn parse_exec_timeout(text: &str) -> Result<u64, String> {
+    let timeout = crate::units::parse_duration(text)?;
+    let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+    if !(1..=shim_core::protocol::MAX_EXEC_TIMEOUT_SECS).contains(&seconds) {
+        return Err(format!("{text:?}: a timeout of at least 1s"));
+    }
+    Ok(seconds)
 }
 
 /// Whole seconds, 1 to 3600 (a fraction counts as a second more).

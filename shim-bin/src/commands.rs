@@ -99,7 +99,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             simple(&layout, &resolve(text)?, Request::Resume)
         }),
         Command::Rm { ids, force } => each(&ids, |text| remove(&layout, &resolve(text)?, force)),
-        Command::Top { id } => top(&layout, &resolve(&id)?),
+        Command::Top { id, ps_options } => top(&layout, &resolve(&id)?, &ps_options),
         Command::Events => crate::events::events(&layout),
         Command::Stats {
             ids,
@@ -255,11 +255,14 @@ fn is_daemon_of(pid: i32, id: &ContainerId) -> bool {
 }
 
 /// `top`: the container's processes, as `ps` shows them.
-fn top(layout: &StateLayout, id: &ContainerId) -> Result<u8> {
+fn top(layout: &StateLayout, id: &ContainerId, ps_options: &[String]) -> Result<u8> {
     let pids = match request(layout, id, &Request::Pids, Some(REQUEST_TIMEOUT))? {
         Reply::Pids { pids } => pids,
         other => return Err(unexpected(other)),
     };
+    if !ps_options.is_empty() {
+        return top_with_ps(&pids, ps_options);
+    }
     println!("{:>8} {:>8} {:>6}  CMD", "PID", "PPID", "UID");
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -282,6 +285,50 @@ fn top(layout: &StateLayout, id: &ContainerId) -> Result<u8> {
             field("Uid:"),
             command.trim_end()
         );
+    }
+    Ok(0)
+}
+
+/// `top ID OPTIONS`: the host's `ps OPTIONS -p PIDS` (so `-o pid,comm` alone shows them), its
+/// header and the rows of `pids` (found by its PID column: `-e` would add every process).
+fn top_with_ps(pids: &[i32], options: &[String]) -> Result<u8> {
+    let listed: Vec<String> = pids.iter().map(i32::to_string).collect();
+    let output = std::process::Command::new("ps")
+        .args(options)
+        .arg("-p")
+        .arg(listed.join(","))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::failed(format!("top: ps: {e}")))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        return Err(Error::invalid(format!(
+            "top: ps {}: {}",
+            options.join(" "),
+            said.lines().next().unwrap_or("failed")
+        )));
+    }
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let column = header
+        .split_whitespace()
+        .position(|name| name == "PID")
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "top: ps {} shows no PID column (add -o pid or leave the options out)",
+                options.join(" ")
+            ))
+        })?;
+    println!("{header}");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(column)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|pid| pids.contains(&pid)) {
+            println!("{line}");
+        }
     }
     Ok(0)
 }

@@ -30,6 +30,7 @@ mod terminal;
 mod time;
 mod tokens;
 mod units;
+mod users;
 
 use clap::Parser;
 use std::process::ExitCode;

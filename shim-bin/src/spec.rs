@@ -58,12 +58,10 @@ pub fn for_rootfs(
     }
     process.set_terminal(Some(args.tty));
     let mut env = process.env().clone().unwrap_or_default();
-    for entry in &rootfs.env {
-        let Some((key, _)) = entry.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            return Err(Error::invalid(format!("-e {entry:?}: not KEY=VALUE")));
-        };
-        env.retain(|existing| existing.split_once('=').map(|(k, _)| k) != Some(key));
-        env.push(entry.clone());
+    for entry in environment(&rootfs.env, &rootfs.env_files)? {
+        let key = entry.split_once('=').map_or("", |(key, _)| key).to_owned();
+        env.retain(|existing| existing.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
+        env.push(entry);
     }
     process.set_env(Some(env));
     if let Some(dir) = &rootfs.workdir {
@@ -73,7 +71,7 @@ pub fn for_rootfs(
         process.set_cwd(dir.into());
     }
     if let Some(user) = &rootfs.user {
-        process.set_user(crate::front::control::parse_user(user).map_err(Error::invalid)?);
+        process.set_user(crate::users::resolve(user, Some(rootfs_dir)).map_err(Error::invalid)?);
     }
     spec.set_process(Some(process));
     if let Some(hostname) = &rootfs.hostname {
@@ -104,10 +102,12 @@ pub fn for_rootfs(
             .map_err(|e| Error::invalid(format!("--memory: {e}")))?;
         resources.set_memory(Some(memory));
     }
-    if let Some(cpus) = rootfs.cpus {
-        if !(0.01..=1024.0).contains(&cpus) {
+    // 0, as docker has it: no limit.
+    if let Some(cpus) = rootfs.cpus.filter(|&cpus| cpus != 0.0) {
+        let host = std::thread::available_parallelism().map_or(1024, |n| n.get());
+        if !(0.01..=host as f64).contains(&cpus) {
             return Err(Error::invalid(format!(
-                "--cpus {cpus}: between 0.01 and 1024"
+                "--cpus {cpus}: between 0.01 and this host's {host} (0: no limit)"
             )));
         }
         const PERIOD: u64 = 100_000;
@@ -118,7 +118,8 @@ pub fn for_rootfs(
             .map_err(|e| Error::invalid(format!("--cpus: {e}")))?;
         resources.set_cpu(Some(cpu));
     }
-    if let Some(limit) = rootfs.pids_limit {
+    // 0 and -1, as docker has them: no limit.
+    if let Some(limit) = rootfs.pids_limit.filter(|&limit| limit > 0) {
         let pids = LinuxPidsBuilder::default()
             .limit(limit)
             .build()
@@ -142,6 +143,54 @@ pub fn cgroup_path(state_dir: &Path, id: &str) -> PathBuf {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     PathBuf::from(format!("/tether/{id}-{:012x}", hash >> 16))
+}
+
+/// The most of an `--env-file` read.
+const MAX_ENV_FILE: u64 = 1 << 20;
+
+/// The environment `--env-file`s and `-e`s give, as docker takes them, in order (a later entry of
+/// a key wins): `KEY=VALUE`, or `KEY` alone for the caller's own value (left out when the caller
+/// has none). A file has one entry a line; blank lines and `#` comments are passed over.
+pub fn environment(entries: &[String], files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    let mut take = |entry: &str, from: &dyn Fn() -> String| -> Result<()> {
+        match entry.split_once('=') {
+            Some(("", _)) => Err(Error::invalid(format!("{}: {entry:?} has no name", from()))),
+            Some(_) => {
+                env.push(entry.to_owned());
+                Ok(())
+            }
+            None if entry.is_empty() || entry.contains(char::is_whitespace) => Err(Error::invalid(
+                format!("{}: {entry:?} is not KEY=VALUE or KEY", from()),
+            )),
+            None => {
+                if let Some(value) = std::env::var_os(entry) {
+                    env.push(format!("{entry}={}", value.to_string_lossy()));
+                }
+                Ok(())
+            }
+        }
+    };
+    for file in files {
+        use std::io::Read;
+        let mut text = String::new();
+        std::fs::File::open(file)
+            .and_then(|f| f.take(MAX_ENV_FILE).read_to_string(&mut text))
+            .map_err(|e| Error::invalid(format!("--env-file {}: {e}", file.display())))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            take(line, &|| {
+                format!("--env-file {} line {}", file.display(), n + 1)
+            })?;
+        }
+    }
+    for entry in entries {
+        take(entry, &|| "-e".to_owned())?;
+    }
+    Ok(env)
 }
 
 /// `-v SRC:DST[:ro]`: a bind mount of the host's SRC (which must exist) at DST.

@@ -27,7 +27,7 @@ pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
     let id = crate::client::resolve_id(layout, &args.id)?;
     let request = ExecRequest {
         args: args.command,
-        env: args.env,
+        env: crate::spec::environment(&args.env, &args.env_files)?,
         user: args.user,
         cwd: args.workdir,
         tty: args.tty,

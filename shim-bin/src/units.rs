@@ -5,15 +5,13 @@
 use std::time::{Duration, SystemTime};
 
 /// A size: a number of bytes with an optional `k`, `m`, `g` (binary: KiB, MiB, GiB, as docker's
-/// json-file `max-size`), `b`/`ib` accepted after it: `4096`, `64k`, `10m`, `1GiB`.
+/// json-file `max-size`), `b`/`ib` accepted after it: `4096`, `64k`, `10m`, `1GiB`, `1.5g` (a
+/// fraction of a unit, rounded down to a byte).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let lower = text.trim().to_ascii_lowercase();
     let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &lower[digits.len()..];
-    let number: u64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (say 4096, 64k, 10m or 1g)"))?;
+    let not_a_size = || format!("{text:?} is not a size (say 4096, 64k, 10m, 1.5g)");
     let scale: u64 = match unit {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -21,25 +19,64 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         _ => return Err(format!("{text:?}: unknown size unit {unit:?} (k, m or g)")),
     };
+    if let Some((whole, fraction)) = digits.trim().split_once('.') {
+        let digits_only =
+            |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits_only(fraction) || !(whole.is_empty() || digits_only(whole)) {
+            return Err(not_a_size());
+        }
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| not_a_size())?
+        };
+        let fraction_value: u64 = fraction.parse().map_err(|_| not_a_size())?;
+        let denominator = 10u64.pow(fraction.len() as u32);
+        let part = u128::from(fraction_value) * u128::from(scale) / u128::from(denominator);
+        return whole
+            .checked_mul(scale)
+            .and_then(|bytes| bytes.checked_add(part as u64))
+            .ok_or_else(|| format!("{text:?} is too large"));
+    }
+    let number: u64 = digits.trim().parse().map_err(|_| not_a_size())?;
     number
         .checked_mul(scale)
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// A duration: seconds (`10`), or with units (`10s`, `2m`, `1h30m`, `500ms`).
+/// A duration: seconds (`10`, `1.5`), or with units (`10s`, `2m`, `1h30m`, `500ms`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if let Ok(seconds) = text.parse::<u64>() {
         return Ok(Duration::from_secs(seconds));
     }
+    let plain_number = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && text.bytes().filter(|&b| b == b'.').count() == 1;
+    if plain_number {
+        if let Some(duration) = text
+            .parse::<f64>()
+            .ok()
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        {
+            return Ok(duration);
+        }
+    }
     humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration (say 10, 10s, 2m or 1h30m): {e}"))
+        .map_err(|_| format!("{text:?} is not a duration (say 10, 1.5, 10s, 2m or 1h30m)"))
 }
 
-/// A point in time: RFC 3339 (`2026-12-02T10:00:00Z`), or a duration before `now` (`10m`).
+/// A point in time: RFC 3339 (`2026-12-02T10:00:00Z`), a date (`2026-12-02`: its midnight, UTC),
+/// or a duration before `now` (`10m`).
 pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
     if let Ok(time) = humantime::parse_rfc3339_weak(text.trim()) {
         return Ok(time);
+    }
+    let is_date = text.trim().len() == 10 && text.trim().as_bytes().get(4) == Some(&b'-');
+    if is_date {
+        if let Ok(time) = humantime::parse_rfc3339_weak(&format!("{}T00:00:00Z", text.trim())) {
+            return Ok(time);
+        }
     }
     let ago = parse_duration(text)
         .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration like 10m"))?;
@@ -91,6 +128,12 @@ mod tests {
         assert!(parse_size("m").is_err());
         assert!(parse_size("99999999999999999g").is_err());
         assert!(parse_size("-1").is_err());
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_size("0.5k"), Ok(512));
+        assert_eq!(parse_size(".25m"), Ok(1 << 18));
+        for bad in ["1.", "1.5.5g", "1.x", "1.0000000001g"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -101,6 +144,10 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-3").is_err());
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("1.5.5").is_err());
+        let said = parse_duration("1,5").unwrap_err();
+        assert!(said.contains("1.5"), "the error names what works: {said}");
     }
 
     #[test]
@@ -116,6 +163,11 @@ mod tests {
             Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(10_500))
         );
         assert!(parse_time("yesterday", now).is_err());
+        assert_eq!(
+            parse_time("1970-01-02", now),
+            Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400))
+        );
+        assert!(parse_time("1970-13-02", now).is_err());
     }
 
     #[test]

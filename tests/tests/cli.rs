@@ -1330,3 +1330,104 @@ fn run_replace_removes_the_old_container_first() {
     assert_eq!(state(&sandbox, id)["status"], "running");
     assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
 }
+
+/// Values docker users type: sizes with a fraction, "no limit" as 0 or -1, CPUs the host has,
+/// `-e KEY` from this shell and `--env-file`, users by name, durations with units and fractions,
+/// a date for `--since`, ps options for `top`.
+#[test]
+fn values_docker_users_type_are_taken() {
+    needs_root!("values_docker_users_type_are_taken");
+    let sandbox = Sandbox::new("values");
+    let id = sandbox.id();
+    let env_file = sandbox.path().join("env");
+    std::fs::write(
+        &env_file,
+        "# the file's own\nFROM_FILE=file\n\nFROM_SHELL\n",
+    )
+    .unwrap();
+    let script = "echo \"$FROM_FILE $FROM_SHELL $SET\"; id -u; id -g; sleep 1000";
+    let mut args = run_rootfs_args(
+        &sandbox,
+        &[
+            "-d",
+            "--memory",
+            "1.5g",
+            "--pids-limit",
+            "-1",
+            "--cpus",
+            "0",
+            "-u",
+            "nobody:root",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "-e",
+            "SET=flag",
+            id,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    args.insert(0, "--state-dir".into());
+    args.insert(1, sandbox.state_dir().to_string_lossy().into_owned());
+    let run = std::process::Command::new(tether_tests::tether::tether_bin())
+        .args(&args)
+        .env("FROM_SHELL", "shell")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let pid = state(&sandbox, id)["pid"].as_i64().unwrap() as i32;
+    assert_eq!(memory_limit(&memory_cgroup(pid)), 3 << 29, "1.5g");
+    let logs = || text(&sandbox.tether_output(&["logs", id]).stdout);
+    assert!(
+        wait_until(TIMEOUT, || logs().lines().count() >= 3),
+        "{}",
+        logs()
+    );
+    assert_eq!(logs(), "file shell flag\n65534\n0\n");
+    // A user by name for exec too.
+    let exec = sandbox.tether_output(&["exec", "-u", "nobody", id, "--", "id", "-u"]);
+    assert_eq!(text(&exec.stdout), "65534\n", "{}", text(&exec.stderr));
+    // More CPUs than the host has: refused, naming the host's count.
+    let cpus = run_rootfs(&sandbox, &["-d", "--cpus", "9999", "toomany", "--", "true"]);
+    assert_eq!(cpus.status.code(), Some(125));
+    assert!(
+        text(&cpus.stderr).contains("this host's"),
+        "{}",
+        text(&cpus.stderr)
+    );
+    // Durations with units, and a fraction of a second.
+    let timed = sandbox.tether_output(&["exec", "--timeout", "1s", id, "--", "sleep", "100"]);
+    assert_eq!(timed.status.code(), Some(124), "{}", text(&timed.stderr));
+    // A date for --since: today's lines are there.
+    let today = text(
+        &std::process::Command::new("date")
+            .args(["-u", "+%F"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let since = sandbox.tether_output(&["logs", "--since", today.trim(), id]);
+    assert_eq!(
+        text(&since.stdout),
+        "file shell flag\n65534\n0\n",
+        "{}",
+        text(&since.stderr)
+    );
+    // ps options for top: the container's processes, in ps's own columns.
+    let top = sandbox.tether_output(&["top", id, "-o", "pid,comm"]);
+    assert!(top.status.success(), "{}", text(&top.stderr));
+    let top = text(&top.stdout);
+    assert!(
+        top.lines().next().unwrap_or_default().contains("COMMAND"),
+        "{top}"
+    );
+    assert!(
+        top.lines().any(|l| l.ends_with("sleep")) && top.lines().count() == 2,
+        "{top}"
+    );
+    let stop = sandbox.tether_output(&["stop", "-t", "1.5", id]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+}

@@ -1,11 +1,16 @@
 //! Helpers for exec: building the process spec and killing a process tree.
 
-use oci_spec::runtime::{Process, User};
+use oci_spec::runtime::Process;
 use shim_core::protocol::ExecRequest;
 
 /// The exec's process: the container's own process (capabilities, rlimits, user, env, cwd) with the
-/// request's command, terminal, extra environment, user and working directory.
-pub fn build_process(base: &Process, request: &ExecRequest) -> Result<Process, String> {
+/// request's command, terminal, extra environment, user (names looked up in `rootfs`) and working
+/// directory.
+pub fn build_process(
+    base: &Process,
+    request: &ExecRequest,
+    rootfs: Option<&std::path::Path>,
+) -> Result<Process, String> {
     if request.args.is_empty() {
         return Err("exec: no command given".into());
     }
@@ -31,26 +36,9 @@ pub fn build_process(base: &Process, request: &ExecRequest) -> Result<Process, S
         process.set_cwd(cwd.into());
     }
     if let Some(user) = &request.user {
-        process.set_user(parse_user(user)?);
+        process.set_user(crate::users::resolve(user, rootfs).map_err(|e| format!("exec: {e}"))?);
     }
     Ok(process)
-}
-
-/// `UID[:GID]`, numbers only (names would have to be looked up inside the container).
-pub fn parse_user(text: &str) -> Result<User, String> {
-    let (uid, gid) = match text.split_once(':') {
-        Some((uid, gid)) => (uid, Some(gid)),
-        None => (text, None),
-    };
-    let number = |part: &str| {
-        part.parse::<u32>()
-            .map_err(|_| format!("exec: user {text:?} is not UID[:GID] with numeric ids"))
-    };
-    let uid = number(uid)?;
-    let gid = gid.map(number).transpose()?.unwrap_or(uid);
-    let mut user = User::default();
-    user.set_uid(uid).set_gid(gid);
-    Ok(user)
 }
 
 #[cfg(test)]
@@ -73,7 +61,7 @@ mod tests {
             tty: true,
             ..ExecRequest::default()
         };
-        let process = build_process(&base(), &request).unwrap();
+        let process = build_process(&base(), &request, None).unwrap();
         assert_eq!(process.args().as_ref().unwrap(), &["echo", "hi"]);
         assert_eq!(
             process.env().as_ref().unwrap(),
@@ -87,17 +75,23 @@ mod tests {
     #[test]
     fn bad_requests_are_refused() {
         let empty = ExecRequest::default();
-        assert!(build_process(&base(), &empty).is_err());
+        assert!(build_process(&base(), &empty, None).is_err());
         let bad_env = ExecRequest {
             args: vec!["true".into()],
             env: vec!["NOEQUALS".into()],
             ..ExecRequest::default()
         };
-        assert!(build_process(&base(), &bad_env)
+        assert!(build_process(&base(), &bad_env, None)
             .unwrap_err()
             .contains("KEY=VALUE"));
-        assert!(parse_user("root").is_err());
-        assert!(parse_user("1:x").is_err());
-        assert_eq!(parse_user("7").unwrap().gid(), 7);
+        let as_user = |user: &str| ExecRequest {
+            args: vec!["true".into()],
+            user: Some(user.into()),
+            ..ExecRequest::default()
+        };
+        assert!(build_process(&base(), &as_user("root"), None).is_err());
+        assert!(build_process(&base(), &as_user("1:x"), None).is_err());
+        let process = build_process(&base(), &as_user("7"), None).unwrap();
+        assert_eq!(process.user().gid(), 7);
     }
 }

@@ -8,8 +8,6 @@
 mod exec;
 pub mod server;
 
-pub use exec::parse_user;
-
 use crate::shim::persist::write_atomically;
 use crate::shim::{StdioPlan, Supervisor};
 use exec::build_process;
@@ -74,6 +72,8 @@ pub struct TetherFront {
     /// exec, not at start-up: parsing a whole runtime spec takes tens of KiB of stack, which stay
     /// resident for the daemon's life, and most containers are never exec'd into.
     base_process: Option<oci_spec::runtime::Process>,
+    /// The container's rootfs (from config.json, with the process): where `exec -u NAME` looks.
+    rootfs: Option<std::path::PathBuf>,
     /// Client input that arrived while something else was handled.
     deferred: Vec<Incoming>,
     /// What `state.json` holds now, and whether the exit file is written.
@@ -114,6 +114,7 @@ impl TetherFront {
             finished: VecDeque::new(),
             exec_serial: 0,
             base_process: None,
+            rootfs: None,
             deferred: Vec::new(),
             written: None,
             exit_written: false,
@@ -516,7 +517,10 @@ impl Supervisor {
         if front.base_process.is_none() {
             let path = bundle.join("config.json");
             match oci_spec::runtime::Spec::load(&path) {
-                Ok(spec) => front.base_process = Some(spec.process().clone().unwrap_or_default()),
+                Ok(spec) => {
+                    front.base_process = Some(spec.process().clone().unwrap_or_default());
+                    front.rootfs = spec.root().as_ref().map(|root| bundle.join(root.path()));
+                }
                 Err(e) => {
                     return Response::error(
                         ErrorKind::Internal,
@@ -526,7 +530,7 @@ impl Supervisor {
             }
         }
         let base = front.base_process.as_ref().expect("loaded above");
-        let process = match build_process(base, &request) {
+        let process = match build_process(base, &request, front.rootfs.as_deref()) {
             Ok(process) => process,
             Err(message) => return Response::error(ErrorKind::BadRequest, message),
         };

@@ -244,7 +244,7 @@ pub enum Command {
     Exec(ExecArgs),
     /// Join a container's stdio: its output to this terminal, this terminal's input to it.
     #[command(
-        after_help = "Example:\n  tether run -i -t --id box --bundle ./bundle && tether attach box"
+        after_help = "Example:\n  tether run -d -i -t --rootfs ./rootfs box -- sh && tether attach box"
     )]
     Attach {
         /// The container id.

@@ -120,8 +120,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             crate::streams::Attached::OutputClosed => Ok(crate::streams::OUTPUT_CLOSED),
         },
         Command::Completion { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "tether", &mut std::io::stdout());
+            crate::completion::print(shell);
             Ok(0)
         }
         Command::Man { dir } => man_pages(&dir),

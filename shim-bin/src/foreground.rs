@@ -59,6 +59,24 @@ pub fn run(layout: &StateLayout, id: &ContainerId, attach: bool, remove: bool) -
     Ok(code)
 }
 
+/// How long after a first Ctrl-C a container still running gets the hint that a second kills.
+const INTERRUPT_HINT_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether the container still runs `within` from now (it is asked at once, then once more).
+fn still_running_after(layout: &StateLayout, id: &ContainerId, within: Duration) -> bool {
+    let running = || {
+        matches!(
+            request(layout, id, &Request::State, Some(crate::client::STATE_TIMEOUT)),
+            Ok(Reply::State(state)) if state.exit.is_none()
+        )
+    };
+    if !running() {
+        return false;
+    }
+    std::thread::sleep(within);
+    running()
+}
+
 /// Waits (bounded) until the daemon removed the container that exited with `code`.
 fn await_removal(layout: &StateLayout, id: &ContainerId, code: u8) -> Result<()> {
     let deadline = Instant::now() + REMOVAL_WAIT;
@@ -94,6 +112,7 @@ fn forward_interrupts(layout: &StateLayout, id: &ContainerId) {
             } else {
                 signal
             } as i32;
+            let first_interrupt = signal == Signal::SIGINT && !interrupted;
             interrupted |= signal == Signal::SIGINT;
             let kill = Request::Kill {
                 signal: number,
@@ -101,6 +120,9 @@ fn forward_interrupts(layout: &StateLayout, id: &ContainerId) {
             };
             if let Err(e) = request(&layout, &id, &kill, Some(REQUEST_TIMEOUT)) {
                 eprintln!("tether: pass signal {number} on: {e}");
+            } else if first_interrupt && still_running_after(&layout, &id, INTERRUPT_HINT_AFTER) {
+                // A PID 1 ignores SIGINT unless it handles it: say what ends it.
+                eprintln!("tether: {id} did not stop on SIGINT; Ctrl-C again to kill it");
             }
         }
     });

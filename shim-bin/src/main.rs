@@ -9,12 +9,14 @@
 mod cli;
 mod client;
 mod commands;
+mod completion;
 mod config;
 mod detach;
 mod error;
 mod events;
 mod foreground;
 mod front;
+mod habits;
 mod launch;
 mod logs;
 mod oom;
@@ -60,6 +62,11 @@ fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
+            let words: Vec<String> = std::env::args().skip(1).collect();
+            if let Some(hint) = habits::hint(&words, error.kind()) {
+                eprintln!("tether: {hint}");
+                return ExitCode::from(error::TETHER_FAILED);
+            }
             // --help and --version are answers, not failures; a usage error is tether's own.
             let _ = error.print();
             return ExitCode::from(if error.use_stderr() {

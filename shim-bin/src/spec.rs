@@ -58,6 +58,10 @@ pub fn for_rootfs(
     }
     process.set_terminal(Some(args.tty));
     let mut env = process.env().clone().unwrap_or_default();
+    // The default spec says TERM=xterm; without a terminal there is none to name (as docker).
+    if !args.tty {
+        env.retain(|entry| !entry.starts_with("TERM="));
+    }
     for entry in environment(&rootfs.env, &rootfs.env_files)? {
         let key = entry.split_once('=').map_or("", |(key, _)| key).to_owned();
         env.retain(|existing| existing.split_once('=').map(|(k, _)| k) != Some(key.as_str()));

@@ -1431,3 +1431,72 @@ fn values_docker_users_type_are_taken() {
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     assert!(sandbox.tether_output(&["rm", id]).status.success());
 }
+
+/// docker's commands that tether has no command for get one line saying what tether has (clap
+/// guessed `spec` for `inspect`), a command without `--` says where it goes, TERM is set only
+/// with a terminal, and the completion scripts offer container ids and hide `daemon` and `man`.
+#[test]
+fn docker_habits_get_answers_and_completion_offers_ids() {
+    needs_root!("docker_habits_get_answers_and_completion_offers_ids");
+    let sandbox = Sandbox::new("habits");
+    let id = sandbox.id();
+    for (args, said) in [
+        (
+            &["inspect", "web"][..],
+            "tether has no `inspect` command: `tether state ID`",
+        ),
+        (&["cp", "a", "b"], "tether has no `cp` command"),
+        (&["images"], "not images"),
+    ] {
+        let output = sandbox.tether_output(args);
+        assert_eq!(output.status.code(), Some(125), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(said) && stderr.lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
+    }
+    let run = run_rootfs(&sandbox, &[id, "echo", "hi"]);
+    assert_eq!(run.status.code(), Some(125));
+    assert!(
+        text(&run.stderr).contains("put the command after --"),
+        "{}",
+        text(&run.stderr)
+    );
+    let run = run_rootfs(
+        &sandbox,
+        &["-d", id, "--", "sh", "-c", "echo term=$TERM; sleep 1000"],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(wait_until(TIMEOUT, || text(
+        &sandbox.tether_output(&["logs", id]).stdout
+    ) == "term=\n"));
+    // bash: `tether stop <TAB>` offers the container.
+    let script = sandbox.path().join("tether.bash");
+    let completion = sandbox.tether_output(&["completion", "bash"]);
+    std::fs::write(&script, &completion.stdout).unwrap();
+    assert!(!text(&completion.stdout).contains("tether,daemon"));
+    let bin_dir = tether_tests::tether::tether_bin()
+        .parent()
+        .unwrap()
+        .to_owned();
+    let offered = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(tether stop ''); COMP_CWORD=2; _tether_ids tether '' stop; echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+        .env("TETHER_STATE_DIR", sandbox.state_dir())
+        .output()
+        .unwrap();
+    assert!(
+        text(&offered.stdout)
+            .split_whitespace()
+            .any(|word| word == id),
+        "{} {}",
+        text(&offered.stdout),
+        text(&offered.stderr)
+    );
+    assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}

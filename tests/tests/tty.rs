@@ -213,11 +213,20 @@ fn ctrl_c_is_passed_on_and_a_second_one_kills() {
         ctrl_c();
         if code == "137" {
             assert!(shows("ignored-int"), "{}", tmux.screen());
+            // It runs on: tether says what ends it.
+            assert!(shows("Ctrl-C again to kill it"), "{}", tmux.screen());
             ctrl_c();
         } else {
             assert!(shows("got-int"), "{}", tmux.screen());
         }
         assert!(shows(&format!("exit={code}")), "{}", tmux.screen());
+        if code != "137" {
+            assert!(
+                !tmux.screen().contains("again to kill"),
+                "{}",
+                tmux.screen()
+            );
+        }
         assert!(
             wait_until(Duration::from_secs(15), || !sandbox
                 .state_dir()

@@ -71,7 +71,7 @@ pub enum PsFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a container under a new shim daemon: in the foreground (its output here, its exit code
-    /// tether's), or with -d in the background (its pid printed).
+    /// tether's), or with -d in the background (its id printed).
     #[command(
         after_help = "Examples:\n  tether run --rm --rootfs ./rootfs hello -- echo hi\n  tether run -d --rootfs ./rootfs -e MODE=prod -v /srv/data:/data --memory 256m web -- httpd -f\n  tether run -d --bundle ./bundle --log /var/log/web.log --log-format json-file web\n\nIn the foreground, Ctrl-C sends SIGINT to the container and a second one SIGKILL; tether\nexits with the container's exit code."
     )]
@@ -88,6 +88,9 @@ pub enum Command {
         after_help = "Examples:\n  tether ps\n  tether ps -q | xargs tether rm -f\n  tether ps --format json"
     )]
     Ps {
+        /// Every container (accepted as docker's: ps lists them all, stopped ones too).
+        #[arg(short, long)]
+        all: bool,
         /// Output format (json keeps RFC 3339 times).
         #[arg(long, value_enum, default_value = "table")]
         format: PsFormat,
@@ -99,10 +102,25 @@ pub enum Command {
         #[arg(long)]
         no_trunc: bool,
     },
-    /// Print a container's state as JSON.
+    /// Print containers' state as JSON (several: an array).
     State {
-        /// The container id.
-        id: String,
+        /// The container ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Print containers' state, or the fields a template names (docker's subset).
+    #[command(
+        after_help = "Examples:\n  tether inspect web\n  tether inspect --format '{{.State.Pid}}' web\n  tether inspect -f '{{.Id}} {{.State.ExitCode}}' web db\n  tether inspect -f '{{.exit.signal}}' web      (a path into tether's state JSON)"
+    )]
+    Inspect {
+        /// A template: {{.Id}}, {{.State.Pid}}, {{.State.ExitCode}}, {{.State.Status}},
+        /// {{.State.Running}}, {{.State.OOMKilled}}, {{.Created}}, {{.LogPath}}, {{json .}}, or
+        /// a path into the state's JSON ({{.exit.code}}).
+        #[arg(short, long, value_name = "TEMPLATE")]
+        format: Option<String>,
+        /// The container ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// Print a container's output from its log.
     #[command(
@@ -115,7 +133,7 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
         /// Only the last N lines (`all`: every line).
-        #[arg(long, value_name = "N|all", value_parser = parse_tail)]
+        #[arg(short = 'n', long, value_name = "N|all", value_parser = parse_tail)]
         tail: Option<Tail>,
         /// Only lines logged at or after this time: RFC 3339, or a duration ago (10m, 1h).
         #[arg(long, value_name = "TIME")]
@@ -155,10 +173,11 @@ pub enum Command {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
-    /// Wait until a container exits; print and exit with its exit code.
+    /// Wait until containers exit and print their exit codes; with one, exit with its code.
     Wait {
-        /// The container id.
-        id: String,
+        /// The container ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// Freeze containers' processes.
     Pause {
@@ -267,8 +286,14 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The container id: [A-Za-z0-9][A-Za-z0-9_.-]{0,127} (or give it as ID).
-    #[arg(long = "id", value_name = "ID", conflicts_with = "name")]
+    /// The container id: [A-Za-z0-9][A-Za-z0-9_.-]{0,127} (or give it as ID; without one, 12
+    /// random hex digits).
+    #[arg(
+        long = "id",
+        visible_alias = "name",
+        value_name = "ID",
+        conflicts_with = "name"
+    )]
     pub id_flag: Option<String>,
     /// The container id.
     #[arg(value_name = "ID")]
@@ -276,7 +301,7 @@ pub struct RunArgs {
     /// The command and its arguments (with --rootfs; the default is `sh`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
-    /// Run in the background: print the container's pid and return (the shim stays).
+    /// Run in the background: print the container's id and return (the shim stays).
     #[arg(short, long)]
     pub detach: bool,
     /// Remove the container once it exits (with -d, -i or -t, its daemon removes it).

@@ -32,22 +32,49 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Spec { bundle } => crate::spec::write_default(&bundle),
         Command::Daemon { config } => Ok(crate::launch::daemon::main(&config)),
         Command::Ps {
+            all: _,
             format,
             quiet,
             no_trunc,
         } => ps(&layout, format, quiet, no_trunc),
-        Command::State { id } => {
-            let id = resolve(&id)?;
-            match request(&layout, &id, &Request::State, Some(STATE_TIMEOUT))? {
-                Reply::State(state) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&state).expect("serializes")
-                    );
-                    Ok(0)
-                }
-                other => Err(unexpected(other)),
+        Command::State { ids } => {
+            let (states, failed) = states_of(&layout, &ids);
+            let shown = match states.as_slice() {
+                [one] if ids.len() == 1 => serde_json::to_string_pretty(one),
+                all => serde_json::to_string_pretty(all),
+            };
+            if !states.is_empty() {
+                println!("{}", shown.expect("serializes"));
             }
+            Ok(if failed {
+                crate::error::TETHER_FAILED
+            } else {
+                0
+            })
+        }
+        Command::Inspect { format, ids } => {
+            let (states, failed) = states_of(&layout, &ids);
+            match format {
+                None if !states.is_empty() => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&states).expect("serializes")
+                ),
+                None => {}
+                Some(template) => {
+                    for state in &states {
+                        let value = serde_json::to_value(state).expect("serializes");
+                        println!(
+                            "{}",
+                            crate::inspect::render(&template, &value).map_err(Error::invalid)?
+                        );
+                    }
+                }
+            }
+            Ok(if failed {
+                crate::error::TETHER_FAILED
+            } else {
+                0
+            })
         }
         Command::Logs {
             id,
@@ -82,15 +109,32 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             })
         }
         Command::Stop { time, ids } => each(&ids, |text| stop(&layout, &resolve(text)?, time)),
-        Command::Wait { id } => {
-            let id = resolve(&id)?;
-            match request(&layout, &id, &Request::Wait, None)? {
-                Reply::Exit { exit_code } => {
-                    println!("{exit_code}");
-                    Ok(exit_code.clamp(0, 255) as u8)
+        Command::Wait { ids } => {
+            let mut last = 0;
+            let mut failed = false;
+            for text in &ids {
+                let waited = resolve(text).and_then(|id| {
+                    match request(&layout, &id, &Request::Wait, None)? {
+                        Reply::Exit { exit_code } => Ok(exit_code),
+                        other => Err(unexpected(other)),
+                    }
+                });
+                match waited {
+                    Ok(code) => {
+                        println!("{code}");
+                        last = code.clamp(0, 255) as u8;
+                    }
+                    Err(e) => {
+                        eprintln!("tether: {e}");
+                        failed = true;
+                    }
                 }
-                other => Err(unexpected(other)),
             }
+            Ok(match (failed, ids.len()) {
+                (true, _) => crate::error::TETHER_FAILED,
+                (false, 1) => last,
+                (false, _) => 0,
+            })
         }
         Command::Pause { ids } => each(&ids, |text| {
             simple(&layout, &resolve(text)?, Request::Pause)
@@ -125,6 +169,28 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Man { dir } => man_pages(&dir),
     }
+}
+
+/// The states of `ids`, in order; failures are said on stderr (and flagged).
+fn states_of(layout: &StateLayout, ids: &[String]) -> (Vec<shim_core::ContainerState>, bool) {
+    let mut states = Vec::new();
+    let mut failed = false;
+    for text in ids {
+        let state = resolve_id(layout, text).and_then(|id| {
+            match request(layout, &id, &Request::State, Some(STATE_TIMEOUT))? {
+                Reply::State(state) => Ok(*state),
+                other => Err(unexpected(other)),
+            }
+        });
+        match state {
+            Ok(state) => states.push(state),
+            Err(e) => {
+                eprintln!("tether: {e}");
+                failed = true;
+            }
+        }
+    }
+    (states, failed)
 }
 
 /// How many ids one command acts on at once.
@@ -396,6 +462,8 @@ fn ps(layout: &StateLayout, format: PsFormat, quiet: bool, no_trunc: bool) -> Re
             }
         }
     }
+    // Newest first, as docker.
+    rows.sort_by(|a, b| b.state.created_at.cmp(&a.state.created_at));
     if quiet {
         for row in &rows {
             println!("{}", row.state.id);
@@ -427,7 +495,7 @@ fn print_table(rows: &[PsRow], no_trunc: bool) {
             id.chars().take(SHORT_ID).collect()
         }
     };
-    let lines: Vec<[String; 5]> = rows
+    let lines: Vec<[String; 6]> = rows
         .iter()
         .map(|row| {
             let status = if row.shim == "running" {
@@ -447,13 +515,14 @@ fn print_table(rows: &[PsRow], no_trunc: bool) {
             [
                 shown(row.state.id.as_str()),
                 row.state.pid.to_string(),
+                command_of(&row.state.bundle),
                 status,
                 created,
                 exit,
             ]
         })
         .collect();
-    let header = ["ID", "PID", "STATUS", "CREATED", "EXIT"].map(String::from);
+    let header = ["ID", "PID", "COMMAND", "STATUS", "CREATED", "EXIT"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for line in &lines {
         for (width, cell) in widths.iter_mut().zip(line) {
@@ -461,11 +530,39 @@ fn print_table(rows: &[PsRow], no_trunc: bool) {
         }
     }
     for line in std::iter::once(&header).chain(&lines) {
-        let [id, pid, status, created, exit] = line;
-        let [w_id, w_pid, w_status, w_created, w_exit] = widths;
+        let [id, pid, command, status, created, exit] = line;
+        let [w_id, w_pid, w_command, w_status, w_created, w_exit] = widths;
         println!(
-            "{id:<w_id$}  {pid:>w_pid$}  {status:<w_status$}  {created:<w_created$}  {exit:>w_exit$}"
+            "{id:<w_id$}  {pid:>w_pid$}  {command:<w_command$}  {status:<w_status$}  {created:<w_created$}  {exit:>w_exit$}"
         );
+    }
+}
+
+/// The container's command as `docker ps` shows it: its spec's args, quoted, cut to 20
+/// characters ("" when the bundle cannot be read).
+fn command_of(bundle: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(bundle.join("config.json"))
+        .and_then(|file| file.take(1 << 20).read_to_string(&mut text));
+    let args = read
+        .ok()
+        .and_then(|_| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|spec| {
+            let args = spec["process"]["args"].as_array()?.clone();
+            Some(
+                args.iter()
+                    .filter_map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+        .unwrap_or_default();
+    let cut: String = args.chars().take(20).collect();
+    if cut.len() < args.len() {
+        format!("\"{cut}…\"")
+    } else {
+        format!("\"{cut}\"")
     }
 }
 

@@ -3,7 +3,6 @@
 
 /// docker's commands tether has no command of that name for, and what to use.
 const DOCKER_COMMANDS: &[(&str, &str)] = &[
-    ("inspect", "`tether state ID` prints a container's state as JSON"),
     ("cp", "a container's root filesystem is a directory of the host (--rootfs DIR): copy into it, or `tether exec -i ID -- sh -c 'cat > FILE' < FILE`"),
     ("start", "`tether run` makes and starts a container; a stopped one is run again with `tether run --replace`"),
     ("restart", "`tether run --replace` starts a container of that id afresh"),
@@ -55,8 +54,8 @@ mod tests {
 
     #[test]
     fn docker_commands_get_what_tether_has_instead() {
-        let said = hint(&args("inspect web"), ErrorKind::InvalidSubcommand).unwrap();
-        assert!(said.contains("tether state ID"), "{said}");
+        let said = hint(&args("images"), ErrorKind::InvalidSubcommand).unwrap();
+        assert!(said.contains("not images"), "{said}");
         let said = hint(&args("--state-dir /x cp a b"), ErrorKind::InvalidSubcommand).unwrap();
         assert!(said.starts_with("tether has no `cp` command"), "{said}");
         assert_eq!(

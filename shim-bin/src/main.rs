@@ -17,6 +17,7 @@ mod events;
 mod foreground;
 mod front;
 mod habits;
+mod inspect;
 mod launch;
 mod logs;
 mod oom;

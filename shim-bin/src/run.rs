@@ -55,7 +55,9 @@ pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
                 }
             }
             if args.detach {
-                println!("{pid}");
+                // The id, as docker prints it: what every other command takes (`--pid-file` has
+                // the pid).
+                println!("{}", config.id);
                 return Ok(0);
             }
             crate::foreground::run(&layout, &config.id, args.tty || args.interactive, args.rm)
@@ -73,14 +75,10 @@ fn validate(
     state_dir: &Path,
     args: &RunArgs,
 ) -> Result<(DaemonConfig, Option<oci_spec::runtime::Spec>)> {
-    let id_text = args
-        .id_flag
-        .as_deref()
-        .or(args.name.as_deref())
-        .ok_or_else(|| Error::invalid("give the container an id: tether run [FLAGS] ID -- CMD"))?;
-    let id: ContainerId = id_text
-        .parse()
-        .map_err(|e| Error::invalid(format!("{e}")))?;
+    let id: ContainerId = match args.id_flag.as_deref().or(args.name.as_deref()) {
+        Some(text) => text.parse().map_err(|e| Error::invalid(format!("{e}")))?,
+        None => generated_id()?,
+    };
     let state_dir = absolute(state_dir)?;
     if args.tty && args.interactive && !args.detach {
         crate::terminal::stdin_is_a_terminal()?;
@@ -312,6 +310,18 @@ fn is_tethers(layout: &StateLayout, id: &ContainerId) -> bool {
 
 /// In a container's directory: the pid of the `tether run` that reserved it.
 const RESERVED_BY: &str = "run.pid";
+
+/// An id for a container run without one: 12 random hex digits, as docker's short ids.
+fn generated_id() -> Result<ContainerId> {
+    use std::io::Read;
+    let mut bytes = [0u8; 6];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .map_err(|e| Error::failed(format!("make an id: /dev/urandom: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    hex.parse()
+        .map_err(|e| Error::failed(format!("make an id: {e}")))
+}
 
 /// A reservation that can be taken over.
 enum Stale {

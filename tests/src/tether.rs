@@ -56,10 +56,15 @@ impl Sandbox {
             "tether run {id}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .expect("tether run prints the pid")
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            id,
+            "tether run -d prints the id"
+        );
+        let state = self.tether_output(&["state", id]);
+        let state: serde_json::Value =
+            serde_json::from_slice(&state.stdout).expect("tether state prints JSON");
+        state["pid"].as_i64().expect("a pid in the state") as i32
     }
 
     /// Runs `tether ARGS...` and returns its output.

@@ -500,13 +500,13 @@ fn rootfs_flags_make_the_spec_the_runtime_gets() {
 
     // Careless flags: one line, 125, nothing made.
     for (flags, says) in [
-        (&["-e", "NOEQUALS"][..], "KEY=VALUE"),
+        (&["-e", "=x"][..], "has no name"),
         (&["-v", "/no/such/dir:/x"], "does not exist"),
         (&["-v", "relative-dst"], "SRC:DST"),
         (&["-w", "relative"], "absolute"),
         (&["--hostname", "bad name"], "hostname"),
-        (&["--cpus", "0"], "--cpus"),
-        (&["-u", "root"], "UID"),
+        (&["--cpus", "0.001"], "--cpus"),
+        (&["-u", "nosuchuser"], "/etc/passwd"),
     ] {
         let mut args = flags.to_vec();
         args.extend([id, "--", "true"]);
@@ -1433,7 +1433,7 @@ fn values_docker_users_type_are_taken() {
 }
 
 /// docker's commands that tether has no command for get one line saying what tether has (clap
-/// guessed `spec` for `inspect`), a command without `--` says where it goes, TERM is set only
+/// guessed `completion` for `cp`), a command without `--` says where it goes, TERM is set only
 /// with a terminal, and the completion scripts offer container ids and hide `daemon` and `man`.
 #[test]
 fn docker_habits_get_answers_and_completion_offers_ids() {
@@ -1441,11 +1441,7 @@ fn docker_habits_get_answers_and_completion_offers_ids() {
     let sandbox = Sandbox::new("habits");
     let id = sandbox.id();
     for (args, said) in [
-        (
-            &["inspect", "web"][..],
-            "tether has no `inspect` command: `tether state ID`",
-        ),
-        (&["cp", "a", "b"], "tether has no `cp` command"),
+        (&["cp", "a", "b"][..], "tether has no `cp` command"),
         (&["images"], "not images"),
     ] {
         let output = sandbox.tether_output(args);
@@ -1499,4 +1495,95 @@ fn docker_habits_get_answers_and_completion_offers_ids() {
         text(&offered.stderr)
     );
     assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
+}
+
+/// Names and ids as docker users have them: `run -d` prints the id (so `logs $(run -d …)` works),
+/// an id is made when none is given, `--name` names it; `ps -a` is taken and lists newest first
+/// with the command; `logs -n`; `inspect --format`; `wait` and `state` take several ids.
+#[test]
+fn names_and_ids_work_as_docker_users_expect() {
+    needs_root!("names_and_ids_work_as_docker_users_expect");
+    let sandbox = Sandbox::new("names");
+    let named = sandbox.another_id("named");
+    let run = run_rootfs(
+        &sandbox,
+        &[
+            "-d",
+            "--name",
+            &named,
+            "--",
+            "sh",
+            "-c",
+            "echo one; echo two; exit 3",
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(text(&run.stdout).trim(), named, "run -d prints the id");
+    let run = run_rootfs(&sandbox, &["-d", "--", "sleep", "1000"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let made = text(&run.stdout).trim().to_owned();
+    assert!(
+        made.len() == 12 && made.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a made id: {made:?}"
+    );
+    assert_eq!(
+        text(&sandbox.tether_output(&["wait", &named]).stdout),
+        "3\n"
+    );
+    assert_eq!(
+        text(&sandbox.tether_output(&["logs", "-n", "1", &named]).stdout),
+        "two\n"
+    );
+    // ps -a: newest first, with the command.
+    let ps = sandbox.tether_output(&["ps", "-a"]);
+    assert!(ps.status.success(), "{}", text(&ps.stderr));
+    let table = text(&ps.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("COMMAND"), "{table}");
+    assert!(
+        lines[1].starts_with(&made) && lines[1].contains("\"sleep 1000\""),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with(&named) && lines[2].contains("\"sh -c echo one; echo…\""),
+        "{table}"
+    );
+    // inspect --format, docker's names and a path into the state.
+    let pid = state(&sandbox, &made)["pid"].as_i64().unwrap();
+    let inspect = sandbox.tether_output(&["inspect", "-f", "{{.State.Pid}}", &made]);
+    assert_eq!(
+        text(&inspect.stdout),
+        format!("{pid}\n"),
+        "{}",
+        text(&inspect.stderr)
+    );
+    let inspect = sandbox.tether_output(&[
+        "inspect",
+        "--format",
+        "{{.Id}} {{.State.ExitCode}} {{.exit.code}}",
+        &named,
+        &made,
+    ]);
+    assert_eq!(
+        text(&inspect.stdout),
+        format!("{named} 3 3\n{made} 0 <no value>\n"),
+        "{}",
+        text(&inspect.stderr)
+    );
+    let bad = sandbox.tether_output(&["inspect", "-f", "{{len .Id}}", &made]);
+    assert_eq!(bad.status.code(), Some(125));
+    // state and wait with several ids.
+    let both: serde_json::Value =
+        serde_json::from_slice(&sandbox.tether_output(&["state", &named, &made]).stdout).unwrap();
+    assert_eq!(both.as_array().map(Vec::len), Some(2));
+    assert!(sandbox.tether_output(&["kill", &made]).status.success());
+    let waited = sandbox.tether_output(&["wait", &named, &made]);
+    assert_eq!(
+        (text(&waited.stdout), waited.status.code()),
+        ("3\n137\n".to_owned(), Some(0))
+    );
+    assert!(sandbox
+        .tether_output(&["rm", &named, &made])
+        .status
+        .success());
 }

@@ -177,10 +177,13 @@ impl Env {
 
     fn start_tether(&self, id: String, log: PathBuf, script: &str) -> Result<Started, String> {
         let bundle = self.bundle(&id, script)?;
+        let pid_file = self.run_dir.join("pids").join(&id);
         let output = Command::new(&self.tether)
             .arg("--state-dir")
             .arg(self.tether_state())
-            .args(["run", "-d", "--id", &id, "--bundle"])
+            .args(["run", "-d", "--id", &id, "--pid-file"])
+            .arg(&pid_file)
+            .arg("--bundle")
             .arg(&bundle)
             .arg("--runtime-root")
             .arg(self.runc_root())
@@ -195,10 +198,7 @@ impl Env {
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
         }
-        let init_pid = String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .map_err(|_| "tether run printed no pid".to_owned())?;
+        let init_pid = read_pid(&pid_file)?;
         let state = self.tether_state().join(&id);
         Ok(Started {
             system: System::Tether,

@@ -393,6 +393,10 @@ pub struct RootfsArgs {
     /// The container's hostname.
     #[arg(long, help_heading = ROOTFS_HEADING)]
     pub hostname: Option<String>,
+    /// An empty tmpfs at PATH, gone with the container: PATH[:OPTIONS] (size=64m,mode=1777);
+    /// repeatable. With --read-only: where it may write.
+    #[arg(long, value_name = "PATH[:OPTIONS]", help_heading = ROOTFS_HEADING)]
+    pub tmpfs: Vec<String>,
     /// Mount the root filesystem read-only.
     #[arg(long, help_heading = ROOTFS_HEADING)]
     pub read_only: bool,
@@ -412,6 +416,7 @@ impl RootfsArgs {
             (self.pids_limit.is_some(), "--pids-limit"),
             (self.hostname.is_some(), "--hostname"),
             (self.read_only, "--read-only"),
+            (!self.tmpfs.is_empty(), "--tmpfs"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))

@@ -95,6 +95,9 @@ pub fn for_rootfs(
     for volume in &rootfs.volumes {
         mounts.push(bind_mount(volume)?);
     }
+    for path in &rootfs.tmpfs {
+        mounts.push(tmpfs_mount(path)?);
+    }
     spec.set_mounts(Some(mounts));
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut resources: LinuxResources = linux.resources().clone().unwrap_or_default();
@@ -195,6 +198,42 @@ pub fn environment(entries: &[String], files: &[PathBuf]) -> Result<Vec<String>>
         take(entry, &|| "-e".to_owned())?;
     }
     Ok(env)
+}
+
+/// `--tmpfs PATH[:OPTIONS]`: an empty tmpfs at PATH, gone with the container (writable where
+/// `--read-only` makes the rest not); OPTIONS as mount(8)'s (`size=64m,mode=1777`).
+fn tmpfs_mount(spec: &str) -> Result<Mount> {
+    let (path, options) = spec.split_once(':').unwrap_or((spec, ""));
+    let valid_path =
+        path.starts_with('/') && path != "/" && !path.split('/').any(|part| part == "..");
+    if !valid_path {
+        return Err(Error::invalid(format!(
+            "--tmpfs {spec:?}: not an absolute path in the container (PATH[:OPTIONS])"
+        )));
+    }
+    let mut all = vec!["nosuid".to_owned(), "nodev".to_owned()];
+    if options.is_empty() {
+        all.push("mode=1777".into());
+    }
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        let allowed = ["size=", "mode=", "uid=", "gid=", "nr_inodes="]
+            .iter()
+            .any(|prefix| option.starts_with(prefix))
+            || ["ro", "rw", "noexec", "exec"].contains(&option);
+        if !allowed {
+            return Err(Error::invalid(format!(
+                "--tmpfs {spec:?}: option {option:?} (size=, mode=, uid=, gid=, nr_inodes=, ro, noexec)"
+            )));
+        }
+        all.push(option.to_owned());
+    }
+    let mut mount = Mount::default();
+    mount
+        .set_destination(PathBuf::from(path))
+        .set_source(Some(PathBuf::from("tmpfs")))
+        .set_typ(Some("tmpfs".into()))
+        .set_options(Some(all));
+    Ok(mount)
 }
 
 /// `-v SRC:DST[:ro]`: a bind mount of the host's SRC (which must exist) at DST.

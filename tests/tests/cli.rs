@@ -1214,6 +1214,7 @@ fn bundle_refuses_the_rootfs_flags() {
         ("--pids-limit", Some("10")),
         ("--hostname", Some("h")),
         ("--read-only", None),
+        ("--tmpfs", Some("/tmp")),
     ] {
         let mut args = vec!["run", "-d", "--bundle", bundle.to_str().unwrap(), flag];
         args.extend(value);
@@ -1586,4 +1587,48 @@ fn names_and_ids_work_as_docker_users_expect() {
         .tether_output(&["rm", &named, &made])
         .status
         .success());
+}
+
+/// `--tmpfs PATH[:OPTIONS]`: a writable, empty, bounded tmpfs where `--read-only` makes the rest
+/// read-only; its options are checked.
+#[test]
+fn tmpfs_gives_a_read_only_container_a_place_to_write() {
+    needs_root!("tmpfs_gives_a_read_only_container_a_place_to_write");
+    let sandbox = Sandbox::new("tmpfs");
+    let id = sandbox.id();
+    let script = "echo x > /tmp/f && cat /tmp/f; touch /etc/x 2>/dev/null || echo read-only; \
+                  grep ' /tmp ' /proc/mounts | cut -d' ' -f3,4";
+    let run = run_rootfs(
+        &sandbox,
+        &[
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/tmp:size=1m",
+            id,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let out = text(&run.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["x", "read-only"], "{out}");
+    assert!(
+        lines[2].starts_with("tmpfs ")
+            && lines[2].contains("size=1024k")
+            && lines[2].contains("nosuid"),
+        "{out}"
+    );
+    for bad in ["tmp", "/", "/a/../b", "/tmp:suid"] {
+        let run = run_rootfs(&sandbox, &["--tmpfs", bad, "bad", "--", "true"]);
+        assert_eq!(run.status.code(), Some(125), "{bad}");
+        assert!(
+            text(&run.stderr).contains("--tmpfs"),
+            "{bad}: {}",
+            text(&run.stderr)
+        );
+    }
 }

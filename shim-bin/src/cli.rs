@@ -488,7 +488,7 @@ fn parse_exec_timeout(text: &str) -> Result<u64, String> {
     let timeout = crate::units::parse_duration(text)?;
     let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
     if !(1..=shim_core::protocol::MAX_EXEC_TIMEOUT_SECS).contains(&seconds) {
-        return Err(format!("{text:?}: a timeout of at least 1s"));
+        return Err(format!("{text:?}: a timeout of 1s to 10 years"));
     }
     Ok(seconds)
 }

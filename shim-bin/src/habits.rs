@@ -43,6 +43,20 @@ pub fn hint(args: &[String], kind: clap::error::ErrorKind) -> Option<String> {
     }
 }
 
+/// clap's error as one line: its first line without `error: `, and its tip, if it has one.
+pub fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines();
+    let first = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned();
+    match lines.find_map(|line| line.trim_start().strip_prefix("tip: ")) {
+        Some(tip) => format!("{first} ({tip})"),
+        None => first,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +64,21 @@ mod tests {
 
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn clap_errors_become_one_line_with_their_tip() {
+        let rendered = "error: unrecognized subcommand 'stat'\n\n  tip: a similar subcommand exists: 'state'\n\nUsage: tether [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "unrecognized subcommand 'stat' (a similar subcommand exists: 'state')"
+        );
+        assert_eq!(
+            one_line(
+                "error: invalid value 'x' for '--timeout'\n\nFor more information, try '--help'.\n"
+            ),
+            "invalid value 'x' for '--timeout'"
+        );
     }
 
     #[test]

@@ -68,13 +68,14 @@ fn main() -> ExitCode {
                 eprintln!("tether: {hint}");
                 return ExitCode::from(error::TETHER_FAILED);
             }
-            // --help and --version are answers, not failures; a usage error is tether's own.
-            let _ = error.print();
-            return ExitCode::from(if error.use_stderr() {
-                error::TETHER_FAILED
-            } else {
-                0
-            });
+            // --help and --version are answers, not failures; a usage error is tether's own,
+            // said in one line (clap's own tip kept in it).
+            if !error.use_stderr() {
+                let _ = error.print();
+                return ExitCode::from(0);
+            }
+            eprintln!("tether: {}", habits::one_line(&error.render().to_string()));
+            return ExitCode::from(error::TETHER_FAILED);
         }
     };
     match commands::dispatch(cli) {

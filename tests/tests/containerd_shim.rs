@@ -441,19 +441,24 @@ fn runtime_options_choose_the_runtime_binary() {
         )
         .expect("wait");
     assert_eq!(waited.exit_status, 4);
+    delete_and_shut_down(&task, &id);
+}
+
+/// Deletes the task, shuts its shim down, and waits (bounded) until the shim is gone.
+fn delete_and_shut_down(task: &TaskClient, id: &str) {
+    let pid = shim_pid(task, id);
     task.delete(
         ctx(),
         &DeleteRequest {
-            id: id.clone(),
+            id: id.to_owned(),
             ..Default::default()
         },
     )
     .expect("delete");
-    let pid = shim_pid(&task, &id);
     let _ = task.shutdown(
         ctx(),
         &ShutdownRequest {
-            id,
+            id: id.to_owned(),
             ..Default::default()
         },
     );
@@ -1468,23 +1473,5 @@ fn a_stranger_gets_no_answer_from_either_door_whatever_the_umask() {
         "the owner's state got {answer:?}"
     );
 
-    let pid = shim_pid(&task, &id);
-    task.delete(
-        ctx(),
-        &DeleteRequest {
-            id: id.clone(),
-            ..Default::default()
-        },
-    )
-    .expect("delete");
-    let _ = task.shutdown(
-        ctx(),
-        &ShutdownRequest {
-            id,
-            ..Default::default()
-        },
-    );
-    assert!(wait_until(Duration::from_secs(10), || {
-        !Path::new(&format!("/proc/{pid}")).exists() || tether_tests::harness::is_zombie(pid as i32)
-    }));
+    delete_and_shut_down(&task, &id);
 }

@@ -603,9 +603,7 @@ pub(super) fn unread_output_never_blocks(ctx: &mut Ctx<'_>) -> Check {
             format!("line {} is {line:?}", i + 1)
         })?;
     }
-    ctx.ctr(&["task", "delete", &id])?;
-    let _ = std::fs::remove_dir_all(&fifo_dir);
-    ctx.ctr(&["containers", "delete", &id]).map(drop)
+    remove_with_fifos(ctx, &id, &fifo_dir)
 }
 
 /// The fifo `ctr run --fifo-dir DIR` made for `id`'s `stream`.
@@ -647,6 +645,13 @@ fn run_flood(ctx: &Ctx<'_>, id: &str, fifo_dir: &Path, script: &str) -> Check {
         &script,
     ])
     .map(drop)
+}
+
+/// Deletes a stopped task, its fifo dir and its container.
+fn remove_with_fifos(ctx: &Ctx<'_>, id: &str, fifo_dir: &Path) -> Check {
+    ctx.ctr(&["task", "delete", id])?;
+    let _ = std::fs::remove_dir_all(fifo_dir);
+    ctx.ctr(&["containers", "delete", id]).map(drop)
 }
 
 /// What a reader that comes after a flood gets: everything up to the end.
@@ -717,9 +722,7 @@ pub(super) fn unread_flood_of_lines(ctx: &mut Ctx<'_>) -> Check {
         )
     })?;
     drop_said_in_the_log(ctx, &id, dropped)?;
-    ctx.ctr(&["task", "delete", &id])?;
-    let _ = std::fs::remove_dir_all(&fifo_dir);
-    ctx.ctr(&["containers", "delete", &id]).map(drop)
+    remove_with_fifos(ctx, &id, &fifo_dir)
 }
 
 /// A 50 MB line nobody reads does not hold the container either; it is then killed and deleted.
@@ -757,9 +760,7 @@ pub(super) fn unread_flood_of_one_line(ctx: &mut Ctx<'_>) -> Check {
     expect(kept + dropped == FLOOD_BYTES, || {
         format!("{kept} bytes kept and {dropped} dropped do not add up")
     })?;
-    ctx.ctr(&["task", "delete", &id])?;
-    let _ = std::fs::remove_dir_all(&fifo_dir);
-    ctx.ctr(&["containers", "delete", &id]).map(drop)
+    remove_with_fifos(ctx, &id, &fifo_dir)
 }
 
 /// With containerd stopped while the flood runs, the container still ends within the bound (seen
@@ -846,9 +847,7 @@ pub(super) fn unread_exit_is_prompt(ctx: &mut Ctx<'_>) -> Check {
                 || "the lines in the fifo are not kept for a later reader".into(),
             )?;
         }
-        ctx.ctr(&["task", "delete", &id])?;
-        let _ = std::fs::remove_dir_all(&fifo_dir);
-        ctx.ctr(&["containers", "delete", &id])?;
+        remove_with_fifos(ctx, &id, &fifo_dir)?;
     }
     Ok(())
 }

@@ -647,6 +647,19 @@ fn run_flood(ctx: &Ctx<'_>, id: &str, fifo_dir: &Path, script: &str) -> Check {
     .map(drop)
 }
 
+/// `tether state ID` on the state dir the shim registers containerd's containers in.
+fn tether_state(ctx: &Ctx<'_>, id: &str) -> Result<serde_json::Value, String> {
+    let state = Command::new(&ctx.tether)
+        .arg("--state-dir")
+        .arg(ctx.containerd.dir.join("tether-state"))
+        .args(["state", id])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("tether: {e}"))?;
+    serde_json::from_slice(&state.stdout)
+        .map_err(|e| format!("tether state {id}: {e}: {}", text(&state.stderr)))
+}
+
 /// Deletes a stopped task, its fifo dir and its container.
 fn remove_with_fifos(ctx: &Ctx<'_>, id: &str, fifo_dir: &Path) -> Check {
     ctx.ctr(&["task", "delete", id])?;
@@ -768,20 +781,11 @@ pub(super) fn unread_flood_of_one_line(ctx: &mut Ctx<'_>) -> Check {
 pub(super) fn unread_flood_with_containerd_down(ctx: &mut Ctx<'_>) -> Check {
     let id = ctx.id("flood-down");
     let fifo_dir = ctx.dir.join(format!("{id}-fifos"));
-    let state_dir = ctx.containerd.dir.join("tether-state");
     let started = Instant::now();
     run_flood(ctx, &id, &fifo_dir, FLOOD_LINES)?;
     ctx.containerd.stop_daemon()?;
     let exited = wait_until(FLOOD_BOUND, || {
-        let state = Command::new(&ctx.tether)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["state", &id])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("tether: {e}"))?;
-        let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap_or_default();
-        Ok(state["exit"]["code"] == 0)
+        Ok(tether_state(ctx, &id).is_ok_and(|state| state["exit"]["code"] == 0))
     });
     let took = started.elapsed();
     // A reader while containerd is still away: the shim kept the output for it.
@@ -926,7 +930,6 @@ pub(super) fn tether_cli(ctx: &mut Ctx<'_>) -> Check {
 /// `tether state` of a containerd task that exits with code 130 says code 130, not SIGINT; one that
 /// is killed says the signal.
 pub(super) fn tether_state_exit(ctx: &mut Ctx<'_>) -> Check {
-    let state_dir = ctx.containerd.dir.join("tether-state");
     for (name, script, code, signal) in [
         ("exit-130", "exit 130", 130, serde_json::Value::Null),
         ("killed", "exec sleep 1000", 137, serde_json::json!(9)),
@@ -948,15 +951,7 @@ pub(super) fn tether_state_exit(ctx: &mut Ctx<'_>) -> Check {
             ctx.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
         }
         ctx.wait_status(&id, "STOPPED")?;
-        let state = Command::new(&ctx.tether)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["state", &id])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("tether: {e}"))?;
-        let state: serde_json::Value = serde_json::from_slice(&state.stdout)
-            .map_err(|e| format!("tether state {id}: {e}: {}", text(&state.stderr)))?;
+        let state = tether_state(ctx, &id)?;
         expect(
             state["exit"]["code"] == code && state["exit"]["signal"] == signal,
             || {

@@ -312,8 +312,10 @@ impl Supervisor {
             let registry = self.poll.registry();
             self.copier
                 .resume_clients(registry, frames(&mut self.front));
-            self.front_tick();
             self.check_pending_exits();
+            // After the exits this turn recorded: a `--rm` container is removed in the turn its
+            // exit is recorded, not at a later event that may never come.
+            self.front_tick();
             self.copier.close_delivered(self.poll.registry());
             self.act_on_notices();
             self.refresh_front();

@@ -315,8 +315,9 @@ pub struct RunArgs {
     #[arg(long, required_unless_present = "rootfs", conflicts_with = "rootfs")]
     pub bundle: Option<PathBuf>,
     /// A root filesystem to run without writing config.json: tether makes the bundle (runc's
-    /// default spec and the flags below) under the container's state dir.
-    #[arg(long, value_name = "DIR")]
+    /// default spec and the flags below) under the container's state dir. DIR:O: an overlay on
+    /// DIR, which stays as it is; the container's changes live in its state dir and go with it.
+    #[arg(long, value_name = "DIR[:O]")]
     pub rootfs: Option<PathBuf>,
     #[command(flatten)]
     pub spec: RootfsArgs,

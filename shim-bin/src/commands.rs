@@ -636,7 +636,7 @@ fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) ->
             }
         }
     }
-    std::fs::remove_dir_all(layout.container_dir(id)).map_err(|e| {
+    crate::shim::mounts::remove_container_dir(&layout.container_dir(id)).map_err(|e| {
         Error::failed(format!(
             "remove {}: {e}",
             layout.container_dir(id).display()

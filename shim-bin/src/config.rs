@@ -46,6 +46,11 @@ pub struct DaemonConfig {
     /// The longest one runtime command may take before it is killed, in seconds.
     #[serde(default = "default_runtime_timeout")]
     pub runtime_timeout_secs: u64,
+    /// `--rootfs DIR:O`: DIR, under an overlay on the bundle's `rootfs` whose upper and work
+    /// directories are in the container's state dir (mounted before the start, unmounted at
+    /// delete).
+    #[serde(default)]
+    pub overlay_lower: Option<PathBuf>,
 }
 
 /// `tether run --runtime-timeout`'s default.

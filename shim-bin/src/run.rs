@@ -28,7 +28,7 @@ pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = made {
-            let _ = std::fs::remove_dir_all(layout.container_dir(&config.id));
+            let _ = crate::shim::mounts::remove_container_dir(&layout.container_dir(&config.id));
             return Err(Error::failed(format!(
                 "container {}: write its bundle {}: {e}",
                 config.id,
@@ -64,7 +64,7 @@ pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
         }
         Err(error) => {
             // The daemon cleans up after itself; this covers a daemon that died before it could.
-            let _ = std::fs::remove_dir_all(layout.container_dir(&config.id));
+            let _ = crate::shim::mounts::remove_container_dir(&layout.container_dir(&config.id));
             Err(error)
         }
     }
@@ -83,7 +83,7 @@ fn validate(
     if args.tty && args.interactive && !args.detach {
         crate::terminal::stdin_is_a_terminal()?;
     }
-    let (bundle, spec) = match (&args.bundle, &args.rootfs) {
+    let bundle = match (&args.bundle, &args.rootfs) {
         (Some(bundle), _) => {
             if !args.command.is_empty() {
                 return Err(Error::invalid(
@@ -95,28 +95,39 @@ fn validate(
                     "{flag} goes with --rootfs; with --bundle, set it in the bundle's config.json"
                 )));
             }
-            (absolute(bundle)?, None)
+            absolute(bundle)?
         }
         (None, Some(rootfs)) => {
-            let rootfs = absolute(rootfs)?;
+            let (rootfs, overlay) = overlay_suffix(rootfs);
+            let rootfs = absolute(&rootfs)?;
             if !rootfs.is_dir() {
                 return Err(Error::invalid(format!(
                     "rootfs {}: no such directory",
                     rootfs.display()
                 )));
             }
-            let spec = crate::spec::for_rootfs(args, &args.spec, &rootfs, id.as_str(), &state_dir)?;
             let bundle = StateLayout::new(&state_dir)
                 .container_dir(&id)
                 .join("bundle");
-            (bundle, Some(spec))
+            let root = if overlay {
+                check_overlay_lower(&rootfs)?;
+                bundle.join("rootfs")
+            } else {
+                rootfs.clone()
+            };
+            let spec =
+                crate::spec::for_rootfs(args, &args.spec, &rootfs, &root, id.as_str(), &state_dir)?;
+            let config = daemon_config(args, id, bundle, state_dir)?;
+            return Ok((
+                DaemonConfig {
+                    overlay_lower: overlay.then_some(rootfs),
+                    ..config
+                },
+                Some(spec),
+            ));
         }
         (None, None) => return Err(Error::invalid("give --rootfs DIR or --bundle DIR")),
     };
-    if spec.is_some() {
-        let config = daemon_config(args, id, bundle, state_dir)?;
-        return Ok((config, spec));
-    }
     if !bundle.is_dir() {
         return Err(Error::invalid(format!(
             "bundle {}: no such directory",
@@ -145,6 +156,27 @@ fn validate(
         )));
     }
     Ok((daemon_config(args, id, bundle, state_dir)?, None))
+}
+
+/// `--rootfs DIR:O` (podman's spelling): the directory, and whether an overlay goes on it.
+fn overlay_suffix(rootfs: &Path) -> (PathBuf, bool) {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = rootfs.as_os_str().as_bytes();
+    match bytes.strip_suffix(b":O") {
+        Some(dir) if !dir.is_empty() => (PathBuf::from(std::ffi::OsStr::from_bytes(dir)), true),
+        _ => (rootfs.to_owned(), false),
+    }
+}
+
+/// overlayfs takes its lower directory in its mount options, which ',' and ':' separate.
+fn check_overlay_lower(dir: &Path) -> Result<()> {
+    let text = dir.to_string_lossy();
+    if text.contains([',', ':']) || text.len() > 1024 {
+        return Err(Error::invalid(format!(
+            "--rootfs {text}:O: an overlay's directory has no ',' or ':' in its path (and at most 1024 bytes)"
+        )));
+    }
+    Ok(())
 }
 
 fn daemon_config(
@@ -194,6 +226,7 @@ fn daemon_config(
         replay_to_first_attach: !args.detach && (args.tty || args.interactive),
         notify_socket: notify_socket()?,
         runtime_timeout_secs: args.runtime_timeout,
+        overlay_lower: None,
     })
 }
 
@@ -270,7 +303,7 @@ fn reserve(layout: &StateLayout, id: &ContainerId) -> Result<()> {
     if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
         match stale_reservation(layout, id) {
             Some(Stale::Reserved) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = crate::shim::mounts::remove_container_dir(&dir);
             }
             Some(Stale::Empty) => {
                 let _ = std::fs::remove_dir(&dir);
@@ -463,4 +496,32 @@ fn start_failure(message: String) -> Error {
         126
     };
     Error::with_code(message, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overlay_suffix_is_podmans_capital_o() {
+        assert_eq!(
+            overlay_suffix(Path::new("/r:O")),
+            (PathBuf::from("/r"), true)
+        );
+        assert_eq!(
+            overlay_suffix(Path::new("/r")),
+            (PathBuf::from("/r"), false)
+        );
+        assert_eq!(
+            overlay_suffix(Path::new("/r:o")),
+            (PathBuf::from("/r:o"), false)
+        );
+        assert_eq!(
+            overlay_suffix(Path::new(":O")),
+            (PathBuf::from(":O"), false)
+        );
+        assert!(check_overlay_lower(Path::new("/srv/a,b")).is_err());
+        assert!(check_overlay_lower(Path::new("/srv/a:b")).is_err());
+        assert!(check_overlay_lower(Path::new("/srv/ab")).is_ok());
+    }
 }

@@ -31,12 +31,14 @@ pub fn write_default(bundle: &Path) -> Result<u8> {
     Ok(0)
 }
 
-/// The spec for `run --rootfs`: the default spec with the flags applied. Every value is checked
-/// here, before anything is made.
+/// The spec for `run --rootfs`: the default spec with the flags applied, its root `root_path`
+/// (`rootfs_dir` itself, or the overlay on it), users looked up in `rootfs_dir`. Every value is
+/// checked here, before anything is made.
 pub fn for_rootfs(
     args: &RunArgs,
     rootfs: &RootfsArgs,
     rootfs_dir: &Path,
+    root_path: &Path,
     id: &str,
     state_dir: &Path,
 ) -> Result<Spec> {
@@ -49,7 +51,7 @@ pub fn for_rootfs(
         .collect();
     spec.set_hostname(Some(name));
     let mut root = Root::default();
-    root.set_path(rootfs_dir.to_owned())
+    root.set_path(root_path.to_owned())
         .set_readonly(Some(rootfs.read_only));
     spec.set_root(Some(root));
     let mut process: Process = spec.process().clone().unwrap_or_default();

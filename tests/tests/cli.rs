@@ -1632,3 +1632,135 @@ fn tmpfs_gives_a_read_only_container_a_place_to_write() {
         );
     }
 }
+
+/// Lines of this process's mountinfo that name `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(&dir))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `--rootfs DIR:O`: the container writes to an overlay whose changes live in its state dir; DIR
+/// stays as it was, and nothing is left mounted once the container is removed, by its daemon or,
+/// with the daemon killed, by `rm -f`. A path overlayfs cannot take is refused before anything
+/// is made.
+#[test]
+fn an_overlay_rootfs_keeps_the_directory_and_goes_with_the_container() {
+    needs_root!("an_overlay_rootfs_keeps_the_directory_and_goes_with_the_container");
+    let sandbox = Sandbox::new("overlay");
+    let id = sandbox.id();
+    let rootfs = sandbox.bundle(&BundleSpec::new(["true"])).rootfs();
+    let before: Vec<_> = std::fs::read_dir(&rootfs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let overlay = format!("{}:O", rootfs.display());
+    let common = [
+        "run",
+        "--runtime",
+        sandbox.runtime(),
+        "--runtime-root",
+        &sandbox.runtime_root().to_string_lossy(),
+        "--rootfs",
+        &overlay,
+    ]
+    .map(str::to_owned);
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut all = common.to_vec();
+        all.extend(extra.iter().map(|a| a.to_string()));
+        all
+    };
+    let run = |extra: &[&str]| {
+        let all = args(extra);
+        sandbox.tether_output(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let output = run(&[
+        "--rm",
+        id,
+        "--",
+        "sh",
+        "-c",
+        "echo changed > /marker && rm /bin/true && cat /marker && ls /bin/true 2>&1 || true",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let out = text(&output.stdout);
+    assert!(out.starts_with("changed\n"), "{out}");
+    assert!(
+        !rootfs.join("marker").exists(),
+        "the overlay wrote through to the directory"
+    );
+    assert!(
+        rootfs.join("bin/true").exists(),
+        "a removal reached the directory"
+    );
+    let after: Vec<_> = std::fs::read_dir(&rootfs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after);
+    assert!(
+        mounts_under(&sandbox.state_dir()).is_empty(),
+        "{:?}",
+        mounts_under(&sandbox.state_dir())
+    );
+    assert!(!sandbox.state_dir().join(id).exists());
+
+    // Detached: its changes are in its state dir while it runs; its daemon killed, `rm -f` still
+    // unmounts before it removes anything.
+    let kept = sandbox.another_id("kept");
+    let output = run(&[
+        "-d",
+        &kept,
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /kept; exec sleep 1000",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let upper = sandbox.state_dir().join(&kept).join("overlay/upper");
+    assert!(
+        wait_until(TIMEOUT, || upper.join("kept").exists()),
+        "no change in {}",
+        upper.display()
+    );
+    let seen = sandbox.tether_output(&["exec", &kept, "--", "cat", "/kept"]);
+    assert_eq!(text(&seen.stdout), "kept\n", "{}", text(&seen.stderr));
+    assert_eq!(mounts_under(&sandbox.state_dir()).len(), 1);
+    let daemon = sandbox.daemon_pid(&kept);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(TIMEOUT, || !Path::new(&format!(
+        "/proc/{daemon}"
+    ))
+    .exists()));
+    let removed = sandbox.tether_output(&["rm", "-f", &kept]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(
+        mounts_under(&sandbox.state_dir()).is_empty(),
+        "{:?}",
+        mounts_under(&sandbox.state_dir())
+    );
+    assert!(!sandbox.state_dir().join(&kept).exists());
+    assert!(!rootfs.join("kept").exists());
+
+    // overlayfs separates its directories with ',' and ':'.
+    let odd = sandbox.path().join("a,b");
+    std::fs::create_dir_all(&odd).unwrap();
+    let refused =
+        sandbox.tether_output(&["run", "--rootfs", &format!("{}:O", odd.display()), "odd"]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(
+        text(&refused.stderr).contains("no ',' or ':'"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!sandbox.state_dir().join("odd").exists());
+}

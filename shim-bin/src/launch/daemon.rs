@@ -14,7 +14,7 @@ use crate::shim::runtime::{ReaperWait, RuntimeOptions};
 use crate::shim::{Listing, NoEvents, Parts, RunSpec, Supervisor};
 use crate::tokens::REAPER;
 use mio::{Interest, Poll};
-use shim_core::StateLayout;
+use shim_core::{RootfsMount, StateLayout};
 use shim_io::{LogSink, Rotation, SinkOptions};
 use shim_reaper::Reaper;
 use shim_runc::{DeleteOptions, Runc};
@@ -65,7 +65,7 @@ pub fn main(config_json: &str) -> u8 {
         }
         Err(message) => {
             diag.warn(format_args!("start failed: {message}"));
-            let _ = std::fs::remove_dir_all(layout.container_dir(&config.id));
+            let _ = crate::shim::mounts::remove_container_dir(&layout.container_dir(&config.id));
             if !log_existed {
                 let _ = std::fs::remove_file(&config.log_path);
             }
@@ -171,6 +171,7 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
         },
         stdin: config.stdin,
         terminal: config.tty,
+        rootfs: overlay(config, layout)?,
     })?;
     // What the container wrote while the runtime ran goes to the log before the rest of the
     // start-up: its first line should not wait for the door and the state file. (Not when the
@@ -204,4 +205,26 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
     }
     supervisor.refresh_front();
     Ok(supervisor)
+}
+
+/// `--rootfs DIR:O`: an overlay on DIR whose upper and work directories are in the container's
+/// state dir, so the container's changes go with it.
+fn overlay(config: &DaemonConfig, layout: &StateLayout) -> Result<Vec<RootfsMount>, String> {
+    let Some(lower) = &config.overlay_lower else {
+        return Ok(Vec::new());
+    };
+    let dir = layout.container_dir(&config.id).join("overlay");
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    for made in [&upper, &work] {
+        std::fs::create_dir_all(made).map_err(|e| format!("overlay {}: {e}", made.display()))?;
+    }
+    Ok(vec![RootfsMount {
+        kind: "overlay".into(),
+        source: "overlay".into(),
+        options: vec![
+            format!("lowerdir={}", lower.display()),
+            format!("upperdir={}", upper.display()),
+            format!("workdir={}", work.display()),
+        ],
+    }])
 }

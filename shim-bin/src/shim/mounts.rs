@@ -108,6 +108,13 @@ pub fn unmount_rootfs(target: &Path) {
     while umount2(target, MntFlags::MNT_DETACH).is_ok() {}
 }
 
+/// Removes a container's directory in tether's state dir, unmounting first what tether mounted
+/// in it (`--rootfs DIR:O`'s overlay): removing through a mount would reach into what is mounted.
+pub fn remove_container_dir(dir: &Path) -> std::io::Result<()> {
+    unmount_rootfs(&dir.join("bundle").join("rootfs"));
+    std::fs::remove_dir_all(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,8 @@ pub struct RunSpec {
     /// Keep a stdin pipe for attach clients.
     pub stdin: bool,
     pub terminal: bool,
+    /// Mounts for the bundle's `rootfs` (`--rootfs DIR:O`'s overlay), unmounted at delete.
+    pub rootfs: Vec<RootfsMount>,
 }
 
 /// What a Create asks for.
@@ -271,7 +273,24 @@ impl Supervisor {
     /// Runs `tether run`'s container at once (`runc run --detach`: one runtime process instead of
     /// create and start's two, about 10 ms less), its output into tether's log. Returns the init's
     /// pid; the error is one line for the user, and no container is left after one.
-    pub fn run_container(&mut self, spec: RunSpec) -> std::result::Result<i32, String> {
+    pub fn run_container(&mut self, mut spec: RunSpec) -> std::result::Result<i32, String> {
+        let rootfs_mounts = std::mem::take(&mut spec.rootfs);
+        let rootfs = spec.bundle.join("rootfs");
+        mount_rootfs(&rootfs_mounts, &rootfs)?;
+        let rootfs_mounted = !rootfs_mounts.is_empty();
+        let started = self.run_mounted(spec, rootfs_mounted);
+        if started.is_err() && rootfs_mounted {
+            unmount_rootfs(&rootfs);
+        }
+        started
+    }
+
+    /// [`Supervisor::run_container`] once the rootfs is mounted.
+    fn run_mounted(
+        &mut self,
+        spec: RunSpec,
+        rootfs_mounted: bool,
+    ) -> std::result::Result<i32, String> {
         let RunSpec {
             bundle,
             runc,
@@ -279,6 +298,7 @@ impl Supervisor {
             listing,
             stdin,
             terminal,
+            rootfs: _,
         } = spec;
         self.copier.log_to(log);
         let plan = StdioPlan::Log { stdin, terminal };
@@ -338,7 +358,7 @@ impl Supervisor {
         init.runs(pid, connected, pending_exit);
         init.state = Phase::Running;
         let options = RuntimeOptions::default();
-        self.adopt(init, &bundle, runc, options, listing, false);
+        self.adopt(init, &bundle, runc, options, listing, rootfs_mounted);
         self.diag.info(format_args!(
             "container {} started, init pid {pid}",
             self.id

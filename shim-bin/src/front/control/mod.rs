@@ -236,7 +236,7 @@ impl TetherFront {
     /// sent, so `tether rm` returning means the id is free. (Connections outlive the socket file.)
     pub fn remove_entry(&mut self) {
         self.removed = true;
-        let _ = std::fs::remove_dir_all(self.layout.container_dir(&self.id));
+        let _ = crate::shim::mounts::remove_container_dir(&self.layout.container_dir(&self.id));
     }
 
     /// Sends what is queued, then closes every connection and removes the entry.
@@ -265,7 +265,7 @@ pub fn forget(id: &str) {
     let ours = layout.container_dir(&id).join(MARKER).exists();
     let answers = crate::sockpath::connect(&layout.control_socket(&id)).is_ok();
     if ours && !answers {
-        let _ = std::fs::remove_dir_all(layout.container_dir(&id));
+        let _ = crate::shim::mounts::remove_container_dir(&layout.container_dir(&id));
     }
 }
 

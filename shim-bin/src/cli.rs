@@ -401,6 +401,10 @@ pub struct RootfsArgs {
     /// Mount the root filesystem read-only.
     #[arg(long, help_heading = ROOTFS_HEADING)]
     pub read_only: bool,
+    /// Run a tiny init as PID 1 that passes signals on and reaps orphans (tether's own static
+    /// binary, mounted read-only at /dev/tether-init): a shell or httpd then stops on TERM.
+    #[arg(long, help_heading = ROOTFS_HEADING)]
+    pub init: bool,
 }
 
 impl RootfsArgs {
@@ -418,6 +422,7 @@ impl RootfsArgs {
             (self.hostname.is_some(), "--hostname"),
             (self.read_only, "--read-only"),
             (!self.tmpfs.is_empty(), "--tmpfs"),
+            (self.init, "--init"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))

@@ -538,8 +538,8 @@ fn print_table(rows: &[PsRow], no_trunc: bool) {
     }
 }
 
-/// The container's command as `docker ps` shows it: its spec's args, quoted, cut to 20
-/// characters ("" when the bundle cannot be read).
+/// The container's command as `docker ps` shows it: its spec's args (without `--init`'s init),
+/// quoted, cut to 20 characters ("" when the bundle cannot be read).
 fn command_of(bundle: &std::path::Path) -> String {
     use std::io::Read;
     let mut text = String::new();
@@ -550,8 +550,12 @@ fn command_of(bundle: &std::path::Path) -> String {
         .and_then(|_| serde_json::from_str::<serde_json::Value>(&text).ok())
         .and_then(|spec| {
             let args = spec["process"]["args"].as_array()?.clone();
+            // The init `run --init` put first is not the container's command.
+            let skip =
+                usize::from(args.first().and_then(|a| a.as_str()) == Some(crate::init::PATH));
             Some(
                 args.iter()
+                    .skip(skip)
                     .filter_map(|a| a.as_str())
                     .collect::<Vec<_>>()
                     .join(" "),

@@ -1,7 +1,7 @@
 //! `tether`: a container shim. See `tether --help`, README.md and docs/.
 //!
 //! `unsafe` is denied in this crate but for one module, [`sys`]: the system calls that need it
-//! (signals by number, ioctls on terminals, an fd received over a socket or inherited at a
+//! (signals by number and the init's signal mask, ioctls on terminals, an fd received over a socket or inherited at a
 //! fixed number, `malloc_trim`, and the `pre_exec` hooks between fork and exec),
 //! each behind a safe function that says why it is sound.
 #![deny(unsafe_code)]
@@ -17,6 +17,7 @@ mod events;
 mod foreground;
 mod front;
 mod habits;
+mod init;
 mod inspect;
 mod launch;
 mod logs;
@@ -42,6 +43,12 @@ fn main() -> ExitCode {
     // The daemon is started by `tether run` with a fixed argument shape; skipping the full command
     // line parser keeps its start-up allocations (and so its resident memory) small.
     let argv: Vec<String> = std::env::args().collect();
+    if argv
+        .first()
+        .is_some_and(|argv0| init::invoked_as_init(argv0))
+    {
+        return ExitCode::from(init::main(&argv[1..]));
+    }
     if argv
         .first()
         .is_some_and(|argv0| launch::invoked_as_shim(argv0))

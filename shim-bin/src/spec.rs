@@ -76,6 +76,11 @@ pub fn for_rootfs(
         }
         process.set_cwd(dir.into());
     }
+    if rootfs.init {
+        let mut argv = process.args().clone().unwrap_or_default();
+        argv.insert(0, crate::init::PATH.to_owned());
+        process.set_args(Some(argv));
+    }
     if let Some(user) = &rootfs.user {
         process.set_user(crate::users::resolve(user, Some(rootfs_dir)).map_err(Error::invalid)?);
     }
@@ -99,6 +104,19 @@ pub fn for_rootfs(
     }
     for path in &rootfs.tmpfs {
         mounts.push(tmpfs_mount(path)?);
+    }
+    if rootfs.init {
+        // After the runtime's /dev tmpfs, so the mount point is made there, not in the rootfs.
+        let mut init = Mount::default();
+        init.set_destination(crate::init::PATH.into())
+            .set_typ(Some("bind".into()))
+            .set_source(Some(crate::init::binary().map_err(Error::invalid)?))
+            .set_options(Some(
+                ["bind", "ro", "nosuid", "nodev"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ));
+        mounts.push(init);
     }
     spec.set_mounts(Some(mounts));
     let mut linux = spec.linux().clone().unwrap_or_default();

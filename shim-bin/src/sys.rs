@@ -143,3 +143,66 @@ pub fn detach_with_fd(command: &mut Command, fd: RawFd, target: RawFd) {
         });
     }
 }
+
+/// Blocks every signal in this process (single-threaded: the init), so that [`wait_signal`]
+/// takes each one in turn. A child started with `std::process::Command` begins with none
+/// blocked again.
+pub fn block_all_signals() -> io::Result<()> {
+    // SAFETY: sigfillset fills the set we own; sigprocmask reads it and writes no memory of ours.
+    let result = unsafe {
+        let mut all: nix::libc::sigset_t = std::mem::zeroed();
+        nix::libc::sigfillset(&mut all);
+        nix::libc::sigprocmask(nix::libc::SIG_SETMASK, &all, std::ptr::null_mut())
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The number of the next pending signal (any, real-time ones too), once one is pending.
+pub fn wait_signal() -> io::Result<i32> {
+    loop {
+        // SAFETY: sigfillset fills the set we own; sigwaitinfo reads it and, given a null info
+        // pointer, writes nothing.
+        let signal = unsafe {
+            let mut all: nix::libc::sigset_t = std::mem::zeroed();
+            nix::libc::sigfillset(&mut all);
+            nix::libc::sigwaitinfo(&all, std::ptr::null_mut())
+        };
+        if signal > 0 {
+            return Ok(signal);
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// In `command`'s child (the init's command): a process group of its own, which becomes the
+/// terminal's foreground group when its parent's group was (so Ctrl-C on the container's
+/// terminal reaches it, as it would without an init in between); then no signal blocked, as the
+/// init has them all.
+pub fn prepare_init_child(command: &mut Command) {
+    // SAFETY: between fork and exec only getpgrp, setpgid, tcgetpgrp, tcsetpgrp, sigemptyset and
+    // sigprocmask, which are async-signal-safe; nothing is allocated.
+    unsafe {
+        command.pre_exec(|| {
+            let before = nix::unistd::getpgrp();
+            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
+            let stdin = std::os::fd::BorrowedFd::borrow_raw(0);
+            if nix::unistd::tcgetpgrp(stdin) == Ok(before) {
+                // A background group may take the terminal: SIGTTOU is still blocked here.
+                let _ = nix::unistd::tcsetpgrp(stdin, nix::unistd::getpgrp());
+            }
+            let mut none: nix::libc::sigset_t = std::mem::zeroed();
+            nix::libc::sigemptyset(&mut none);
+            if nix::libc::sigprocmask(nix::libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -25,6 +25,12 @@ pub fn tether_bin() -> PathBuf {
     bin
 }
 
+/// The statically linked `tether` that `cargo xtask test` builds and names in `TETHER_STATIC_BIN`:
+/// what `run --init` mounts into a container. `None` when it is not set.
+pub fn static_tether_bin() -> Option<PathBuf> {
+    std::env::var_os("TETHER_STATIC_BIN").map(PathBuf::from)
+}
+
 impl Sandbox {
     /// `tether --state-dir <private>` with nothing else.
     pub fn tether(&self) -> Command {

@@ -1764,3 +1764,111 @@ fn an_overlay_rootfs_keeps_the_directory_and_goes_with_the_container() {
     );
     assert!(!sandbox.state_dir().join("odd").exists());
 }
+
+/// `run --init`: a tiny init as PID 1 passes `stop`'s TERM on to a shell, which ends in 143 at
+/// once (137 after the grace period without it), reaps an orphan that exits, and exits with the
+/// command's code; a command not found is 127. Only a statically linked tether can serve as the
+/// init, and a dynamic one says so.
+#[test]
+fn init_passes_signals_on_and_reaps_orphans() {
+    needs_root!("init_passes_signals_on_and_reaps_orphans");
+    let Some(static_tether) = tether_tests::tether::static_tether_bin() else {
+        assert_ne!(
+            std::env::var(tether_tests::harness::REQUIRE_ENV).as_deref(),
+            Ok("require"),
+            "TETHER_STATIC_BIN is not set: `cargo xtask test` builds the static tether and sets it"
+        );
+        eprintln!("skipping init_passes_signals_on_and_reaps_orphans: TETHER_STATIC_BIN not set");
+        return;
+    };
+    let sandbox = Sandbox::new("init");
+    let id = sandbox.id();
+    let with_static = |args: &[String]| {
+        std::process::Command::new(&static_tether)
+            .arg("--state-dir")
+            .arg(sandbox.state_dir())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let run = |extra: &[&str]| {
+        let mut all = run_rootfs_args(&sandbox, &["--init"]);
+        all.extend(extra.iter().map(|a| a.to_string()));
+        with_static(&all)
+    };
+
+    // An orphan that lives a while, then the command that stays.
+    let output = run(&[
+        "-d",
+        id,
+        "--",
+        "sh",
+        "-c",
+        "sh -c 'sleep 2 &'; exec sleep 1000",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let init = state(&sandbox, id)["pid"].as_i64().unwrap() as i32;
+    let cmdline = std::fs::read(format!("/proc/{init}/cmdline")).unwrap();
+    assert!(
+        cmdline.starts_with(b"/dev/tether-init\0sh\0-c\0"),
+        "{}",
+        text(&cmdline)
+    );
+    let listed = text(&sandbox.tether_output(&["ps"]).stdout);
+    assert!(
+        listed.contains("sh -c") && !listed.contains("tether-init"),
+        "ps shows the command, not the init: {listed}"
+    );
+    let children = || tether_tests::tether::children_of(init);
+    assert!(
+        wait_until(TIMEOUT, || children().len() == 2),
+        "the orphan never came to the init: {:?}",
+        children()
+    );
+    assert!(
+        wait_until(TIMEOUT, || {
+            let now = children();
+            now.len() == 1 && now[0].1 != 'Z'
+        }),
+        "the orphan was not reaped: {:?}",
+        children()
+    );
+    let stopped = sandbox.tether_output(&["stop", "-t", "60", id]);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert_eq!(
+        exit_code_of(&sandbox, id),
+        143,
+        "TERM did not reach the shell"
+    );
+    assert!(sandbox.tether_output(&["rm", id]).status.success());
+
+    let second = sandbox.another_id("code");
+    let output = run(&["--rm", &second, "--", "sh", "-c", "echo out; exit 3"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "out\n");
+
+    let third = sandbox.another_id("missing");
+    let output = run(&["--rm", &third, "--", "no-such-command"]);
+    assert_eq!(output.status.code(), Some(127));
+    assert!(
+        text(&output.stderr).contains("no-such-command"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // The debug build is linked dynamically.
+    let refused = run_rootfs(&sandbox, &["--init", "dynamic", "--", "true"]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(
+        text(&refused.stderr).contains("linked dynamically"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!sandbox.state_dir().join("dynamic").exists());
+    let left: Vec<_> = std::fs::read_dir(sandbox.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

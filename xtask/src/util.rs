@@ -49,7 +49,14 @@ pub fn test(args: &[String]) -> Result<(), String> {
         .collect();
     let _hogs = under_load.then(CpuHogs::start).transpose()?;
     run_status(cargo().args(["build", "--workspace", "--bins"]))?;
-    run_status(cargo().args(["test", "--workspace"]).args(&extra))?;
+    // `run --init` mounts tether's own binary into the container, which only a static one can be.
+    let static_tether = build_tether(true)?;
+    run_status(
+        cargo()
+            .args(["test", "--workspace"])
+            .args(&extra)
+            .env("TETHER_STATIC_BIN", static_tether),
+    )?;
     // A filter given to cargo test selects among its tests; the guide, containerd and docker
     // suites run without one.
     if extra.is_empty() {

@@ -38,6 +38,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The container's network (`run --network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// Only its own loopback.
+    None,
+    /// The host's network, shared.
+    Host,
+    /// An address on tether's bridge (tether0, 10.89.0.0/16) through the CNI plugins; -p
+    /// publishes its ports.
+    Bridge,
+}
+
 /// The log formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormatArg {
@@ -401,6 +413,13 @@ pub struct RootfsArgs {
     /// Mount the root filesystem read-only.
     #[arg(long, help_heading = ROOTFS_HEADING)]
     pub read_only: bool,
+    /// The network: none (the default: only loopback), host, or bridge.
+    #[arg(long, value_enum, value_name = "MODE", help_heading = ROOTFS_HEADING)]
+    pub network: Option<NetworkArg>,
+    /// Publish a port on the host: [IP:]HOST:CONTAINER[/tcp|udp] (implies --network bridge);
+    /// repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CONTAINER", value_parser = parse_publish, help_heading = ROOTFS_HEADING)]
+    pub publish: Vec<crate::shim::network::Publish>,
     /// Run a tiny init as PID 1 that passes signals on and reaps orphans (tether's own static
     /// binary, mounted read-only at /dev/tether-init): a shell or httpd then stops on TERM.
     #[arg(long, help_heading = ROOTFS_HEADING)]
@@ -423,6 +442,8 @@ impl RootfsArgs {
             (self.read_only, "--read-only"),
             (!self.tmpfs.is_empty(), "--tmpfs"),
             (self.init, "--init"),
+            (self.network.is_some(), "--network"),
+            (!self.publish.is_empty(), "-p/--publish"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -515,6 +536,10 @@ fn parse_log_size(text: &str) -> Result<u64, String> {
         return Err(format!("{text:?}: a log of at least 4k (4096 bytes)"));
     }
     Ok(size)
+}
+
+fn parse_publish(text: &str) -> Result<crate::shim::network::Publish, String> {
+    text.parse()
 }
 
 #[cfg(test)]

@@ -640,6 +640,16 @@ fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) ->
             }
         }
     }
+    // Its network, when its daemon could not detach it: the record would go with the dir.
+    let record = layout.container_dir(id).join(crate::shim::network::RECORD);
+    if let Err(e) = crate::shim::network::detach(&record, &mut DirectWait) {
+        if !force {
+            return Err(Error::failed(format!(
+                "container {id}: {e}; use -f to remove it all the same"
+            )));
+        }
+        eprintln!("tether: container {id}: {e}; removed all the same");
+    }
     crate::shim::mounts::remove_container_dir(&layout.container_dir(id)).map_err(|e| {
         Error::failed(format!(
             "remove {}: {e}",

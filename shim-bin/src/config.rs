@@ -51,6 +51,9 @@ pub struct DaemonConfig {
     /// delete).
     #[serde(default)]
     pub overlay_lower: Option<PathBuf>,
+    /// `--network bridge` (or `-p`): attached between the runtime's create and start.
+    #[serde(default)]
+    pub network: Option<crate::shim::network::Request>,
 }
 
 /// `tether run --runtime-timeout`'s default.

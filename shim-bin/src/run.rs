@@ -117,10 +117,45 @@ fn validate(
             };
             let spec =
                 crate::spec::for_rootfs(args, &args.spec, &rootfs, &root, id.as_str(), &state_dir)?;
+            let network = match crate::spec::network_mode(&args.spec)? {
+                crate::cli::NetworkArg::Bridge => {
+                    crate::shim::network::plugin_dir(&args.spec.publish).map_err(Error::invalid)?;
+                    let layout = StateLayout::new(&state_dir);
+                    let others: Vec<_> = layout
+                        .list()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|other| *other != id)
+                        .map(|other| {
+                            let record = layout
+                                .container_dir(&other)
+                                .join(crate::shim::network::RECORD);
+                            (other.to_string(), record)
+                        })
+                        .collect();
+                    crate::shim::network::check_ports_free(&args.spec.publish, &others)
+                        .map_err(Error::invalid)?;
+                    let cgroup = crate::spec::cgroup_path(&state_dir, id.as_str());
+                    Some(crate::shim::network::Request {
+                        // Unique to the state dir and id, as its cgroup is.
+                        cni_id: cgroup
+                            .file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into(),
+                        publish: args.spec.publish.clone(),
+                        record: StateLayout::new(&state_dir)
+                            .container_dir(&id)
+                            .join(crate::shim::network::RECORD),
+                    })
+                }
+                _ => None,
+            };
             let config = daemon_config(args, id, bundle, state_dir)?;
             return Ok((
                 DaemonConfig {
                     overlay_lower: overlay.then_some(rootfs),
+                    network,
                     ..config
                 },
                 Some(spec),
@@ -227,6 +262,7 @@ fn daemon_config(
         notify_socket: notify_socket()?,
         runtime_timeout_secs: args.runtime_timeout,
         overlay_lower: None,
+        network: None,
     })
 }
 

@@ -2,11 +2,11 @@
 //! bundle `tether run --rootfs DIR [flags] ID -- CMD...` writes under the container's state dir
 //! (what the runtime got is what `tether state`'s bundle holds).
 
-use crate::cli::{RootfsArgs, RunArgs};
+use crate::cli::{NetworkArg, RootfsArgs, RunArgs};
 use crate::error::{Error, Result};
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, Mount, Process, Root,
-    Spec,
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
+    Mount, Process, Root, Spec,
 };
 use std::path::{Path, PathBuf};
 
@@ -155,6 +155,12 @@ pub fn for_rootfs(
     }
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(Some(cgroup_path(state_dir, id)));
+    if network_mode(rootfs)? == NetworkArg::Host {
+        // No namespace of its own: the host's network.
+        if let Some(namespaces) = linux.namespaces_mut() {
+            namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network);
+        }
+    }
     spec.set_linux(Some(linux));
     Ok(spec)
 }
@@ -170,6 +176,23 @@ pub fn cgroup_path(state_dir: &Path, id: &str) -> PathBuf {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     PathBuf::from(format!("/tether/{id}-{:012x}", hash >> 16))
+}
+
+/// `--network`, as `-p` makes it: bridge when ports are published (and refused with another).
+pub fn network_mode(rootfs: &RootfsArgs) -> Result<NetworkArg> {
+    match (rootfs.network, rootfs.publish.is_empty()) {
+        (None, true) => Ok(NetworkArg::None),
+        (None, false) | (Some(NetworkArg::Bridge), _) => Ok(NetworkArg::Bridge),
+        (Some(mode), true) => Ok(mode),
+        (Some(mode), false) => Err(Error::invalid(format!(
+            "-p publishes a port of the bridge network, not with --network {}",
+            if mode == NetworkArg::Host {
+                "host"
+            } else {
+                "none"
+            }
+        ))),
+    }
 }
 
 /// The most of an `--env-file` read.

@@ -616,3 +616,69 @@ fn read_some<R: Read>(
         Err(e) => Err(e),
     }
 }
+
+/// What a helper program run by [`run_helper`] left: its exit and what it printed.
+#[derive(Debug)]
+pub struct HelperOutput {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs a helper program other than the runtime (a network plugin, say) the way runtime commands
+/// run: `input` on its stdin, both outputs read while `waiter` keeps reaping, killed with its
+/// process group after `timeout`. `input` must fit a pipe's buffer (64 KiB): it is written before
+/// anything is read.
+pub fn run_helper(
+    command: &mut Command,
+    input: &[u8],
+    waiter: &mut dyn ExitWaiter,
+    timeout: Duration,
+) -> std::io::Result<HelperOutput> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    child_setup::prepare(command);
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    let mut child = command.spawn()?;
+    let pid = child.id() as i32;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading its input is seen by its exit status.
+        let _ = stdin.write_all(input);
+    }
+    let kill = || {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    };
+    let deadline = Instant::now().checked_add(timeout);
+    let (stdout, stderr, mut timed_out) = read_both(
+        child.stdout.take(),
+        child.stderr.take(),
+        waiter,
+        deadline,
+        kill,
+    )?;
+    let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+    let status = match waiter.wait_timeout(pid, left)? {
+        Some(status) => status,
+        None => {
+            timed_out = true;
+            kill();
+            waiter.wait(pid)?
+        }
+    };
+    if timed_out {
+        return Err(std::io::Error::new(
+            ErrorKind::TimedOut,
+            format!("still running after {}s; killed", timeout.as_secs()),
+        ));
+    }
+    Ok(HelperOutput {
+        status,
+        stdout,
+        stderr,
+    })
+}

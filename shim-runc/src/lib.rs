@@ -58,7 +58,7 @@ mod options;
 mod output;
 
 pub use error::{last_log_error, Error, Result};
-pub use exec::{DirectWait, ExitWaiter, ProcessIo, Spawned};
+pub use exec::{run_helper, DirectWait, ExitWaiter, HelperOutput, ProcessIo, Spawned};
 pub use options::{
     CheckpointOptions, CreateOptions, DeleteOptions, ExecOptions, KillOptions, RunOptions,
     Subcommand,

@@ -12,7 +12,12 @@ const PACKAGES: &[(&str, &str)] = &[
     ("conmon", "/usr/bin/conmon"),
     ("containerd", "/usr/bin/containerd"),
     ("tmux", "/usr/bin/tmux"),
+    // The completion test sources the zsh script.
+    ("zsh", "/usr/bin/zsh"),
     ("logrotate", "/usr/sbin/logrotate"),
+    // `run --network bridge` and `-p`: the CNI plugins, and the iptables portmap drives.
+    ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+    ("iptables", "/usr/sbin/iptables"),
     // The CRI suite's client is generated from the CRI protos at build time.
     ("protobuf-compiler", "/usr/bin/protoc"),
 ];

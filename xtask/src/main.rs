@@ -16,7 +16,8 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  deps [--no-engines]  install runc, crun, busybox-static, conmon, containerd, tmux and logrotate with apt-get,
+  deps [--no-engines]  install runc, crun, busybox-static, conmon, containerd, tmux, zsh, logrotate, the CNI plugins
+                       and iptables with apt-get,
                        give cgroup controllers left on a hybrid layout's v2 hierarchy a v1 mount
                        (crun refuses a hybrid layout otherwise), and unpack containerd 1.7 and 2.1
                        and docker 28 from Debian's newer suites into target/engines (not installed); as root

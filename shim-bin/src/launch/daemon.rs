@@ -172,6 +172,7 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
         stdin: config.stdin,
         terminal: config.tty,
         rootfs: overlay(config, layout)?,
+        network: config.network.clone(),
     })?;
     // What the container wrote while the runtime ran goes to the log before the rest of the
     // start-up: its first line should not wait for the door and the state file. (Not when the

@@ -7,6 +7,7 @@ mod cgroup;
 pub mod diag;
 mod logbinary;
 pub mod mounts;
+pub mod network;
 mod ops;
 pub mod persist;
 pub mod runtime;
@@ -176,6 +177,8 @@ pub struct Container {
     pub created_at: String,
     /// What `tether ps` shows of it.
     pub listing: Listing,
+    /// Where its network (`run --network bridge`) is recorded, while it is attached.
+    pub network: Option<std::path::PathBuf>,
 }
 
 impl Container {
@@ -571,6 +574,27 @@ impl Supervisor {
             "{key} (pid {}) exited: {}",
             exit.pid, exit.status
         ));
+        if key.is_init() {
+            // Its address and published ports are free for the next container (as docker frees
+            // them at a stop); after the exit went out, which this does not hold up.
+            self.release_network();
+        }
+    }
+
+    /// Detaches the container's network, if it has one attached.
+    pub(crate) fn release_network(&mut self) {
+        let Some(record) = self.container.as_ref().and_then(|c| c.network.clone()) else {
+            return;
+        };
+        match network::detach(&record, &mut runtime::ReaperWait(&mut self.reaper)) {
+            Ok(()) => {
+                if let Some(container) = &mut self.container {
+                    container.network = None;
+                }
+            }
+            // Kept for the delete to try again.
+            Err(e) => self.diag.warn(format_args!("{e}")),
+        }
     }
 }
 

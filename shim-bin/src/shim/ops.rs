@@ -139,6 +139,7 @@ impl Supervisor {
         if plan == DeletePlan::Force {
             self.record_forced_exit();
         }
+        self.release_network();
         let container = self.container.take().expect("looked up above");
         if let Some(front) = &mut self.front {
             front.remove_entry();

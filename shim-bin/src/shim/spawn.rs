@@ -2,6 +2,7 @@
 //! start`, or `runc exec --detach` for an exec) and Exec (an exec's process, kept until its Start).
 
 use super::mounts::{mount_rootfs, unmount_rootfs};
+use super::network;
 use super::runtime::{join_cgroup, read_pid, ReaperWait, RuntimeOptions};
 use super::stdio::{self, Prepared, StdioPlan};
 use super::{Connected, Container, Proc, Supervisor};
@@ -47,6 +48,8 @@ pub struct RunSpec {
     pub terminal: bool,
     /// Mounts for the bundle's `rootfs` (`--rootfs DIR:O`'s overlay), unmounted at delete.
     pub rootfs: Vec<RootfsMount>,
+    /// tether's bridge network, attached between create and start, detached at the exit.
+    pub network: Option<network::Request>,
 }
 
 /// What a Create asks for.
@@ -299,6 +302,7 @@ impl Supervisor {
             stdin,
             terminal,
             rootfs: _,
+            network,
         } = spec;
         self.copier.log_to(log);
         let plan = StdioPlan::Log { stdin, terminal };
@@ -311,16 +315,24 @@ impl Supervisor {
             create = create.console_socket(&console);
         }
         let runtime_io = prepared.take_runtime_io();
-        let options = RunOptions {
-            create,
-            detach: true,
+        // A network is attached between create and start, in the namespace the init waits in.
+        let ran = match &network {
+            None => runc.run(
+                &self.id,
+                &RunOptions {
+                    create,
+                    detach: true,
+                },
+                runtime_io,
+                &mut ReaperWait(&mut self.reaper),
+            ),
+            Some(_) => runc.create(
+                &self.id,
+                &create,
+                runtime_io,
+                &mut ReaperWait(&mut self.reaper),
+            ),
         };
-        let ran = runc.run(
-            &self.id,
-            &options,
-            runtime_io,
-            &mut ReaperWait(&mut self.reaper),
-        );
         // Whatever failed, no container of this id is left (runc removes a container whose start
         // failed, but not every runtime does).
         let undo = |supervisor: &mut Supervisor| {
@@ -353,12 +365,30 @@ impl Supervisor {
                 return Err(message);
             }
         };
+        if let Some(request) = &network {
+            let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+            let attached = network::attach(request, &netns, &mut ReaperWait(&mut self.reaper));
+            let started = attached.and_then(|_| {
+                runc.start(&self.id, &mut ReaperWait(&mut self.reaper))
+                    .map_err(|e| {
+                        let _ = network::detach(&request.record, &mut ReaperWait(&mut self.reaper));
+                        e.to_string()
+                    })
+            });
+            if let Err(message) = started {
+                undo(self);
+                return Err(message);
+            }
+        }
         let mut init = Proc::new(ProcessKey::Init, plan);
         let pending_exit = self.watch(pid, &ProcessKey::Init);
         init.runs(pid, connected, pending_exit);
         init.state = Phase::Running;
         let options = RuntimeOptions::default();
         self.adopt(init, &bundle, runc, options, listing, rootfs_mounted);
+        if let Some(container) = &mut self.container {
+            container.network = network.map(|request| request.record);
+        }
         self.diag.info(format_args!(
             "container {} started, init pid {pid}",
             self.id
@@ -398,6 +428,7 @@ impl Supervisor {
             cgroup,
             created_at: crate::time::now(),
             listing,
+            network: None,
         });
     }
 

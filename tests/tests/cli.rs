@@ -1495,6 +1495,40 @@ fn docker_habits_get_answers_and_completion_offers_ids() {
         text(&offered.stdout),
         text(&offered.stderr)
     );
+    // zsh: the id arguments complete with `_tether_ids`, which offers the container.
+    if tether_tests::harness::have_binary("zsh") {
+        let script = sandbox.path().join("_tether");
+        let completion = sandbox.tether_output(&["completion", "zsh"]);
+        std::fs::write(&script, &completion.stdout).unwrap();
+        assert!(
+            text(&completion.stdout).contains("'*::ids -- The container ids:_tether_ids'"),
+            "{}",
+            text(&completion.stdout)
+        );
+        // `_describe -t containers container ids`, as the completion system would list it.
+        let offered = std::process::Command::new("zsh")
+            .arg("-fc")
+            .arg(format!(
+                "source {} 2>/dev/null; _describe() {{ print -l -- \"${{(@P)4}}\"; }}; _tether_ids",
+                script.display()
+            ))
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .env("TETHER_STATE_DIR", sandbox.state_dir())
+            .output()
+            .unwrap();
+        assert!(
+            text(&offered.stdout).lines().any(|line| line == id),
+            "{} {}",
+            text(&offered.stdout),
+            text(&offered.stderr)
+        );
+    } else {
+        assert_ne!(
+            std::env::var(tether_tests::harness::REQUIRE_ENV).as_deref(),
+            Ok("require"),
+            "zsh is missing (`cargo xtask deps` installs it)"
+        );
+    }
     assert!(sandbox.tether_output(&["rm", "-f", id]).status.success());
 }
 

@@ -18,6 +18,9 @@ const PACKAGES: &[(&str, &str)] = &[
     // `run --network bridge` and `-p`: the CNI plugins, and the iptables portmap drives.
     ("containernetworking-plugins", "/usr/lib/cni/bridge"),
     ("iptables", "/usr/sbin/iptables"),
+    // The cgroup v2 suite boots Debian's kernel in a guest under qemu (TCG), from its xz'd package.
+    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+    ("xz-utils", "/usr/bin/xz"),
     // The CRI suite's client is generated from the CRI protos at build time.
     ("protobuf-compiler", "/usr/bin/protoc"),
 ];

@@ -108,47 +108,14 @@ pub fn fetch() -> Result<(), String> {
         println!("deps: engines present ({})", names());
         return Ok(());
     }
-    let uri = archive_uri()?;
-    let apt = workspace_root().join("target/engines/apt");
-    for dir in ["lists/partial", "cache/archives/partial", "download"] {
-        std::fs::create_dir_all(apt.join(dir)).map_err(|e| format!("{}: {e}", apt.display()))?;
-    }
-    let sources = apt.join("sources.list");
     let mut suites: Vec<&str> = missing.iter().map(|e| e.suite).collect();
     suites.dedup();
-    let list: String = suites
-        .iter()
-        .map(|suite| {
-            format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {uri} {suite} main\n")
-        })
-        .collect();
-    std::fs::write(&sources, list).map_err(|e| format!("{}: {e}", sources.display()))?;
-    let private = |cmd: &mut Command| {
-        cmd.arg("-o")
-            .arg(format!("Dir::Etc::SourceList={}", sources.display()))
-            .args(["-o", "Dir::Etc::SourceParts=/nonexistent"])
-            .arg("-o")
-            .arg(format!("Dir::State::Lists={}", apt.join("lists").display()))
-            .arg("-o")
-            .arg(format!("Dir::Cache={}", apt.join("cache").display()))
-            .args(["-o", "APT::Sandbox::User=root", "-qq"]);
-    };
-    let mut update = Command::new("apt-get");
-    private(&mut update);
-    run_status(update.arg("update"))?;
+    let apt = PrivateApt::new(&suites)?;
     for engine in missing {
-        let download = apt.join("download");
         let target = prefix(engine.name);
         let _ = std::fs::remove_dir_all(&target);
         for package in std::iter::once(&engine.package).chain(engine.also) {
-            let mut get = Command::new("apt-get");
-            private(&mut get);
-            run_status(
-                get.current_dir(&download)
-                    .arg("download")
-                    .arg(format!("{package}/{}", engine.suite)),
-            )?;
-            let deb = newest_deb(&download, package)?;
+            let deb = apt.download(&format!("{package}/{}", engine.suite), package)?;
             run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&target))?;
             let _ = std::fs::remove_file(&deb);
         }
@@ -169,6 +136,65 @@ pub fn fetch() -> Result<(), String> {
         println!("deps: {} unpacked in {}", engine.name, target.display());
     }
     Ok(())
+}
+
+/// apt with a private sources list naming suites of the machine's own Debian archive, its lists
+/// and cache under target/engines/apt: it downloads packages and installs nothing.
+pub struct PrivateApt {
+    dir: PathBuf,
+    sources: PathBuf,
+}
+
+impl PrivateApt {
+    /// Writes the sources list for `suites` and updates its package lists.
+    pub fn new(suites: &[&str]) -> Result<PrivateApt, String> {
+        let uri = archive_uri()?;
+        let dir = workspace_root().join("target/engines/apt");
+        for sub in ["lists/partial", "cache/archives/partial", "download"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let sources = dir.join("sources.list");
+        let list: String = suites
+            .iter()
+            .map(|suite| {
+                format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {uri} {suite} main\n")
+            })
+            .collect();
+        std::fs::write(&sources, list).map_err(|e| format!("{}: {e}", sources.display()))?;
+        let apt = PrivateApt { dir, sources };
+        run_status(apt.command("apt-get").arg("update"))?;
+        Ok(apt)
+    }
+
+    /// `program` (apt-get, apt-cache) with the private configuration.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.arg("-o")
+            .arg(format!("Dir::Etc::SourceList={}", self.sources.display()))
+            .args(["-o", "Dir::Etc::SourceParts=/nonexistent"])
+            .arg("-o")
+            .arg(format!(
+                "Dir::State::Lists={}",
+                self.dir.join("lists").display()
+            ))
+            .arg("-o")
+            .arg(format!("Dir::Cache={}", self.dir.join("cache").display()))
+            .args(["-o", "APT::Sandbox::User=root", "-qq"]);
+        cmd
+    }
+
+    /// Downloads `spec` (`package` or `package/suite`); returns the .deb of `package`.
+    pub fn download(&self, spec: &str, package: &str) -> Result<PathBuf, String> {
+        let download = self.dir.join("download");
+        run_status(
+            self.command("apt-get")
+                .current_dir(&download)
+                .arg("download")
+                .arg(spec),
+        )?;
+        newest_deb(&download, package)
+    }
 }
 
 fn names() -> String {

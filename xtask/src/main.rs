@@ -6,6 +6,7 @@ mod e2e;
 mod engines;
 mod fixture;
 mod fuzz;
+mod guest;
 mod host;
 mod install;
 mod util;
@@ -16,8 +17,8 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  deps [--no-engines]  install runc, crun, busybox-static, conmon, containerd, tmux, zsh, logrotate, the CNI plugins
-                       and iptables with apt-get,
+  deps [--no-engines]  install runc, crun, busybox-static, conmon, containerd, tmux, zsh, logrotate, the CNI plugins,
+                       iptables, qemu-system-x86 and xz-utils with apt-get,
                        give cgroup controllers left on a hybrid layout's v2 hierarchy a v1 mount
                        (crun refuses a hybrid layout otherwise), and unpack containerd 1.7 and 2.1
                        and docker 28 from Debian's newer suites into target/engines (not installed); as root
@@ -45,6 +46,8 @@ commands:
                        docs/kubernetes.md says, runs pods through a CRI client with tether's
                        handler and runc's, counts every line of containers that flood their log
                        and exit, and prints the timings of both; as root
+  e2e cgroup2          boot Debian's kernel under qemu with cgroup v2 alone and check tether (runc,
+                       crun) and containerd 1.6 and 2.1 (both shims) against the v2 files; as root
   e2e guide            run docs/guide.md's commands in order and compare their output; as root
   install [--prefix DIR]
                        build (release) and install DIR/bin/tether and its containerd shim name,

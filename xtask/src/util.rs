@@ -57,13 +57,14 @@ pub fn test(args: &[String]) -> Result<(), String> {
             .args(&extra)
             .env("TETHER_STATIC_BIN", static_tether),
     )?;
-    // A filter given to cargo test selects among its tests; the guide, containerd and docker
-    // suites run without one.
+    // A filter given to cargo test selects among its tests; the guide, containerd, docker, CRI
+    // and cgroup v2 suites run without one.
     if extra.is_empty() {
         crate::e2e::run(&["guide".to_owned()])?;
         crate::e2e::run(&["containerd".to_owned()])?;
         crate::e2e::run(&["docker".to_owned()])?;
         crate::e2e::run(&["cri".to_owned()])?;
+        crate::e2e::run(&["cgroup2".to_owned()])?;
     }
     Ok(())
 }

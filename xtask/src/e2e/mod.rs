@@ -4,6 +4,7 @@
 //! right. The image is the busybox fixture, imported from an OCI archive built here.
 
 mod cases;
+mod cgroup2;
 mod cri;
 mod docker;
 mod guide;
@@ -271,14 +272,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Some("guide") if args.len() == 0 => return guide::run(),
         Some("docker") => return docker::run(&args.cloned().collect::<Vec<_>>()),
         Some("cri") => return cri::run(&args.cloned().collect::<Vec<_>>()),
+        Some("cgroup2") => return cgroup2::run(&args.cloned().collect::<Vec<_>>()),
         Some("guide") => return Err("e2e guide takes no arguments".into()),
         Some(other) => {
             return Err(format!(
-                "e2e: unknown suite {other:?} (containerd, cri, docker, guide)"
+                "e2e: unknown suite {other:?} (containerd, cri, docker, guide, cgroup2)"
             ))
         }
         None => {
-            return Err("e2e: which suite? `cargo xtask e2e containerd|cri|docker|guide`".into())
+            return Err(
+                "e2e: which suite? `cargo xtask e2e containerd|cri|docker|guide|cgroup2`".into(),
+            )
         }
     }
     let mut shims = vec!["tether", "runc"];

@@ -111,6 +111,38 @@ fn keyed(text: Option<String>) -> HashMap<String, u64> {
         .collect()
 }
 
+/// v2's `io.stat`: one `MAJ:MIN key=value ...` line per device. The figures containerd's cgroups
+/// library reads are kept; others (`dbytes`, `dios`, io.cost's) are passed over, as a line that
+/// does not name a device is.
+fn io_entries(text: Option<String>) -> Vec<v2::IOEntry> {
+    text.unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (major, minor) = fields.next()?.split_once(':')?;
+            let mut entry = v2::IOEntry {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                ..Default::default()
+            };
+            for field in fields {
+                let Some((key, value)) = field.split_once('=') else {
+                    continue;
+                };
+                let value = value.parse().unwrap_or(0);
+                match key {
+                    "rbytes" => entry.rbytes = value,
+                    "wbytes" => entry.wbytes = value,
+                    "rios" => entry.rios = value,
+                    "wios" => entry.wios = value,
+                    _ => {}
+                }
+            }
+            Some(entry)
+        })
+        .collect()
+}
+
 /// cgroup v1 metrics from the controllers' files.
 pub fn v1_metrics(read: &dyn Fn(&str) -> Option<String>) -> v1::Metrics {
     let ns_per_tick = 1_000_000_000 / clock_ticks();
@@ -211,7 +243,8 @@ pub fn v2_metrics(read: &dyn Fn(&str) -> Option<String>) -> v2::Metrics {
     v2::Metrics {
         pids: Some(v2::PidsStat {
             current: number(read("pids.current"), 0),
-            limit: number(read("pids.max"), 0),
+            // `max` is unlimited, as containerd's cgroups library reads v2's limits.
+            limit: number(read("pids.max"), u64::MAX),
             ..Default::default()
         })
         .into(),
@@ -259,6 +292,11 @@ pub fn v2_metrics(read: &dyn Fn(&str) -> Option<String>) -> v2::Metrics {
             max: event("max"),
             oom: event("oom"),
             oom_kill: event("oom_kill"),
+            ..Default::default()
+        })
+        .into(),
+        io: Some(v2::IOStat {
+            usage: io_entries(read("io.stat")),
             ..Default::default()
         })
         .into(),
@@ -328,6 +366,12 @@ mod tests {
             ("memory.events", "low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\n"),
             ("pids.current", "3\n"),
             ("pids.max", "100\n"),
+            (
+                "io.stat",
+                "254:0 rbytes=1048576 wbytes=4096 rios=16 wios=1 dbytes=0 dios=0\n\
+                 7:0 rbytes=512 wbytes=0 rios=1 wios=0 dbytes=0 dios=0 cost.vrate=1\n\
+                 garbage line\n",
+            ),
         ]
         .into_iter()
         .collect();
@@ -355,6 +399,13 @@ mod tests {
             (7, 1)
         );
         assert_eq!((metrics.pids.current, metrics.pids.limit), (3, 100));
+        let io: Vec<_> = metrics
+            .io
+            .usage
+            .iter()
+            .map(|e| (e.major, e.minor, e.rbytes, e.wbytes, e.rios, e.wios))
+            .collect();
+        assert_eq!(io, [(254, 0, 1048576, 4096, 16, 1), (7, 0, 512, 0, 1, 0)]);
     }
 
     #[test]

@@ -88,7 +88,8 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
-fn cache_dir() -> PathBuf {
+/// Where the kernel, the initramfs and the suite's own program are kept between runs.
+pub fn cache_dir() -> PathBuf {
     crate::util::target_dir().join("cgroup2")
 }
 
@@ -463,7 +464,8 @@ fn stream_new(path: &Path, from: u64, out: &mut impl Write) -> u64 {
     new.len() as u64
 }
 
-fn shell_quote(text: &str) -> String {
+/// `text` as one word of a POSIX shell.
+pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 

@@ -22,7 +22,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     crate::bench::install_interrupt_handler();
     let workspace = crate::util::workspace_root();
     let tether = crate::util::build_tether(true)?;
-    let xtask = std::env::current_exe().map_err(|e| format!("cgroup2: this program: {e}"))?;
+    // This program, as it runs: cargo may have replaced the file since (`e2e cri` builds xtask
+    // again with its feature on), so a copy of the running one goes where the guest sees it.
+    let xtask = guest::cache_dir().join("xtask-inside");
+    std::fs::create_dir_all(guest::cache_dir()).map_err(|e| format!("cgroup2: {e}"))?;
+    let partial = xtask.with_extension("partial");
+    std::fs::copy("/proc/self/exe", &partial)
+        .and_then(|_| std::fs::rename(&partial, &xtask))
+        .map_err(|e| format!("cgroup2: copy this program to {}: {e}", xtask.display()))?;
     for shared in [&tether, &xtask] {
         if !shared.starts_with(&workspace) {
             return Err(format!(
@@ -46,7 +53,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ),
         ("TETHER_GUEST_TETHER", tether.to_string_lossy().into_owned()),
     ];
-    let command = format!("{} e2e cgroup2 --inside", xtask.display());
+    let command = format!(
+        "{} e2e cgroup2 --inside",
+        guest::shell_quote(&xtask.to_string_lossy())
+    );
     let outcome = guest::run(&guest, &workspace, &command, &env, GUEST_TIMEOUT)?;
     println!(
         "e2e cgroup2: the guest's command started {} after qemu's; {:.1} s in all",

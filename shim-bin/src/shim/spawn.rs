@@ -430,6 +430,15 @@ impl Supervisor {
             listing,
             network: None,
         });
+        // An init reaped already (while the runtime was waited for) passed on_reap by: the rest
+        // of a container without its own PID namespace is killed here instead.
+        if self
+            .container
+            .as_ref()
+            .is_some_and(|c| c.shares_pid_namespace && c.init.pending_exit.is_some())
+        {
+            self.kill_the_rest();
+        }
     }
 
     /// Starts a created process (`runc start`, or `runc exec --detach` for an exec); returns its

@@ -1,0 +1,380 @@
+//! The supervisor's rules, driven through the real `tether` daemon with a fake runtime standing in
+//! for runc (`fake-runtime`, this crate's binary): no root, no namespaces, no cgroups, so these run
+//! for every user in `cargo test`. A fake container is a process group on the host, which lets a
+//! test make what a real one makes only by chance: an init reaped while an exec still runs, a
+//! process that outlives the init, a command that cannot be started.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tether_tests::fixture::BundleSpec;
+use tether_tests::harness::{process_state, wait_until, Sandbox};
+
+const BOUND: Duration = Duration::from_secs(30);
+
+fn fake_runtime() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fake-runtime"))
+}
+
+fn sandbox(name: &str) -> Sandbox {
+    Sandbox::with_runtime(name, &fake_runtime().to_string_lossy())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `tether ARGS`, asserting success; its stdout.
+fn tether_ok(sandbox: &Sandbox, args: &[&str]) -> String {
+    let out = sandbox.tether_output(args);
+    assert!(
+        out.status.success(),
+        "tether {}: {} ({})",
+        args.join(" "),
+        text(&out.stderr),
+        out.status
+    );
+    text(&out.stdout)
+}
+
+/// `tether wait ID`: the recorded exit code.
+fn wait_code(sandbox: &Sandbox, id: &str) -> i32 {
+    let out = sandbox.tether_output(&["wait", id]);
+    text(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("tether wait {id}: {}", text(&out.stderr)))
+}
+
+fn state(sandbox: &Sandbox, id: &str) -> serde_json::Value {
+    serde_json::from_str(&tether_ok(sandbox, &["state", id])).expect("state is JSON")
+}
+
+/// A pid a container's script wrote to `file` (awaited: the script runs on its own).
+fn pid_in(file: &Path) -> i32 {
+    let mut pid = None;
+    assert!(
+        wait_until(BOUND, || {
+            pid = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            pid.is_some()
+        }),
+        "{} was never written",
+        file.display()
+    );
+    pid.expect("awaited")
+}
+
+/// Gone: reaped, or never there.
+fn gone(pid: i32) -> bool {
+    process_state(pid).is_none()
+}
+
+#[test]
+fn the_exit_is_recorded_after_the_output_is_drained() {
+    let sandbox = sandbox("drain");
+    let id = sandbox.id();
+    let bytes = 4 << 20;
+    let bundle = sandbox.bundle(&BundleSpec::shell(&format!(
+        "head -c {bytes} /dev/zero | tr '\\0' x; exit 5"
+    )));
+    sandbox.start(id, &bundle, &["--log-format", "raw"]);
+    assert_eq!(wait_code(&sandbox, id), 5);
+    // Read at once: an exit recorded before its output would leave the log short here.
+    let log = std::fs::read(sandbox.state_dir().join(id).join("container.log")).expect("the log");
+    assert_eq!(log.iter().filter(|&&b| b == b'x').count(), bytes);
+    tether_ok(&sandbox, &["rm", id]);
+}
+
+#[test]
+fn a_command_that_cannot_start_exits_127_or_126_in_run_and_in_exec() {
+    let sandbox = sandbox("start-failure");
+    for (id, args, code) in [
+        ("missing", vec!["no-such-command"], 127),
+        ("directory", vec!["/etc"], 126),
+    ] {
+        let bundle = sandbox.bundle(&BundleSpec::new(args));
+        let out = sandbox
+            .tether()
+            .args(["run", "--rm", "--bundle"])
+            .arg(bundle.path())
+            .arg("--runtime")
+            .arg(fake_runtime())
+            .arg("--runtime-root")
+            .arg(sandbox.runtime_root())
+            .arg(id)
+            .output()
+            .expect("tether run");
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        assert!(
+            !sandbox.state_dir().join(id).exists(),
+            "run --rm left {id} behind"
+        );
+    }
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &[]);
+    for (args, code) in [(["no-such-command"], 127), (["/etc/hostname"], 126)] {
+        let out = sandbox
+            .tether()
+            .args(["exec", id, "--"])
+            .args(args)
+            .output()
+            .expect("tether exec");
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+    }
+    tether_ok(&sandbox, &["rm", "-f", id]);
+}
+
+#[test]
+fn the_inits_exit_waits_for_every_execs() {
+    let sandbox = sandbox("execs-first");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let init = sandbox.start(id, &bundle, &[]);
+    let exec_pid_file = sandbox.path().join("exec.pid");
+    let script = format!("echo $$ > {}; exec sleep 1000", exec_pid_file.display());
+    tether_ok(&sandbox, &["exec", "-d", id, "--", "sh", "-c", &script]);
+    let exec = pid_in(&exec_pid_file);
+    tether_ok(&sandbox, &["kill", "-s", "KILL", id]);
+    assert!(wait_until(BOUND, || gone(init)), "the init was not reaped");
+    // Reaped, but not recorded while an exec of the container runs.
+    let now = state(&sandbox, id);
+    assert!(
+        now["exit"].is_null(),
+        "recorded with an exec running: {now}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exec),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the exec");
+    assert_eq!(wait_code(&sandbox, id), 137);
+    tether_ok(&sandbox, &["rm", id]);
+}
+
+#[test]
+fn the_rest_of_a_container_without_its_own_pid_namespace_is_killed_at_the_inits_exit() {
+    let sandbox = sandbox("shared-pid");
+    let id = sandbox.id();
+    let child_file = sandbox.path().join("child.pid");
+    // The child holds the output pipe open: the exit is recorded only once it is gone.
+    let bundle = sandbox.bundle(
+        &BundleSpec::shell(&format!(
+            "sleep 1000 & echo $! > {}; exit 3",
+            child_file.display()
+        ))
+        .pid_namespace(false),
+    );
+    sandbox.start(id, &bundle, &[]);
+    let child = pid_in(&child_file);
+    assert_eq!(wait_code(&sandbox, id), 3);
+    assert!(
+        wait_until(BOUND, || gone(child)),
+        "the init's child {child} outlived it"
+    );
+    tether_ok(&sandbox, &["rm", id]);
+}
+
+#[test]
+fn a_forced_rm_records_each_exit_once() {
+    use std::io::BufRead;
+    let sandbox = sandbox("forced-rm");
+    let id = sandbox.id();
+    std::fs::create_dir_all(sandbox.state_dir()).expect("state dir");
+    let mut events = KillOnDrop(
+        sandbox
+            .tether()
+            .arg("events")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tether events"),
+    );
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = events.0.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(event) = serde_json::from_str(&line) {
+                    lines.lock().expect("lines").push(event);
+                }
+            }
+        })
+    };
+    assert!(
+        wait_until(BOUND, || inotify_watches(events.0.id()) > 0),
+        "tether events set no watch"
+    );
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let init = sandbox.start(id, &bundle, &[]);
+    let exec_pid_file = sandbox.path().join("exec.pid");
+    let script = format!("echo $$ > {}; exec sleep 1000", exec_pid_file.display());
+    let exec = sandbox
+        .tether()
+        .args(["exec", id, "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("tether exec");
+    pid_in(&exec_pid_file);
+    tether_ok(&sandbox, &["rm", "-f", id]);
+    // The exec's exit reached its client.
+    let exec = exec.wait_with_output().expect("tether exec");
+    assert_eq!(exec.status.code(), Some(137));
+    let kinds = || -> Vec<String> {
+        lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .filter(|e| e["id"] == id)
+            .filter_map(|e| e["type"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(
+        wait_until(BOUND, || kinds().iter().any(|k| k == "delete")),
+        "no delete event: {:?}",
+        kinds()
+    );
+    drop(events);
+    let _ = reader.join();
+    // `tether events` reads the state as it finds it: a state removed at once may be read only
+    // as gone, so an exit is told at most once.
+    let kinds = kinds();
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert!(
+        count("exit") <= 1 && count("delete") == 1,
+        "events {kinds:?}"
+    );
+    // Dead: reaped, or a zombie left to whoever inherits it once the daemon ended.
+    assert!(
+        wait_until(BOUND, || process_state(init).is_none_or(|s| s == 'Z')),
+        "the init outlived rm -f"
+    );
+    assert!(!sandbox.state_dir().join(id).exists());
+}
+
+#[test]
+fn an_exec_past_its_timeout_is_killed_and_exits_124() {
+    let sandbox = sandbox("exec-timeout");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &[]);
+    let pid_file = sandbox.path().join("exec.pid");
+    let script = format!("echo $$ > {}; exec sleep 1000", pid_file.display());
+    let out = sandbox
+        .tether()
+        .args(["exec", "--timeout", "1s", id, "--", "sh", "-c", &script])
+        .output()
+        .expect("tether exec");
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    let exec = pid_in(&pid_file);
+    assert!(
+        wait_until(BOUND, || gone(exec)),
+        "the exec outlived its timeout"
+    );
+    assert_eq!(state(&sandbox, id)["status"], "running");
+    tether_ok(&sandbox, &["rm", "-f", id]);
+}
+
+#[test]
+fn run_rm_removes_the_container_at_its_exit() {
+    let sandbox = sandbox("run-rm");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &["--rm"]);
+    tether_ok(&sandbox, &["kill", id]);
+    let entry = sandbox.state_dir().join(id);
+    assert!(
+        wait_until(BOUND, || !entry.exists()),
+        "{} is still there",
+        entry.display()
+    );
+    assert!(
+        !sandbox.runtime_root().join(id).exists(),
+        "the runtime's container was not deleted"
+    );
+    let listed = tether_ok(&sandbox, &["ps", "-a", "-q"]);
+    assert!(!listed.contains(id), "ps -a lists {listed:?}");
+}
+
+/// A child killed (and reaped) however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Inotify watches process `pid` holds (from its fdinfo).
+fn inotify_watches(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
+}
+
+/// The fake runtime itself is what these tests stand on: it must run a process and report it.
+#[test]
+fn the_fake_runtime_runs_a_process_group() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bundle = BundleSpec::new(["sleep", "1000"])
+        .create(dir.path().join("bundle"))
+        .expect("bundle");
+    let root = dir.path().join("root");
+    let fake = |args: &[&str]| {
+        Command::new(fake_runtime())
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .expect("fake-runtime")
+    };
+    let pid_file = dir.path().join("pid");
+    let made = Command::new(fake_runtime())
+        .arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle"])
+        .arg(bundle.path())
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("box")
+        .status()
+        .expect("create");
+    assert!(made.success());
+    let status = |out: std::process::Output| -> String {
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("state JSON");
+        json["status"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(status(fake(&["state", "box"])), "created");
+    assert!(fake(&["start", "box"]).status.success());
+    assert_eq!(status(fake(&["state", "box"])), "running");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .parse()
+        .expect("pid");
+    let ps: Vec<i32> =
+        serde_json::from_slice(&fake(&["ps", "--format", "json", "box"]).stdout).expect("ps JSON");
+    assert!(ps.contains(&pid), "ps {ps:?} lacks {pid}");
+    assert!(fake(&["delete", "--force", "box"]).status.success());
+    // Its parent here is this test, which reaps it.
+    assert!(wait_until(BOUND, || {
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        gone(pid)
+    }));
+}

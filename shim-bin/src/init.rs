@@ -32,13 +32,13 @@ pub fn main(command: &[String]) -> u8 {
         eprintln!("tether-init: no command to run");
         return 125;
     };
-    if let Err(e) = crate::sys::block_all_signals() {
+    if let Err(e) = crate::common::sys::block_all_signals() {
         eprintln!("tether-init: block signals: {e}");
         return 125;
     }
     let mut child = Command::new(program);
     child.args(args);
-    crate::sys::prepare_init_child(&mut child);
+    crate::common::sys::prepare_init_child(&mut child);
     let child = match child.spawn() {
         Ok(child) => Pid::from_raw(child.id() as i32),
         Err(e) => {
@@ -52,7 +52,7 @@ pub fn main(command: &[String]) -> u8 {
         }
     };
     loop {
-        let signal = match crate::sys::wait_signal() {
+        let signal = match crate::common::sys::wait_signal() {
             Ok(signal) => signal,
             Err(e) => {
                 eprintln!("tether-init: wait for signals: {e}");
@@ -61,7 +61,7 @@ pub fn main(command: &[String]) -> u8 {
         };
         if signal != nix::libc::SIGCHLD {
             // Gone already is no error: its exit is pending as SIGCHLD.
-            let _ = crate::sys::kill(child.as_raw(), signal);
+            let _ = crate::common::sys::kill(child.as_raw(), signal);
             continue;
         }
         if let Some(code) = reap(child) {

@@ -1,42 +1,29 @@
 //! `tether`: a container shim. See `tether --help`, README.md and docs/.
 //!
-//! `unsafe` is denied in this crate but for one module, [`sys`]: the system calls that need it
+//! One binary, four rooms, chosen by the name it runs under and its first argument:
+//!
+//! - [`cli`]: the `tether` command line;
+//! - [`launch`]: `tether daemon` (one per container, started by `tether run`) and
+//!   `containerd-shim-tether-v2`, each setting up a [`shim`] and its doors;
+//! - [`shim`]: the supervisor, which owns the container, its processes and their output;
+//! - [`front`]: the doors, which map a wire (tether's control socket, containerd's ttrpc) to the
+//!   supervisor's operations;
+//! - [`init`]: `tether-init`, the init `run --init` puts in a container;
+//! - [`common`]: what they share.
+//!
+//! `unsafe` is denied in this crate but for one module, [`common::sys`]: the system calls that need it
 //! (signals by number and the init's signal mask, ioctls on terminals, an fd received over a socket or inherited at a
 //! fixed number, `malloc_trim`, and the `pre_exec` hooks between fork and exec),
 //! each behind a safe function that says why it is sound.
 #![deny(unsafe_code)]
 
 mod cli;
-mod client;
-mod commands;
-mod completion;
-mod config;
-mod detach;
-mod error;
-mod events;
-mod foreground;
+mod common;
 mod front;
-mod habits;
 mod init;
-mod inspect;
 mod launch;
-mod logs;
-mod oom;
-mod run;
 mod shim;
-mod signals;
-mod sockpath;
-mod spec;
-mod stats;
-mod streams;
-mod sys;
-mod terminal;
-mod time;
-mod tokens;
-mod units;
-mod users;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -67,29 +54,8 @@ fn main() -> ExitCode {
             return ExitCode::from(launch::daemon::main(&config));
         }
     }
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(error) => {
-            let words: Vec<String> = std::env::args().skip(1).collect();
-            if let Some(hint) = habits::hint(&words, error.kind()) {
-                eprintln!("tether: {hint}");
-                return ExitCode::from(error::TETHER_FAILED);
-            }
-            // --help and --version are answers, not failures; a usage error is tether's own,
-            // said in one line (clap's own tip kept in it).
-            if !error.use_stderr() {
-                let _ = error.print();
-                return ExitCode::from(0);
-            }
-            eprintln!("tether: {}", habits::one_line(&error.render().to_string()));
-            return ExitCode::from(error::TETHER_FAILED);
-        }
-    };
-    match commands::dispatch(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(error) => {
-            eprintln!("tether: {error}");
-            ExitCode::from(error.exit_code())
-        }
+    match cli::main() {
+        cli::Outcome::Exit(code) => ExitCode::from(code),
+        cli::Outcome::Daemon(config) => ExitCode::from(launch::daemon::main(&config)),
     }
 }

@@ -6,13 +6,13 @@
 //! that pipe, and from then on serves until `delete` — the same supervisor containerd's shim runs,
 //! with the container's output going to the log rather than to a client's fifos.
 
-use crate::config::{DaemonConfig, StartReport};
+use crate::common::config::{DaemonConfig, StartReport};
 use crate::front::control::TetherFront;
 use crate::shim::diag::Diag;
 use crate::shim::persist::ShimLog;
 use crate::shim::runtime::{ReaperWait, RuntimeOptions};
+use crate::shim::tokens::REAPER;
 use crate::shim::{Listing, NoEvents, Parts, RunSpec, Supervisor};
-use crate::tokens::REAPER;
 use mio::{Interest, Poll};
 use shim_core::{RootfsMount, StateLayout};
 use shim_io::{LogSink, Rotation, SinkOptions};

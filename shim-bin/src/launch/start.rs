@@ -122,7 +122,7 @@ fn spawn_daemon(args: &ShimArgs, bundle: &Path, listener: &UnixListener) -> std:
     if args.debug {
         command.arg("-debug");
     }
-    crate::sys::detach_with_fd(&mut command, listener.as_raw_fd(), LISTENER_FD);
+    crate::common::sys::detach_with_fd(&mut command, listener.as_raw_fd(), LISTENER_FD);
     let child = command
         .arg("serve")
         .current_dir(bundle)

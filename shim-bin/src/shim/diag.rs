@@ -66,7 +66,7 @@ impl Diag {
             .replace('"', "\\\"");
         let line = format!(
             "time=\"{}\" level={level} msg=\"{message}\" id={} runtime=io.containerd.tether.v2\n",
-            crate::time::rfc3339(SystemTime::now()),
+            crate::common::time::rfc3339(SystemTime::now()),
             self.id
         );
         // Unbuffered, one write per line; a failed write only loses the line.

@@ -88,7 +88,7 @@ pub fn spawn(uri: &str, id: &str, namespace: &str) -> io::Result<(File, File)> {
         ready_write.as_raw_fd(),
     ];
     // Only 3, 4 and 5 reach the binary: everything else is close-on-exec.
-    crate::sys::hand_fds(&mut command, handed);
+    crate::common::sys::hand_fds(&mut command, handed);
     let mut child = command
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("logging binary {program}: {e}")))?;

@@ -3,27 +3,27 @@
 //! pipes, and it speaks only shim-core's words: [`ProcessKey`], [`Exit`], [`Event`],
 //! [`shim_core::Error`]. What a door's wire says is the door's business (see [`crate::front`]).
 
-mod cgroup;
 pub mod diag;
 mod logbinary;
 pub mod mounts;
 pub mod network;
+pub mod oom;
 mod ops;
 pub mod persist;
 pub mod runtime;
 mod spawn;
 mod stdio;
+pub mod tokens;
 
-pub use cgroup::Cgroup;
+pub use crate::common::cgroup::Cgroup;
 pub use spawn::{CreateSpec, Listing, RunSpec};
 pub use stdio::StdioPlan;
 
 use crate::front::control::TetherFront;
-use crate::oom::OomWatch;
-use crate::tokens::{self, OOM, REAPER, WAKER};
 use diag::Diag;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
+use oom::OomWatch;
 use runtime::RuntimeOptions;
 use shim_core::frame::FrameKind;
 use shim_core::lifecycle::{self, Phase};
@@ -37,6 +37,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
+use tokens::{OOM, REAPER, WAKER};
 
 /// Work a door hands the supervisor's thread (a call to answer, with where its answer goes).
 pub type Job = Box<dyn FnOnce(&mut Supervisor) + Send>;
@@ -173,7 +174,7 @@ pub struct Container {
     /// No PID namespace of its own: the rest of its processes are killed at the init's exit.
     pub shares_pid_namespace: bool,
     /// Its cgroup, found while the init ran (Stats reads it).
-    pub cgroup: Option<cgroup::Cgroup>,
+    pub cgroup: Option<Cgroup>,
     pub created_at: String,
     /// What `tether ps` shows of it.
     pub listing: Listing,
@@ -324,7 +325,7 @@ impl Supervisor {
             self.refresh_front();
             if self.trim_at.is_some_and(|at| at <= Instant::now()) {
                 self.trim_at = None;
-                crate::sys::release_free_memory();
+                crate::common::sys::release_free_memory();
             }
         }
     }

@@ -5,7 +5,7 @@
 use super::mounts::unmount_rootfs;
 use super::runtime::{ReaperWait, RUNTIME_TIMEOUT};
 use super::{Container, Proc, Supervisor, WaitAnswer};
-use crate::sys::set_window;
+use crate::common::sys::set_window;
 use shim_core::lifecycle::{self, DeletePlan, Phase};
 use shim_core::{Error, Event, ExecId, Exit, ProcessKey, Result};
 use shim_runc::{DeleteOptions, KillOptions};
@@ -81,7 +81,7 @@ impl Supervisor {
         lifecycle::check_signal(&proc.key, proc.phase())?;
         if !key.is_init() {
             // A pid this shim reaps: it cannot have been reused while the exit is not recorded.
-            return crate::sys::kill(proc.pid, signal)
+            return crate::common::sys::kill(proc.pid, signal)
                 .map_err(|_| Error::not_found("process already finished"));
         }
         let runc = self.container()?.runc.clone();

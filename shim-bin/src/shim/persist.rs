@@ -60,7 +60,7 @@ impl ShimLog {
             self.rotate();
         }
         if let Some(file) = &mut self.file {
-            let line = format!("{} {message}\n", crate::time::now());
+            let line = format!("{} {message}\n", crate::common::time::now());
             if file.write_all(line.as_bytes()).is_ok() {
                 self.size += line.len() as u64;
             }

@@ -6,7 +6,7 @@ use super::network;
 use super::runtime::{join_cgroup, read_pid, ReaperWait, RuntimeOptions};
 use super::stdio::{self, Prepared, StdioPlan};
 use super::{Connected, Container, Proc, Supervisor};
-use crate::sys::receive_terminal;
+use crate::common::sys::receive_terminal;
 use shim_core::lifecycle::{self, Phase};
 use shim_core::{
     Error, Event, ExecId, Exit, ExitStatus, ProcessKey, Result, RootfsMount, StdioPaths,
@@ -408,7 +408,7 @@ impl Supervisor {
         rootfs_mounted: bool,
     ) {
         let pid = init.pid;
-        let cgroup = super::cgroup::Cgroup::of_process(pid);
+        let cgroup = crate::common::cgroup::Cgroup::of_process(pid);
         let cgroup = cgroup
             .map_err(|e| {
                 self.diag
@@ -426,7 +426,7 @@ impl Supervisor {
             oom_killed: false,
             shares_pid_namespace: shares_pid_namespace(bundle),
             cgroup,
-            created_at: crate::time::now(),
+            created_at: crate::common::time::now(),
             listing,
             network: None,
         });

@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-// options.rs as it sits in shim-bin: `crate::shim::runtime` and `crate::units` beside it.
+// options.rs as it sits in shim-bin: `crate::shim::runtime` and `crate::common::units` beside it.
 #[path = "../../../shim-bin/src/shim/runtime.rs"]
 #[allow(dead_code)]
 pub mod runtime;
@@ -13,9 +13,12 @@ mod shim {
 #[path = "../../../shim-bin/src/front/ttrpc/options.rs"]
 #[allow(dead_code)]
 mod options;
-#[path = "../../../shim-bin/src/units.rs"]
+#[path = "../../../shim-bin/src/common/units.rs"]
 #[allow(dead_code)]
-mod units;
+pub mod units;
+mod common {
+    pub use super::units;
+}
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 

@@ -36,7 +36,9 @@ pub fn build_process(
         process.set_cwd(cwd.into());
     }
     if let Some(user) = &request.user {
-        process.set_user(crate::users::resolve(user, rootfs).map_err(|e| format!("exec: {e}"))?);
+        process.set_user(
+            crate::common::users::resolve(user, rootfs).map_err(|e| format!("exec: {e}"))?,
+        );
     }
     Ok(process)
 }

@@ -263,7 +263,7 @@ pub fn forget(id: &str) {
         return;
     };
     let ours = layout.container_dir(&id).join(MARKER).exists();
-    let answers = crate::sockpath::connect(&layout.control_socket(&id)).is_ok();
+    let answers = crate::common::sockpath::connect(&layout.control_socket(&id)).is_ok();
     if ours && !answers {
         let _ = crate::shim::mounts::remove_container_dir(&layout.container_dir(&id));
     }
@@ -848,7 +848,7 @@ impl Supervisor {
             runtime_root: listing.runtime_root.clone(),
             created_at: container.created_at.clone(),
             exit: init.exit.map(|exit| {
-                shim_core::ExitRecord::new(&exit, crate::time::rfc3339(exit.reaped_at))
+                shim_core::ExitRecord::new(&exit, crate::common::time::rfc3339(exit.reaped_at))
             }),
             oom_killed: container.oom_killed,
         })

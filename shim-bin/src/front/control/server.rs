@@ -3,7 +3,7 @@
 //! client that sends garbage, sends too much, never sends, never reads or vanishes mid-request costs a
 //! bounded amount and affects no one else.
 
-use crate::tokens::{self, Tokens, CONTROL_LISTENER};
+use crate::shim::tokens::{self, Tokens, CONTROL_LISTENER};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use shim_core::frame::{self, FrameKind};
@@ -98,7 +98,8 @@ impl ControlServer {
     /// Binds `path` (mode 0600) and registers the listener.
     pub fn bind(path: &Path, registry: &Registry) -> io::Result<Self> {
         let _ = std::fs::remove_file(path);
-        let mut listener = UnixListener::bind(crate::sockpath::SocketPath::new(path)?.as_path())?;
+        let mut listener =
+            UnixListener::bind(crate::common::sockpath::SocketPath::new(path)?.as_path())?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         registry.register(&mut listener, CONTROL_LISTENER, Interest::READABLE)?;
         Ok(ControlServer {

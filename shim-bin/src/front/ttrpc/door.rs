@@ -17,8 +17,8 @@
 //! another type get an error answer on their stream; nothing a client sends stops the door.
 
 use super::calls::{self, status, Answer};
+use crate::shim::tokens::{self, Tokens, DOOR_LISTENER, DOOR_WAKER};
 use crate::shim::Job;
-use crate::tokens::{self, Tokens, DOOR_LISTENER, DOOR_WAKER};
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::ttrpc::{self, Code};
 use mio::net::{UnixListener, UnixStream};
@@ -148,7 +148,7 @@ impl DoorHandle {
 /// Serves the listening socket `fd` on a new thread, handing calls to the supervisor as jobs
 /// (and waking it with `core`).
 pub fn spawn(fd: RawFd, jobs: Sender<Job>, core: Arc<Waker>) -> io::Result<DoorHandle> {
-    let std_listener = crate::sys::inherited_listener(fd);
+    let std_listener = crate::common::sys::inherited_listener(fd);
     std_listener.set_nonblocking(true)?;
     let mut listener = UnixListener::from_std(std_listener);
     let poll = Poll::new()?;

@@ -209,7 +209,7 @@ pub fn from_config(text: &str) -> Result<RuntimeOptions, String> {
         None => 0,
         Some(Size::Bytes(bytes)) => bytes,
         Some(Size::Text(text)) => {
-            crate::units::parse_size(&text).map_err(|e| format!("LogMaxSize: {e}"))?
+            crate::common::units::parse_size(&text).map_err(|e| format!("LogMaxSize: {e}"))?
         }
     };
     let log_max_files = config.log_max_files.unwrap_or(1);

@@ -1,11 +1,11 @@
 //! `tether exec` and `tether attach`: ask the daemon, then relay frames — the process's output to our
 //! stdout and stderr, our stdin (and terminal size) to it — until the exit frame.
 
-use crate::cli::ExecArgs;
-use crate::client::connect;
-use crate::detach::{DetachKeys, Typed};
-use crate::error::{Error, Result};
-use crate::terminal::{window_size, RawMode};
+use crate::cli::args::ExecArgs;
+use crate::cli::client::connect;
+use crate::cli::detach::{DetachKeys, Typed};
+use crate::cli::error::{Error, Result};
+use crate::cli::terminal::{window_size, RawMode};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -22,12 +22,12 @@ pub const TIMED_OUT: u8 = 124;
 /// Runs `tether exec`; returns the exit code.
 pub fn exec(layout: &StateLayout, args: ExecArgs) -> Result<u8> {
     if args.tty && args.interactive && !args.detach {
-        crate::terminal::stdin_is_a_terminal()?;
+        crate::cli::terminal::stdin_is_a_terminal()?;
     }
-    let id = crate::client::resolve_id(layout, &args.id)?;
+    let id = crate::cli::client::resolve_id(layout, &args.id)?;
     let request = ExecRequest {
         args: args.command,
-        env: crate::spec::environment(&args.env, &args.env_files)?,
+        env: crate::cli::spec::environment(&args.env, &args.env_files)?,
         user: args.user,
         cwd: args.workdir,
         tty: args.tty,
@@ -108,7 +108,7 @@ pub fn attach(
     no_stdin: bool,
     detach_keys: &DetachKeys,
 ) -> Result<Attached> {
-    let id = crate::client::resolve_id(layout, id)?;
+    let id = crate::cli::client::resolve_id(layout, id)?;
     let (mut stream, answer, leftover) = open(layout, &id, &Request::Attach)?;
     let (tty, has_stdin) = match answer {
         Ok(Response::Ok(Reply::Attach { tty, stdin })) => (tty, stdin),

@@ -2,8 +2,8 @@
 //! bundle `tether run --rootfs DIR [flags] ID -- CMD...` writes under the container's state dir
 //! (what the runtime got is what `tether state`'s bundle holds).
 
-use crate::cli::{NetworkArg, RootfsArgs, RunArgs};
-use crate::error::{Error, Result};
+use crate::cli::args::{NetworkArg, RootfsArgs, RunArgs};
+use crate::cli::error::{Error, Result};
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
     Mount, Process, Root, Spec,
@@ -82,7 +82,9 @@ pub fn for_rootfs(
         process.set_args(Some(argv));
     }
     if let Some(user) = &rootfs.user {
-        process.set_user(crate::users::resolve(user, Some(rootfs_dir)).map_err(Error::invalid)?);
+        process.set_user(
+            crate::common::users::resolve(user, Some(rootfs_dir)).map_err(Error::invalid)?,
+        );
     }
     spec.set_process(Some(process));
     if let Some(hostname) = &rootfs.hostname {

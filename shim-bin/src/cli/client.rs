@@ -1,6 +1,6 @@
 //! The CLI's side of the control socket: one request, one answer.
 
-use crate::error::{Error, Result};
+use crate::cli::error::{Error, Result};
 use shim_core::protocol::{Reply, Request, Response};
 use shim_core::{ContainerId, ContainerState, StateLayout};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -144,7 +144,7 @@ pub fn connect(layout: &StateLayout, id: &ContainerId) -> Result<UnixStream> {
             "container {id}: its shim daemon (pid {pid}) is stopped and answers nothing; `kill -CONT {pid}` resumes it"
         )));
     }
-    crate::sockpath::connect(&layout.control_socket(id)).map_err(|e| match e.kind() {
+    crate::common::sockpath::connect(&layout.control_socket(id)).map_err(|e| match e.kind() {
         ErrorKind::NotFound | ErrorKind::ConnectionRefused => dead_daemon(layout, id),
         _ => Error::failed(format!("container {id}: connect to the shim daemon: {e}")),
     })

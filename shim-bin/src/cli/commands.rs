@@ -1,11 +1,11 @@
 //! The CLI commands other than `run` and `logs`.
 
-use crate::cli::{Cli, Command, PsFormat, Tail};
-use crate::client::{
+use crate::cli::args::{Cli, Command, PsFormat, Tail};
+use crate::cli::client::{
     daemon_process, dead_daemon, recorded_state, request, resolve_id, DaemonProcess,
     REQUEST_TIMEOUT, STATE_TIMEOUT,
 };
-use crate::error::{Error, Result};
+use crate::cli::error::{Error, Result};
 use shim_core::protocol::{Reply, Request};
 use shim_core::{ContainerId, StateLayout};
 use shim_runc::{DeleteOptions, DirectWait, Runc};
@@ -21,16 +21,17 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             | Command::Completion { .. }
             | Command::Man { .. }
     ) {
-        crate::client::trusted_root(&layout)?;
+        crate::cli::client::trusted_root(&layout)?;
         if !matches!(cli.command, Command::Run(_)) {
-            crate::client::accessible_root(&layout)?;
+            crate::cli::client::accessible_root(&layout)?;
         }
     }
     let resolve = |text: &str| resolve_id(&layout, text);
     match cli.command {
-        Command::Run(args) => crate::run::run(&cli.state_dir, *args),
-        Command::Spec { bundle } => crate::spec::write_default(&bundle),
-        Command::Daemon { config } => Ok(crate::launch::daemon::main(&config)),
+        Command::Run(args) => crate::cli::run::run(&cli.state_dir, *args),
+        Command::Spec { bundle } => crate::cli::spec::write_default(&bundle),
+        // main() hands the daemon its own room before this (see crate::cli::main).
+        Command::Daemon { .. } => Err(Error::invalid("tether daemon is started by tether run")),
         Command::Ps {
             all: _,
             format,
@@ -47,7 +48,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 println!("{}", shown.expect("serializes"));
             }
             Ok(if failed {
-                crate::error::TETHER_FAILED
+                crate::cli::error::TETHER_FAILED
             } else {
                 0
             })
@@ -65,13 +66,14 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                         let value = serde_json::to_value(state).expect("serializes");
                         println!(
                             "{}",
-                            crate::inspect::render(&template, &value).map_err(Error::invalid)?
+                            crate::cli::inspect::render(&template, &value)
+                                .map_err(Error::invalid)?
                         );
                     }
                 }
             }
             Ok(if failed {
-                crate::error::TETHER_FAILED
+                crate::cli::error::TETHER_FAILED
             } else {
                 0
             })
@@ -86,10 +88,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         } => {
             let now = std::time::SystemTime::now();
             let time = |text: Option<String>| {
-                text.map(|t| crate::units::parse_time(&t, now).map_err(Error::invalid))
+                text.map(|t| crate::common::units::parse_time(&t, now).map_err(Error::invalid))
                     .transpose()
             };
-            let options = crate::logs::LogsOptions {
+            let options = crate::cli::logs::LogsOptions {
                 follow,
                 tail: match tail {
                     Some(Tail::Last(n)) => Some(n),
@@ -99,7 +101,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 until: time(until)?,
                 timestamps,
             };
-            crate::logs::logs(&layout, &resolve(&id)?, &options)
+            crate::cli::logs::logs(&layout, &resolve(&id)?, &options)
         }
         Command::Kill { signal, all, ids } => {
             let (signal, ids) = kill_arguments(&layout, signal, ids)?;
@@ -131,7 +133,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 }
             }
             Ok(match (failed, ids.len()) {
-                (true, _) => crate::error::TETHER_FAILED,
+                (true, _) => crate::cli::error::TETHER_FAILED,
                 (false, 1) => last,
                 (false, _) => 0,
             })
@@ -144,27 +146,27 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }),
         Command::Rm { ids, force } => each(&ids, |text| remove(&layout, &resolve(text)?, force)),
         Command::Top { id, ps_options } => top(&layout, &resolve(&id)?, &ps_options),
-        Command::Events => crate::events::events(&layout),
+        Command::Events => crate::cli::events::events(&layout),
         Command::Stats {
             ids,
             no_stream,
             format,
-        } => crate::stats::stats(&layout, &ids, no_stream, format),
+        } => crate::cli::stats::stats(&layout, &ids, no_stream, format),
         Command::ReopenLog { id } => {
             simple(&layout, &resolve(&id)?, Request::ReopenLog).map(|()| 0)
         }
-        Command::Exec(args) => crate::streams::exec(&layout, args),
+        Command::Exec(args) => crate::cli::streams::exec(&layout, args),
         Command::Attach {
             id,
             no_stdin,
             detach_keys,
-        } => match crate::streams::attach(&layout, &id, no_stdin, &detach_keys)? {
-            crate::streams::Attached::Exited(code) => Ok(code),
-            crate::streams::Attached::Detached => Ok(0),
-            crate::streams::Attached::OutputClosed => Ok(crate::streams::OUTPUT_CLOSED),
+        } => match crate::cli::streams::attach(&layout, &id, no_stdin, &detach_keys)? {
+            crate::cli::streams::Attached::Exited(code) => Ok(code),
+            crate::cli::streams::Attached::Detached => Ok(0),
+            crate::cli::streams::Attached::OutputClosed => Ok(crate::cli::streams::OUTPUT_CLOSED),
         },
         Command::Completion { shell } => {
-            crate::completion::print(shell);
+            crate::cli::completion::print(shell);
             Ok(0)
         }
         Command::Man { dir } => man_pages(&dir),
@@ -229,7 +231,7 @@ fn each(ids: &[String], act: impl Fn(&str) -> Result<()> + Sync) -> Result<u8> {
         });
     }
     Ok(if failed {
-        crate::error::TETHER_FAILED
+        crate::cli::error::TETHER_FAILED
     } else {
         0
     })
@@ -243,7 +245,7 @@ fn kill_arguments(
     signal: Option<String>,
     mut ids: Vec<String>,
 ) -> Result<(i32, Vec<String>)> {
-    let parse = |text: &str| crate::signals::parse_signal(text).map_err(Error::invalid);
+    let parse = |text: &str| crate::cli::signals::parse_signal(text).map_err(Error::invalid);
     if let Some(signal) = signal {
         return Ok((parse(&signal)?, ids));
     }
@@ -252,13 +254,13 @@ fn kill_arguments(
             .parse::<ContainerId>()
             .is_ok_and(|id| layout.is_container(&id));
         if !is_container {
-            match crate::signals::parse_signal(second) {
+            match crate::cli::signals::parse_signal(second) {
                 Ok(signal) => {
                     ids.pop();
                     return Ok((signal, ids));
                 }
                 // `kill web 65`: a mistyped signal, refused before anything is signalled.
-                Err(e) if crate::signals::looks_like_signal(second) => {
+                Err(e) if crate::cli::signals::looks_like_signal(second) => {
                     return Err(Error::invalid(e))
                 }
                 Err(_) => {}
@@ -434,7 +436,7 @@ fn ps(layout: &StateLayout, format: PsFormat, quiet: bool, no_trunc: bool) -> Re
         .map_err(|e| Error::failed(format!("state dir {}: {e}", layout.root().display())))?;
     let mut rows = Vec::new();
     for id in ids {
-        if let Err(e) = crate::client::trusted_entry(layout, &id) {
+        if let Err(e) = crate::cli::client::trusted_entry(layout, &id) {
             eprintln!("tether: {e}");
             continue;
         }
@@ -503,8 +505,8 @@ fn print_table(rows: &[PsRow], no_trunc: bool) {
             } else {
                 format!("unknown (shim {})", row.shim)
             };
-            let created = crate::units::parse_rfc3339(&row.state.created_at)
-                .map(|at| crate::units::age(at, now))
+            let created = crate::common::units::parse_rfc3339(&row.state.created_at)
+                .map(|at| crate::common::units::age(at, now))
                 .unwrap_or_else(|| row.state.created_at.clone());
             let exit = row
                 .state
@@ -583,7 +585,8 @@ pub fn remove(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()>
         Err(error) if force && error.is_unanswered() => remove_without_daemon(layout, id, force),
         Err(error) => {
             // Only a dead daemon is cleaned up here; any other error stands.
-            let socket_answers = crate::sockpath::connect(&layout.control_socket(id)).is_ok();
+            let socket_answers =
+                crate::common::sockpath::connect(&layout.control_socket(id)).is_ok();
             if socket_answers || !layout.is_container(id) {
                 return Err(error);
             }
@@ -600,8 +603,10 @@ const KILLED_DAEMON_WAIT: Duration = Duration::from_secs(10);
 /// state is never removed from under it.
 fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) -> Result<()> {
     // The runtime named in state.json is run only if nobody else could have written it.
-    crate::client::trusted_entry(layout, id)?;
-    if let Some(pid) = crate::client::daemon_pid(layout, id).filter(|&pid| is_daemon_of(pid, id)) {
+    crate::cli::client::trusted_entry(layout, id)?;
+    if let Some(pid) =
+        crate::cli::client::daemon_pid(layout, id).filter(|&pid| is_daemon_of(pid, id))
+    {
         if !force {
             return Err(Error::failed(format!(
                 "container {id}: its shim daemon (pid {pid}) runs but does not answer; `tether rm -f {id}` kills it"
@@ -622,7 +627,7 @@ fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) ->
     }
     if let Some(state) = recorded_state(layout, id) {
         let mut runc = Runc::new(&state.runtime).timeout(Duration::from_secs(
-            crate::config::DEFAULT_RUNTIME_TIMEOUT_SECS,
+            crate::common::config::DEFAULT_RUNTIME_TIMEOUT_SECS,
         ));
         if let Some(root) = &state.runtime_root {
             runc = runc.root(root);

@@ -3,11 +3,11 @@
 //! memory in use (without the inactive page cache, as docker counts it) against the limit, and
 //! the number of tasks. The daemons are not asked, so they do not grow for it.
 
-use crate::cli::PsFormat;
-use crate::client::{request, resolve_id, REQUEST_TIMEOUT};
-use crate::error::{Error, Result};
-use crate::front::ttrpc::metrics::{self, v1, v2};
-use crate::shim::Cgroup;
+use crate::cli::args::PsFormat;
+use crate::cli::client::{request, resolve_id, REQUEST_TIMEOUT};
+use crate::cli::error::{Error, Result};
+use crate::common::cgroup::Cgroup;
+use crate::common::metrics::{self, v1, v2};
 use shim_core::protocol::{Reply, Request};
 use shim_core::{StateLayout, Status};
 use std::time::{Duration, Instant};

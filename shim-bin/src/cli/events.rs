@@ -3,8 +3,8 @@
 //! directory with inotify and compares each container's `state.json` with what it saw last, so the
 //! daemons do nothing for it and it sees containerd's containers too.
 
-use crate::client::recorded_state;
-use crate::error::{Error, Result};
+use crate::cli::client::recorded_state;
+use crate::cli::error::{Error, Result};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use shim_core::{ContainerId, ContainerState, StateLayout, Status};
 use std::collections::HashMap;
@@ -123,7 +123,7 @@ pub fn events(layout: &StateLayout) -> Result<u8> {
             }
             for (kind, exit_code) in changes(before.as_ref(), now.as_ref()) {
                 let event = ContainerEvent {
-                    time: crate::time::now(),
+                    time: crate::common::time::now(),
                     id: id.as_str().to_owned(),
                     kind,
                     exit_code,

@@ -1,8 +1,8 @@
 //! `tether logs`: read a container's log back in its format and print the original output
 //! (stdout records to stdout, stderr records to stderr), across rotated files, optionally following.
 
-use crate::client::recorded_state;
-use crate::error::{Error, Result};
+use crate::cli::client::recorded_state;
+use crate::cli::error::{Error, Result};
 use shim_core::{ContainerId, StateLayout, Status};
 use shim_io::{numbered, DecodedLine, LogDecoder, LogFormat, LogReader, Stream};
 use std::collections::VecDeque;
@@ -102,7 +102,7 @@ impl Window {
     fn holds(&self, time: Option<&[u8]>) -> bool {
         let Some(at) = time
             .and_then(|t| std::str::from_utf8(t).ok())
-            .and_then(crate::units::parse_rfc3339)
+            .and_then(crate::common::units::parse_rfc3339)
         else {
             return true;
         };
@@ -216,7 +216,8 @@ fn follow_log(
     loop {
         let stopped = recorded_state(layout, id).is_none_or(|s| s.status == Status::Stopped);
         let daemon_gone = !stopped
-            && crate::client::daemon_process(layout, id) == crate::client::DaemonProcess::Gone;
+            && crate::cli::client::daemon_process(layout, id)
+                == crate::cli::client::DaemonProcess::Gone;
         let mut emit = |line: Line| {
             if window.holds(line.time.as_deref()) {
                 printer.print(&line)
@@ -251,7 +252,7 @@ fn follow_log(
             decoder.finish(&mut emit);
             printer.flush();
             if daemon_gone {
-                return Err(crate::client::dead_daemon(layout, id));
+                return Err(crate::cli::client::dead_daemon(layout, id));
             }
             return Ok(0);
         }

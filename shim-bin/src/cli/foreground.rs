@@ -2,10 +2,10 @@
 //! every byte from the start; or attached, with `-i`/`-t`), Ctrl-C passed on as SIGINT (a second
 //! one sends SIGKILL), tether's exit code the container's, and with `--rm` nothing left after.
 
-use crate::client::{request, REQUEST_TIMEOUT};
-use crate::error::{Error, Result};
-use crate::logs::LogsOptions;
-use crate::streams::Attached;
+use crate::cli::client::{request, REQUEST_TIMEOUT};
+use crate::cli::error::{Error, Result};
+use crate::cli::logs::LogsOptions;
+use crate::cli::streams::Attached;
 use nix::sys::signal::{SigSet, Signal};
 use shim_core::protocol::{Reply, Request};
 use shim_core::{ContainerId, StateLayout};
@@ -21,12 +21,12 @@ const REMOVAL_WAIT: Duration = Duration::from_secs(10);
 pub fn run(layout: &StateLayout, id: &ContainerId, attach: bool, remove: bool) -> Result<u8> {
     forward_interrupts(layout, id);
     if attach {
-        let keys =
-            crate::detach::DetachKeys::parse(crate::detach::DEFAULT).expect("docker's default");
-        let code = match crate::streams::attach(layout, id.as_str(), false, &keys)? {
+        let keys = crate::cli::detach::DetachKeys::parse(crate::cli::detach::DEFAULT)
+            .expect("docker's default");
+        let code = match crate::cli::streams::attach(layout, id.as_str(), false, &keys)? {
             Attached::Exited(code) => code,
             Attached::Detached => return Ok(0),
-            Attached::OutputClosed => return Ok(crate::streams::OUTPUT_CLOSED),
+            Attached::OutputClosed => return Ok(crate::cli::streams::OUTPUT_CLOSED),
         };
         if remove {
             await_removal(layout, id, code)?;
@@ -38,7 +38,7 @@ pub fn run(layout: &StateLayout, id: &ContainerId, attach: bool, remove: bool) -
             follow: true,
             ..LogsOptions::default()
         };
-        crate::logs::logs(layout, id, &follow)?;
+        crate::cli::logs::logs(layout, id, &follow)?;
         match request(layout, id, &Request::Wait, None)? {
             Reply::Exit { exit_code } => exit_code.clamp(0, 255) as u8,
             other => {
@@ -66,7 +66,7 @@ const INTERRUPT_HINT_AFTER: Duration = Duration::from_secs(1);
 fn still_running_after(layout: &StateLayout, id: &ContainerId, within: Duration) -> bool {
     let running = || {
         matches!(
-            request(layout, id, &Request::State, Some(crate::client::STATE_TIMEOUT)),
+            request(layout, id, &Request::State, Some(crate::cli::client::STATE_TIMEOUT)),
             Ok(Reply::State(state)) if state.exit.is_none()
         )
     };

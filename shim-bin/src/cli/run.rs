@@ -2,9 +2,9 @@
 //! daemon and relay its start report; then, in the foreground, show the container's output until
 //! it exits and exit with its code (`-d`: print the pid and return).
 
-use crate::cli::RunArgs;
-use crate::config::{DaemonConfig, StartReport};
-use crate::error::{Error, Result};
+use crate::cli::args::RunArgs;
+use crate::cli::error::{Error, Result};
+use crate::common::config::{DaemonConfig, StartReport};
 use shim_core::{ContainerId, StateLayout};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::DirBuilderExt;
@@ -16,7 +16,7 @@ pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
     let (config, spec) = validate(state_dir, &args)?;
     let layout = StateLayout::new(&config.state_dir);
     if args.replace && layout.is_container(&config.id) {
-        crate::commands::remove(&layout, &config.id, true)
+        crate::cli::commands::remove(&layout, &config.id, true)
             .map_err(|e| Error::failed(format!("--replace: {e}")))?;
     }
     reserve(&layout, &config.id)?;
@@ -41,11 +41,11 @@ pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
             if let Some(pid_file) = &args.pid_file {
                 if let Err(e) = std::fs::write(pid_file, format!("{pid}\n")) {
                     // Said to have failed, so it must not be left running.
-                    let _ = crate::client::request(
+                    let _ = crate::cli::client::request(
                         &layout,
                         &config.id,
                         &shim_core::protocol::Request::Delete { force: true },
-                        Some(crate::client::REQUEST_TIMEOUT),
+                        Some(crate::cli::client::REQUEST_TIMEOUT),
                     );
                     return Err(Error::failed(format!(
                         "container {}: write its pid to {}: {e}; the container was removed",
@@ -60,7 +60,7 @@ pub fn run(state_dir: &Path, args: RunArgs) -> Result<u8> {
                 println!("{}", config.id);
                 return Ok(0);
             }
-            crate::foreground::run(&layout, &config.id, args.tty || args.interactive, args.rm)
+            crate::cli::foreground::run(&layout, &config.id, args.tty || args.interactive, args.rm)
         }
         Err(error) => {
             // The daemon cleans up after itself; this covers a daemon that died before it could.
@@ -81,7 +81,7 @@ fn validate(
     };
     let state_dir = absolute(state_dir)?;
     if args.tty && args.interactive && !args.detach {
-        crate::terminal::stdin_is_a_terminal()?;
+        crate::cli::terminal::stdin_is_a_terminal()?;
     }
     let bundle = match (&args.bundle, &args.rootfs) {
         (Some(bundle), _) => {
@@ -115,10 +115,16 @@ fn validate(
             } else {
                 rootfs.clone()
             };
-            let spec =
-                crate::spec::for_rootfs(args, &args.spec, &rootfs, &root, id.as_str(), &state_dir)?;
-            let network = match crate::spec::network_mode(&args.spec)? {
-                crate::cli::NetworkArg::Bridge => {
+            let spec = crate::cli::spec::for_rootfs(
+                args,
+                &args.spec,
+                &rootfs,
+                &root,
+                id.as_str(),
+                &state_dir,
+            )?;
+            let network = match crate::cli::spec::network_mode(&args.spec)? {
+                crate::cli::args::NetworkArg::Bridge => {
                     crate::shim::network::plugin_dir(&args.spec.publish).map_err(Error::invalid)?;
                     let layout = StateLayout::new(&state_dir);
                     let others: Vec<_> = layout
@@ -135,7 +141,7 @@ fn validate(
                         .collect();
                     crate::shim::network::check_ports_free(&args.spec.publish, &others)
                         .map_err(Error::invalid)?;
-                    let cgroup = crate::spec::cgroup_path(&state_dir, id.as_str());
+                    let cgroup = crate::cli::spec::cgroup_path(&state_dir, id.as_str());
                     Some(crate::shim::network::Request {
                         // Unique to the state dir and id, as its cgroup is.
                         cni_id: cgroup
@@ -333,7 +339,7 @@ fn reserve(layout: &StateLayout, id: &ContainerId) -> Result<()> {
         .mode(0o711)
         .create(layout.root())
         .map_err(|e| Error::failed(format!("state dir {}: {e}", layout.root().display())))?;
-    crate::client::trusted_root(layout)?;
+    crate::cli::client::trusted_root(layout)?;
     let dir = layout.container_dir(id);
     let mut made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
     if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
@@ -408,7 +414,7 @@ fn stale_reservation(layout: &StateLayout, id: &ContainerId) -> Option<Stale> {
     if layout.daemon_pid_file(id).exists() || layout.state_file(id).exists() {
         return None;
     }
-    if crate::client::trusted_entry(layout, id).is_err() {
+    if crate::cli::client::trusted_entry(layout, id).is_err() {
         return None;
     }
     match std::fs::read_to_string(dir.join(RESERVED_BY)) {

@@ -28,16 +28,16 @@ impl Drop for RawMode {
 
 /// The size (rows, columns) of the terminal on stdout (or stdin), if there is one.
 pub fn window_size() -> Option<(u16, u16)> {
-    [1, 0].into_iter().find_map(crate::sys::window_size)
+    [1, 0].into_iter().find_map(crate::common::sys::window_size)
 }
 
 /// `-it` needs a terminal on stdin: typed keys go to the container raw, and a pipe would leave it
 /// waiting on a terminal that never answers. docker's words for it.
-pub fn stdin_is_a_terminal() -> crate::error::Result<()> {
+pub fn stdin_is_a_terminal() -> crate::cli::error::Result<()> {
     if nix::unistd::isatty(0).unwrap_or(false) {
         Ok(())
     } else {
-        Err(crate::error::Error::invalid(
+        Err(crate::cli::error::Error::invalid(
             "the input device is not a TTY (leave out -t to pipe input, or -i to have none)",
         ))
     }

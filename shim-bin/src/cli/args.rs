@@ -284,8 +284,8 @@ pub enum Command {
         #[arg(long)]
         no_stdin: bool,
         /// The keys that detach, leaving the container running (with a terminal).
-        #[arg(long, value_name = "KEYS", default_value = crate::detach::DEFAULT, value_parser = crate::detach::DetachKeys::parse)]
-        detach_keys: crate::detach::DetachKeys,
+        #[arg(long, value_name = "KEYS", default_value = crate::cli::detach::DEFAULT, value_parser = crate::cli::detach::DetachKeys::parse)]
+        detach_keys: crate::cli::detach::DetachKeys,
     },
     /// The shim daemon itself (started by `tether run`; not for people).
     #[command(hide = true)]
@@ -353,7 +353,7 @@ pub struct RunArgs {
     pub runtime_root: Option<PathBuf>,
     /// The longest one runtime command may take (10, 30s, 2m; 1s to 1h); a runtime still running
     /// then is killed with everything it started (and a start that did not finish is undone).
-    #[arg(long, value_name = "DURATION", default_value_t = crate::config::DEFAULT_RUNTIME_TIMEOUT_SECS,
+    #[arg(long, value_name = "DURATION", default_value_t = crate::common::config::DEFAULT_RUNTIME_TIMEOUT_SECS,
           value_parser = parse_runtime_timeout)]
     pub runtime_timeout: u64,
     /// Write the container's pid here.
@@ -395,7 +395,7 @@ pub struct RootfsArgs {
     #[arg(short, long, help_heading = ROOTFS_HEADING)]
     pub user: Option<String>,
     /// A memory limit: bytes, or 64m, 1g.
-    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size, help_heading = ROOTFS_HEADING)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::common::units::parse_size, help_heading = ROOTFS_HEADING)]
     pub memory: Option<u64>,
     /// CPUs it may use (1.5: one and a half; 0: no limit; at most the host's).
     #[arg(long, value_name = "N", help_heading = ROOTFS_HEADING)]
@@ -479,8 +479,8 @@ pub struct ExecArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_exec_timeout)]
     pub timeout: Option<u64>,
     /// The keys that detach, leaving the command running (with -i -t).
-    #[arg(long, value_name = "KEYS", default_value = crate::detach::DEFAULT, value_parser = crate::detach::DetachKeys::parse)]
-    pub detach_keys: crate::detach::DetachKeys,
+    #[arg(long, value_name = "KEYS", default_value = crate::cli::detach::DEFAULT, value_parser = crate::cli::detach::DetachKeys::parse)]
+    pub detach_keys: crate::cli::detach::DetachKeys,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -503,7 +503,7 @@ fn parse_tail(text: &str) -> Result<Tail, String> {
 }
 
 fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
-    let grace = crate::units::parse_duration(text)?;
+    let grace = crate::common::units::parse_duration(text)?;
     if grace > std::time::Duration::from_secs(24 * 3600) {
         return Err(format!("{text:?}: a grace period of at most 24h"));
     }
@@ -512,7 +512,7 @@ fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
 
 /// `exec --timeout`: whole seconds (a fraction counts as a second more), 1 s at least.
 fn parse_exec_timeout(text: &str) -> Result<u64, String> {
-    let timeout = crate::units::parse_duration(text)?;
+    let timeout = crate::common::units::parse_duration(text)?;
     let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
     if !(1..=shim_core::protocol::MAX_EXEC_TIMEOUT_SECS).contains(&seconds) {
         return Err(format!("{text:?}: a timeout of 1s to 10 years"));
@@ -522,7 +522,7 @@ fn parse_exec_timeout(text: &str) -> Result<u64, String> {
 
 /// Whole seconds, 1 to 3600 (a fraction counts as a second more).
 fn parse_runtime_timeout(text: &str) -> Result<u64, String> {
-    let timeout = crate::units::parse_duration(text)?;
+    let timeout = crate::common::units::parse_duration(text)?;
     let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
     if !(1..=3600).contains(&seconds) {
         return Err(format!("{text:?}: a runtime timeout of 1s to 1h"));
@@ -531,7 +531,7 @@ fn parse_runtime_timeout(text: &str) -> Result<u64, String> {
 }
 
 fn parse_log_size(text: &str) -> Result<u64, String> {
-    let size = crate::units::parse_size(text)?;
+    let size = crate::common::units::parse_size(text)?;
     if size < 4096 {
         return Err(format!("{text:?}: a log of at least 4k (4096 bytes)"));
     }

@@ -56,7 +56,7 @@ fn zsh_with_ids(script: &str) -> String {
 
 /// Writes the completion script for `shell` to stdout.
 pub fn print(shell: Shell) {
-    let full = crate::cli::Cli::command();
+    let full = crate::cli::args::Cli::command();
     let mut shown = clap::Command::new("tether")
         .about(full.get_about().cloned().unwrap_or_default())
         .args(full.get_arguments().cloned());

@@ -7,7 +7,7 @@
 //!   `oom` counts the times the limit was hit, kill or not; only `oom_kill` is a kill. The file
 //!   going with the cgroup ends the watch quietly.
 
-use crate::shim::Cgroup;
+use crate::common::cgroup::Cgroup;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::fs::File;
 use std::io::{self, Read};

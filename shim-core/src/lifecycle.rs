@@ -138,6 +138,15 @@ pub fn check_signal(key: &ProcessKey, phase: Phase) -> Result<(), Error> {
     }
 }
 
+/// Listing the container's processes (`runc ps`), given the init's phase: while the init lives,
+/// created or not; once it exited nothing of the container is left to list.
+pub fn check_pids(init: Phase) -> Result<(), Error> {
+    match init {
+        Phase::Created | Phase::Running | Phase::Paused => Ok(()),
+        Phase::Exiting | Phase::Exited => Err(Error::invalid_state("the container is not running")),
+    }
+}
+
 /// Pausing (`pause`) or resuming the container, given the init's phase.
 pub fn check_pause(init: Phase, pause: bool) -> Result<(), Error> {
     match (init, pause) {
@@ -258,6 +267,14 @@ mod tests {
             assert_eq!(check_exec(phase).is_ok(), phase.is_live());
             assert_eq!(check_pause(phase, true).is_ok(), phase == Phase::Running);
             assert_eq!(check_pause(phase, false).is_ok(), phase == Phase::Paused);
+        }
+    }
+
+    #[test]
+    fn pids_are_listed_while_the_init_lives() {
+        for phase in ALL {
+            let live = matches!(phase, Phase::Created | Phase::Running | Phase::Paused);
+            assert_eq!(check_pids(phase).is_ok(), live, "{phase:?}");
         }
     }
 

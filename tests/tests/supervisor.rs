@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tether_tests::fixture::BundleSpec;
-use tether_tests::harness::{process_state, wait_until, Sandbox};
+use tether_tests::harness::{process_state, root_or_skip, wait_until, Sandbox};
 
 const BOUND: Duration = Duration::from_secs(30);
 
@@ -377,4 +377,150 @@ fn the_fake_runtime_runs_a_process_group() {
         );
         gone(pid)
     }));
+}
+
+/// `containerd-shim-tether-v2 start` for `id` in `bundle`, as containerd runs it; its address.
+fn start_shim(sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
+    let shim = sandbox.path().join("containerd-shim-tether-v2");
+    if !shim.exists() {
+        std::os::unix::fs::symlink(tether_tests::tether::tether_bin(), &shim).expect("shim link");
+    }
+    std::fs::create_dir_all(sandbox.state_dir()).expect("state dir");
+    let out = Command::new(&shim)
+        .args([
+            "-namespace",
+            "tether-doors-test",
+            "-address",
+            "/nonexistent/containerd.sock",
+        ])
+        .args(["-publish-binary", "/bin/false", "-id", id, "start"])
+        .current_dir(bundle)
+        .env_remove("TTRPC_ADDRESS")
+        .env("TETHER_STATE_DIR", sandbox.state_dir())
+        .output()
+        .expect("start the shim");
+    assert!(out.status.success(), "start: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+/// The pids `tether top` lists (tether's door), or its one-line refusal.
+fn top_pids(sandbox: &Sandbox, id: &str) -> Result<Vec<u32>, String> {
+    let out = sandbox.tether_output(&["top", id]);
+    if !out.status.success() {
+        return Err(text(&out.stderr));
+    }
+    Ok(text(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect())
+}
+
+#[test]
+fn kill_and_pids_are_answered_alike_through_both_doors() {
+    use containerd_shim_protos::api::*;
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::protobuf::Message;
+    use containerd_shim_protos::shim::oci::Options;
+    use containerd_shim_protos::ttrpc::{context, Client, Code};
+    // containerd's shim keeps its socket in a directory of root's.
+    if !root_or_skip("kill_and_pids_are_answered_alike_through_both_doors") {
+        return;
+    }
+    let sandbox = sandbox("doors");
+    let id = sandbox.id().to_owned();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    let address = start_shim(&sandbox, bundle.path(), &id);
+    let task = containerd_shim_protos::TaskClient::new(
+        Client::connect(&address).expect("connect to the shim"),
+    );
+    let ctx = || context::with_duration(BOUND);
+    let options = Options {
+        binary_name: fake_runtime().to_string_lossy().into_owned(),
+        root: sandbox.runtime_root().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let create = CreateTaskRequest {
+        id: id.clone(),
+        bundle: bundle.path().to_string_lossy().into_owned(),
+        options: Some(Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: options.write_to_bytes().expect("options"),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    let init = task.create(ctx(), &create).expect("Create").pid;
+    let by_id = || StartRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    task.start(ctx(), &by_id()).expect("Start");
+    let ttrpc_pids = || {
+        task.pids(
+            ctx(),
+            &PidsRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .map(|r| r.processes.iter().map(|p| p.pid).collect::<Vec<_>>())
+    };
+    // Running: both doors list the init.
+    assert_eq!(ttrpc_pids().expect("Pids"), [init]);
+    assert_eq!(top_pids(&sandbox, &id), Ok(vec![init]));
+    // tether's door kills it; containerd's door sees it stop.
+    tether_ok(&sandbox, &["kill", &id]);
+    let wait = task
+        .wait(
+            ctx(),
+            &WaitRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("Wait");
+    assert_eq!(wait.exit_status, 137);
+    // Exited and not yet deleted: both doors refuse both, each in its own words.
+    let refused = |result: Result<Vec<u32>, containerd_shim_protos::ttrpc::Error>| match result {
+        Err(containerd_shim_protos::ttrpc::Error::RpcStatus(status)) => status.code(),
+        other => panic!("Pids of an exited task: {other:?}"),
+    };
+    assert_eq!(refused(ttrpc_pids()), Code::FAILED_PRECONDITION);
+    let top = top_pids(&sandbox, &id).expect_err("top of an exited container");
+    assert!(top.contains("is not running"), "{top}");
+    let kill = KillRequest {
+        id: id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    match task.kill(ctx(), &kill) {
+        Err(containerd_shim_protos::ttrpc::Error::RpcStatus(status)) => {
+            assert_eq!(status.code(), Code::NOT_FOUND, "{}", status.message)
+        }
+        other => panic!("Kill of an exited task: {other:?}"),
+    }
+    let killed = sandbox.tether_output(&["kill", &id]);
+    assert!(!killed.status.success());
+    assert!(
+        text(&killed.stderr).contains("is not running"),
+        "{}",
+        text(&killed.stderr)
+    );
+    task.delete(
+        ctx(),
+        &DeleteRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .expect("Delete");
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    );
 }

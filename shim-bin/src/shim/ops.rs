@@ -216,7 +216,10 @@ impl Supervisor {
 
     /// The container's processes, each with its exec id when it is one of the execs.
     pub fn pids(&mut self) -> Result<Vec<(i32, Option<ExecId>)>> {
+        let id = self.id.clone();
         let container = self.container()?;
+        lifecycle::check_pids(container.init.phase())
+            .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
         let exec_of: Vec<(i32, ExecId)> = container
             .execs

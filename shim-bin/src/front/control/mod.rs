@@ -282,6 +282,22 @@ fn send_exit_frame(
     server.close_when_flushed(registry, client);
 }
 
+/// An operation's answer, a refusal for the container's phase said as `refusal` says it.
+fn refused_as(result: shim_core::Result<()>, refusal: impl FnOnce() -> Response) -> Response {
+    match result {
+        Ok(()) => Response::Ok(Reply::Done {}),
+        Err(e)
+            if matches!(
+                e.kind,
+                shim_core::ErrorKind::NotFound | shim_core::ErrorKind::InvalidState
+            ) =>
+        {
+            refusal()
+        }
+        Err(e) => Response::from_error(e),
+    }
+}
+
 /// The answer to requests that belong to containerd's clients.
 pub fn refused(id: &str, what: &str) -> Response {
     Response::error(
@@ -416,10 +432,6 @@ impl Supervisor {
     fn tether_request(&mut self, client: Token, request: Request) -> Option<Response> {
         let id = self.id.clone();
         let owner = self.front.as_ref()?.owner;
-        let done = |result: shim_core::Result<_>| match result {
-            Ok(_) => Response::Ok(Reply::Done {}),
-            Err(e) => Response::from_error(e),
-        };
         let not_running = || {
             Response::error(
                 ErrorKind::InvalidState,
@@ -452,20 +464,25 @@ impl Supervisor {
                     return None;
                 }
             },
-            Request::Kill { .. } | Request::Pids | Request::Pause | Request::Resume if !running => {
-                not_running()
-            }
+            // Whether these may be done is the supervisor's rule, the same for both doors; what
+            // a refusal says is this door's: in docker's words.
             Request::Kill { signal, all } => {
-                done(self.kill(&ProcessKey::Init, signal.max(0) as u32, all))
+                let killed = self.kill(&ProcessKey::Init, signal.max(0) as u32, all);
+                refused_as(killed.map(drop), not_running)
             }
             Request::Pids => match self.pids() {
                 Ok(pids) => Response::Ok(Reply::Pids {
                     pids: pids.into_iter().map(|(pid, _)| pid).collect(),
                 }),
-                Err(e) => Response::from_error(e),
+                Err(e) => refused_as(Err(e), not_running),
             },
-            Request::Pause => done(self.pause(true)),
-            Request::Resume => done(self.pause(false)),
+            Request::Pause => refused_as(self.pause(true), not_running),
+            Request::Resume => refused_as(self.pause(false), || {
+                Response::error(
+                    ErrorKind::InvalidState,
+                    format!("container {id} is not paused"),
+                )
+            }),
             Request::ReopenLog => match self.copier.reopen_log() {
                 Ok(()) => Response::Ok(Reply::Done {}),
                 Err(e) => Response::error(ErrorKind::Internal, format!("reopen the log: {e}")),

@@ -185,7 +185,13 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
         config.id.clone(),
         supervisor.poll.registry(),
     ) {
-        Ok(front) => supervisor.front = Some(front),
+        Ok(front) => {
+            supervisor.front = Some(front);
+            supervisor.record = Some(crate::shim::record::Record::new(
+                layout.clone(),
+                config.id.clone(),
+            ));
+        }
         Err(e) => {
             let _ = runc.delete(
                 config.id.as_str(),
@@ -204,7 +210,7 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
     if config.replay_to_first_attach {
         supervisor.copier.tap_log(true);
     }
-    supervisor.refresh_front();
+    supervisor.refresh_record();
     Ok(supervisor)
 }
 

@@ -85,6 +85,10 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
     if let Some(front) = supervisor.front.take() {
         front.unregister();
     }
+    // A containerd container's entry goes with its shim.
+    if let Some(mut record) = supervisor.record.take() {
+        record.remove();
+    }
     // Shutdown's own answer, before the daemon goes.
     door.finish(Duration::from_secs(1));
     // Deliver what is queued (the delete event above all) before going.

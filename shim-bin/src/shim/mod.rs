@@ -10,6 +10,7 @@ pub mod network;
 pub mod oom;
 mod ops;
 pub mod persist;
+pub mod record;
 pub mod runtime;
 mod spawn;
 mod stdio;
@@ -207,8 +208,10 @@ pub struct Supervisor {
     /// The options containerd gave `start`; a Create request's own take precedence.
     pub default_options: RuntimeOptions,
     pub container: Option<Container>,
-    /// The container's entry in tether's state directory, and its control socket.
+    /// tether's door: the container's control socket.
     pub front: Option<TetherFront>,
+    /// The container's entry in tether's state directory.
+    pub record: Option<record::Record>,
     /// Every copy of the processes' stdio, tether's log among them.
     pub copier: Copier,
     /// The reaper's signalfd was readable. (Exits reaped while a runtime command was waited for
@@ -262,6 +265,7 @@ impl Supervisor {
             default_options: parts.default_options,
             container: None,
             front: None,
+            record: None,
             copier: Copier::new(tokens::relay_tokens),
             reap_needed: false,
             done: false,
@@ -322,7 +326,7 @@ impl Supervisor {
             self.front_tick();
             self.copier.close_delivered(self.poll.registry());
             self.act_on_notices();
-            self.refresh_front();
+            self.refresh_record();
             if self.trim_at.is_some_and(|at| at <= Instant::now()) {
                 self.trim_at = None;
                 crate::common::sys::release_free_memory();
@@ -368,6 +372,7 @@ impl Supervisor {
             .as_ref()
             .and_then(|front| front.next_deadline())
             .into_iter()
+            .chain(self.record.as_ref().and_then(record::Record::next_deadline))
             .chain(self.trim_at)
             .min();
         let Some(container) = self.container.as_ref() else {
@@ -568,7 +573,7 @@ impl Supervisor {
             },
         );
         if key.is_init() {
-            self.refresh_front();
+            self.refresh_record();
         }
         self.front_exited(key, exit);
         self.diag.debug(format_args!(

@@ -141,8 +141,8 @@ impl Supervisor {
         }
         self.release_network();
         let container = self.container.take().expect("looked up above");
-        if let Some(front) = &mut self.front {
-            front.remove_entry();
+        if let Some(record) = &mut self.record {
+            record.remove();
         }
         let relays: Vec<usize> = container.procs().flat_map(Proc::relays).collect();
         for n in relays {

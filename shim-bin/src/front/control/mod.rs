@@ -1,14 +1,15 @@
-//! tether's own door: the container's entry in tether's state directory (`state.json`, the `exit`
-//! file) and the JSON-lines control socket of docs/protocol.md, served on the supervisor's thread.
+//! tether's own door: the JSON-lines control socket of docs/protocol.md, served on the
+//! supervisor's thread. (The entry's `state.json` and `exit` file are the supervisor's record:
+//! [`crate::shim::record`].)
 //!
 //! The same door serves a container `tether run` started and one containerd started; what differs
 //! is data ([`Owner`]): for containerd's, removing the container, exec and attach belong to
-//! containerd's clients and are refused, and the entry is made (and removed) by the door itself.
+//! containerd's clients and are refused, and the entry's directory is made by the door itself.
 
 mod exec;
 pub mod server;
 
-use crate::shim::persist::write_atomically;
+use crate::shim::record::state_layout;
 use crate::shim::{StdioPlan, Supervisor};
 use exec::build_process;
 use mio::{Registry, Token};
@@ -16,7 +17,7 @@ use server::{ControlServer, Incoming};
 use shim_core::frame::{self, FrameKind};
 use shim_core::lifecycle::Phase;
 use shim_core::protocol::{ErrorKind, ExecRequest, Reply, Request, Response};
-use shim_core::{ContainerId, ContainerState, ExecId, Exit, ProcessKey, StateLayout};
+use shim_core::{ContainerId, ExecId, Exit, ProcessKey, StateLayout};
 use shim_io::Stream;
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::DirBuilderExt;
@@ -29,8 +30,6 @@ const MARKER: &str = "containerd-shim";
 pub const ATTACH_MAX_BEHIND: usize = 1 << 20;
 /// Finished execs remembered for `exec_state`.
 const FINISHED_KEPT: usize = 256;
-/// How often a record that could not be written (a full state dir) is tried again.
-const PERSIST_RETRY: Duration = Duration::from_secs(1);
 /// How long a `run --rm -i/-t` container that exited waits for its first attach client (its
 /// foreground `tether run`, which gets the kept output and the exit) before it is removed anyway.
 const FIRST_ATTACH_WAIT: Duration = Duration::from_secs(30);
@@ -57,7 +56,6 @@ struct Session {
 
 /// The container's entry in tether's state directory, and its control socket.
 pub struct TetherFront {
-    layout: StateLayout,
     id: ContainerId,
     owner: Owner,
     server: ControlServer,
@@ -76,13 +74,6 @@ pub struct TetherFront {
     rootfs: Option<std::path::PathBuf>,
     /// Client input that arrived while something else was handled.
     deferred: Vec<Incoming>,
-    /// What `state.json` holds now, and whether the exit file is written.
-    written: Option<ContainerState>,
-    exit_written: bool,
-    /// When to write again after a failed write.
-    retry_at: Option<Instant>,
-    /// The entry is gone (the container was deleted): nothing is written any more.
-    removed: bool,
     /// Delete the container once its exit is recorded (`run --rm`).
     pub remove_at_exit: bool,
     /// When the front first saw the init's exit.
@@ -102,9 +93,8 @@ impl std::fmt::Debug for TetherFront {
 }
 
 impl TetherFront {
-    fn new(layout: StateLayout, id: ContainerId, owner: Owner, server: ControlServer) -> Self {
+    fn new(id: ContainerId, owner: Owner, server: ControlServer) -> Self {
         TetherFront {
-            layout,
             id,
             owner,
             server,
@@ -116,10 +106,6 @@ impl TetherFront {
             base_process: None,
             rootfs: None,
             deferred: Vec::new(),
-            written: None,
-            exit_written: false,
-            retry_at: None,
-            removed: false,
             remove_at_exit: false,
             exit_seen: None,
             early: None,
@@ -139,7 +125,7 @@ impl TetherFront {
         registry: &Registry,
     ) -> std::io::Result<Self> {
         let server = ControlServer::bind(&layout.control_socket(&id), registry)?;
-        Ok(TetherFront::new(layout, id, Owner::Tether, server))
+        Ok(TetherFront::new(id, Owner::Tether, server))
     }
 
     /// Registers a containerd container `id` under tether's state directory. Fails (one line)
@@ -165,7 +151,7 @@ impl TetherFront {
             ControlServer::bind(&layout.control_socket(&id), registry)
         })();
         match made {
-            Ok(server) => Ok(TetherFront::new(layout, id, Owner::Containerd, server)),
+            Ok(server) => Ok(TetherFront::new(id, Owner::Containerd, server)),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 Err(format!("not listed by tether: {e}"))
@@ -192,67 +178,14 @@ impl TetherFront {
             .and_then(|seen| seen.checked_add(FIRST_ATTACH_WAIT));
         kills
             .chain(self.server.next_deadline())
-            .chain(self.retry_at)
             .chain(removal)
             .min()
     }
 
-    /// Writes `state.json` (and the exit file, once there is an exit) when they changed. A write
-    /// that fails (a full state dir) is tried again every [`PERSIST_RETRY`] until it is done: the
-    /// exit is never lost. Returns what to say in the shim's log (a failure, and when it is over).
-    fn save(&mut self, state: ContainerState) -> Option<String> {
-        if self.removed || self.retry_at.is_some_and(|at| at > Instant::now()) {
-            return None;
-        }
-        let mut failure = None;
-        if let (Some(exit), false) = (&state.exit, self.exit_written) {
-            let path = self.layout.exit_file(&self.id);
-            match write_atomically(&path, format!("{}\n", exit.code).as_bytes()) {
-                Ok(()) => self.exit_written = true,
-                Err(e) => failure = Some(format!("write the exit file: {e}")),
-            }
-        }
-        if self.written.as_ref() != Some(&state) {
-            let json = serde_json::to_vec_pretty(&state).expect("state serializes");
-            match write_atomically(&self.layout.state_file(&self.id), &json) {
-                Ok(()) => self.written = Some(state),
-                Err(e) => failure = Some(format!("write state.json: {e}")),
-            }
-        }
-        let first = self.retry_at.is_none();
-        match failure {
-            Some(failure) => {
-                self.retry_at = Instant::now().checked_add(PERSIST_RETRY);
-                first.then(|| format!("{failure} (tried again until written)"))
-            }
-            None => self
-                .retry_at
-                .take()
-                .map(|_| "state written again".to_owned()),
-        }
-    }
-
-    /// The container was deleted: its entry leaves tether's state directory before the answer is
-    /// sent, so `tether rm` returning means the id is free. (Connections outlive the socket file.)
-    pub fn remove_entry(&mut self) {
-        self.removed = true;
-        let _ = crate::shim::mounts::remove_container_dir(&self.layout.container_dir(&self.id));
-    }
-
-    /// Sends what is queued, then closes every connection and removes the entry.
+    /// Sends what is queued, then closes every connection.
     pub fn unregister(mut self) {
         self.server.flush_all_blocking();
-        if !self.removed && self.owner == Owner::Containerd {
-            self.remove_entry();
-        }
     }
-}
-
-fn state_layout() -> StateLayout {
-    let root = std::env::var_os("TETHER_STATE_DIR")
-        .filter(|dir| !dir.is_empty())
-        .unwrap_or_else(|| shim_core::DEFAULT_STATE_DIR.into());
-    StateLayout::new(root)
 }
 
 /// Removes the entry of a container whose shim died (containerd's `delete`): only when the entry
@@ -350,7 +283,7 @@ impl Supervisor {
             });
         if removable {
             // Its exit file and state are written first: a `wait` that raced the removal has them.
-            self.refresh_front();
+            self.refresh_record();
             if let Response::Error(e) = self.tether_delete(false) {
                 self.diag
                     .warn(format_args!("remove at exit: {}", e.message));
@@ -448,14 +381,14 @@ impl Supervisor {
             || (matches!(init_phase, Ok(Phase::Exited))
                 && self.front.as_ref().is_some_and(|f| f.early.is_some()));
         Some(match request {
-            Request::State => match self.tether_state() {
+            Request::State => match self.container_state() {
                 Some(state) => Response::Ok(Reply::State(Box::new(state))),
                 None => Response::error(
                     ErrorKind::InvalidState,
                     format!("container {id} was deleted"),
                 ),
             },
-            Request::Wait => match self.tether_state().and_then(|s| s.exit) {
+            Request::Wait => match self.container_state().and_then(|s| s.exit) {
                 Some(exit) => Response::Ok(Reply::Exit {
                     exit_code: exit.code,
                 }),
@@ -838,45 +771,6 @@ impl Supervisor {
                     front.finished.pop_front();
                 }
                 let _ = self.delete(key);
-            }
-        }
-    }
-
-    /// The container as `tether ps` shows it.
-    pub(crate) fn tether_state(&self) -> Option<ContainerState> {
-        let container = self.container.as_ref()?;
-        let init = &container.init;
-        let status = match init.phase() {
-            Phase::Created => shim_core::Status::Created,
-            Phase::Paused => shim_core::Status::Paused,
-            Phase::Exited => shim_core::Status::Stopped,
-            Phase::Running | Phase::Exiting => shim_core::Status::Running,
-        };
-        let listing = &container.listing;
-        Some(ContainerState {
-            id: self.id.parse().ok()?,
-            status,
-            pid: init.pid,
-            daemon_pid: std::process::id() as i32,
-            bundle: container.bundle.clone().into(),
-            log_path: listing.log_path.clone(),
-            log_format: listing.log_format.clone(),
-            runtime: listing.runtime.clone(),
-            runtime_root: listing.runtime_root.clone(),
-            created_at: container.created_at.clone(),
-            exit: init.exit.map(|exit| {
-                shim_core::ExitRecord::new(&exit, crate::common::time::rfc3339(exit.reaped_at))
-            }),
-            oom_killed: container.oom_killed,
-        })
-    }
-
-    /// Keeps `state.json` and the exit file current.
-    pub(crate) fn refresh_front(&mut self) {
-        let state = self.tether_state();
-        if let (Some(front), Some(state)) = (&mut self.front, state) {
-            if let Some(message) = front.save(state) {
-                self.diag.warn(format_args!("{message}"));
             }
         }
     }

@@ -202,10 +202,12 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
         }
     }
     if let Some(front) = &mut supervisor.front {
-        front.remove_at_exit = config.remove_on_exit;
         if config.replay_to_first_attach {
             front.keep_for_first_attach();
         }
+    }
+    if config.remove_on_exit {
+        supervisor.remove_at_exit(config.replay_to_first_attach);
     }
     if config.replay_to_first_attach {
         supervisor.copier.tap_log(true);

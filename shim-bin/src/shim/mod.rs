@@ -11,6 +11,7 @@ pub mod oom;
 mod ops;
 pub mod persist;
 pub mod record;
+mod removal;
 pub mod runtime;
 mod spawn;
 mod stdio;
@@ -81,6 +82,10 @@ pub struct Proc {
     pub waiters: Vec<WaitAnswer>,
     /// An exec's process, until it is started.
     pub spec: Option<oci_spec::runtime::Process>,
+    /// When it is killed for running past its time, and that time.
+    pub deadline: Option<(Instant, Duration)>,
+    /// It was killed for running past its time.
+    pub timed_out: bool,
 }
 
 impl std::fmt::Debug for Proc {
@@ -108,6 +113,8 @@ impl Proc {
             pending_exit: None,
             waiters: Vec::new(),
             spec: None,
+            deadline: None,
+            timed_out: false,
         }
     }
 
@@ -212,6 +219,8 @@ pub struct Supervisor {
     pub front: Option<TetherFront>,
     /// The container's entry in tether's state directory.
     pub record: Option<record::Record>,
+    /// `run --rm`: remove the container at its exit.
+    removal: Option<removal::RemoveAtExit>,
     /// Every copy of the processes' stdio, tether's log among them.
     pub copier: Copier,
     /// The reaper's signalfd was readable. (Exits reaped while a runtime command was waited for
@@ -266,6 +275,7 @@ impl Supervisor {
             container: None,
             front: None,
             record: None,
+            removal: None,
             copier: Copier::new(tokens::relay_tokens),
             reap_needed: false,
             done: false,
@@ -321,8 +331,10 @@ impl Supervisor {
             self.copier
                 .resume_clients(registry, frames(&mut self.front));
             self.check_pending_exits();
+            self.kill_overdue();
             // After the exits this turn recorded: a `--rm` container is removed in the turn its
             // exit is recorded, not at a later event that may never come.
+            self.remove_if_exited();
             self.front_tick();
             self.copier.close_delivered(self.poll.registry());
             self.act_on_notices();
@@ -373,6 +385,7 @@ impl Supervisor {
             .and_then(|front| front.next_deadline())
             .into_iter()
             .chain(self.record.as_ref().and_then(record::Record::next_deadline))
+            .chain(self.removal_deadline())
             .chain(self.trim_at)
             .min();
         let Some(container) = self.container.as_ref() else {
@@ -381,12 +394,21 @@ impl Supervisor {
         let exits = container
             .procs()
             .filter_map(|p| p.pending_exit.map(|pending| pending.grace_over));
+        let deadlines = container
+            .procs()
+            .filter(|p| p.exit.is_none())
+            .filter_map(|p| p.deadline.map(|(at, _)| at));
         // An exit whose pipes are closed waits for its reader, who wakes nobody: look again soon.
         let delivering = container.procs().any(|p| {
             p.pending_exit.is_some() && !p.outputs.iter().any(|n| self.copier.is_open(*n))
         });
         let poll_again = delivering.then(|| Instant::now() + DELIVERY_POLL);
-        exits.chain(relays).chain(poll_again).chain(front).min()
+        exits
+            .chain(deadlines)
+            .chain(relays)
+            .chain(poll_again)
+            .chain(front)
+            .min()
     }
 
     /// Closes a copy at once (its process is gone and deleted).

@@ -10,7 +10,7 @@ use shim_core::lifecycle::{self, DeletePlan, Phase};
 use shim_core::{Error, Event, ExecId, Exit, ProcessKey, Result};
 use shim_runc::{DeleteOptions, KillOptions};
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// What a delete removed: the process's pid and its exit (none for an exec never started).
 #[derive(Debug, Clone, Copy)]
@@ -206,6 +206,35 @@ impl Supervisor {
     }
 
     /// SIGKILLs a process and everything it started (an exec past its timeout).
+    /// Gives a process a time to run: past it, it is killed with everything it started, and its
+    /// exit says so ([`Proc::timed_out`]). A time past what an `Instant` holds is no limit.
+    pub fn set_deadline(&mut self, key: &ProcessKey, limit: Duration) -> Result<()> {
+        let proc = self.process_mut(key)?;
+        proc.deadline = Instant::now().checked_add(limit).map(|at| (at, limit));
+        Ok(())
+    }
+
+    /// Kills the processes past their time.
+    pub(crate) fn kill_overdue(&mut self) {
+        let Some(container) = &mut self.container else {
+            return;
+        };
+        let now = Instant::now();
+        let mut overdue = Vec::new();
+        for proc in std::iter::once(&mut container.init).chain(container.execs.values_mut()) {
+            if let Some((_, limit)) = proc.deadline.filter(|(at, _)| *at <= now) {
+                proc.deadline = None;
+                proc.timed_out = true;
+                overdue.push((proc.key.clone(), limit));
+            }
+        }
+        for (key, limit) in overdue {
+            self.diag
+                .info(format_args!("{key} ran past its time of {limit:?}; killing it"));
+            let _ = self.kill_tree(&key);
+        }
+    }
+
     pub fn kill_tree(&mut self, key: &ProcessKey) -> Result<()> {
         let proc = self.process(key)?;
         if proc.pid > 0 && proc.phase() == Phase::Running {

@@ -30,9 +30,6 @@ const MARKER: &str = "containerd-shim";
 pub const ATTACH_MAX_BEHIND: usize = 1 << 20;
 /// Finished execs remembered for `exec_state`.
 const FINISHED_KEPT: usize = 256;
-/// How long a `run --rm -i/-t` container that exited waits for its first attach client (its
-/// foreground `tether run`, which gets the kept output and the exit) before it is removed anyway.
-const FIRST_ATTACH_WAIT: Duration = Duration::from_secs(30);
 
 /// Who started the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +45,6 @@ pub enum Owner {
 struct Session {
     /// The client its frames go to (none: detached, or the client left).
     client: Option<Token>,
-    /// When it is killed for running past its timeout.
-    kill_at: Option<Instant>,
-    timeout: Option<Duration>,
-    timed_out: bool,
 }
 
 /// The container's entry in tether's state directory, and its control socket.
@@ -74,10 +67,6 @@ pub struct TetherFront {
     rootfs: Option<std::path::PathBuf>,
     /// Client input that arrived while something else was handled.
     deferred: Vec<Incoming>,
-    /// Delete the container once its exit is recorded (`run --rm`).
-    pub remove_at_exit: bool,
-    /// When the front first saw the init's exit.
-    exit_seen: Option<Instant>,
     /// Output kept for the first attach client, from the container's start (bounded by
     /// [`ATTACH_MAX_BEHIND`]).
     early: Option<Vec<(FrameKind, Vec<u8>)>>,
@@ -106,8 +95,6 @@ impl TetherFront {
             base_process: None,
             rootfs: None,
             deferred: Vec::new(),
-            remove_at_exit: false,
-            exit_seen: None,
             early: None,
         }
     }
@@ -168,18 +155,9 @@ impl TetherFront {
         self.server.has_backlog() || !self.deferred.is_empty()
     }
 
-    /// The next time something of the door is due: an idle client's end, an exec's timeout, a
-    /// write tried again, the removal of a `--rm` container whose first attach client never came.
+    /// The next time something of the door is due: an idle client's end.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let kills = self.sessions.values().filter_map(|s| s.kill_at);
-        let removal = self
-            .exit_seen
-            .filter(|_| self.remove_at_exit && self.early.is_some())
-            .and_then(|seen| seen.checked_add(FIRST_ATTACH_WAIT));
-        kills
-            .chain(self.server.next_deadline())
-            .chain(removal)
-            .min()
+        self.server.next_deadline()
     }
 
     /// Sends what is queued, then closes every connection.
@@ -269,29 +247,8 @@ impl Supervisor {
         }
     }
 
-    /// Idle clients closed, execs past their timeout killed, a container run with `--rm` removed
-    /// once it exited (and its first attach client, for which the output is kept, had it, or
-    /// did not come within [`FIRST_ATTACH_WAIT`]).
+    /// Idle clients closed.
     pub(crate) fn front_tick(&mut self) {
-        let exited = self
-            .process(&ProcessKey::Init)
-            .is_ok_and(|init| init.exit.is_some());
-        let removable = exited
-            && self.front.as_mut().is_some_and(|f| {
-                let seen = *f.exit_seen.get_or_insert_with(Instant::now);
-                f.remove_at_exit && (f.early.is_none() || seen.elapsed() >= FIRST_ATTACH_WAIT)
-            });
-        if removable {
-            // Its exit file and state are written first: a `wait` that raced the removal has them.
-            self.refresh_record();
-            if let Response::Error(e) = self.tether_delete(false) {
-                self.diag
-                    .warn(format_args!("remove at exit: {}", e.message));
-            }
-            if let Some(front) = &mut self.front {
-                front.remove_at_exit = false;
-            }
-        }
         let registry = self.poll.registry();
         let Some(front) = &mut self.front else { return };
         front.server.expire_idle(registry);
@@ -301,22 +258,7 @@ impl Supervisor {
             .into_iter()
             .map(Incoming::Closed)
             .collect();
-        let now = Instant::now();
-        let mut overdue = Vec::new();
-        for (exec_id, session) in &mut front.sessions {
-            if session.kill_at.is_some_and(|at| at <= now) {
-                session.kill_at = None;
-                session.timed_out = true;
-                overdue.push((exec_id.clone(), session.timeout.unwrap_or_default()));
-            }
-        }
         self.on_clients(closed);
-        for (exec_id, timeout) in overdue {
-            self.diag.info(format_args!(
-                "{exec_id} ran past its timeout of {timeout:?}; killing it"
-            ));
-            let _ = self.kill_tree(&ProcessKey::Exec(exec_id));
-        }
     }
 
     fn on_clients(&mut self, incoming: Vec<Incoming>) {
@@ -508,13 +450,11 @@ impl Supervisor {
         if let Some((rows, cols)) = request.window {
             let _ = self.resize(&key, rows, cols);
         }
-        let timeout = request.timeout_secs.map(Duration::from_secs);
+        if let Some(secs) = request.timeout_secs {
+            let _ = self.set_deadline(&key, Duration::from_secs(secs));
+        }
         let session = Session {
             client: session_client,
-            // The protocol bounds the timeout; a deadline past what an Instant holds is "never".
-            kill_at: timeout.and_then(|t| Instant::now().checked_add(t)),
-            timeout,
-            timed_out: false,
         };
         self.diag.info(format_args!(
             "{exec_id} started: pid {pid}, {:?}",
@@ -699,12 +639,18 @@ impl Supervisor {
         if !front.attached.contains(&client) {
             return;
         }
-        for (kind, bytes) in front.early.take().unwrap_or_default() {
+        let early = front.early.take();
+        let first = early.is_some();
+        for (kind, bytes) in early.unwrap_or_default() {
             front.server.send_frame(registry, client, kind, &bytes);
         }
         if let Some(exit) = exit {
             front.attached.retain(|c| *c != client);
             send_exit_frame(&mut front.server, registry, client, exit.code(), false);
+        }
+        if first {
+            // The client the output was kept for has it: a `--rm` container may go.
+            self.release_removal();
         }
     }
 
@@ -741,6 +687,7 @@ impl Supervisor {
     /// A process's exit is recorded: the init's goes to the waiters and attach clients, an exec's
     /// to its client (and, for `tether exec`, the exec is done with).
     pub(crate) fn front_exited(&mut self, key: &ProcessKey, exit: Exit) {
+        let timed_out = self.process(key).is_ok_and(|p| p.timed_out);
         let registry = self.poll.registry();
         let Some(front) = &mut self.front else { return };
         let code = exit.code();
@@ -764,7 +711,7 @@ impl Supervisor {
                 }
                 let session = front.sessions.remove(exec_id).unwrap_or_default();
                 if let Some(client) = session.client {
-                    send_exit(client, session.timed_out);
+                    send_exit(client, timed_out);
                 }
                 front.finished.push_back((exec_id.clone(), code));
                 while front.finished.len() > FINISHED_KEPT {

@@ -66,60 +66,53 @@ impl Error {
         }
     }
 
-    /// The runtime said it has no such container (runc: "container does not exist"; other
-    /// runtimes: "not found", "No such file").
-    pub fn container_missing(&self) -> bool {
-        self.runtime_message().is_some_and(|m| {
-            let m = m.to_ascii_lowercase();
-            m.contains("does not exist") || m.contains("not found") || m.contains("no such file")
-        })
-    }
-
-    /// The runtime said the process is gone (not running, no such process): what containerd's
-    /// shim calls "process already finished".
-    pub fn process_finished(&self) -> bool {
-        self.runtime_message().is_some_and(|m| {
-            let m = m.to_ascii_lowercase();
-            m.contains("not running")
-                || m.contains("no such process")
-                || m.contains("process already finished")
-        })
-    }
-
-    /// For a process the runtime could not start (`exec`, `run`): the code a shell gives, 127 when
-    /// the command does not exist, 126 when it cannot be executed.
-    pub fn start_failure_code(&self) -> i32 {
-        let message = self.to_string().to_ascii_lowercase();
-        if message.contains("permission denied") || message.contains("is a directory") {
-            126
-        } else if message.contains("not found") || message.contains("no such file") {
-            127
+    /// What the failure was, read once from the runtime's own message: the one place in tether
+    /// where a runtime's text is classified. What a kind means to a caller (a code, an answer) is
+    /// the caller's policy.
+    pub fn kind(&self) -> FailureKind {
+        let Some(message) = self.runtime_message() else {
+            return FailureKind::Other;
+        };
+        let m = message.to_ascii_lowercase();
+        // The process's own command, at its exec: runc says `exec: "x": ...`, crun
+        // "executable file `x` not found" or "open executable".
+        let command = m.contains("exec:") || m.contains("executable");
+        let missing = m.contains("not found") || m.contains("no such file");
+        if command && missing {
+            FailureKind::CommandNotFound
+        } else if command
+            && (m.contains("permission denied")
+                || m.contains("is a directory")
+                || m.contains("operation not permitted"))
+        {
+            FailureKind::CommandNotRunnable
+        } else if m.contains("does not exist") || missing {
+            FailureKind::ContainerMissing
+        } else if m.contains("not running")
+            || m.contains("no such process")
+            || m.contains("process already finished")
+        {
+            FailureKind::ProcessFinished
         } else {
-            126
+            FailureKind::Other
         }
-    }
-
-    /// As the supervisor's error, for a process the runtime was asked to start: it carries the
-    /// shell's code ([`Error::start_failure_code`]).
-    pub fn as_start_failure(&self) -> shim_core::Error {
-        shim_core::Error::new(
-            shim_core::ErrorKind::Runtime {
-                start_failure: Some(self.start_failure_code()),
-            },
-            self.to_string(),
-        )
     }
 }
 
-/// The one place a runtime's failure gets its kind.
-impl From<Error> for shim_core::Error {
-    fn from(error: Error) -> shim_core::Error {
-        if error.process_finished() {
-            shim_core::Error::not_found(format!("process already finished: {error}"))
-        } else {
-            shim_core::Error::runtime(error.to_string())
-        }
-    }
+/// What a runtime's failure was, as [`Error::kind`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No such container (runc: "container does not exist"; others: "not found", "No such file").
+    ContainerMissing,
+    /// The process is gone (not running, no such process): containerd's "process already
+    /// finished".
+    ProcessFinished,
+    /// The command to start does not exist (a shell's 127).
+    CommandNotFound,
+    /// The command exists and cannot be run: a directory, no permission (a shell's 126).
+    CommandNotRunnable,
+    /// Anything else, the runtime's own message says what.
+    Other,
 }
 
 /// Result alias of this crate.
@@ -164,23 +157,38 @@ mod tests {
 
     #[test]
     fn runtime_failures_get_their_kind_once() {
-        let gone: shim_core::Error = failed("container not running").into();
-        assert_eq!(gone.kind, shim_core::ErrorKind::NotFound);
-        let other: shim_core::Error = failed("cgroup: permission denied").into();
-        assert!(matches!(other.kind, shim_core::ErrorKind::Runtime { .. }));
-        assert!(failed("container \"web\" does not exist").container_missing());
-        let not_found = failed("exec: \"nope\": executable file not found in $PATH");
-        assert_eq!(not_found.start_failure_code(), 127);
-        assert_eq!(
-            failed("exec: \"/etc\": permission denied").start_failure_code(),
-            126
-        );
-        assert_eq!(
-            not_found.as_start_failure().kind,
-            shim_core::ErrorKind::Runtime {
-                start_failure: Some(127)
-            }
-        );
+        let kinds = [
+            ("container not running", FailureKind::ProcessFinished),
+            ("kill: no such process", FailureKind::ProcessFinished),
+            ("container \"web\" does not exist", FailureKind::ContainerMissing),
+            (
+                "runc exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH",
+                FailureKind::CommandNotFound,
+            ),
+            (
+                "exec: \"/nope\": stat /nope: no such file or directory",
+                FailureKind::CommandNotFound,
+            ),
+            (
+                "executable file `nope` not found in $PATH: No such file or directory",
+                FailureKind::CommandNotFound,
+            ),
+            ("exec: \"/etc\": permission denied", FailureKind::CommandNotRunnable),
+            ("exec: \"/etc\": is a directory", FailureKind::CommandNotRunnable),
+            (
+                "open executable: Operation not permitted",
+                FailureKind::CommandNotRunnable,
+            ),
+            ("cgroup: permission denied", FailureKind::Other),
+        ];
+        for (message, kind) in kinds {
+            assert_eq!(failed(message).kind(), kind, "{message}");
+        }
+        let timed_out = Error::TimedOut {
+            command: "runc start web".into(),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(timed_out.kind(), FailureKind::Other);
     }
 
     #[test]

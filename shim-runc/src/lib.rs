@@ -57,7 +57,7 @@ mod exec;
 mod options;
 mod output;
 
-pub use error::{last_log_error, Error, Result};
+pub use error::{last_log_error, Error, FailureKind, Result};
 pub use exec::{run_helper, DirectWait, ExitWaiter, HelperOutput, ProcessIo, Spawned};
 pub use options::{
     CheckpointOptions, CreateOptions, DeleteOptions, ExecOptions, KillOptions, RunOptions,

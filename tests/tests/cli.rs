@@ -433,6 +433,30 @@ fn a_rootfs_runs_in_the_foreground_and_rm_leaves_nothing() {
 }
 
 #[test]
+fn a_command_that_cannot_start_is_127_or_126_with_crun_too() {
+    needs_root!("a_command_that_cannot_start_is_127_or_126_with_crun_too");
+    // crun words it otherwise than runc: "executable file `x` not found", "open executable".
+    if !tether_tests::harness::have_binary("crun") {
+        assert!(
+            std::env::var(tether_tests::harness::REQUIRE_ENV).as_deref() != Ok("require"),
+            "crun is needed (cargo xtask deps installs it)"
+        );
+        eprintln!("skipping: crun is not installed");
+        return;
+    }
+    let sandbox = Sandbox::with_runtime("crun-start", "crun");
+    let id = sandbox.id();
+    let output = run_rootfs(&sandbox, &["--rm", id, "--", "no-such-command"]);
+    assert_eq!(output.status.code(), Some(127), "{}", text(&output.stderr));
+    let output = run_rootfs(&sandbox, &["--rm", id, "--", "/etc"]);
+    assert_eq!(output.status.code(), Some(126), "{}", text(&output.stderr));
+    assert!(
+        !sandbox.state_dir().join(id).exists(),
+        "a failed start leaves nothing"
+    );
+}
+
+#[test]
 fn rootfs_flags_make_the_spec_the_runtime_gets() {
     needs_root!("rootfs_flags_make_the_spec_the_runtime_gets");
     let sandbox = Sandbox::new("flags");

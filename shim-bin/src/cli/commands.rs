@@ -633,10 +633,7 @@ fn remove_without_daemon(layout: &StateLayout, id: &ContainerId, force: bool) ->
             runc = runc.root(root);
         }
         if let Err(e) = runc.delete(id.as_str(), DeleteOptions { force }, &mut DirectWait) {
-            let gone = e
-                .runtime_message()
-                .is_some_and(|m| m.contains("does not exist") || m.contains("No such file"));
-            if !gone {
+            if e.kind() != shim_runc::FailureKind::ContainerMissing {
                 return Err(if force {
                     Error::failed(e.to_string())
                 } else {

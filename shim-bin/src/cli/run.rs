@@ -471,10 +471,17 @@ fn start_daemon(config: &DaemonConfig) -> Result<i32> {
     let report: Option<StartReport> = serde_json::from_str(line.trim()).ok();
     match (read, report) {
         (Ok(_), Some(StartReport::Started { pid })) => Ok(pid),
-        (_, Some(StartReport::Failed { message })) => {
+        (_, Some(StartReport::Failed { message, code })) => {
             // The daemon exits right after a failed start; collect it.
             let _ = child.wait();
-            Err(start_failure(format!("container {}: {message}", config.id)))
+            let message = format!("container {}: {message}", config.id);
+            let code = code
+                .and_then(|code| u8::try_from(code).ok())
+                .filter(|&code| code != 0);
+            Err(match code {
+                Some(code) => Error::with_code(message, code),
+                None => Error::failed(message),
+            })
         }
         _ => {
             let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
@@ -523,21 +530,6 @@ fn read_report(
     }
     // The report is one short line written at once.
     BufReader::new(stdout).read_line(line)
-}
-
-/// A failed start: when the runtime could not start the command itself, the shell's code for it
-/// (127 not found, 126 cannot be executed), as `docker run` exits; else tether's own 125.
-fn start_failure(message: String) -> Error {
-    let lower = message.to_ascii_lowercase();
-    if !lower.contains("unable to start container process: exec") {
-        return Error::failed(message);
-    }
-    let code = if lower.contains("not found") || lower.contains("no such file") {
-        127
-    } else {
-        126
-    };
-    Error::with_code(message, code)
 }
 
 #[cfg(test)]

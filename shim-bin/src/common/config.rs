@@ -76,6 +76,11 @@ impl DaemonConfig {
 pub enum StartReport {
     /// Running, with this init pid.
     Started { pid: i32 },
-    /// Nothing was left running; the message says why.
-    Failed { message: String },
+    /// Nothing was left running; the message says why, and `code` is the shell's code when the
+    /// command itself could not be run (127 not found, 126 not runnable).
+    Failed {
+        message: String,
+        #[serde(default)]
+        code: Option<i32>,
+    },
 }

@@ -10,7 +10,7 @@ use crate::common::config::{DaemonConfig, StartReport};
 use crate::front::control::TetherFront;
 use crate::shim::diag::Diag;
 use crate::shim::persist::ShimLog;
-use crate::shim::runtime::{ReaperWait, RuntimeOptions};
+use crate::shim::runtime::RuntimeOptions;
 use crate::shim::tokens::REAPER;
 use crate::shim::{Listing, NoEvents, Parts, RunSpec, Supervisor};
 use mio::{Interest, Poll};
@@ -33,6 +33,7 @@ pub fn main(config_json: &str) -> u8 {
         Err(e) => {
             report(&StartReport::Failed {
                 message: format!("daemon configuration: {e}"),
+                code: None,
             });
             return 1;
         }
@@ -63,13 +64,13 @@ pub fn main(config_json: &str) -> u8 {
             }
             0
         }
-        Err(message) => {
+        Err(StartFailure { message, code }) => {
             diag.warn(format_args!("start failed: {message}"));
             let _ = crate::shim::mounts::remove_container_dir(&layout.container_dir(&config.id));
             if !log_existed {
                 let _ = std::fs::remove_file(&config.log_path);
             }
-            report(&StartReport::Failed { message });
+            report(&StartReport::Failed { message, code });
             1
         }
     }
@@ -105,7 +106,40 @@ fn notify_ready(socket: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Runs the container and opens the door; the error is one line for the user.
-fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supervisor, String> {
+/// Why a start failed: one line, and the code a shell gives when the container's command itself
+/// could not be run (127, 126), which `tether run` exits with.
+struct StartFailure {
+    message: String,
+    code: Option<i32>,
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> Self {
+        StartFailure {
+            message,
+            code: None,
+        }
+    }
+}
+
+impl From<shim_core::Error> for StartFailure {
+    fn from(error: shim_core::Error) -> Self {
+        let code = match error.kind {
+            shim_core::ErrorKind::Runtime { start_failure } => start_failure,
+            _ => None,
+        };
+        StartFailure {
+            message: error.message,
+            code,
+        }
+    }
+}
+
+fn start(
+    config: &DaemonConfig,
+    layout: &StateLayout,
+    diag: Diag,
+) -> Result<Supervisor, StartFailure> {
     // Leave the caller's session and terminal: the caller may exit, or its terminal close.
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     // A panic message goes to shim.log too.
@@ -193,12 +227,10 @@ fn start(config: &DaemonConfig, layout: &StateLayout, diag: Diag) -> Result<Supe
             ));
         }
         Err(e) => {
-            let _ = runc.delete(
-                config.id.as_str(),
-                DeleteOptions { force: true },
-                &mut ReaperWait(&mut supervisor.reaper),
-            );
-            return Err(format!("control socket: {e}"));
+            let _ = supervisor.runtime_raw(|wait| {
+                runc.delete(config.id.as_str(), DeleteOptions { force: true }, wait)
+            });
+            return Err(format!("control socket: {e}").into());
         }
     }
     if let Some(front) = &mut supervisor.front {

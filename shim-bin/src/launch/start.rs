@@ -139,9 +139,8 @@ pub fn delete(args: &ShimArgs) -> Result<Vec<u8>, String> {
     let options = RuntimeOptions::load(&bundle);
     let runc = options.runc(&args.namespace, &bundle);
     if let Err(e) = runc.delete(&args.id, DeleteOptions { force: true }, &mut DirectWait) {
-        let message = e.to_string();
-        if !message.contains("does not exist") && !message.contains("not found") {
-            eprintln!("containerd-shim-tether-v2: {message}");
+        if e.kind() != shim_runc::FailureKind::ContainerMissing {
+            eprintln!("containerd-shim-tether-v2: {e}");
         }
     }
     unmount_rootfs(&bundle.join("rootfs"));

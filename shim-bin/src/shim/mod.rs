@@ -4,6 +4,7 @@
 //! [`shim_core::Error`]. What a door's wire says is the door's business (see [`crate::front`]).
 
 pub mod diag;
+pub mod gateway;
 mod logbinary;
 pub mod mounts;
 pub mod network;
@@ -502,7 +503,8 @@ impl Supervisor {
         };
         let runc = container.runc.clone();
         let kill = shim_runc::KillOptions::new(9).all(true);
-        if let Err(e) = runc.kill(&self.id, kill, &mut runtime::ReaperWait(&mut self.reaper)) {
+        let id = self.id.clone();
+        if let Err(e) = self.runtime_raw(|wait| runc.kill(&id, kill, wait)) {
             self.diag.debug(format_args!(
                 "kill the rest of {} at its init's exit: {e}",
                 self.id
@@ -614,7 +616,7 @@ impl Supervisor {
         let Some(record) = self.container.as_ref().and_then(|c| c.network.clone()) else {
             return;
         };
-        match network::detach(&record, &mut runtime::ReaperWait(&mut self.reaper)) {
+        match self.runtime_raw(|wait| network::detach(&record, wait)) {
             Ok(()) => {
                 if let Some(container) = &mut self.container {
                     container.network = None;

@@ -2,13 +2,14 @@
 //! checks the lifecycle rules, calls the runtime when it must, and answers a [`shim_core::Error`].
 //! Making and starting processes is in [`super::spawn`].
 
+use super::gateway;
 use super::mounts::unmount_rootfs;
-use super::runtime::{ReaperWait, RUNTIME_TIMEOUT};
+use super::runtime::RUNTIME_TIMEOUT;
 use super::{Container, Proc, Supervisor, WaitAnswer};
 use crate::common::sys::set_window;
 use shim_core::lifecycle::{self, DeletePlan, Phase};
 use shim_core::{Error, Event, ExecId, Exit, ProcessKey, Result};
-use shim_runc::{DeleteOptions, KillOptions};
+use shim_runc::{DeleteOptions, FailureKind, KillOptions};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -85,12 +86,8 @@ impl Supervisor {
                 .map_err(|_| Error::not_found("process already finished"));
         }
         let runc = self.container()?.runc.clone();
-        runc.kill(
-            &self.id,
-            KillOptions::new(signal).all(all),
-            &mut ReaperWait(&mut self.reaper),
-        )?;
-        Ok(())
+        let id = self.id.clone();
+        self.runtime(|wait| runc.kill(&id, KillOptions::new(signal).all(all), wait))
     }
 
     /// Removes a process: an exec, or the init with the whole container.
@@ -125,15 +122,10 @@ impl Supervisor {
             self.record_exit(&ProcessKey::Init);
         }
         let runc = self.container()?.runc.clone();
-        if let Err(e) = runc.delete(
-            &id,
-            DeleteOptions {
-                force: plan == DeletePlan::Force,
-            },
-            &mut ReaperWait(&mut self.reaper),
-        ) {
-            if !e.container_missing() {
-                return Err(e.into());
+        let force = plan == DeletePlan::Force;
+        if let Err(e) = self.runtime_raw(|wait| runc.delete(&id, DeleteOptions { force }, wait)) {
+            if e.kind() != FailureKind::ContainerMissing {
+                return Err(gateway::failure(e));
             }
         }
         if plan == DeletePlan::Force {
@@ -229,8 +221,9 @@ impl Supervisor {
             }
         }
         for (key, limit) in overdue {
-            self.diag
-                .info(format_args!("{key} ran past its time of {limit:?}; killing it"));
+            self.diag.info(format_args!(
+                "{key} ran past its time of {limit:?}; killing it"
+            ));
             let _ = self.kill_tree(&key);
         }
     }
@@ -256,7 +249,7 @@ impl Supervisor {
             .filter(|(_, p)| p.pid > 0)
             .map(|(id, p)| (p.pid, id.clone()))
             .collect();
-        let pids = runc.ps(&self.id, &mut ReaperWait(&mut self.reaper))?;
+        let pids = self.runtime(|wait| runc.ps(&id, wait))?;
         Ok(pids
             .into_iter()
             .map(|pid| {
@@ -273,12 +266,13 @@ impl Supervisor {
         lifecycle::check_pause(container.init.phase(), pause)
             .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
-        let mut waiter = ReaperWait(&mut self.reaper);
-        if pause {
-            runc.pause(&id, &mut waiter)?;
-        } else {
-            runc.resume(&id, &mut waiter)?;
-        }
+        self.runtime(|wait| {
+            if pause {
+                runc.pause(&id, wait)
+            } else {
+                runc.resume(&id, wait)
+            }
+        })?;
         let init = &mut self.container_mut()?.init;
         if init.exit.is_none() {
             init.state = if pause { Phase::Paused } else { Phase::Running };
@@ -307,8 +301,8 @@ impl Supervisor {
     /// Changes the container's resources (`runc update`).
     pub fn update(&mut self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let runc = self.container()?.runc.clone();
-        runc.update(&self.id, resources, &mut ReaperWait(&mut self.reaper))?;
-        Ok(())
+        let id = self.id.clone();
+        self.runtime(|wait| runc.update(&id, resources, wait))
     }
 
     /// The container's cgroup, when it was found (metrics are read from its files).
@@ -319,7 +313,8 @@ impl Supervisor {
     /// The runtime's own figures (`runc events --stats`), for a container whose cgroup is unknown.
     pub fn runtime_stats(&mut self) -> Result<shim_runc::Stats> {
         let runc = self.container()?.runc.clone();
-        Ok(runc.stats(&self.id, &mut ReaperWait(&mut self.reaper))?)
+        let id = self.id.clone();
+        self.runtime(|wait| runc.stats(&id, wait))
     }
 
     /// The init's pid, once the container is created.

@@ -3,7 +3,7 @@
 
 use super::mounts::{mount_rootfs, unmount_rootfs};
 use super::network;
-use super::runtime::{join_cgroup, read_pid, ReaperWait, RuntimeOptions};
+use super::runtime::{join_cgroup, read_pid, RuntimeOptions};
 use super::stdio::{self, Prepared, StdioPlan};
 use super::{Connected, Container, Proc, Supervisor};
 use crate::common::sys::receive_terminal;
@@ -204,19 +204,11 @@ impl Supervisor {
             create = create.console_socket(&console);
         }
         let runtime_io = prepared.take_runtime_io();
-        let created = runc.create(
-            &self.id,
-            &create,
-            runtime_io,
-            &mut ReaperWait(&mut self.reaper),
-        );
+        let id = self.id.clone();
+        let created = self.runtime_raw(|wait| runc.create(&id, &create, runtime_io, wait));
         let undo_container = |core: &mut Supervisor, message: String| {
             core.copier.drop_log();
-            let _ = runc.delete(
-                &core.id,
-                DeleteOptions { force: true },
-                &mut ReaperWait(&mut core.reaper),
-            );
+            let _ = core.runtime_raw(|wait| runc.delete(&id, DeleteOptions { force: true }, wait));
             undo_mounts(message)
         };
         if let Err(e) = created {
@@ -283,10 +275,10 @@ impl Supervisor {
     /// Runs `tether run`'s container at once (`runc run --detach`: one runtime process instead of
     /// create and start's two, about 10 ms less), its output into tether's log. Returns the init's
     /// pid; the error is one line for the user, and no container is left after one.
-    pub fn run_container(&mut self, mut spec: RunSpec) -> std::result::Result<i32, String> {
+    pub fn run_container(&mut self, mut spec: RunSpec) -> Result<i32> {
         let rootfs_mounts = std::mem::take(&mut spec.rootfs);
         let rootfs = spec.bundle.join("rootfs");
-        mount_rootfs(&rootfs_mounts, &rootfs)?;
+        mount_rootfs(&rootfs_mounts, &rootfs).map_err(Error::runtime)?;
         let rootfs_mounted = !rootfs_mounts.is_empty();
         let started = self.run_mounted(spec, rootfs_mounted);
         if started.is_err() && rootfs_mounted {
@@ -296,11 +288,7 @@ impl Supervisor {
     }
 
     /// [`Supervisor::run_container`] once the rootfs is mounted.
-    fn run_mounted(
-        &mut self,
-        spec: RunSpec,
-        rootfs_mounted: bool,
-    ) -> std::result::Result<i32, String> {
+    fn run_mounted(&mut self, spec: RunSpec, rootfs_mounted: bool) -> Result<i32> {
         let RunSpec {
             bundle,
             runc,
@@ -315,7 +303,8 @@ impl Supervisor {
         let plan = StdioPlan::Log { stdin, terminal };
         let console = self.console_path();
         let owner = self.stdio_owner(None, false);
-        let mut prepared = stdio::prepare(&plan, &console, owner).map_err(|e| e.to_string())?;
+        let mut prepared =
+            stdio::prepare(&plan, &console, owner).map_err(|e| Error::runtime(e.to_string()))?;
         let pid_file = self.scratch_dir.join("init.pid");
         let mut create = CreateOptions::new(&bundle).pid_file(&pid_file);
         if terminal {
@@ -323,43 +312,36 @@ impl Supervisor {
         }
         let runtime_io = prepared.take_runtime_io();
         // A network is attached between create and start, in the namespace the init waits in.
-        let ran = match &network {
+        let id = self.id.clone();
+        let ran = self.runtime_raw(|wait| match &network {
             None => runc.run(
-                &self.id,
+                &id,
                 &RunOptions {
                     create,
                     detach: true,
                 },
                 runtime_io,
-                &mut ReaperWait(&mut self.reaper),
+                wait,
             ),
-            Some(_) => runc.create(
-                &self.id,
-                &create,
-                runtime_io,
-                &mut ReaperWait(&mut self.reaper),
-            ),
-        };
+            Some(_) => runc.create(&id, &create, runtime_io, wait),
+        });
         // Whatever failed, no container of this id is left (runc removes a container whose start
         // failed, but not every runtime does).
         let undo = |supervisor: &mut Supervisor| {
-            let _ = runc.delete(
-                &supervisor.id,
-                DeleteOptions { force: true },
-                &mut ReaperWait(&mut supervisor.reaper),
-            );
+            let _ = supervisor
+                .runtime_raw(|wait| runc.delete(&id, DeleteOptions { force: true }, wait));
         };
         if let Err(e) = ran {
             let _ = std::fs::remove_file(&console);
             undo(self);
             // The runtime's stderr is the container's: what it said there is its error too.
             let said = prepared.outputs.get(1).and_then(|(fd, _)| last_words(fd));
-            return Err(match said {
-                Some(said) if e.runtime_message().is_none_or(|m| !m.contains(&said)) => {
-                    format!("{e}; the runtime said: {said}")
-                }
-                _ => e.to_string(),
-            });
+            let heard = e.runtime_message().map(str::to_owned);
+            let mut error = super::gateway::start_failure(e, false);
+            if let Some(said) = said.filter(|said| heard.is_none_or(|m| !m.contains(said))) {
+                error.message = format!("{}; the runtime said: {said}", error.message);
+            }
+            return Err(error);
         }
         let connected = read_pid(&pid_file).and_then(|pid| {
             let connected = self.connect_stdio(&mut prepared, "init")?;
@@ -369,22 +351,23 @@ impl Supervisor {
             Ok(connected) => connected,
             Err(message) => {
                 undo(self);
-                return Err(message);
+                return Err(Error::runtime(message));
             }
         };
         if let Some(request) = &network {
             let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
-            let attached = network::attach(request, &netns, &mut ReaperWait(&mut self.reaper));
+            let attached = self
+                .runtime_raw(|wait| network::attach(request, &netns, wait))
+                .map_err(Error::runtime);
             let started = attached.and_then(|_| {
-                runc.start(&self.id, &mut ReaperWait(&mut self.reaper))
-                    .map_err(|e| {
-                        let _ = network::detach(&request.record, &mut ReaperWait(&mut self.reaper));
-                        e.to_string()
-                    })
+                self.runtime_raw(|wait| runc.start(&id, wait)).map_err(|e| {
+                    let _ = self.runtime_raw(|wait| network::detach(&request.record, wait));
+                    super::gateway::start_failure(e, false)
+                })
             });
-            if let Err(message) = started {
+            if let Err(error) = started {
                 undo(self);
-                return Err(message);
+                return Err(error);
             }
         }
         let mut init = Proc::new(ProcessKey::Init, plan);
@@ -463,7 +446,7 @@ impl Supervisor {
         lifecycle::check_start(&ProcessKey::Init, container.init.phase())
             .map_err(|e| e.context(format!("container {id}")))?;
         let runc = container.runc.clone();
-        runc.start(&id, &mut ReaperWait(&mut self.reaper))?;
+        self.runtime(|wait| runc.start(&id, wait))?;
         let container = self.container_mut()?;
         container.init.state = Phase::Running;
         let pid = container.init.pid;
@@ -503,15 +486,9 @@ impl Supervisor {
             tty: terminal,
         };
         let runtime_io = prepared.take_runtime_io();
-        let ran = runc.exec(
-            &id,
-            &spec,
-            &options,
-            runtime_io,
-            &mut ReaperWait(&mut self.reaper),
-        );
+        let ran = self.runtime_raw(|wait| runc.exec(&id, &spec, &options, runtime_io, wait));
         let pid = ran
-            .map_err(|e| e.as_start_failure())
+            .map_err(|e| super::gateway::start_failure(e, true))
             .and_then(|()| read_pid(&pid_file).map_err(Error::runtime));
         let _ = std::fs::remove_file(&pid_file);
         let pid = match pid {

@@ -54,11 +54,8 @@ pub fn start(args: &ShimArgs) -> Result<String, String> {
         .save(&bundle)
         .map_err(|e| format!("write runtime options in {}: {e}", bundle.display()))?;
     private_socket_dir()?;
-    let _ = std::fs::remove_file(&socket);
-    let listener =
-        UnixListener::bind(&socket).map_err(|e| format!("socket {}: {e}", socket.display()))?;
     // Whatever the umask containerd has: only the owner may connect (the door checks the peer too).
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+    let listener = crate::front::admission::bind_owner_only(&socket)
         .map_err(|e| format!("socket {}: {e}", socket.display()))?;
     let daemon = spawn_daemon(args, &bundle, &listener).map_err(|e| {
         let _ = std::fs::remove_file(&socket);

@@ -3,6 +3,7 @@
 //! client that sends garbage, sends too much, never sends, never reads or vanishes mid-request costs a
 //! bounded amount and affects no one else.
 
+use crate::front::admission::{Admission, Refusal};
 use crate::shim::tokens::{self, Tokens, CONTROL_LISTENER};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -11,7 +12,6 @@ use shim_core::protocol::{self, ErrorKind, Request, Response, MAX_REQUEST};
 use shim_io::fdio::{write_queued, write_queued_until};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -85,8 +85,8 @@ pub struct ControlServer {
     connections: HashMap<Token, Connection>,
     /// Tokens for new connections.
     tokens: Tokens,
-    daemon_uid: u32,
-    refusals: crate::front::owner::Refusals,
+    /// Who may connect, and how many.
+    admission: Admission,
     /// Refusals to say in the shim's log.
     refused: Vec<String>,
     closed: Vec<Token>,
@@ -97,17 +97,16 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds `path` (mode 0600) and registers the listener.
     pub fn bind(path: &Path, registry: &Registry) -> io::Result<Self> {
-        let _ = std::fs::remove_file(path);
-        let mut listener =
-            UnixListener::bind(crate::common::sockpath::SocketPath::new(path)?.as_path())?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let listener = crate::front::admission::bind_owner_only(path)?;
+        listener.set_nonblocking(true)?;
+        let mut listener = UnixListener::from_std(listener);
         registry.register(&mut listener, CONTROL_LISTENER, Interest::READABLE)?;
         Ok(ControlServer {
             listener,
             connections: HashMap::new(),
             tokens: tokens::CONTROL_CONNECTIONS,
-            daemon_uid: nix::unistd::geteuid().as_raw(),
-            refusals: Default::default(),
+            // Only root and the daemon's own user may talk to it.
+            admission: Admission::new(&[0, nix::unistd::geteuid().as_raw()], MAX_CONNECTIONS),
             refused: Vec::new(),
             closed: Vec::new(),
             backlog: Vec::new(),
@@ -318,21 +317,20 @@ impl ControlServer {
         }
     }
 
-    /// Only root and the daemon's own user may talk to it.
+    /// The door's admission step ([`crate::front::admission`]), its refusal as the answer.
     fn admit(&mut self, stream: &UnixStream) -> Result<(), Response> {
-        crate::front::owner::check(stream, &[0, self.daemon_uid], &mut self.refusals).map_err(
-            |(why, say)| {
+        let open = self.connections.len();
+        self.admission
+            .admit(stream, open)
+            .map_err(|(refusal, say)| {
                 self.refused.extend(say);
-                Response::error(ErrorKind::PermissionDenied, why)
-            },
-        )?;
-        if self.connections.len() >= MAX_CONNECTIONS {
-            return Err(Response::error(
-                ErrorKind::Internal,
-                format!("too many control connections (limit {MAX_CONNECTIONS})"),
-            ));
-        }
-        Ok(())
+                match refusal {
+                    Refusal::Stranger(why) => Response::error(ErrorKind::PermissionDenied, why),
+                    Refusal::Full(why) => {
+                        Response::error(ErrorKind::Internal, format!("control socket: {why}"))
+                    }
+                }
+            })
     }
 
     fn read(&mut self, registry: &Registry, token: Token, incoming: &mut Vec<Incoming>) {

@@ -17,6 +17,7 @@
 //! another type get an error answer on their stream; nothing a client sends stops the door.
 
 use super::calls::{self, status, Answer};
+use crate::front::admission::Admission;
 use crate::shim::tokens::{self, Tokens, DOOR_LISTENER, DOOR_WAKER};
 use crate::shim::Job;
 use containerd_shim_protos::protobuf::Message;
@@ -170,9 +171,8 @@ pub fn spawn(fd: RawFd, jobs: Sender<Job>, core: Arc<Waker>) -> io::Result<DoorH
         },
         received,
         stopped,
-        refused: 0,
-        uid: nix::unistd::geteuid().as_raw(),
-        strangers: Default::default(),
+        // Only the shim's own user (containerd runs it as itself), whatever the socket's mode.
+        admission: Admission::new(&[nix::unistd::geteuid().as_raw()], MAX_CONNECTIONS),
     };
     let thread = std::thread::Builder::new()
         .name("ttrpc".into())
@@ -195,10 +195,8 @@ struct Door {
     path: ReplyPath,
     received: Receiver<Reply>,
     stopped: Receiver<()>,
-    refused: u64,
-    /// The shim's own uid, the only one served.
-    uid: u32,
-    strangers: crate::front::owner::Refusals,
+    /// Who may connect, and how many.
+    admission: Admission,
 }
 
 impl Door {
@@ -251,23 +249,11 @@ impl Door {
                 // WouldBlock, or out of fds: the rest waits in the backlog.
                 Err(_) => return,
             };
-            // Only the shim's own user (containerd runs it as itself), whatever the socket's mode.
-            if let Err((_, say)) =
-                super::super::owner::check(&stream, &[self.uid], &mut self.strangers)
-            {
+            // Past the cap a connection is closed at once: the shim lives, containerd's own
+            // connection is in.
+            if let Err((_, say)) = self.admission.admit(&stream, self.connections.len()) {
                 if let Some(line) = say {
                     eprintln!("level=warning msg=\"ttrpc: {line}\"");
-                }
-                continue;
-            }
-            if self.connections.len() >= MAX_CONNECTIONS {
-                // Refused: closed at once. The shim lives; containerd's own connection is in.
-                self.refused += 1;
-                if self.refused == 1 || self.refused.is_power_of_two() {
-                    eprintln!(
-                        "level=warning msg=\"ttrpc: {} connections refused (limit {MAX_CONNECTIONS})\"",
-                        self.refused
-                    );
                 }
                 continue;
             }

@@ -8,7 +8,7 @@
 //! and aborts the shim when it cannot make one.)
 //!
 //! Only the shim's own user is served: a connection from another uid (`SO_PEERCRED`) is closed at
-//! once and said in the log ([`crate::front::owner`]); the socket is 0600 in a 0700 directory.
+//! once and said in the log ([`crate::front::admission`]); the socket is 0600 in a 0700 directory.
 //!
 //! Every value from outside is bounded here: at most [`MAX_CONNECTIONS`] connections (more are
 //! refused: accepted and closed), frames of at most [`MAX_MESSAGE`] bytes, a frame begun and not

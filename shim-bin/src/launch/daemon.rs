@@ -59,8 +59,8 @@ pub fn main(config_json: &str) -> u8 {
             // when the start is over.
             supervisor.trim_at = Instant::now().checked_add(TRIM_AFTER);
             supervisor.run();
-            if let Some(front) = supervisor.front.take() {
-                front.unregister();
+            if let Some(door) = supervisor.take_door() {
+                door.unregister();
             }
             0
         }
@@ -219,8 +219,11 @@ fn start(
         config.id.clone(),
         supervisor.poll.registry(),
     ) {
-        Ok(front) => {
-            supervisor.front = Some(front);
+        Ok(mut front) => {
+            if config.replay_to_first_attach {
+                front.keep_for_first_attach();
+            }
+            supervisor.register_door(Box::new(front), crate::front::control::HOOKS);
             supervisor.record = Some(crate::shim::record::Record::new(
                 layout.clone(),
                 config.id.clone(),
@@ -231,11 +234,6 @@ fn start(
                 runc.delete(config.id.as_str(), DeleteOptions { force: true }, wait)
             });
             return Err(format!("control socket: {e}").into());
-        }
-    }
-    if let Some(front) = &mut supervisor.front {
-        if config.replay_to_first_attach {
-            front.keep_for_first_attach();
         }
     }
     if config.remove_on_exit {

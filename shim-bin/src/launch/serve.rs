@@ -81,9 +81,11 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
         jobs: received,
         default_options: RuntimeOptions::load(&bundle),
     });
+    // A created container is listed for tether's CLI too, through tether's own door.
+    supervisor.on_created = Some(crate::front::control::register_containerd);
     supervisor.run();
-    if let Some(front) = supervisor.front.take() {
-        front.unregister();
+    if let Some(door) = supervisor.take_door() {
+        door.unregister();
     }
     // A containerd container's entry goes with its shim.
     if let Some(mut record) = supervisor.record.take() {

@@ -1,9 +1,11 @@
 //! The supervisor: one thread, one mio loop over the reaper's SIGCHLD, the stdio relays, the OOM
 //! eventfd and the work its doors hand over. It alone owns the container, its processes and their
 //! pipes, and it speaks only shim-core's words: [`ProcessKey`], [`Exit`], [`Event`],
-//! [`shim_core::Error`]. What a door's wire says is the door's business (see [`crate::front`]).
+//! [`shim_core::Error`]. What a door's wire says is the door's business: the doors live in
+//! `front/`, and one served on this thread registers with the supervisor ([`door`]).
 
 pub mod diag;
+pub mod door;
 pub mod gateway;
 mod logbinary;
 pub mod mounts;
@@ -22,7 +24,6 @@ pub use crate::common::cgroup::Cgroup;
 pub use spawn::{CreateSpec, Listing, RunSpec};
 pub use stdio::StdioPlan;
 
-use crate::front::control::TetherFront;
 use diag::Diag;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
@@ -216,8 +217,12 @@ pub struct Supervisor {
     /// The options containerd gave `start`; a Create request's own take precedence.
     pub default_options: RuntimeOptions,
     pub container: Option<Container>,
-    /// tether's door: the container's control socket.
-    pub front: Option<TetherFront>,
+    /// The door served on this thread (tether's control socket), and where to call it.
+    pub door: Option<Box<dyn door::Door>>,
+    door_hooks: Option<door::DoorHooks>,
+    /// Called once a container is created (containerd's Create): a launcher's way to open a
+    /// door for it.
+    pub on_created: Option<fn(&mut Supervisor)>,
     /// The container's entry in tether's state directory.
     pub record: Option<record::Record>,
     /// `run --rm`: remove the container at its exit.
@@ -274,7 +279,9 @@ impl Supervisor {
             jobs: parts.jobs,
             default_options: parts.default_options,
             container: None,
-            front: None,
+            door: None,
+            door_hooks: None,
+            on_created: None,
             record: None,
             removal: None,
             copier: Copier::new(tokens::relay_tokens),
@@ -291,7 +298,7 @@ impl Supervisor {
         while !self.done {
             let busy = self.copier.has_backlog()
                 || self.reap_due()
-                || self.front.as_ref().is_some_and(|f| f.has_backlog());
+                || self.door.as_ref().is_some_and(|d| d.has_backlog());
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -312,13 +319,19 @@ impl Supervisor {
                     (OOM, _) => self.check_oom(),
                     (_, Some(n)) => {
                         self.copier
-                            .ready(self.poll.registry(), n, frames(&mut self.front))
+                            .ready(self.poll.registry(), n, frames(&mut self.door))
                     }
-                    (token, None) => self.front_ready(token),
+                    (token, None) => {
+                        if let Some(hooks) = self.hooks() {
+                            (hooks.ready)(self, token);
+                        }
+                    }
                 }
             }
             self.copy_waiting_output();
-            self.front_backlog();
+            if let Some(hooks) = self.hooks() {
+                (hooks.backlog)(self);
+            }
             if self.reap_due() {
                 self.reap();
             }
@@ -329,14 +342,15 @@ impl Supervisor {
                 }
             }
             let registry = self.poll.registry();
-            self.copier
-                .resume_clients(registry, frames(&mut self.front));
+            self.copier.resume_clients(registry, frames(&mut self.door));
             self.check_pending_exits();
             self.kill_overdue();
             // After the exits this turn recorded: a `--rm` container is removed in the turn its
             // exit is recorded, not at a later event that may never come.
             self.remove_if_exited();
-            self.front_tick();
+            if let Some(hooks) = self.hooks() {
+                (hooks.tick)(self);
+            }
             self.copier.close_delivered(self.poll.registry());
             self.act_on_notices();
             self.refresh_record();
@@ -350,7 +364,7 @@ impl Supervisor {
     /// Copies what waits without an event to say so (new copies, budgets run out).
     pub fn copy_waiting_output(&mut self) {
         let registry = self.poll.registry();
-        self.copier.work_backlog(registry, frames(&mut self.front));
+        self.copier.work_backlog(registry, frames(&mut self.door));
         self.act_on_notices();
     }
 
@@ -368,12 +382,16 @@ impl Supervisor {
                 match notice {
                     Notice::Warn(message) => self.diag.warn(format_args!("{message}")),
                     Notice::Debug(message) => self.diag.debug(format_args!("{message}")),
-                    Notice::Tapped { stream, bytes } => self.attach_output(stream, &bytes),
+                    Notice::Tapped { stream, bytes } => {
+                        if let Some(hooks) = self.hooks() {
+                            (hooks.output)(self, stream, &bytes);
+                        }
+                    }
                     Notice::InputTaken => input_taken = true,
                 }
             }
-            if input_taken {
-                self.client_input_drained();
+            if let Some(hooks) = self.hooks().filter(|_| input_taken) {
+                (hooks.input_drained)(self);
             }
         }
     }
@@ -381,9 +399,9 @@ impl Supervisor {
     fn next_deadline(&self) -> Option<Instant> {
         let relays = self.copier.next_deadline().into_iter();
         let front = self
-            .front
+            .door
             .as_ref()
-            .and_then(|front| front.next_deadline())
+            .and_then(|door| door.next_deadline())
             .into_iter()
             .chain(self.record.as_ref().and_then(record::Record::next_deadline))
             .chain(self.removal_deadline())
@@ -422,7 +440,7 @@ impl Supervisor {
     fn close_sources(&mut self, outputs: &[usize]) {
         let registry = self.poll.registry();
         self.copier
-            .close_sources(registry, outputs, frames(&mut self.front));
+            .close_sources(registry, outputs, frames(&mut self.door));
         self.act_on_notices();
     }
 
@@ -560,7 +578,7 @@ impl Supervisor {
             outputs,
             pending.exited,
             grace_over,
-            frames(&mut self.front),
+            frames(&mut self.door),
         );
         self.act_on_notices();
         lifecycle::Output {
@@ -599,7 +617,9 @@ impl Supervisor {
         if key.is_init() {
             self.refresh_record();
         }
-        self.front_exited(key, exit);
+        if let Some(hooks) = self.hooks() {
+            (hooks.exited)(self, key, exit);
+        }
         self.diag.debug(format_args!(
             "{key} (pid {}) exited: {}",
             exit.pid, exit.status
@@ -629,8 +649,8 @@ impl Supervisor {
 }
 
 /// The door whose clients get frames, if there is one.
-fn frames(front: &mut Option<TetherFront>) -> Option<&mut dyn Frames> {
-    front.as_mut().map(|front| front as &mut dyn Frames)
+fn frames(door: &mut Option<Box<dyn door::Door>>) -> Option<&mut dyn Frames> {
+    door.as_deref_mut().map(|door| door as &mut dyn Frames)
 }
 
 /// The frame that carries a process's output to a control client.

@@ -245,16 +245,8 @@ impl Supervisor {
         };
         let rootfs_mounted = !rootfs_mounts.is_empty();
         self.adopt(init, &bundle, runc, options, listing, rootfs_mounted);
-        match crate::front::control::TetherFront::register(&self.id, self.poll.registry()) {
-            Ok(front) => {
-                self.front = Some(front);
-                let id = self.id.parse().expect("registered under this id");
-                self.record = Some(super::record::Record::new(
-                    super::record::state_layout(),
-                    id,
-                ));
-            }
-            Err(e) => self.diag.info(format_args!("{e}")),
+        if let Some(on_created) = self.on_created {
+            on_created(self);
         }
         self.diag.info(format_args!(
             "container {} created, init pid {pid}",

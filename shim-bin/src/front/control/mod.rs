@@ -9,6 +9,7 @@
 mod exec;
 pub mod server;
 
+use crate::shim::door::{Door, DoorHooks};
 use crate::shim::record::state_layout;
 use crate::shim::{StdioPlan, Supervisor};
 use exec::build_process;
@@ -145,25 +146,6 @@ impl TetherFront {
             }
         }
     }
-
-    pub fn owns(&self, token: Token) -> bool {
-        self.server.owns(token)
-    }
-
-    /// Whether there is client input to look at without waiting.
-    pub fn has_backlog(&self) -> bool {
-        self.server.has_backlog() || !self.deferred.is_empty()
-    }
-
-    /// The next time something of the door is due: an idle client's end.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.server.next_deadline()
-    }
-
-    /// Sends what is queued, then closes every connection.
-    pub fn unregister(mut self) {
-        self.server.flush_all_blocking();
-    }
 }
 
 /// Removes the entry of a container whose shim died (containerd's `delete`): only when the entry
@@ -217,509 +199,574 @@ pub fn refused(id: &str, what: &str) -> Response {
     )
 }
 
-/// The door's part of the supervisor's loop: the hooks [`Supervisor::run`] calls.
-impl Supervisor {
-    /// A readiness event on one of the door's sockets.
-    pub(crate) fn front_ready(&mut self, token: Token) {
-        let registry = self.poll.registry();
-        let incoming = match &mut self.front {
-            Some(front) if front.owns(token) => {
-                let mut incoming = front.server.handle(registry, token);
-                incoming.extend(front.server.take_closed().into_iter().map(Incoming::Closed));
-                incoming
-            }
-            _ => return,
-        };
-        self.on_clients(incoming);
-    }
+/// The door's part of the supervisor's loop: the hooks it calls ([`HOOKS`]).
+pub const HOOKS: DoorHooks = DoorHooks {
+    ready: front_ready,
+    backlog: front_backlog,
+    tick: front_tick,
+    output: attach_output,
+    input_drained: client_input_drained,
+    exited: front_exited,
+};
 
-    /// Client input left over from earlier turns.
-    pub(crate) fn front_backlog(&mut self) {
-        loop {
-            let registry = self.poll.registry();
-            let Some(front) = &mut self.front else { return };
-            let mut incoming = std::mem::take(&mut front.deferred);
-            incoming.extend(front.server.work_backlog(registry));
-            if incoming.is_empty() {
+/// This door, among the supervisor's.
+fn front_mut(door: &mut Option<Box<dyn Door>>) -> Option<&mut TetherFront> {
+    let door: &mut dyn std::any::Any = door.as_deref_mut()?;
+    door.downcast_mut()
+}
+
+fn front_ref(door: &Option<Box<dyn Door>>) -> Option<&TetherFront> {
+    let door: &dyn std::any::Any = door.as_deref()?;
+    door.downcast_ref()
+}
+
+/// A readiness event on one of the door's sockets.
+pub(crate) fn front_ready(s: &mut Supervisor, token: Token) {
+    let registry = s.poll.registry();
+    let incoming = match front_mut(&mut s.door) {
+        Some(front) if front.owns(token) => {
+            let mut incoming = front.server.handle(registry, token);
+            incoming.extend(front.server.take_closed().into_iter().map(Incoming::Closed));
+            incoming
+        }
+        _ => return,
+    };
+    on_clients(s, incoming);
+}
+
+/// Client input left over from earlier turns.
+pub(crate) fn front_backlog(s: &mut Supervisor) {
+    loop {
+        let registry = s.poll.registry();
+        let Some(front) = front_mut(&mut s.door) else {
+            return;
+        };
+        let mut incoming = std::mem::take(&mut front.deferred);
+        incoming.extend(front.server.work_backlog(registry));
+        if incoming.is_empty() {
+            return;
+        }
+        on_clients(s, incoming);
+    }
+}
+
+/// Idle clients closed.
+pub(crate) fn front_tick(s: &mut Supervisor) {
+    let registry = s.poll.registry();
+    let Some(front) = front_mut(&mut s.door) else {
+        return;
+    };
+    front.server.expire_idle(registry);
+    let closed: Vec<Incoming> = front
+        .server
+        .take_closed()
+        .into_iter()
+        .map(Incoming::Closed)
+        .collect();
+    on_clients(s, closed);
+}
+
+fn on_clients(s: &mut Supervisor, incoming: Vec<Incoming>) {
+    for incoming in incoming {
+        on_tether_client(s, incoming);
+    }
+}
+
+/// One thing a tether client did.
+fn on_tether_client(s: &mut Supervisor, incoming: Incoming) {
+    match incoming {
+        Incoming::Request(client, Ok(request)) => {
+            let framed = matches!(request, Request::Attach)
+                || matches!(&request, Request::Exec(exec) if !exec.detach);
+            if let Some(response) = tether_request(s, client, request) {
+                let ok = matches!(response, Response::Ok(_));
+                reply_tether(s, client, &response);
+                if framed && ok {
+                    set_framed(s, client);
+                    replay_early(s, client);
+                }
+            }
+        }
+        Incoming::Request(client, Err(response)) => reply_tether(s, client, &response),
+        Incoming::Frame(client, kind, payload) => on_frame(s, client, kind, &payload),
+        Incoming::Closed(client) => client_closed(s, client),
+        Incoming::Refused(line) => s.diag.warn(format_args!("control socket: {line}")),
+    }
+}
+
+fn reply_tether(s: &mut Supervisor, client: Token, response: &Response) {
+    if let Some(front) = front_mut(&mut s.door) {
+        front.server.reply(s.poll.registry(), client, response);
+    }
+}
+
+/// The client's connection carries frames from now on.
+fn set_framed(s: &mut Supervisor, client: Token) {
+    if let Some(front) = front_mut(&mut s.door) {
+        let early = front.server.set_framed(client);
+        front.deferred.extend(early);
+    }
+}
+
+/// Answers a request of docs/protocol.md; None: later (`wait`).
+fn tether_request(s: &mut Supervisor, client: Token, request: Request) -> Option<Response> {
+    let id = s.id.clone();
+    let owner = front_ref(&s.door)?.owner;
+    let not_running = || {
+        Response::error(
+            ErrorKind::InvalidState,
+            format!("container {id} is not running"),
+        )
+    };
+    let init_phase = s.process(&ProcessKey::Init).map(|init| init.phase());
+    let running = matches!(init_phase, Ok(Phase::Running | Phase::Paused));
+    // An attach is taken while output still comes (exiting), and after the exit by the first
+    // client of a `tether run -i/-t`, for which the output was kept: a short command ends
+    // before its client attaches.
+    let attachable = running
+        || matches!(init_phase, Ok(Phase::Exiting))
+        || (matches!(init_phase, Ok(Phase::Exited))
+            && front_ref(&s.door).is_some_and(|f| f.early.is_some()));
+    Some(match request {
+        Request::State => match s.container_state() {
+            Some(state) => Response::Ok(Reply::State(Box::new(state))),
+            None => Response::error(
+                ErrorKind::InvalidState,
+                format!("container {id} was deleted"),
+            ),
+        },
+        Request::Wait => match s.container_state().and_then(|s| s.exit) {
+            Some(exit) => Response::Ok(Reply::Exit {
+                exit_code: exit.code,
+            }),
+            None => {
+                front_mut(&mut s.door)?.waiters.push(client);
+                return None;
+            }
+        },
+        // Whether these may be done is the supervisor's rule, the same for both doors; what
+        // a refusal says is this door's: in docker's words.
+        Request::Kill { signal, all } => {
+            let killed = s.kill(&ProcessKey::Init, signal.max(0) as u32, all);
+            refused_as(killed.map(drop), not_running)
+        }
+        Request::Pids => match s.pids() {
+            Ok(pids) => Response::Ok(Reply::Pids {
+                pids: pids.into_iter().map(|(pid, _)| pid).collect(),
+            }),
+            Err(e) => refused_as(Err(e), not_running),
+        },
+        Request::Pause => refused_as(s.pause(true), not_running),
+        Request::Resume => refused_as(s.pause(false), || {
+            Response::error(
+                ErrorKind::InvalidState,
+                format!("container {id} is not paused"),
+            )
+        }),
+        Request::ReopenLog => match s.copier.reopen_log() {
+            Ok(()) => Response::Ok(Reply::Done {}),
+            Err(e) => Response::error(ErrorKind::Internal, format!("reopen the log: {e}")),
+        },
+        Request::Delete { .. } if owner == Owner::Containerd => refused(&id, "delete"),
+        Request::Exec(_) | Request::ExecState { .. } if owner == Owner::Containerd => {
+            refused(&id, "exec into")
+        }
+        Request::Attach if owner == Owner::Containerd => refused(&id, "attach to"),
+        Request::Delete { force } => tether_delete(s, force),
+        Request::Exec(_) if !running => not_running(),
+        Request::Attach if !attachable => not_running(),
+        Request::Exec(request) => tether_exec(s, client, request),
+        Request::ExecState { exec_id } => exec_state(s, &exec_id),
+        Request::Attach => attach(s, client),
+    })
+}
+
+/// `delete`: the container goes, and with it this daemon.
+fn tether_delete(s: &mut Supervisor, force: bool) -> Response {
+    let id = s.id.clone();
+    match s.delete_container(force) {
+        Ok(_) => {
+            s.diag
+                .info(format_args!("container {id} deleted; daemon exits"));
+            s.done = true;
+            Response::Ok(Reply::Done {})
+        }
+        Err(e) if e.kind == shim_core::ErrorKind::InvalidState => Response::error(
+            ErrorKind::InvalidState,
+            format!(
+                "container {id} is running; kill it first or force the removal (tether rm -f {id})"
+            ),
+        ),
+        Err(e) => Response::from_error(e),
+    }
+}
+
+/// `exec`: a process started in the container (`runc exec --detach`), its output streamed to
+/// the client as frames, its stdin (or terminal) fed from it; its exit is told only once its
+/// output is complete, or after the exec's output grace when an orphaned background child
+/// keeps a pipe open, so `sh -c 'sleep 100 &'` returns at once.
+fn tether_exec(s: &mut Supervisor, client: Token, request: ExecRequest) -> Response {
+    let bundle = match s.bundle() {
+        Ok(bundle) => std::path::PathBuf::from(bundle),
+        Err(e) => return Response::from_error(e),
+    };
+    let Some(front) = front_mut(&mut s.door) else {
+        return Response::error(ErrorKind::Internal, "no door");
+    };
+    if front.base_process.is_none() {
+        let path = bundle.join("config.json");
+        match oci_spec::runtime::Spec::load(&path) {
+            Ok(spec) => {
+                front.base_process = Some(spec.process().clone().unwrap_or_default());
+                front.rootfs = spec.root().as_ref().map(|root| bundle.join(root.path()));
+            }
+            Err(e) => {
+                return Response::error(
+                    ErrorKind::Internal,
+                    format!("exec: {}: {e}", path.display()),
+                )
+            }
+        }
+    }
+    let base = front.base_process.as_ref().expect("loaded above");
+    let process = match build_process(base, &request, front.rootfs.as_deref()) {
+        Ok(process) => process,
+        Err(message) => return Response::error(ErrorKind::BadRequest, message),
+    };
+    front.exec_serial += 1;
+    let exec_id = ExecId::new(format!("exec-{}", front.exec_serial)).expect("a valid exec id");
+    let session_client = (!request.detach).then_some(client);
+    let plan = StdioPlan::Client {
+        client: session_client,
+        stdin: request.stdin,
+        terminal: request.tty,
+    };
+    let key = ProcessKey::Exec(exec_id.clone());
+    let started = s
+        .add_exec(exec_id.clone(), process, plan)
+        .and_then(|()| s.start(&key));
+    let pid = match started {
+        Ok(pid) => pid,
+        Err(e) => {
+            if let Ok(container) = s.container_mut() {
+                container.execs.remove(&exec_id);
+            }
+            return Response::from_error(e);
+        }
+    };
+    if let Some((rows, cols)) = request.window {
+        let _ = s.resize(&key, rows, cols);
+    }
+    if let Some(secs) = request.timeout_secs {
+        let _ = s.set_deadline(&key, Duration::from_secs(secs));
+    }
+    let session = Session {
+        client: session_client,
+    };
+    s.diag.info(format_args!(
+        "{exec_id} started: pid {pid}, {:?}",
+        request.args
+    ));
+    if let Some(front) = front_mut(&mut s.door) {
+        front.sessions.insert(exec_id.clone(), session);
+    }
+    Response::Ok(Reply::Exec {
+        exec_id: exec_id.to_string(),
+        pid,
+    })
+}
+
+fn exec_state(s: &Supervisor, exec_id: &str) -> Response {
+    let not_found = || {
+        Response::error(
+            ErrorKind::BadRequest,
+            format!("no exec {exec_id:?} in container {}", s.id),
+        )
+    };
+    let Ok(exec_id) = ExecId::new(exec_id) else {
+        return not_found();
+    };
+    if let Ok(proc) = s.process(&ProcessKey::Exec(exec_id.clone())) {
+        return Response::Ok(Reply::ExecState {
+            exec_id: exec_id.to_string(),
+            running: proc.exit.is_none(),
+            exit_code: proc.exit.map(|exit| exit.code()),
+        });
+    }
+    let finished = front_ref(&s.door).and_then(|front| {
+        front
+            .finished
+            .iter()
+            .find(|(id, _)| *id == exec_id)
+            .map(|(_, code)| *code)
+    });
+    match finished {
+        Some(code) => Response::Ok(Reply::ExecState {
+            exec_id: exec_id.to_string(),
+            running: false,
+            exit_code: Some(code),
+        }),
+        None => not_found(),
+    }
+}
+
+/// `attach`: the client sees the container's output from now on (as frames), may write to its
+/// stdin (pipe or terminal) and resize its terminal.
+fn attach(s: &mut Supervisor, client: Token) -> Response {
+    let (tty, stdin) = match s.process(&ProcessKey::Init) {
+        Ok(init) => (init.terminal.is_some(), init.input.is_some()),
+        Err(e) => return Response::from_error(e),
+    };
+    let Some(front) = front_mut(&mut s.door) else {
+        return Response::error(ErrorKind::Internal, "no door");
+    };
+    front.attached.push(client);
+    let count = front.attached.len();
+    s.copier.tap_log(true);
+    s.diag
+        .info(format_args!("attach client joined ({count} attached)"));
+    Response::Ok(Reply::Attach { tty, stdin })
+}
+
+/// The process a framed client talks to.
+fn client_process(s: &Supervisor, client: Token) -> Option<ProcessKey> {
+    let front = front_ref(&s.door)?;
+    if front.attached.contains(&client) {
+        return Some(ProcessKey::Init);
+    }
+    front
+        .sessions
+        .iter()
+        .find(|(_, s)| s.client == Some(client))
+        .map(|(id, _)| ProcessKey::Exec(id.clone()))
+}
+
+/// A frame from an exec or attach client.
+fn on_frame(s: &mut Supervisor, client: Token, kind: FrameKind, payload: &[u8]) {
+    let Some(key) = client_process(s, client) else {
+        return;
+    };
+    let input = s.process(&key).ok().and_then(|p| p.input);
+    match kind {
+        FrameKind::Stdin => {
+            if let Some(n) = input {
+                if !s.copier.client_input(s.poll.registry(), n, payload) {
+                    read_clients_of(s, &key, false);
+                }
+            }
+        }
+        FrameKind::StdinEof => {
+            if let Some(n) = input {
+                s.copier.close_input(s.poll.registry(), n);
+            }
+        }
+        FrameKind::Resize => {
+            if let Some((rows, cols)) = frame::parse_resize(payload) {
+                let _ = s.resize(&key, rows, cols);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads (or stops reading) the clients that write to a process.
+fn read_clients_of(s: &mut Supervisor, key: &ProcessKey, on: bool) {
+    let registry = s.poll.registry();
+    let Some(front) = front_mut(&mut s.door) else {
+        return;
+    };
+    let clients: Vec<Token> = match key {
+        ProcessKey::Init => front.attached.clone(),
+        ProcessKey::Exec(id) => front
+            .sessions
+            .get(id)
+            .and_then(|s| s.client)
+            .into_iter()
+            .collect(),
+    };
+    for client in clients {
+        let incoming = front.server.set_reading(registry, client, on);
+        front.deferred.extend(incoming);
+    }
+}
+
+/// A process took input: its clients may send more.
+pub(crate) fn client_input_drained(s: &mut Supervisor) {
+    let Some(container) = &s.container else {
+        return;
+    };
+    let ready: Vec<ProcessKey> = container
+        .procs()
+        .filter(|p| p.input.is_some_and(|n| s.copier.takes_input(n)))
+        .map(|p| p.key.clone())
+        .collect();
+    for key in ready {
+        read_clients_of(s, &key, true);
+    }
+}
+
+/// A client went away: an exec it streamed keeps running with its stdin closed, its output read
+/// and dropped so it never blocks.
+fn client_closed(s: &mut Supervisor, client: Token) {
+    let Some(front) = front_mut(&mut s.door) else {
+        return;
+    };
+    front.waiters.retain(|w| *w != client);
+    let was_attached = front.attached.contains(&client);
+    front.attached.retain(|c| *c != client);
+    let none_attached = front.attached.is_empty();
+    let session = front
+        .sessions
+        .iter_mut()
+        .find(|(_, s)| s.client == Some(client));
+    let exec = session.map(|(id, session)| {
+        session.client = None;
+        id.clone()
+    });
+    if was_attached && none_attached {
+        s.copier.tap_log(false);
+    }
+    s.copier.forget_client(client);
+    if let Some(exec_id) = exec {
+        if let Some(n) = s
+            .process(&ProcessKey::Exec(exec_id))
+            .ok()
+            .and_then(|p| p.input)
+        {
+            s.close_relay(n);
+        }
+    }
+}
+
+/// The output kept for the first attach client, if this is it; and the exit, if it came
+/// before the client.
+fn replay_early(s: &mut Supervisor, client: Token) {
+    let exit = s.process(&ProcessKey::Init).ok().and_then(|init| init.exit);
+    let registry = s.poll.registry();
+    let Some(front) = front_mut(&mut s.door) else {
+        return;
+    };
+    if !front.attached.contains(&client) {
+        return;
+    }
+    let early = front.early.take();
+    let first = early.is_some();
+    for (kind, bytes) in early.unwrap_or_default() {
+        front.server.send_frame(registry, client, kind, &bytes);
+    }
+    if let Some(exit) = exit {
+        front.attached.retain(|c| *c != client);
+        send_exit_frame(&mut front.server, registry, client, exit.code(), false);
+    }
+    if first {
+        // The client the output was kept for has it: a `--rm` container may go.
+        s.release_removal();
+    }
+}
+
+/// Output the log engine read from the container, for every attached client.
+pub(crate) fn attach_output(s: &mut Supervisor, stream: Stream, bytes: &[u8]) {
+    let kind = crate::shim::frame_kind(stream);
+    let registry = s.poll.registry();
+    let Some(front) = front_mut(&mut s.door) else {
+        return;
+    };
+    if let Some(early) = &mut front.early {
+        let kept: usize = early.iter().map(|(_, b)| b.len()).sum();
+        if kept + bytes.len() <= ATTACH_MAX_BEHIND {
+            early.push((kind, bytes.to_vec()));
+        }
+    }
+    let mut cut = Vec::new();
+    for &client in &front.attached {
+        let behind = front.server.pending_output(client).unwrap_or(0);
+        if behind > ATTACH_MAX_BEHIND {
+            let notice = format!(
+                "attach: this client fell more than {} KiB behind the container's output and was disconnected",
+                ATTACH_MAX_BEHIND / 1024
+            );
+            front.server.cut_off(registry, client, notice.as_bytes());
+            cut.push(client);
+        } else {
+            front.server.send_frame(registry, client, kind, bytes);
+        }
+    }
+    for client in cut {
+        client_closed(s, client);
+    }
+}
+
+/// A process's exit is recorded: the init's goes to the waiters and attach clients, an exec's
+/// to its client (and, for `tether exec`, the exec is done with).
+pub(crate) fn front_exited(s: &mut Supervisor, key: &ProcessKey, exit: Exit) {
+    let timed_out = s.process(key).is_ok_and(|p| p.timed_out);
+    let registry = s.poll.registry();
+    let Some(front) = front_mut(&mut s.door) else {
+        return;
+    };
+    let code = exit.code();
+    let mut send_exit = |client: Token, timed_out: bool| {
+        send_exit_frame(&mut front.server, registry, client, code, timed_out)
+    };
+    match key {
+        ProcessKey::Init => {
+            for client in std::mem::take(&mut front.attached) {
+                send_exit(client, false);
+            }
+            let response = Response::Ok(Reply::Exit { exit_code: code });
+            for waiter in std::mem::take(&mut front.waiters) {
+                front.server.reply(registry, waiter, &response);
+            }
+            s.diag.info(format_args!("exit recorded: code {code}"));
+        }
+        ProcessKey::Exec(exec_id) => {
+            if front.owner != Owner::Tether {
                 return;
             }
-            self.on_clients(incoming);
-        }
-    }
-
-    /// Idle clients closed.
-    pub(crate) fn front_tick(&mut self) {
-        let registry = self.poll.registry();
-        let Some(front) = &mut self.front else { return };
-        front.server.expire_idle(registry);
-        let closed: Vec<Incoming> = front
-            .server
-            .take_closed()
-            .into_iter()
-            .map(Incoming::Closed)
-            .collect();
-        self.on_clients(closed);
-    }
-
-    fn on_clients(&mut self, incoming: Vec<Incoming>) {
-        for incoming in incoming {
-            self.on_tether_client(incoming);
-        }
-    }
-
-    /// One thing a tether client did.
-    fn on_tether_client(&mut self, incoming: Incoming) {
-        match incoming {
-            Incoming::Request(client, Ok(request)) => {
-                let framed = matches!(request, Request::Attach)
-                    || matches!(&request, Request::Exec(exec) if !exec.detach);
-                if let Some(response) = self.tether_request(client, request) {
-                    let ok = matches!(response, Response::Ok(_));
-                    self.reply_tether(client, &response);
-                    if framed && ok {
-                        self.set_framed(client);
-                        self.replay_early(client);
-                    }
-                }
+            let session = front.sessions.remove(exec_id).unwrap_or_default();
+            if let Some(client) = session.client {
+                send_exit(client, timed_out);
             }
-            Incoming::Request(client, Err(response)) => self.reply_tether(client, &response),
-            Incoming::Frame(client, kind, payload) => self.on_frame(client, kind, &payload),
-            Incoming::Closed(client) => self.client_closed(client),
-            Incoming::Refused(line) => self.diag.warn(format_args!("control socket: {line}")),
-        }
-    }
-
-    fn reply_tether(&mut self, client: Token, response: &Response) {
-        if let Some(front) = &mut self.front {
-            front.server.reply(self.poll.registry(), client, response);
-        }
-    }
-
-    /// The client's connection carries frames from now on.
-    fn set_framed(&mut self, client: Token) {
-        if let Some(front) = &mut self.front {
-            let early = front.server.set_framed(client);
-            front.deferred.extend(early);
-        }
-    }
-
-    /// Answers a request of docs/protocol.md; None: later (`wait`).
-    fn tether_request(&mut self, client: Token, request: Request) -> Option<Response> {
-        let id = self.id.clone();
-        let owner = self.front.as_ref()?.owner;
-        let not_running = || {
-            Response::error(
-                ErrorKind::InvalidState,
-                format!("container {id} is not running"),
-            )
-        };
-        let init_phase = self.process(&ProcessKey::Init).map(|init| init.phase());
-        let running = matches!(init_phase, Ok(Phase::Running | Phase::Paused));
-        // An attach is taken while output still comes (exiting), and after the exit by the first
-        // client of a `tether run -i/-t`, for which the output was kept: a short command ends
-        // before its client attaches.
-        let attachable = running
-            || matches!(init_phase, Ok(Phase::Exiting))
-            || (matches!(init_phase, Ok(Phase::Exited))
-                && self.front.as_ref().is_some_and(|f| f.early.is_some()));
-        Some(match request {
-            Request::State => match self.container_state() {
-                Some(state) => Response::Ok(Reply::State(Box::new(state))),
-                None => Response::error(
-                    ErrorKind::InvalidState,
-                    format!("container {id} was deleted"),
-                ),
-            },
-            Request::Wait => match self.container_state().and_then(|s| s.exit) {
-                Some(exit) => Response::Ok(Reply::Exit {
-                    exit_code: exit.code,
-                }),
-                None => {
-                    self.front.as_mut()?.waiters.push(client);
-                    return None;
-                }
-            },
-            // Whether these may be done is the supervisor's rule, the same for both doors; what
-            // a refusal says is this door's: in docker's words.
-            Request::Kill { signal, all } => {
-                let killed = self.kill(&ProcessKey::Init, signal.max(0) as u32, all);
-                refused_as(killed.map(drop), not_running)
+            front.finished.push_back((exec_id.clone(), code));
+            while front.finished.len() > FINISHED_KEPT {
+                front.finished.pop_front();
             }
-            Request::Pids => match self.pids() {
-                Ok(pids) => Response::Ok(Reply::Pids {
-                    pids: pids.into_iter().map(|(pid, _)| pid).collect(),
-                }),
-                Err(e) => refused_as(Err(e), not_running),
-            },
-            Request::Pause => refused_as(self.pause(true), not_running),
-            Request::Resume => refused_as(self.pause(false), || {
-                Response::error(
-                    ErrorKind::InvalidState,
-                    format!("container {id} is not paused"),
-                )
-            }),
-            Request::ReopenLog => match self.copier.reopen_log() {
-                Ok(()) => Response::Ok(Reply::Done {}),
-                Err(e) => Response::error(ErrorKind::Internal, format!("reopen the log: {e}")),
-            },
-            Request::Delete { .. } if owner == Owner::Containerd => refused(&id, "delete"),
-            Request::Exec(_) | Request::ExecState { .. } if owner == Owner::Containerd => {
-                refused(&id, "exec into")
-            }
-            Request::Attach if owner == Owner::Containerd => refused(&id, "attach to"),
-            Request::Delete { force } => self.tether_delete(force),
-            Request::Exec(_) if !running => not_running(),
-            Request::Attach if !attachable => not_running(),
-            Request::Exec(request) => self.tether_exec(client, request),
-            Request::ExecState { exec_id } => self.exec_state(&exec_id),
-            Request::Attach => self.attach(client),
-        })
-    }
-
-    /// `delete`: the container goes, and with it this daemon.
-    fn tether_delete(&mut self, force: bool) -> Response {
-        let id = self.id.clone();
-        match self.delete_container(force) {
-            Ok(_) => {
-                self.diag
-                    .info(format_args!("container {id} deleted; daemon exits"));
-                self.done = true;
-                Response::Ok(Reply::Done {})
-            }
-            Err(e) if e.kind == shim_core::ErrorKind::InvalidState => Response::error(
-                ErrorKind::InvalidState,
-                format!("container {id} is running; kill it first or force the removal (tether rm -f {id})"),
-            ),
-            Err(e) => Response::from_error(e),
+            let _ = s.delete(key);
         }
     }
+}
 
-    /// `exec`: a process started in the container (`runc exec --detach`), its output streamed to
-    /// the client as frames, its stdin (or terminal) fed from it; its exit is told only once its
-    /// output is complete, or after the exec's output grace when an orphaned background child
-    /// keeps a pipe open, so `sh -c 'sleep 100 &'` returns at once.
-    fn tether_exec(&mut self, client: Token, request: ExecRequest) -> Response {
-        let bundle = match self.bundle() {
-            Ok(bundle) => std::path::PathBuf::from(bundle),
-            Err(e) => return Response::from_error(e),
-        };
-        let Some(front) = &mut self.front else {
-            return Response::error(ErrorKind::Internal, "no door");
-        };
-        if front.base_process.is_none() {
-            let path = bundle.join("config.json");
-            match oci_spec::runtime::Spec::load(&path) {
-                Ok(spec) => {
-                    front.base_process = Some(spec.process().clone().unwrap_or_default());
-                    front.rootfs = spec.root().as_ref().map(|root| bundle.join(root.path()));
-                }
-                Err(e) => {
-                    return Response::error(
-                        ErrorKind::Internal,
-                        format!("exec: {}: {e}", path.display()),
-                    )
-                }
-            }
-        }
-        let base = front.base_process.as_ref().expect("loaded above");
-        let process = match build_process(base, &request, front.rootfs.as_deref()) {
-            Ok(process) => process,
-            Err(message) => return Response::error(ErrorKind::BadRequest, message),
-        };
-        front.exec_serial += 1;
-        let exec_id = ExecId::new(format!("exec-{}", front.exec_serial)).expect("a valid exec id");
-        let session_client = (!request.detach).then_some(client);
-        let plan = StdioPlan::Client {
-            client: session_client,
-            stdin: request.stdin,
-            terminal: request.tty,
-        };
-        let key = ProcessKey::Exec(exec_id.clone());
-        let started = self
-            .add_exec(exec_id.clone(), process, plan)
-            .and_then(|()| self.start(&key));
-        let pid = match started {
-            Ok(pid) => pid,
-            Err(e) => {
-                if let Ok(container) = self.container_mut() {
-                    container.execs.remove(&exec_id);
-                }
-                return Response::from_error(e);
-            }
-        };
-        if let Some((rows, cols)) = request.window {
-            let _ = self.resize(&key, rows, cols);
-        }
-        if let Some(secs) = request.timeout_secs {
-            let _ = self.set_deadline(&key, Duration::from_secs(secs));
-        }
-        let session = Session {
-            client: session_client,
-        };
-        self.diag.info(format_args!(
-            "{exec_id} started: pid {pid}, {:?}",
-            request.args
-        ));
-        if let Some(front) = &mut self.front {
-            front.sessions.insert(exec_id.clone(), session);
-        }
-        Response::Ok(Reply::Exec {
-            exec_id: exec_id.to_string(),
-            pid,
-        })
+impl Door for TetherFront {
+    fn owns(&self, token: Token) -> bool {
+        self.server.owns(token)
     }
 
-    fn exec_state(&self, exec_id: &str) -> Response {
-        let not_found = || {
-            Response::error(
-                ErrorKind::BadRequest,
-                format!("no exec {exec_id:?} in container {}", self.id),
-            )
-        };
-        let Ok(exec_id) = ExecId::new(exec_id) else {
-            return not_found();
-        };
-        if let Ok(proc) = self.process(&ProcessKey::Exec(exec_id.clone())) {
-            return Response::Ok(Reply::ExecState {
-                exec_id: exec_id.to_string(),
-                running: proc.exit.is_none(),
-                exit_code: proc.exit.map(|exit| exit.code()),
-            });
-        }
-        let finished = self.front.as_ref().and_then(|front| {
-            front
-                .finished
-                .iter()
-                .find(|(id, _)| *id == exec_id)
-                .map(|(_, code)| *code)
-        });
-        match finished {
-            Some(code) => Response::Ok(Reply::ExecState {
-                exec_id: exec_id.to_string(),
-                running: false,
-                exit_code: Some(code),
-            }),
-            None => not_found(),
-        }
+    fn has_backlog(&self) -> bool {
+        self.server.has_backlog() || !self.deferred.is_empty()
     }
 
-    /// `attach`: the client sees the container's output from now on (as frames), may write to its
-    /// stdin (pipe or terminal) and resize its terminal.
-    fn attach(&mut self, client: Token) -> Response {
-        let (tty, stdin) = match self.process(&ProcessKey::Init) {
-            Ok(init) => (init.terminal.is_some(), init.input.is_some()),
-            Err(e) => return Response::from_error(e),
-        };
-        let Some(front) = &mut self.front else {
-            return Response::error(ErrorKind::Internal, "no door");
-        };
-        front.attached.push(client);
-        let count = front.attached.len();
-        self.copier.tap_log(true);
-        self.diag
-            .info(format_args!("attach client joined ({count} attached)"));
-        Response::Ok(Reply::Attach { tty, stdin })
+    fn next_deadline(&self) -> Option<Instant> {
+        self.server.next_deadline()
     }
 
-    /// The process a framed client talks to.
-    fn client_process(&self, client: Token) -> Option<ProcessKey> {
-        let front = self.front.as_ref()?;
-        if front.attached.contains(&client) {
-            return Some(ProcessKey::Init);
-        }
-        front
-            .sessions
-            .iter()
-            .find(|(_, s)| s.client == Some(client))
-            .map(|(id, _)| ProcessKey::Exec(id.clone()))
+    fn unregister(mut self: Box<Self>) {
+        self.server.flush_all_blocking();
     }
+}
 
-    /// A frame from an exec or attach client.
-    fn on_frame(&mut self, client: Token, kind: FrameKind, payload: &[u8]) {
-        let Some(key) = self.client_process(client) else {
-            return;
-        };
-        let input = self.process(&key).ok().and_then(|p| p.input);
-        match kind {
-            FrameKind::Stdin => {
-                if let Some(n) = input {
-                    if !self.copier.client_input(self.poll.registry(), n, payload) {
-                        self.read_clients_of(&key, false);
-                    }
-                }
-            }
-            FrameKind::StdinEof => {
-                if let Some(n) = input {
-                    self.copier.close_input(self.poll.registry(), n);
-                }
-            }
-            FrameKind::Resize => {
-                if let Some((rows, cols)) = frame::parse_resize(payload) {
-                    let _ = self.resize(&key, rows, cols);
-                }
-            }
-            _ => {}
+/// containerd's Create made a container: list it in tether's state directory and serve its
+/// control socket (the supervisor's [`Supervisor::on_created`], set by the shim's launcher).
+pub fn register_containerd(s: &mut Supervisor) {
+    match TetherFront::register(&s.id, s.poll.registry()) {
+        Ok(front) => {
+            s.register_door(Box::new(front), HOOKS);
+            let id = s.id.parse().expect("registered under this id");
+            s.record = Some(crate::shim::record::Record::new(
+                crate::shim::record::state_layout(),
+                id,
+            ));
         }
-    }
-
-    /// Reads (or stops reading) the clients that write to a process.
-    fn read_clients_of(&mut self, key: &ProcessKey, on: bool) {
-        let registry = self.poll.registry();
-        let Some(front) = &mut self.front else { return };
-        let clients: Vec<Token> = match key {
-            ProcessKey::Init => front.attached.clone(),
-            ProcessKey::Exec(id) => front
-                .sessions
-                .get(id)
-                .and_then(|s| s.client)
-                .into_iter()
-                .collect(),
-        };
-        for client in clients {
-            let incoming = front.server.set_reading(registry, client, on);
-            front.deferred.extend(incoming);
-        }
-    }
-
-    /// A process took input: its clients may send more.
-    pub(crate) fn client_input_drained(&mut self) {
-        let Some(container) = &self.container else {
-            return;
-        };
-        let ready: Vec<ProcessKey> = container
-            .procs()
-            .filter(|p| p.input.is_some_and(|n| self.copier.takes_input(n)))
-            .map(|p| p.key.clone())
-            .collect();
-        for key in ready {
-            self.read_clients_of(&key, true);
-        }
-    }
-
-    /// A client went away: an exec it streamed keeps running with its stdin closed, its output read
-    /// and dropped so it never blocks.
-    fn client_closed(&mut self, client: Token) {
-        let Some(front) = &mut self.front else { return };
-        front.waiters.retain(|w| *w != client);
-        let was_attached = front.attached.contains(&client);
-        front.attached.retain(|c| *c != client);
-        let none_attached = front.attached.is_empty();
-        let session = front
-            .sessions
-            .iter_mut()
-            .find(|(_, s)| s.client == Some(client));
-        let exec = session.map(|(id, session)| {
-            session.client = None;
-            id.clone()
-        });
-        if was_attached && none_attached {
-            self.copier.tap_log(false);
-        }
-        self.copier.forget_client(client);
-        if let Some(exec_id) = exec {
-            if let Some(n) = self
-                .process(&ProcessKey::Exec(exec_id))
-                .ok()
-                .and_then(|p| p.input)
-            {
-                self.close_relay(n);
-            }
-        }
-    }
-
-    /// The output kept for the first attach client, if this is it; and the exit, if it came
-    /// before the client.
-    fn replay_early(&mut self, client: Token) {
-        let exit = self
-            .process(&ProcessKey::Init)
-            .ok()
-            .and_then(|init| init.exit);
-        let registry = self.poll.registry();
-        let Some(front) = &mut self.front else { return };
-        if !front.attached.contains(&client) {
-            return;
-        }
-        let early = front.early.take();
-        let first = early.is_some();
-        for (kind, bytes) in early.unwrap_or_default() {
-            front.server.send_frame(registry, client, kind, &bytes);
-        }
-        if let Some(exit) = exit {
-            front.attached.retain(|c| *c != client);
-            send_exit_frame(&mut front.server, registry, client, exit.code(), false);
-        }
-        if first {
-            // The client the output was kept for has it: a `--rm` container may go.
-            self.release_removal();
-        }
-    }
-
-    /// Output the log engine read from the container, for every attached client.
-    pub(crate) fn attach_output(&mut self, stream: Stream, bytes: &[u8]) {
-        let kind = crate::shim::frame_kind(stream);
-        let registry = self.poll.registry();
-        let Some(front) = &mut self.front else { return };
-        if let Some(early) = &mut front.early {
-            let kept: usize = early.iter().map(|(_, b)| b.len()).sum();
-            if kept + bytes.len() <= ATTACH_MAX_BEHIND {
-                early.push((kind, bytes.to_vec()));
-            }
-        }
-        let mut cut = Vec::new();
-        for &client in &front.attached {
-            let behind = front.server.pending_output(client).unwrap_or(0);
-            if behind > ATTACH_MAX_BEHIND {
-                let notice = format!(
-                    "attach: this client fell more than {} KiB behind the container's output and was disconnected",
-                    ATTACH_MAX_BEHIND / 1024
-                );
-                front.server.cut_off(registry, client, notice.as_bytes());
-                cut.push(client);
-            } else {
-                front.server.send_frame(registry, client, kind, bytes);
-            }
-        }
-        for client in cut {
-            self.client_closed(client);
-        }
-    }
-
-    /// A process's exit is recorded: the init's goes to the waiters and attach clients, an exec's
-    /// to its client (and, for `tether exec`, the exec is done with).
-    pub(crate) fn front_exited(&mut self, key: &ProcessKey, exit: Exit) {
-        let timed_out = self.process(key).is_ok_and(|p| p.timed_out);
-        let registry = self.poll.registry();
-        let Some(front) = &mut self.front else { return };
-        let code = exit.code();
-        let mut send_exit = |client: Token, timed_out: bool| {
-            send_exit_frame(&mut front.server, registry, client, code, timed_out)
-        };
-        match key {
-            ProcessKey::Init => {
-                for client in std::mem::take(&mut front.attached) {
-                    send_exit(client, false);
-                }
-                let response = Response::Ok(Reply::Exit { exit_code: code });
-                for waiter in std::mem::take(&mut front.waiters) {
-                    front.server.reply(registry, waiter, &response);
-                }
-                self.diag.info(format_args!("exit recorded: code {code}"));
-            }
-            ProcessKey::Exec(exec_id) => {
-                if front.owner != Owner::Tether {
-                    return;
-                }
-                let session = front.sessions.remove(exec_id).unwrap_or_default();
-                if let Some(client) = session.client {
-                    send_exit(client, timed_out);
-                }
-                front.finished.push_back((exec_id.clone(), code));
-                while front.finished.len() > FINISHED_KEPT {
-                    front.finished.pop_front();
-                }
-                let _ = self.delete(key);
-            }
-        }
+        Err(e) => s.diag.info(format_args!("{e}")),
     }
 }
 

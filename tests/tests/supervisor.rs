@@ -524,3 +524,50 @@ fn kill_and_pids_are_answered_alike_through_both_doors() {
         },
     );
 }
+
+/// One request on the container's control socket (docs/protocol.md); its one-line answer.
+fn control(sandbox: &Sandbox, id: &str, request: &str) -> serde_json::Value {
+    use std::io::{BufRead, Write};
+    let socket = sandbox.state_dir().join(id).join("control.sock");
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("control socket");
+    stream.set_read_timeout(Some(BOUND)).expect("timeout");
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .expect("send");
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("answer");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("answer {line:?}: {e}"))
+}
+
+#[test]
+fn exec_state_tells_a_finished_execs_code() {
+    let sandbox = sandbox("exec-state");
+    let id = sandbox.id();
+    let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
+    sandbox.start(id, &bundle, &[]);
+    let started = control(
+        &sandbox,
+        id,
+        r#"{"op":"exec","args":["sh","-c","exit 3"],"detach":true}"#,
+    );
+    let exec_id = started["ok"]["exec_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no exec id in {started}"))
+        .to_owned();
+    let state = format!(r#"{{"op":"exec_state","exec_id":"{exec_id}"}}"#);
+    let mut answer = serde_json::Value::Null;
+    assert!(
+        wait_until(BOUND, || {
+            answer = control(&sandbox, id, &state);
+            answer["ok"]["running"] == false
+        }),
+        "{answer}"
+    );
+    assert_eq!(answer["ok"]["exit_code"], 3, "{answer}");
+    // An exec never started is not known.
+    let unknown = control(&sandbox, id, r#"{"op":"exec_state","exec_id":"exec-99"}"#);
+    assert!(unknown["ok"].is_null(), "{unknown}");
+    tether_ok(&sandbox, &["rm", "-f", id]);
+}

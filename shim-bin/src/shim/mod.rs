@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod door;
+mod execs;
 pub mod gateway;
 mod logbinary;
 pub mod mounts;
@@ -88,6 +89,8 @@ pub struct Proc {
     pub deadline: Option<(Instant, Duration)>,
     /// It was killed for running past its time.
     pub timed_out: bool,
+    /// An exec removed once its exit is recorded and told ([`Supervisor::remove_exec_at_exit`]).
+    pub remove_at_exit: bool,
 }
 
 impl std::fmt::Debug for Proc {
@@ -117,6 +120,7 @@ impl Proc {
             spec: None,
             deadline: None,
             timed_out: false,
+            remove_at_exit: false,
         }
     }
 
@@ -227,6 +231,8 @@ pub struct Supervisor {
     pub record: Option<record::Record>,
     /// `run --rm`: remove the container at its exit.
     removal: Option<removal::RemoveAtExit>,
+    /// Execs removed at their exit, with their codes.
+    finished_execs: execs::Finished,
     /// Every copy of the processes' stdio, tether's log among them.
     pub copier: Copier,
     /// The reaper's signalfd was readable. (Exits reaped while a runtime command was waited for
@@ -284,6 +290,7 @@ impl Supervisor {
             on_created: None,
             record: None,
             removal: None,
+            finished_execs: execs::Finished::new(),
             copier: Copier::new(tokens::relay_tokens),
             reap_needed: false,
             done: false,
@@ -620,6 +627,7 @@ impl Supervisor {
         if let Some(hooks) = self.hooks() {
             (hooks.exited)(self, key, exit);
         }
+        self.remove_finished_exec(key);
         self.diag.debug(format_args!(
             "{key} (pid {}) exited: {}",
             exit.pid, exit.status

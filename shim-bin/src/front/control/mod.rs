@@ -20,7 +20,7 @@ use shim_core::lifecycle::Phase;
 use shim_core::protocol::{ErrorKind, ExecRequest, Reply, Request, Response};
 use shim_core::{ContainerId, ExecId, Exit, ProcessKey, StateLayout};
 use shim_io::Stream;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,6 @@ const MARKER: &str = "containerd-shim";
 /// How much output may wait for one attach client before it is cut off: a slow or stalled client
 /// never blocks the container, the log, or the other clients.
 pub const ATTACH_MAX_BEHIND: usize = 1 << 20;
-/// Finished execs remembered for `exec_state`.
-const FINISHED_KEPT: usize = 256;
 
 /// Who started the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +56,6 @@ pub struct TetherFront {
     /// Attach clients.
     attached: Vec<Token>,
     sessions: HashMap<ExecId, Session>,
-    finished: VecDeque<(ExecId, i32)>,
     exec_serial: u64,
     /// The container's own process (from config.json): what an exec starts from. Read at the first
     /// exec, not at start-up: parsing a whole runtime spec takes tens of KiB of stack, which stay
@@ -91,7 +88,6 @@ impl TetherFront {
             waiters: Vec::new(),
             attached: Vec::new(),
             sessions: HashMap::new(),
-            finished: VecDeque::new(),
             exec_serial: 0,
             base_process: None,
             rootfs: None,
@@ -444,6 +440,7 @@ fn tether_exec(s: &mut Supervisor, client: Token, request: ExecRequest) -> Respo
     let key = ProcessKey::Exec(exec_id.clone());
     let started = s
         .add_exec(exec_id.clone(), process, plan)
+        .and_then(|()| s.remove_exec_at_exit(&key))
         .and_then(|()| s.start(&key));
     let pid = match started {
         Ok(pid) => pid,
@@ -486,25 +483,11 @@ fn exec_state(s: &Supervisor, exec_id: &str) -> Response {
     let Ok(exec_id) = ExecId::new(exec_id) else {
         return not_found();
     };
-    if let Ok(proc) = s.process(&ProcessKey::Exec(exec_id.clone())) {
-        return Response::Ok(Reply::ExecState {
+    match s.exec_state(&exec_id) {
+        Some((running, exit_code)) => Response::Ok(Reply::ExecState {
             exec_id: exec_id.to_string(),
-            running: proc.exit.is_none(),
-            exit_code: proc.exit.map(|exit| exit.code()),
-        });
-    }
-    let finished = front_ref(&s.door).and_then(|front| {
-        front
-            .finished
-            .iter()
-            .find(|(id, _)| *id == exec_id)
-            .map(|(_, code)| *code)
-    });
-    match finished {
-        Some(code) => Response::Ok(Reply::ExecState {
-            exec_id: exec_id.to_string(),
-            running: false,
-            exit_code: Some(code),
+            running,
+            exit_code,
         }),
         None => not_found(),
     }
@@ -727,11 +710,6 @@ pub(crate) fn front_exited(s: &mut Supervisor, key: &ProcessKey, exit: Exit) {
             if let Some(client) = session.client {
                 send_exit(client, timed_out);
             }
-            front.finished.push_back((exec_id.clone(), code));
-            while front.finished.len() > FINISHED_KEPT {
-                front.finished.pop_front();
-            }
-            let _ = s.delete(key);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The one copier: every stdio stream of every process a shim supervises, whatever its other end —
-//! a fifo, file or logging pipe ([`relay`](crate::relay)), the log ([`IoEngine`] into a
+//! a fifo, file or logging pipe ([`relay`]), the log ([`IoEngine`] into a
 //! [`LogSink`]), a client's frames ([`client`](crate::client)) — under numbers it hands out, so
 //! the supervisor holds one number per stream and never asks what is behind it.
 //!

@@ -26,6 +26,11 @@
 //! content), or a json-file record whose `log` has no trailing `\n`. Both read back as exactly the
 //! bytes written.
 //!
+//! This crate knows nothing of containers, runtimes or doors: it copies bytes between file
+//! descriptors it is given, under numbers and [`mio::Token`]s its caller chooses, and tells its
+//! caller what happened ([`copier::Notice`]). The supervisor in shim-bin gives those numbers
+//! meaning, in shim-core's words.
+//!
 //! # Example
 //!
 //! ```

@@ -96,7 +96,7 @@ pub const TURN_BUDGET: usize = 4 << 20;
 #[derive(Debug)]
 pub enum Destination {
     /// A fifo, held open for reading too so writing never fails for want of a reader (none only
-    /// when it could not be opened again after [`Destination::has_reader`] looked).
+    /// when it could not be opened again after `Destination::has_reader` looked).
     Fifo { writer: File, reader: Option<File> },
     /// A regular file (`file://` log URIs) or anything else that is not a fifo.
     File(File),

@@ -18,6 +18,9 @@
 //! * **Orphans cost nothing.** Exits nobody ever asks about are reaped (no zombie), counted, and forgotten
 //!   once more than [`UNCLAIMED_LIMIT`] newer ones have arrived.
 //!
+//! An exit is shim-core's [`Exit`] (pid, [`ExitStatus`], when it was reaped): the word the
+//! supervisor, its doors and the other library crates all use for it.
+//!
 //! # Example
 //!
 //! ```

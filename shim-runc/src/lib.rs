@@ -20,6 +20,11 @@
 //! its JSON `--log`, never the container's output: `runc create web: exit status 1: container with id
 //! exists: web`. stdout and stderr are never mixed before JSON is parsed.
 //!
+//! What a failure was is said once, here, as a [`FailureKind`] read from the runtime's message
+//! (container missing, process finished, command not found or not runnable); what a kind means (a
+//! code, an answer) is the caller's policy. Like the other library crates it speaks shim-core's
+//! words where they meet: an exit is a [`shim_core::ExitStatus`].
+//!
 //! # Example
 //!
 //! ```no_run

@@ -3,9 +3,9 @@
 //!
 //! cargo-fuzz builds with sanitizer flags that need a nightly compiler; the machine has one stable
 //! toolchain, so the build is run with `RUSTC_BOOTSTRAP=1`, which lets it take them. Each target
-//! starts from the seeds in tests/fuzz/corpus/<target> and grows a scratch copy under
+//! starts from the seeds in `tests/fuzz/corpus/<target>` and grows a scratch copy under
 //! tests/fuzz/target, so the tracked seeds stay as they are. A crash leaves its input in
-//! tests/fuzz/artifacts/<target> and fails the task.
+//! `tests/fuzz/artifacts/<target>` and fails the task.
 
 use crate::util::{run_status, workspace_root};
 use std::path::Path;

@@ -177,6 +177,22 @@ impl Drop for Sandbox {
     }
 }
 
+/// Inotify watches process `pid` holds (from its fdinfo): a watcher such as `tether events` tells
+/// only what changes once it has one.
+pub fn inotify_watches(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
+}
+
 /// Whether `/proc/<pid>/stat` says the process is a zombie.
 pub fn is_zombie(pid: i32) -> bool {
     process_state(pid) == Some('Z')

@@ -78,6 +78,22 @@ impl Sandbox {
         self.tether().args(args).output().expect("run tether")
     }
 
+    /// Kills container `id`'s daemon with SIGKILL and waits until it is gone (or a zombie of
+    /// whoever inherited it); returns its pid.
+    pub fn kill_daemon(&self, id: &str) -> i32 {
+        let daemon = self.daemon_pid(id);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("SIGKILL the daemon");
+        let gone = crate::harness::wait_until(std::time::Duration::from_secs(30), || {
+            crate::harness::process_state(daemon).is_none_or(|state| state == 'Z')
+        });
+        assert!(gone, "daemon {daemon} outlived SIGKILL");
+        daemon
+    }
+
     /// The daemon's pid for container `id`, from its state.
     pub fn daemon_pid(&self, id: &str) -> i32 {
         let text = std::fs::read_to_string(self.state_dir().join(id).join("daemon.pid"))
@@ -135,4 +151,47 @@ pub fn kubelet_read(log: &[u8], stream: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// `containerd-shim-tether-v2` in the sandbox: a link to tether under the name that selects the
+/// shim.
+pub fn shim_binary(sandbox: &Sandbox) -> PathBuf {
+    let link = sandbox.path().join("containerd-shim-tether-v2");
+    if !link.exists() {
+        std::os::unix::fs::symlink(tether_bin(), &link).expect("link the shim");
+    }
+    link
+}
+
+/// The shim's `start` for `id` in `bundle`, as containerd runs it (no containerd behind the
+/// address it is given), run by `command` (the shim, or a wrapper that execs it with its
+/// arguments); returns the address it prints. It lists the container in the sandbox's state dir,
+/// whose cleanup then stops a shim a failing test left running.
+pub fn start_shim(
+    mut command: Command,
+    sandbox: &Sandbox,
+    bundle: &std::path::Path,
+    id: &str,
+    namespace: &str,
+) -> String {
+    std::fs::create_dir_all(sandbox.state_dir()).expect("the sandbox's state dir");
+    let output = command
+        .args([
+            "-namespace",
+            namespace,
+            "-address",
+            "/nonexistent/containerd.sock",
+        ])
+        .args(["-publish-binary", "/bin/false", "-id", id, "start"])
+        .current_dir(bundle)
+        .env_remove("TTRPC_ADDRESS")
+        .env("TETHER_STATE_DIR", sandbox.state_dir())
+        .output()
+        .expect("run the shim");
+    assert!(
+        output.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 address")
 }

@@ -704,21 +704,6 @@ fn stats_show_cpu_memory_against_the_limit_and_tasks() {
     assert!(sandbox.tether_output(&["rm", id]).status.success());
 }
 
-/// Inotify watches process `pid` holds (from its fdinfo).
-fn inotify_watches(pid: u32) -> usize {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return 0;
-    };
-    fds.flatten()
-        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
-        .map(|info| {
-            info.lines()
-                .filter(|l| l.starts_with("inotify wd:"))
-                .count()
-        })
-        .sum()
-}
-
 #[test]
 fn events_tell_start_pause_resume_exit_and_delete() {
     needs_root!("events_tell_start_pause_resume_exit_and_delete");
@@ -734,7 +719,7 @@ fn events_tell_start_pause_resume_exit_and_delete() {
         .unwrap();
     let pid = events.id();
     assert!(
-        wait_until(TIMEOUT, || inotify_watches(pid) >= 1),
+        wait_until(TIMEOUT, || tether_tests::harness::inotify_watches(pid) >= 1),
         "tether events never watched the state dir"
     );
     let (lines, received) = std::sync::mpsc::channel();
@@ -1789,16 +1774,7 @@ fn an_overlay_rootfs_keeps_the_directory_and_goes_with_the_container() {
     let seen = sandbox.tether_output(&["exec", &kept, "--", "cat", "/kept"]);
     assert_eq!(text(&seen.stdout), "kept\n", "{}", text(&seen.stderr));
     assert_eq!(mounts_under(&sandbox.state_dir()).len(), 1);
-    let daemon = sandbox.daemon_pid(&kept);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(wait_until(TIMEOUT, || !Path::new(&format!(
-        "/proc/{daemon}"
-    ))
-    .exists()));
+    sandbox.kill_daemon(&kept);
     let removed = sandbox.tether_output(&["rm", "-f", &kept]);
     assert!(removed.status.success(), "{}", text(&removed.stderr));
     assert!(

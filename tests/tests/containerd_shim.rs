@@ -15,17 +15,12 @@ use std::process::Command;
 use std::time::Duration;
 use tether_tests::fixture::BundleSpec;
 use tether_tests::harness::{root_or_skip, wait_until, Sandbox};
-use tether_tests::tether::tether_bin;
 
 const NAMESPACE: &str = "tether-shim-test";
 
 /// The shim's name in a private bin dir (it knows it is the shim by that name).
 fn shim_binary(sandbox: &Sandbox) -> PathBuf {
-    let link = sandbox.path().join("containerd-shim-tether-v2");
-    if !link.exists() {
-        std::os::unix::fs::symlink(tether_bin(), &link).expect("link the shim");
-    }
-    link
+    tether_tests::tether::shim_binary(sandbox)
 }
 
 /// `start` in `bundle`; returns the printed address.
@@ -34,29 +29,8 @@ fn start(sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
 }
 
 /// `start` run by `command` (the shim, or a wrapper that execs it with its arguments).
-fn start_with(mut command: Command, sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
-    std::fs::create_dir_all(sandbox.state_dir()).expect("the sandbox's state dir");
-    let output = command
-        .args([
-            "-namespace",
-            NAMESPACE,
-            "-address",
-            "/nonexistent/containerd.sock",
-        ])
-        .args(["-publish-binary", "/bin/false", "-id", id, "start"])
-        .current_dir(bundle)
-        .env_remove("TTRPC_ADDRESS")
-        // The shim registers its container for tether's CLI there: in the sandbox, whose cleanup
-        // then stops a shim a failing test left running.
-        .env("TETHER_STATE_DIR", sandbox.state_dir())
-        .output()
-        .expect("run the shim");
-    assert!(
-        output.status.success(),
-        "start: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 address")
+fn start_with(command: Command, sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
+    tether_tests::tether::start_shim(command, sandbox, bundle, id, NAMESPACE)
 }
 
 fn client(address: &str) -> TaskClient {

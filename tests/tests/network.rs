@@ -166,16 +166,7 @@ fn published_ports_reach_the_container_and_go_with_it() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let address = address_of(&sandbox, &orphan);
     assert!(nat_rules().contains("dport 8081"));
-    let daemon = sandbox.daemon_pid(&orphan);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(wait_until(TIMEOUT, || !Path::new(&format!(
-        "/proc/{daemon}"
-    ))
-    .exists()));
+    sandbox.kill_daemon(&orphan);
     let removed = sandbox.tether_output(&["rm", "-f", &orphan]);
     assert!(removed.status.success(), "{}", text(&removed.stderr));
     assert!(!Path::new(ADDRESSES).join(&address).exists());

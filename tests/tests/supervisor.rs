@@ -207,7 +207,9 @@ fn a_forced_rm_records_each_exit_once() {
         })
     };
     assert!(
-        wait_until(BOUND, || inotify_watches(events.0.id()) > 0),
+        wait_until(BOUND, || tether_tests::harness::inotify_watches(
+            events.0.id()
+        ) > 0),
         "tether events set no watch"
     );
     let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
@@ -311,21 +313,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Inotify watches process `pid` holds (from its fdinfo).
-fn inotify_watches(pid: u32) -> usize {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return 0;
-    };
-    fds.flatten()
-        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
-        .map(|info| {
-            info.lines()
-                .filter(|l| l.starts_with("inotify wd:"))
-                .count()
-        })
-        .sum()
-}
-
 /// The fake runtime itself is what these tests stand on: it must run a process and report it.
 #[test]
 fn the_fake_runtime_runs_a_process_group() {
@@ -381,26 +368,10 @@ fn the_fake_runtime_runs_a_process_group() {
 
 /// `containerd-shim-tether-v2 start` for `id` in `bundle`, as containerd runs it; its address.
 fn start_shim(sandbox: &Sandbox, bundle: &Path, id: &str) -> String {
-    let shim = sandbox.path().join("containerd-shim-tether-v2");
-    if !shim.exists() {
-        std::os::unix::fs::symlink(tether_tests::tether::tether_bin(), &shim).expect("shim link");
-    }
-    std::fs::create_dir_all(sandbox.state_dir()).expect("state dir");
-    let out = Command::new(&shim)
-        .args([
-            "-namespace",
-            "tether-doors-test",
-            "-address",
-            "/nonexistent/containerd.sock",
-        ])
-        .args(["-publish-binary", "/bin/false", "-id", id, "start"])
-        .current_dir(bundle)
-        .env_remove("TTRPC_ADDRESS")
-        .env("TETHER_STATE_DIR", sandbox.state_dir())
-        .output()
-        .expect("start the shim");
-    assert!(out.status.success(), "start: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_owned()
+    let shim = Command::new(tether_tests::tether::shim_binary(sandbox));
+    tether_tests::tether::start_shim(shim, sandbox, bundle, id, "tether-doors-test")
+        .trim()
+        .to_owned()
 }
 
 /// The pids `tether top` lists (tether's door), or its one-line refusal.

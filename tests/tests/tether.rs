@@ -677,17 +677,7 @@ fn dead_daemon_is_reported_not_waited_for() {
     let id = sandbox.id();
     let bundle = sandbox.bundle(&BundleSpec::new(["sleep", "1000"]));
     sandbox.start(id, &bundle, &[]);
-    let daemon = sandbox.daemon_pid(id);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(wait_until(TIMEOUT, || !Path::new(&format!(
-        "/proc/{daemon}"
-    ))
-    .exists()
-        || is_zombie(daemon)));
+    sandbox.kill_daemon(id);
 
     let started = Instant::now();
     let state = sandbox.tether_output(&["state", id]);

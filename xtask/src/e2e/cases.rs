@@ -515,12 +515,7 @@ pub(super) fn shim_killed(ctx: &mut Ctx<'_>) -> Check {
         "1000",
     ])?;
     ctx.wait_status(&id, "RUNNING")?;
-    let bundle = ctx
-        .containerd
-        .dir
-        .join("state/io.containerd.runtime.v2.task")
-        .join(NAMESPACE)
-        .join(&id);
+    let bundle = ctx.task_bundle(&id);
     let shim = shim_pid(&id).ok_or_else(|| format!("no shim process serves {id}"))?;
     let list = ctx.ctr(&["task", "ls"])?;
     let init: i32 = list

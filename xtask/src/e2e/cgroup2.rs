@@ -190,21 +190,6 @@ fn limit_of(text: &str) -> u64 {
     }
 }
 
-/// Inotify watches process `pid` holds, from its fdinfo.
-fn inotify_watches(pid: u32) -> usize {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return 0;
-    };
-    fds.flatten()
-        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
-        .map(|info| {
-            info.lines()
-                .filter(|l| l.starts_with("inotify wd:"))
-                .count()
-        })
-        .sum()
-}
-
 /// tether's own door in the guest, with one runtime.
 struct Door {
     tether: PathBuf,
@@ -397,7 +382,7 @@ impl Door {
             .map_err(|e| format!("tether events: {e}"))?;
         // `tether events` tells what changes after it watches: wait for its inotify watch.
         let watching = wait_until(Duration::from_secs(15), || {
-            Ok(inotify_watches(events.id()) > 0)
+            Ok(tether_tests::harness::inotify_watches(events.id()) > 0)
         });
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let reader = {
@@ -789,12 +774,7 @@ fn update_v2(ctx: &mut Ctx<'_>) -> Check {
     use containerd_shim_protos::protobuf::well_known_types::any::Any;
     let id = ctx.id("update");
     let dir = run_sleeper(ctx, &id, &["--memory-limit", "67108864"])?;
-    let bundle = ctx
-        .containerd
-        .dir
-        .join("state/io.containerd.runtime.v2.task")
-        .join(NAMESPACE)
-        .join(&id);
+    let bundle = ctx.task_bundle(&id);
     let updated = shim_address(&bundle).and_then(|(address, version)| {
         use containerd_shim_protos::protobuf::Message;
         let client = containerd_shim_protos::ttrpc::Client::connect(&address)

@@ -34,6 +34,15 @@ impl Ctx<'_> {
         format!("{}-{name}", self.shim)
     }
 
+    /// The bundle containerd made for task `id` (where its shim runs and keeps its address).
+    fn task_bundle(&self, id: &str) -> PathBuf {
+        self.containerd
+            .dir
+            .join("state/io.containerd.runtime.v2.task")
+            .join(NAMESPACE)
+            .join(id)
+    }
+
     fn ctr_command(&self) -> Command {
         let mut command = Command::new("ctr");
         command

@@ -102,6 +102,8 @@ pub trait Frames {
     fn queued(&self, client: Token) -> usize;
     /// Queues `bytes` of a process's `stream` for `client`.
     fn send(&mut self, registry: &Registry, client: Token, stream: Stream, bytes: &[u8]);
+    /// Drops what is queued for `client`, tells it `notice`, and closes it once that is sent.
+    fn cut_off(&mut self, registry: &Registry, client: Token, notice: &[u8]);
 }
 
 /// `frames` again, for one more call.
@@ -653,6 +655,8 @@ mod tests {
         fn send(&mut self, _: &Registry, _: Token, stream: Stream, bytes: &[u8]) {
             self.sent.push((stream, bytes.to_vec()));
         }
+
+        fn cut_off(&mut self, _: &Registry, _: Token, _: &[u8]) {}
     }
 
     fn tokens(n: usize) -> (Token, Token) {

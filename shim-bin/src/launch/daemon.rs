@@ -219,10 +219,7 @@ fn start(
         config.id.clone(),
         supervisor.poll.registry(),
     ) {
-        Ok(mut front) => {
-            if config.replay_to_first_attach {
-                front.keep_for_first_attach();
-            }
+        Ok(front) => {
             supervisor.register_door(Box::new(front), crate::front::control::HOOKS);
             supervisor.record = Some(crate::shim::record::Record::new(
                 layout.clone(),
@@ -240,7 +237,7 @@ fn start(
         supervisor.remove_at_exit(config.replay_to_first_attach);
     }
     if config.replay_to_first_attach {
-        supervisor.copier.tap_log(true);
+        supervisor.keep_output_for_first_attach();
     }
     supervisor.refresh_record();
     Ok(supervisor)

@@ -4,6 +4,7 @@
 //! [`shim_core::Error`]. What a door's wire says is the door's business: the doors live in
 //! `front/`, and one served on this thread registers with the supervisor ([`door`]).
 
+mod attach;
 pub mod diag;
 pub mod door;
 mod execs;
@@ -233,6 +234,8 @@ pub struct Supervisor {
     removal: Option<removal::RemoveAtExit>,
     /// Execs removed at their exit, with their codes.
     finished_execs: execs::Finished,
+    /// The init's output for attached clients.
+    attached: shim_io::client::Fanout,
     /// Every copy of the processes' stdio, tether's log among them.
     pub copier: Copier,
     /// The reaper's signalfd was readable. (Exits reaped while a runtime command was waited for
@@ -291,6 +294,7 @@ impl Supervisor {
             record: None,
             removal: None,
             finished_execs: execs::Finished::new(),
+            attached: shim_io::client::Fanout::default(),
             copier: Copier::new(tokens::relay_tokens),
             reap_needed: false,
             done: false,

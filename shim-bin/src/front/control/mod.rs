@@ -26,9 +26,6 @@ use std::time::{Duration, Instant};
 
 /// The file that marks an entry of tether's state directory as a containerd shim's.
 const MARKER: &str = "containerd-shim";
-/// How much output may wait for one attach client before it is cut off: a slow or stalled client
-/// never blocks the container, the log, or the other clients.
-pub const ATTACH_MAX_BEHIND: usize = 1 << 20;
 
 /// Who started the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +50,6 @@ pub struct TetherFront {
     server: ControlServer,
     /// Clients waiting for the exit.
     waiters: Vec<Token>,
-    /// Attach clients.
-    attached: Vec<Token>,
     sessions: HashMap<ExecId, Session>,
     exec_serial: u64,
     /// The container's own process (from config.json): what an exec starts from. Read at the first
@@ -65,9 +60,6 @@ pub struct TetherFront {
     rootfs: Option<std::path::PathBuf>,
     /// Client input that arrived while something else was handled.
     deferred: Vec<Incoming>,
-    /// Output kept for the first attach client, from the container's start (bounded by
-    /// [`ATTACH_MAX_BEHIND`]).
-    early: Option<Vec<(FrameKind, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for TetherFront {
@@ -86,20 +78,12 @@ impl TetherFront {
             owner,
             server,
             waiters: Vec::new(),
-            attached: Vec::new(),
             sessions: HashMap::new(),
             exec_serial: 0,
             base_process: None,
             rootfs: None,
             deferred: Vec::new(),
-            early: None,
         }
-    }
-
-    /// Keeps the container's output for the first attach client (`tether run -t` in the
-    /// foreground attaches only once the container started).
-    pub fn keep_for_first_attach(&mut self) {
-        self.early = Some(Vec::new());
     }
 
     /// Serves the control socket of a container `tether run` made the entry for.
@@ -321,8 +305,7 @@ fn tether_request(s: &mut Supervisor, client: Token, request: Request) -> Option
     // before its client attaches.
     let attachable = running
         || matches!(init_phase, Ok(Phase::Exiting))
-        || (matches!(init_phase, Ok(Phase::Exited))
-            && front_ref(&s.door).is_some_and(|f| f.early.is_some()));
+        || (matches!(init_phase, Ok(Phase::Exited)) && s.attached().keeps_for_first());
     Some(match request {
         Request::State => match s.container_state() {
             Some(state) => Response::Ok(Reply::State(Box::new(state))),
@@ -500,12 +483,10 @@ fn attach(s: &mut Supervisor, client: Token) -> Response {
         Ok(init) => (init.terminal.is_some(), init.input.is_some()),
         Err(e) => return Response::from_error(e),
     };
-    let Some(front) = front_mut(&mut s.door) else {
+    if s.door.is_none() {
         return Response::error(ErrorKind::Internal, "no door");
-    };
-    front.attached.push(client);
-    let count = front.attached.len();
-    s.copier.tap_log(true);
+    }
+    let count = s.attach_client(client);
     s.diag
         .info(format_args!("attach client joined ({count} attached)"));
     Response::Ok(Reply::Attach { tty, stdin })
@@ -513,10 +494,11 @@ fn attach(s: &mut Supervisor, client: Token) -> Response {
 
 /// The process a framed client talks to.
 fn client_process(s: &Supervisor, client: Token) -> Option<ProcessKey> {
-    let front = front_ref(&s.door)?;
-    if front.attached.contains(&client) {
+    if s.attached().contains(client) {
         return Some(ProcessKey::Init);
     }
+    let front = front_ref(&s.door)?;
+    {}
     front
         .sessions
         .iter()
@@ -555,11 +537,12 @@ fn on_frame(s: &mut Supervisor, client: Token, kind: FrameKind, payload: &[u8]) 
 /// Reads (or stops reading) the clients that write to a process.
 fn read_clients_of(s: &mut Supervisor, key: &ProcessKey, on: bool) {
     let registry = s.poll.registry();
+    let attached = s.attached().clients().to_vec();
     let Some(front) = front_mut(&mut s.door) else {
         return;
     };
     let clients: Vec<Token> = match key {
-        ProcessKey::Init => front.attached.clone(),
+        ProcessKey::Init => attached,
         ProcessKey::Exec(id) => front
             .sessions
             .get(id)
@@ -595,9 +578,6 @@ fn client_closed(s: &mut Supervisor, client: Token) {
         return;
     };
     front.waiters.retain(|w| *w != client);
-    let was_attached = front.attached.contains(&client);
-    front.attached.retain(|c| *c != client);
-    let none_attached = front.attached.is_empty();
     let session = front
         .sessions
         .iter_mut()
@@ -606,9 +586,7 @@ fn client_closed(s: &mut Supervisor, client: Token) {
         session.client = None;
         id.clone()
     });
-    if was_attached && none_attached {
-        s.copier.tap_log(false);
-    }
+    s.detach_client(client);
     s.copier.forget_client(client);
     if let Some(exec_id) = exec {
         if let Some(n) = s
@@ -625,20 +603,23 @@ fn client_closed(s: &mut Supervisor, client: Token) {
 /// before the client.
 fn replay_early(s: &mut Supervisor, client: Token) {
     let exit = s.process(&ProcessKey::Init).ok().and_then(|init| init.exit);
+    if !s.attached().contains(client) {
+        return;
+    }
+    let early = s.take_first_attach_output(client);
+    let first = early.is_some();
+    if exit.is_some() {
+        s.detach_client(client);
+    }
     let registry = s.poll.registry();
     let Some(front) = front_mut(&mut s.door) else {
         return;
     };
-    if !front.attached.contains(&client) {
-        return;
-    }
-    let early = front.early.take();
-    let first = early.is_some();
-    for (kind, bytes) in early.unwrap_or_default() {
+    for (stream, bytes) in early.unwrap_or_default() {
+        let kind = crate::shim::frame_kind(stream);
         front.server.send_frame(registry, client, kind, &bytes);
     }
     if let Some(exit) = exit {
-        front.attached.retain(|c| *c != client);
         send_exit_frame(&mut front.server, registry, client, exit.code(), false);
     }
     if first {
@@ -647,34 +628,10 @@ fn replay_early(s: &mut Supervisor, client: Token) {
     }
 }
 
-/// Output the log engine read from the container, for every attached client.
+/// Output the log engine read from the container: the supervisor fans it out; the clients it
+/// cut off for falling behind are done with here.
 pub(crate) fn attach_output(s: &mut Supervisor, stream: Stream, bytes: &[u8]) {
-    let kind = crate::shim::frame_kind(stream);
-    let registry = s.poll.registry();
-    let Some(front) = front_mut(&mut s.door) else {
-        return;
-    };
-    if let Some(early) = &mut front.early {
-        let kept: usize = early.iter().map(|(_, b)| b.len()).sum();
-        if kept + bytes.len() <= ATTACH_MAX_BEHIND {
-            early.push((kind, bytes.to_vec()));
-        }
-    }
-    let mut cut = Vec::new();
-    for &client in &front.attached {
-        let behind = front.server.pending_output(client).unwrap_or(0);
-        if behind > ATTACH_MAX_BEHIND {
-            let notice = format!(
-                "attach: this client fell more than {} KiB behind the container's output and was disconnected",
-                ATTACH_MAX_BEHIND / 1024
-            );
-            front.server.cut_off(registry, client, notice.as_bytes());
-            cut.push(client);
-        } else {
-            front.server.send_frame(registry, client, kind, bytes);
-        }
-    }
-    for client in cut {
+    for client in s.fan_out(stream, bytes) {
         client_closed(s, client);
     }
 }
@@ -683,6 +640,11 @@ pub(crate) fn attach_output(s: &mut Supervisor, stream: Stream, bytes: &[u8]) {
 /// to its client (and, for `tether exec`, the exec is done with).
 pub(crate) fn front_exited(s: &mut Supervisor, key: &ProcessKey, exit: Exit) {
     let timed_out = s.process(key).is_ok_and(|p| p.timed_out);
+    let attached = if key.is_init() {
+        s.take_attached()
+    } else {
+        Vec::new()
+    };
     let registry = s.poll.registry();
     let Some(front) = front_mut(&mut s.door) else {
         return;
@@ -693,7 +655,7 @@ pub(crate) fn front_exited(s: &mut Supervisor, key: &ProcessKey, exit: Exit) {
     };
     match key {
         ProcessKey::Init => {
-            for client in std::mem::take(&mut front.attached) {
+            for client in attached {
                 send_exit(client, false);
             }
             let response = Response::Ok(Reply::Exit { exit_code: code });
@@ -756,5 +718,9 @@ impl shim_io::copier::Frames for TetherFront {
     fn send(&mut self, registry: &Registry, client: Token, stream: Stream, bytes: &[u8]) {
         let kind = crate::shim::frame_kind(stream);
         self.server.send_frame(registry, client, kind, bytes);
+    }
+
+    fn cut_off(&mut self, registry: &Registry, client: Token, notice: &[u8]) {
+        self.server.cut_off(registry, client, notice);
     }
 }

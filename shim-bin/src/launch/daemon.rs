@@ -7,7 +7,7 @@
 //! with the container's output going to the log rather than to a client's fifos.
 
 use crate::common::config::{DaemonConfig, StartReport};
-use crate::front::control::TetherFront;
+use crate::front::control::{Owner, TetherFront};
 use crate::shim::diag::Diag;
 use crate::shim::persist::ShimLog;
 use crate::shim::runtime::RuntimeOptions;
@@ -215,8 +215,9 @@ fn start(
         supervisor.copy_waiting_output();
     }
     match TetherFront::serve(
-        layout.clone(),
+        layout,
         config.id.clone(),
+        Owner::Tether,
         supervisor.poll.registry(),
     ) {
         Ok(front) => {

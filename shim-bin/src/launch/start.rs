@@ -141,7 +141,7 @@ pub fn delete(args: &ShimArgs) -> Result<Vec<u8>, String> {
         }
     }
     unmount_rootfs(&bundle.join("rootfs"));
-    crate::front::control::forget(&args.id);
+    crate::shim::record::forget_containerd_entry(&args.id);
     let socket = socket_path(args);
     if UnixStream::connect(&socket).is_err() {
         let _ = std::fs::remove_file(&socket);

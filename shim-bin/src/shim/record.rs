@@ -1,12 +1,17 @@
 //! The container's record in tether's state directory: `state.json` (what `tether ps`, `state`,
 //! `events` and `wait` read) and the `exit` file, kept current by the supervisor after every turn
-//! of its loop, whichever door the container came through.
+//! of its loop, whichever door the container came through. `tether run` makes a container's entry
+//! before its daemon starts; for containerd's containers it is made here, at Create, and removed
+//! with the shim (or, after a shim died, at containerd's `delete`).
 
 use super::persist::write_atomically;
 use super::Supervisor;
 use shim_core::lifecycle::Phase;
 use shim_core::{ContainerId, ContainerState, StateLayout};
 use std::time::{Duration, Instant};
+
+/// The file that marks an entry of tether's state directory as a containerd shim's.
+const MARKER: &str = "containerd-shim";
 
 /// How often a record that could not be written (a full state dir) is tried again.
 const PERSIST_RETRY: Duration = Duration::from_secs(1);
@@ -44,6 +49,45 @@ impl Record {
             retry_at: None,
             removed: false,
         }
+    }
+
+    /// Makes the entry of a containerd container `id` in tether's state directory (so `tether ps`
+    /// lists it): the directory (0700), its mark, the daemon's pid. Fails (one line) when the id
+    /// is not one tether accepts or is taken by a container `tether run` started.
+    pub fn make_containerd_entry(id: &str) -> Result<Record, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let layout = state_layout();
+        let id: ContainerId = id
+            .parse()
+            .map_err(|e| format!("not listed by tether: {e}"))?;
+        std::fs::create_dir_all(layout.root())
+            .map_err(|e| format!("{}: {e}", layout.root().display()))?;
+        let dir = layout.container_dir(&id);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("not listed by tether: {}: {e}", dir.display()))?;
+        let made = std::fs::write(dir.join(MARKER), "").and_then(|()| {
+            std::fs::write(
+                layout.daemon_pid_file(&id),
+                format!("{}\n", std::process::id()),
+            )
+        });
+        if let Err(e) = made {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("not listed by tether: {e}"));
+        }
+        Ok(Record::new(layout, id))
+    }
+
+    /// Where the entry is.
+    pub fn layout(&self) -> &StateLayout {
+        &self.layout
+    }
+
+    /// Whose entry it is.
+    pub fn id(&self) -> &ContainerId {
+        &self.id
     }
 
     /// When a failed write is tried again.
@@ -93,6 +137,20 @@ impl Record {
             self.removed = true;
             let _ = super::mounts::remove_container_dir(&self.layout.container_dir(&self.id));
         }
+    }
+}
+
+/// Removes the entry of a container whose shim died (containerd's `delete`): only when the entry
+/// is a containerd shim's (its mark says so) and nothing answers on its socket.
+pub fn forget_containerd_entry(id: &str) {
+    let layout = state_layout();
+    let Ok(id) = id.parse::<ContainerId>() else {
+        return;
+    };
+    let ours = layout.container_dir(&id).join(MARKER).exists();
+    let answers = crate::common::sockpath::connect(&layout.control_socket(&id)).is_ok();
+    if ours && !answers {
+        let _ = super::mounts::remove_container_dir(&layout.container_dir(&id));
     }
 }
 

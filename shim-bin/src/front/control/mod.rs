@@ -1,16 +1,16 @@
 //! tether's own door: the JSON-lines control socket of docs/protocol.md, served on the
-//! supervisor's thread. (The entry's `state.json` and `exit` file are the supervisor's record:
-//! [`crate::shim::record`].)
+//! supervisor's thread, in the container's entry of tether's state directory. (The entry itself,
+//! its `state.json` and `exit` file, is the supervisor's record: [`crate::shim::record`].)
 //!
 //! The same door serves a container `tether run` started and one containerd started; what differs
 //! is data ([`Owner`]): for containerd's, removing the container, exec and attach belong to
-//! containerd's clients and are refused, and the entry's directory is made by the door itself.
+//! containerd's clients and are refused.
 
 mod exec;
 pub mod server;
 
 use crate::shim::door::{Door, DoorHooks};
-use crate::shim::record::state_layout;
+use crate::shim::record::Record;
 use crate::shim::{StdioPlan, Supervisor};
 use exec::build_process;
 use mio::{Registry, Token};
@@ -21,11 +21,7 @@ use shim_core::protocol::{ErrorKind, ExecRequest, Reply, Request, Response};
 use shim_core::{ContainerId, ExecId, Exit, ProcessKey, StateLayout};
 use shim_io::Stream;
 use std::collections::HashMap;
-use std::os::unix::fs::DirBuilderExt;
 use std::time::{Duration, Instant};
-
-/// The file that marks an entry of tether's state directory as a containerd shim's.
-const MARKER: &str = "containerd-shim";
 
 /// Who started the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,59 +82,15 @@ impl TetherFront {
         }
     }
 
-    /// Serves the control socket of a container `tether run` made the entry for.
+    /// Serves the control socket of a container whose entry `layout` has.
     pub fn serve(
-        layout: StateLayout,
+        layout: &StateLayout,
         id: ContainerId,
+        owner: Owner,
         registry: &Registry,
     ) -> std::io::Result<Self> {
         let server = ControlServer::bind(&layout.control_socket(&id), registry)?;
-        Ok(TetherFront::new(id, Owner::Tether, server))
-    }
-
-    /// Registers a containerd container `id` under tether's state directory. Fails (one line)
-    /// when the id is not one tether accepts or is taken by a container `tether run` started.
-    pub fn register(id: &str, registry: &Registry) -> Result<TetherFront, String> {
-        let layout = state_layout();
-        let id: ContainerId = id
-            .parse()
-            .map_err(|e| format!("not listed by tether: {e}"))?;
-        std::fs::create_dir_all(layout.root())
-            .map_err(|e| format!("{}: {e}", layout.root().display()))?;
-        let dir = layout.container_dir(&id);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| format!("not listed by tether: {}: {e}", dir.display()))?;
-        let made = (|| {
-            std::fs::write(dir.join(MARKER), "")?;
-            std::fs::write(
-                layout.daemon_pid_file(&id),
-                format!("{}\n", std::process::id()),
-            )?;
-            ControlServer::bind(&layout.control_socket(&id), registry)
-        })();
-        match made {
-            Ok(server) => Ok(TetherFront::new(id, Owner::Containerd, server)),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                Err(format!("not listed by tether: {e}"))
-            }
-        }
-    }
-}
-
-/// Removes the entry of a container whose shim died (containerd's `delete`): only when the entry
-/// is a containerd shim's (its state says so) and nothing answers on its socket.
-pub fn forget(id: &str) {
-    let layout = state_layout();
-    let Ok(id) = id.parse::<ContainerId>() else {
-        return;
-    };
-    let ours = layout.container_dir(&id).join(MARKER).exists();
-    let answers = crate::common::sockpath::connect(&layout.control_socket(&id)).is_ok();
-    if ours && !answers {
-        let _ = crate::shim::mounts::remove_container_dir(&layout.container_dir(&id));
+        Ok(TetherFront::new(id, owner, server))
     }
 }
 
@@ -697,16 +649,28 @@ impl Door for TetherFront {
 /// containerd's Create made a container: list it in tether's state directory and serve its
 /// control socket (the supervisor's [`Supervisor::on_created`], set by the shim's launcher).
 pub fn register_containerd(s: &mut Supervisor) {
-    match TetherFront::register(&s.id, s.poll.registry()) {
+    let mut record = match Record::make_containerd_entry(&s.id) {
+        Ok(record) => record,
+        Err(e) => {
+            s.diag.info(format_args!("{e}"));
+            return;
+        }
+    };
+    let served = TetherFront::serve(
+        record.layout(),
+        record.id().clone(),
+        Owner::Containerd,
+        s.poll.registry(),
+    );
+    match served {
         Ok(front) => {
             s.register_door(Box::new(front), HOOKS);
-            let id = s.id.parse().expect("registered under this id");
-            s.record = Some(crate::shim::record::Record::new(
-                crate::shim::record::state_layout(),
-                id,
-            ));
+            s.record = Some(record);
         }
-        Err(e) => s.diag.info(format_args!("{e}")),
+        Err(e) => {
+            record.remove();
+            s.diag.info(format_args!("not listed by tether: {e}"));
+        }
     }
 }
 

@@ -13,6 +13,9 @@ use shim_runc::{DeleteOptions, FailureKind, KillOptions};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+/// How long a forced delete waits for a killed init before it leaves the rest to the runtime.
+const FORCED_EXIT_WAIT: Duration = Duration::from_secs(5);
+
 /// What a delete removed: the process's pid and its exit (none for an exec never started).
 #[derive(Debug, Clone, Copy)]
 pub struct Deleted {
@@ -122,8 +125,27 @@ impl Supervisor {
             self.record_exit(&ProcessKey::Init);
         }
         let runc = self.container()?.runc.clone();
-        let force = plan == DeletePlan::Force;
-        if let Err(e) = self.runtime_raw(|wait| runc.delete(&id, DeleteOptions { force }, wait)) {
+        // runc's own `delete --force` kills, then looks every 100 ms whether the init is gone
+        // (about 105 ms a container with runc 1.1). The shim reaps the init itself: it kills and
+        // awaits the exit, then deletes a stopped container. A paused container, or one whose
+        // init would not die in time, goes the runtime's way.
+        let killed = plan == DeletePlan::Force
+            && matches!(
+                self.container()?.init.phase(),
+                Phase::Created | Phase::Running
+            )
+            && self.kill_and_await_init(&runc);
+        let force = plan == DeletePlan::Force && !killed;
+        let mut deleted = self.runtime_raw(|wait| runc.delete(&id, DeleteOptions { force }, wait));
+        if killed
+            && deleted
+                .as_ref()
+                .is_err_and(|e| e.kind() != FailureKind::ContainerMissing)
+        {
+            let forced = DeleteOptions { force: true };
+            deleted = self.runtime_raw(|wait| runc.delete(&id, forced, wait));
+        }
+        if let Err(e) = deleted {
             if e.kind() != FailureKind::ContainerMissing {
                 return Err(gateway::failure(e));
             }
@@ -160,6 +182,32 @@ impl Supervisor {
             pid: init.pid,
             exit: Some(exit),
         })
+    }
+
+    /// Kills every process of the container and waits (bounded) for the init's exit, kept as its
+    /// pending exit; returns whether the init is gone.
+    fn kill_and_await_init(&mut self, runc: &shim_runc::Runc) -> bool {
+        let id = self.id.clone();
+        let all = KillOptions::new(9).all(true);
+        if self.runtime_raw(|wait| runc.kill(&id, all, wait)).is_err() {
+            return false;
+        }
+        let Ok(init) = self.process(&ProcessKey::Init) else {
+            return false;
+        };
+        if init.pending_exit.is_some() || init.exit.is_some() {
+            return true;
+        }
+        let pid = init.pid;
+        match self.reaper.wait_for(pid, FORCED_EXIT_WAIT) {
+            Ok(exit) => {
+                if let Ok(init) = self.process_mut(&ProcessKey::Init) {
+                    init.pending_exit = Some(super::pending_exit(exit, &ProcessKey::Init));
+                }
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// The processes of a container removed by force are dying: their exits are recorded (their

@@ -31,7 +31,7 @@ commands:
   fuzz [--seconds N] [--target NAME]
                        run each fuzz target of tests/fuzz for N seconds (default 60) with libFuzzer
   demo                 build tether, make the fixture, run a container that outlives its launcher
-  bench [--quick] [--only startup|memory|exit|throughput]
+  bench [--quick] [--only startup|memory|exit|throughput|exec|rm|soak]
                        tether side by side with runc alone, conmon and containerd-shim-runc-v2;
                        writes bench/results.md, bench/results.json and bench/ratios.svg
   e2e containerd [--engine 1.6|1.7|2.1|all] [--shim tether|runc|both] [--only TEST]

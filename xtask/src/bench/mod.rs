@@ -41,7 +41,15 @@ pub fn install_interrupt_handler() {
 }
 
 const LINE: &str = "0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWX";
-const MEASUREMENTS: &[&str] = &["startup", "memory", "exit", "throughput", "exec", "soak"];
+const MEASUREMENTS: &[&str] = &[
+    "startup",
+    "memory",
+    "exit",
+    "throughput",
+    "exec",
+    "rm",
+    "soak",
+];
 
 struct Options {
     quick: bool,
@@ -160,6 +168,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     report.target("log_cpu", System::Conmon, "<=", 0.5);
     report.target("log_rate", System::RuncAlone, ">=", 0.97);
     report.target("exec", System::RuncAlone, "<=", 1.2);
+    report.target("rm", System::RuncAlone, "<=", 1.5);
     // tether's containerd shim against containerd's own, both driven by the same containerd.
     let shim = System::ContainerdTether;
     report.target_of(shim, "startup", System::Containerd, "<=", 1.0);
@@ -251,6 +260,15 @@ fn measure_all(
         let runs = if options.quick { 20 } else { 100 };
         println!("bench: exec of `true`, {runs} sequential runs (tether exec vs runc exec)");
         exec_latency(env, runs, report)?;
+    }
+    if options.wants("rm") {
+        let systems: Vec<System> = [System::RuncAlone, System::Tether]
+            .into_iter()
+            .filter(|s| systems.contains(s))
+            .collect();
+        println!("bench: rm -f of a running container, {runs} runs per system");
+        let samples = interleaved(&systems, runs, |system| remove_latency(env, system))?;
+        report.add("rm", "rm -f of a running container", "ms", samples);
     }
     if options.wants("soak") {
         let execs = if options.quick { 500 } else { 10_000 };
@@ -445,6 +463,18 @@ fn exit_latency(env: &Env, system: System) -> Result<f64, String> {
     .map_err(|e| format!("kill {}: {e}", started.init_pid))?;
     let recorded = env.wait_recorded(started, watch.as_ref())?;
     Ok(recorded.duration_since(start).as_secs_f64() * 1e3)
+}
+
+/// `tether rm -f` of a running container, against runc alone's kill, wait and delete.
+fn remove_latency(env: &Env, system: System) -> Result<f64, String> {
+    let started = env.start(system, "exec sleep 1000")?;
+    let running = Running {
+        env,
+        containers: vec![started],
+    };
+    let took = env.remove_timed(&running.containers[0])?;
+    // (The guard's removal finds nothing left, and says nothing.)
+    Ok(took.as_secs_f64() * 1e3)
 }
 
 /// Returns (seconds from start to exit recorded, monitor CPU seconds).

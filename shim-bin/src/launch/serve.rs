@@ -82,7 +82,7 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
         default_options: RuntimeOptions::load(&bundle),
     });
     // A created container is listed for tether's CLI too, through tether's own door.
-    supervisor.on_created = Some(crate::front::control::register_containerd);
+    supervisor.on_created = Some(register_containerd);
     supervisor.run();
     if let Some(door) = supervisor.take_door() {
         door.unregister();
@@ -102,4 +102,32 @@ fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
     let _ = std::fs::remove_file(socket_path(args));
     diag.debug(format_args!("shim daemon exits"));
     std::process::exit(0);
+}
+
+/// containerd's Create made a container: list it in tether's state directory and serve its
+/// control socket (the supervisor's [`Supervisor::on_created`], set by the shim's launcher).
+fn register_containerd(s: &mut Supervisor) {
+    let mut record = match crate::shim::record::Record::make_containerd_entry(&s.id) {
+        Ok(record) => record,
+        Err(e) => {
+            s.diag.info(format_args!("{e}"));
+            return;
+        }
+    };
+    let served = crate::front::control::TetherFront::serve(
+        record.layout(),
+        record.id().clone(),
+        crate::front::control::Owner::Containerd,
+        s.poll.registry(),
+    );
+    match served {
+        Ok(front) => {
+            s.register_door(Box::new(front), crate::front::control::HOOKS);
+            s.record = Some(record);
+        }
+        Err(e) => {
+            record.remove();
+            s.diag.info(format_args!("not listed by tether: {e}"));
+        }
+    }
 }

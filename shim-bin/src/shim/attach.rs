@@ -4,6 +4,8 @@
 
 use super::Supervisor;
 use mio::Token;
+use shim_core::lifecycle::Phase;
+use shim_core::{Exit, ProcessKey};
 use shim_io::client::Fanout;
 use shim_io::Stream;
 
@@ -13,6 +15,38 @@ impl Supervisor {
     pub fn keep_output_for_first_attach(&mut self) {
         self.attached.keep_for_first();
         self.copier.tap_log(true);
+    }
+
+    /// Whether a client may attach: while the container runs or its output still comes
+    /// (exiting), and after the exit for the first client of a `tether run -i/-t`, for which the
+    /// output was kept: a short command ends before its client attaches.
+    pub fn may_attach(&self) -> bool {
+        match self.process(&ProcessKey::Init).map(|init| init.phase()) {
+            Ok(Phase::Running | Phase::Paused | Phase::Exiting) => true,
+            Ok(Phase::Exited) => self.attached.keeps_for_first(),
+            _ => false,
+        }
+    }
+
+    /// What a client that just attached is owed: the output kept for the first client (if it is
+    /// the first), and the init's exit if it came already (the client is then detached). The
+    /// first client having its output, a `--rm` container may go.
+    pub fn attach_replay(&mut self, client: Token) -> (Vec<(Stream, Vec<u8>)>, Option<Exit>) {
+        if !self.attached.contains(client) {
+            return (Vec::new(), None);
+        }
+        let exit = self
+            .process(&ProcessKey::Init)
+            .ok()
+            .and_then(|init| init.exit);
+        let early = self.take_first_attach_output(client);
+        if exit.is_some() {
+            self.detach_client(client);
+        }
+        if early.is_some() {
+            self.release_removal();
+        }
+        (early.unwrap_or_default(), exit)
     }
 
     /// `client` sees the container's output from now on; returns how many are attached.

@@ -7,6 +7,7 @@
 mod attach;
 pub mod diag;
 pub mod door;
+mod exec_process;
 mod execs;
 pub mod gateway;
 mod logbinary;
@@ -18,6 +19,7 @@ pub mod persist;
 pub mod record;
 mod removal;
 pub mod runtime;
+mod sessions;
 mod spawn;
 mod stdio;
 pub mod tokens;
@@ -234,6 +236,8 @@ pub struct Supervisor {
     removal: Option<removal::RemoveAtExit>,
     /// Execs removed at their exit, with their codes.
     finished_execs: execs::Finished,
+    /// Execs started for a door's clients.
+    sessions: sessions::Sessions,
     /// The init's output for attached clients.
     attached: shim_io::client::Fanout,
     /// Every copy of the processes' stdio, tether's log among them.
@@ -294,6 +298,7 @@ impl Supervisor {
             record: None,
             removal: None,
             finished_execs: execs::Finished::new(),
+            sessions: sessions::Sessions::default(),
             attached: shim_io::client::Fanout::default(),
             copier: Copier::new(tokens::relay_tokens),
             reap_needed: false,

@@ -6,22 +6,18 @@
 //! is data ([`Owner`]): for containerd's, removing the container, exec and attach belong to
 //! containerd's clients and are refused.
 
-mod exec;
+mod requests;
 pub mod server;
 
 use crate::shim::door::{Door, DoorHooks};
-use crate::shim::record::Record;
-use crate::shim::{StdioPlan, Supervisor};
-use exec::build_process;
+use crate::shim::Supervisor;
 use mio::{Registry, Token};
 use server::{ControlServer, Incoming};
-use shim_core::frame::{self, FrameKind};
-use shim_core::lifecycle::Phase;
-use shim_core::protocol::{ErrorKind, ExecRequest, Reply, Request, Response};
-use shim_core::{ContainerId, ExecId, Exit, ProcessKey, StateLayout};
+use shim_core::frame::FrameKind;
+use shim_core::protocol::{Reply, Request, Response};
+use shim_core::{ContainerId, Exit, ProcessKey, StateLayout};
 use shim_io::Stream;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Who started the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +28,6 @@ pub enum Owner {
     Containerd,
 }
 
-/// A `tether exec` whose exit someone waits for.
-#[derive(Debug, Default)]
-struct Session {
-    /// The client its frames go to (none: detached, or the client left).
-    client: Option<Token>,
-}
-
 /// The container's entry in tether's state directory, and its control socket.
 pub struct TetherFront {
     id: ContainerId,
@@ -46,14 +35,6 @@ pub struct TetherFront {
     server: ControlServer,
     /// Clients waiting for the exit.
     waiters: Vec<Token>,
-    sessions: HashMap<ExecId, Session>,
-    exec_serial: u64,
-    /// The container's own process (from config.json): what an exec starts from. Read at the first
-    /// exec, not at start-up: parsing a whole runtime spec takes tens of KiB of stack, which stay
-    /// resident for the daemon's life, and most containers are never exec'd into.
-    base_process: Option<oci_spec::runtime::Process>,
-    /// The container's rootfs (from config.json, with the process): where `exec -u NAME` looks.
-    rootfs: Option<std::path::PathBuf>,
     /// Client input that arrived while something else was handled.
     deferred: Vec<Incoming>,
 }
@@ -74,10 +55,6 @@ impl TetherFront {
             owner,
             server,
             waiters: Vec::new(),
-            sessions: HashMap::new(),
-            exec_serial: 0,
-            base_process: None,
-            rootfs: None,
             deferred: Vec::new(),
         }
     }
@@ -107,28 +84,20 @@ fn send_exit_frame(
     server.close_when_flushed(registry, client);
 }
 
-/// An operation's answer, a refusal for the container's phase said as `refusal` says it.
-fn refused_as(result: shim_core::Result<()>, refusal: impl FnOnce() -> Response) -> Response {
-    match result {
-        Ok(()) => Response::Ok(Reply::Done {}),
-        Err(e)
-            if matches!(
-                e.kind,
-                shim_core::ErrorKind::NotFound | shim_core::ErrorKind::InvalidState
-            ) =>
-        {
-            refusal()
-        }
-        Err(e) => Response::from_error(e),
+/// The attach client gets what it is owed ([`Supervisor::attach_replay`]).
+fn replay_early(s: &mut Supervisor, client: Token) {
+    let (early, exit) = s.attach_replay(client);
+    let registry = s.poll.registry();
+    let Some(front) = front_mut(&mut s.door) else {
+        return;
+    };
+    for (stream, bytes) in early {
+        let kind = crate::shim::frame_kind(stream);
+        front.server.send_frame(registry, client, kind, &bytes);
     }
-}
-
-/// The answer to requests that belong to containerd's clients.
-pub fn refused(id: &str, what: &str) -> Response {
-    Response::error(
-        ErrorKind::BadRequest,
-        format!("container {id} is managed by containerd: {what} it through containerd (ctr, nerdctl, crictl)"),
-    )
+    if let Some(exit) = exit {
+        send_exit_frame(&mut front.server, registry, client, exit.code(), false);
+    }
 }
 
 /// The door's part of the supervisor's loop: the hooks it calls ([`HOOKS`]).
@@ -142,12 +111,12 @@ pub const HOOKS: DoorHooks = DoorHooks {
 };
 
 /// This door, among the supervisor's.
-fn front_mut(door: &mut Option<Box<dyn Door>>) -> Option<&mut TetherFront> {
+pub(crate) fn front_mut(door: &mut Option<Box<dyn Door>>) -> Option<&mut TetherFront> {
     let door: &mut dyn std::any::Any = door.as_deref_mut()?;
     door.downcast_mut()
 }
 
-fn front_ref(door: &Option<Box<dyn Door>>) -> Option<&TetherFront> {
+pub(crate) fn front_ref(door: &Option<Box<dyn Door>>) -> Option<&TetherFront> {
     let door: &dyn std::any::Any = door.as_deref()?;
     door.downcast_ref()
 }
@@ -210,7 +179,7 @@ fn on_tether_client(s: &mut Supervisor, incoming: Incoming) {
         Incoming::Request(client, Ok(request)) => {
             let framed = matches!(request, Request::Attach)
                 || matches!(&request, Request::Exec(exec) if !exec.detach);
-            if let Some(response) = tether_request(s, client, request) {
+            if let Some(response) = requests::tether_request(s, client, request) {
                 let ok = matches!(response, Response::Ok(_));
                 reply_tether(s, client, &response);
                 if framed && ok {
@@ -240,267 +209,19 @@ fn set_framed(s: &mut Supervisor, client: Token) {
     }
 }
 
-/// Answers a request of docs/protocol.md; None: later (`wait`).
-fn tether_request(s: &mut Supervisor, client: Token, request: Request) -> Option<Response> {
-    let id = s.id.clone();
-    let owner = front_ref(&s.door)?.owner;
-    let not_running = || {
-        Response::error(
-            ErrorKind::InvalidState,
-            format!("container {id} is not running"),
-        )
-    };
-    let init_phase = s.process(&ProcessKey::Init).map(|init| init.phase());
-    let running = matches!(init_phase, Ok(Phase::Running | Phase::Paused));
-    // An attach is taken while output still comes (exiting), and after the exit by the first
-    // client of a `tether run -i/-t`, for which the output was kept: a short command ends
-    // before its client attaches.
-    let attachable = running
-        || matches!(init_phase, Ok(Phase::Exiting))
-        || (matches!(init_phase, Ok(Phase::Exited)) && s.attached().keeps_for_first());
-    Some(match request {
-        Request::State => match s.container_state() {
-            Some(state) => Response::Ok(Reply::State(Box::new(state))),
-            None => Response::error(
-                ErrorKind::InvalidState,
-                format!("container {id} was deleted"),
-            ),
-        },
-        Request::Wait => match s.container_state().and_then(|s| s.exit) {
-            Some(exit) => Response::Ok(Reply::Exit {
-                exit_code: exit.code,
-            }),
-            None => {
-                front_mut(&mut s.door)?.waiters.push(client);
-                return None;
-            }
-        },
-        // Whether these may be done is the supervisor's rule, the same for both doors; what
-        // a refusal says is this door's: in docker's words.
-        Request::Kill { signal, all } => {
-            let killed = s.kill(&ProcessKey::Init, signal.max(0) as u32, all);
-            refused_as(killed.map(drop), not_running)
-        }
-        Request::Pids => match s.pids() {
-            Ok(pids) => Response::Ok(Reply::Pids {
-                pids: pids.into_iter().map(|(pid, _)| pid).collect(),
-            }),
-            Err(e) => refused_as(Err(e), not_running),
-        },
-        Request::Pause => refused_as(s.pause(true), not_running),
-        Request::Resume => refused_as(s.pause(false), || {
-            Response::error(
-                ErrorKind::InvalidState,
-                format!("container {id} is not paused"),
-            )
-        }),
-        Request::ReopenLog => match s.copier.reopen_log() {
-            Ok(()) => Response::Ok(Reply::Done {}),
-            Err(e) => Response::error(ErrorKind::Internal, format!("reopen the log: {e}")),
-        },
-        Request::Delete { .. } if owner == Owner::Containerd => refused(&id, "delete"),
-        Request::Exec(_) | Request::ExecState { .. } if owner == Owner::Containerd => {
-            refused(&id, "exec into")
-        }
-        Request::Attach if owner == Owner::Containerd => refused(&id, "attach to"),
-        Request::Delete { force } => tether_delete(s, force),
-        Request::Exec(_) if !running => not_running(),
-        Request::Attach if !attachable => not_running(),
-        Request::Exec(request) => tether_exec(s, client, request),
-        Request::ExecState { exec_id } => exec_state(s, &exec_id),
-        Request::Attach => attach(s, client),
-    })
-}
-
-/// `delete`: the container goes, and with it this daemon.
-fn tether_delete(s: &mut Supervisor, force: bool) -> Response {
-    let id = s.id.clone();
-    match s.delete_container(force) {
-        Ok(_) => {
-            s.diag
-                .info(format_args!("container {id} deleted; daemon exits"));
-            s.done = true;
-            Response::Ok(Reply::Done {})
-        }
-        Err(e) if e.kind == shim_core::ErrorKind::InvalidState => Response::error(
-            ErrorKind::InvalidState,
-            format!(
-                "container {id} is running; kill it first or force the removal (tether rm -f {id})"
-            ),
-        ),
-        Err(e) => Response::from_error(e),
-    }
-}
-
-/// `exec`: a process started in the container (`runc exec --detach`), its output streamed to
-/// the client as frames, its stdin (or terminal) fed from it; its exit is told only once its
-/// output is complete, or after the exec's output grace when an orphaned background child
-/// keeps a pipe open, so `sh -c 'sleep 100 &'` returns at once.
-fn tether_exec(s: &mut Supervisor, client: Token, request: ExecRequest) -> Response {
-    let bundle = match s.bundle() {
-        Ok(bundle) => std::path::PathBuf::from(bundle),
-        Err(e) => return Response::from_error(e),
-    };
-    let Some(front) = front_mut(&mut s.door) else {
-        return Response::error(ErrorKind::Internal, "no door");
-    };
-    if front.base_process.is_none() {
-        let path = bundle.join("config.json");
-        match oci_spec::runtime::Spec::load(&path) {
-            Ok(spec) => {
-                front.base_process = Some(spec.process().clone().unwrap_or_default());
-                front.rootfs = spec.root().as_ref().map(|root| bundle.join(root.path()));
-            }
-            Err(e) => {
-                return Response::error(
-                    ErrorKind::Internal,
-                    format!("exec: {}: {e}", path.display()),
-                )
-            }
-        }
-    }
-    let base = front.base_process.as_ref().expect("loaded above");
-    let process = match build_process(base, &request, front.rootfs.as_deref()) {
-        Ok(process) => process,
-        Err(message) => return Response::error(ErrorKind::BadRequest, message),
-    };
-    front.exec_serial += 1;
-    let exec_id = ExecId::new(format!("exec-{}", front.exec_serial)).expect("a valid exec id");
-    let session_client = (!request.detach).then_some(client);
-    let plan = StdioPlan::Client {
-        client: session_client,
-        stdin: request.stdin,
-        terminal: request.tty,
-    };
-    let key = ProcessKey::Exec(exec_id.clone());
-    let started = s
-        .add_exec(exec_id.clone(), process, plan)
-        .and_then(|()| s.remove_exec_at_exit(&key))
-        .and_then(|()| s.start(&key));
-    let pid = match started {
-        Ok(pid) => pid,
-        Err(e) => {
-            if let Ok(container) = s.container_mut() {
-                container.execs.remove(&exec_id);
-            }
-            return Response::from_error(e);
-        }
-    };
-    if let Some((rows, cols)) = request.window {
-        let _ = s.resize(&key, rows, cols);
-    }
-    if let Some(secs) = request.timeout_secs {
-        let _ = s.set_deadline(&key, Duration::from_secs(secs));
-    }
-    let session = Session {
-        client: session_client,
-    };
-    s.diag.info(format_args!(
-        "{exec_id} started: pid {pid}, {:?}",
-        request.args
-    ));
-    if let Some(front) = front_mut(&mut s.door) {
-        front.sessions.insert(exec_id.clone(), session);
-    }
-    Response::Ok(Reply::Exec {
-        exec_id: exec_id.to_string(),
-        pid,
-    })
-}
-
-fn exec_state(s: &Supervisor, exec_id: &str) -> Response {
-    let not_found = || {
-        Response::error(
-            ErrorKind::BadRequest,
-            format!("no exec {exec_id:?} in container {}", s.id),
-        )
-    };
-    let Ok(exec_id) = ExecId::new(exec_id) else {
-        return not_found();
-    };
-    match s.exec_state(&exec_id) {
-        Some((running, exit_code)) => Response::Ok(Reply::ExecState {
-            exec_id: exec_id.to_string(),
-            running,
-            exit_code,
-        }),
-        None => not_found(),
-    }
-}
-
-/// `attach`: the client sees the container's output from now on (as frames), may write to its
-/// stdin (pipe or terminal) and resize its terminal.
-fn attach(s: &mut Supervisor, client: Token) -> Response {
-    let (tty, stdin) = match s.process(&ProcessKey::Init) {
-        Ok(init) => (init.terminal.is_some(), init.input.is_some()),
-        Err(e) => return Response::from_error(e),
-    };
-    if s.door.is_none() {
-        return Response::error(ErrorKind::Internal, "no door");
-    }
-    let count = s.attach_client(client);
-    s.diag
-        .info(format_args!("attach client joined ({count} attached)"));
-    Response::Ok(Reply::Attach { tty, stdin })
-}
-
-/// The process a framed client talks to.
-fn client_process(s: &Supervisor, client: Token) -> Option<ProcessKey> {
-    if s.attached().contains(client) {
-        return Some(ProcessKey::Init);
-    }
-    let front = front_ref(&s.door)?;
-    {}
-    front
-        .sessions
-        .iter()
-        .find(|(_, s)| s.client == Some(client))
-        .map(|(id, _)| ProcessKey::Exec(id.clone()))
-}
-
-/// A frame from an exec or attach client.
+/// A frame from an exec or attach client; a process whose input is full stops its clients.
 fn on_frame(s: &mut Supervisor, client: Token, kind: FrameKind, payload: &[u8]) {
-    let Some(key) = client_process(s, client) else {
-        return;
-    };
-    let input = s.process(&key).ok().and_then(|p| p.input);
-    match kind {
-        FrameKind::Stdin => {
-            if let Some(n) = input {
-                if !s.copier.client_input(s.poll.registry(), n, payload) {
-                    read_clients_of(s, &key, false);
-                }
-            }
-        }
-        FrameKind::StdinEof => {
-            if let Some(n) = input {
-                s.copier.close_input(s.poll.registry(), n);
-            }
-        }
-        FrameKind::Resize => {
-            if let Some((rows, cols)) = frame::parse_resize(payload) {
-                let _ = s.resize(&key, rows, cols);
-            }
-        }
-        _ => {}
+    if let Some(full) = s.client_frame(client, kind, payload) {
+        let clients = s.input_clients(&full);
+        read_clients(s, clients, false);
     }
 }
 
-/// Reads (or stops reading) the clients that write to a process.
-fn read_clients_of(s: &mut Supervisor, key: &ProcessKey, on: bool) {
+/// Reads (or stops reading) `clients`.
+fn read_clients(s: &mut Supervisor, clients: Vec<Token>, on: bool) {
     let registry = s.poll.registry();
-    let attached = s.attached().clients().to_vec();
     let Some(front) = front_mut(&mut s.door) else {
         return;
-    };
-    let clients: Vec<Token> = match key {
-        ProcessKey::Init => attached,
-        ProcessKey::Exec(id) => front
-            .sessions
-            .get(id)
-            .and_then(|s| s.client)
-            .into_iter()
-            .collect(),
     };
     for client in clients {
         let incoming = front.server.set_reading(registry, client, on);
@@ -510,74 +231,16 @@ fn read_clients_of(s: &mut Supervisor, key: &ProcessKey, on: bool) {
 
 /// A process took input: its clients may send more.
 pub(crate) fn client_input_drained(s: &mut Supervisor) {
-    let Some(container) = &s.container else {
-        return;
-    };
-    let ready: Vec<ProcessKey> = container
-        .procs()
-        .filter(|p| p.input.is_some_and(|n| s.copier.takes_input(n)))
-        .map(|p| p.key.clone())
-        .collect();
-    for key in ready {
-        read_clients_of(s, &key, true);
-    }
+    let clients = s.clients_with_input_room();
+    read_clients(s, clients, true);
 }
 
-/// A client went away: an exec it streamed keeps running with its stdin closed, its output read
-/// and dropped so it never blocks.
+/// A client went away ([`Supervisor::client_left`]); it waits no more.
 fn client_closed(s: &mut Supervisor, client: Token) {
-    let Some(front) = front_mut(&mut s.door) else {
-        return;
-    };
-    front.waiters.retain(|w| *w != client);
-    let session = front
-        .sessions
-        .iter_mut()
-        .find(|(_, s)| s.client == Some(client));
-    let exec = session.map(|(id, session)| {
-        session.client = None;
-        id.clone()
-    });
-    s.detach_client(client);
-    s.copier.forget_client(client);
-    if let Some(exec_id) = exec {
-        if let Some(n) = s
-            .process(&ProcessKey::Exec(exec_id))
-            .ok()
-            .and_then(|p| p.input)
-        {
-            s.close_relay(n);
-        }
+    if let Some(front) = front_mut(&mut s.door) {
+        front.waiters.retain(|w| *w != client);
     }
-}
-
-/// The output kept for the first attach client, if this is it; and the exit, if it came
-/// before the client.
-fn replay_early(s: &mut Supervisor, client: Token) {
-    let exit = s.process(&ProcessKey::Init).ok().and_then(|init| init.exit);
-    if !s.attached().contains(client) {
-        return;
-    }
-    let early = s.take_first_attach_output(client);
-    let first = early.is_some();
-    if exit.is_some() {
-        s.detach_client(client);
-    }
-    let registry = s.poll.registry();
-    let Some(front) = front_mut(&mut s.door) else {
-        return;
-    };
-    for (stream, bytes) in early.unwrap_or_default() {
-        let kind = crate::shim::frame_kind(stream);
-        front.server.send_frame(registry, client, kind, &bytes);
-    }
-    if let Some(exit) = exit {
-        send_exit_frame(&mut front.server, registry, client, exit.code(), false);
-    }
-    if first {
-        // The client the output was kept for has it: a `--rm` container may go.
-        s.release_removal();
-    }
+    s.client_left(client);
 }
 
 /// Output the log engine read from the container: the supervisor fans it out; the clients it
@@ -596,6 +259,10 @@ pub(crate) fn front_exited(s: &mut Supervisor, key: &ProcessKey, exit: Exit) {
         s.take_attached()
     } else {
         Vec::new()
+    };
+    let session_client = match key {
+        ProcessKey::Exec(exec_id) => s.take_session_client(exec_id),
+        ProcessKey::Init => None,
     };
     let registry = s.poll.registry();
     let Some(front) = front_mut(&mut s.door) else {
@@ -616,12 +283,8 @@ pub(crate) fn front_exited(s: &mut Supervisor, key: &ProcessKey, exit: Exit) {
             }
             s.diag.info(format_args!("exit recorded: code {code}"));
         }
-        ProcessKey::Exec(exec_id) => {
-            if front.owner != Owner::Tether {
-                return;
-            }
-            let session = front.sessions.remove(exec_id).unwrap_or_default();
-            if let Some(client) = session.client {
+        ProcessKey::Exec(_) => {
+            if let Some(client) = session_client {
                 send_exit(client, timed_out);
             }
         }
@@ -643,34 +306,6 @@ impl Door for TetherFront {
 
     fn unregister(mut self: Box<Self>) {
         self.server.flush_all_blocking();
-    }
-}
-
-/// containerd's Create made a container: list it in tether's state directory and serve its
-/// control socket (the supervisor's [`Supervisor::on_created`], set by the shim's launcher).
-pub fn register_containerd(s: &mut Supervisor) {
-    let mut record = match Record::make_containerd_entry(&s.id) {
-        Ok(record) => record,
-        Err(e) => {
-            s.diag.info(format_args!("{e}"));
-            return;
-        }
-    };
-    let served = TetherFront::serve(
-        record.layout(),
-        record.id().clone(),
-        Owner::Containerd,
-        s.poll.registry(),
-    );
-    match served {
-        Ok(front) => {
-            s.register_door(Box::new(front), HOOKS);
-            s.record = Some(record);
-        }
-        Err(e) => {
-            record.remove();
-            s.diag.info(format_args!("not listed by tether: {e}"));
-        }
     }
 }
 

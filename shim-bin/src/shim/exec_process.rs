@@ -1,4 +1,4 @@
-//! Helpers for exec: building the process spec and killing a process tree.
+//! An exec's process spec: the container's own process with a client's request applied.
 
 use oci_spec::runtime::Process;
 use shim_core::protocol::ExecRequest;

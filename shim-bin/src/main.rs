@@ -3,10 +3,11 @@
 //! One binary, four rooms, chosen by the name it runs under and its first argument:
 //!
 //! - [`cli`]: the `tether` command line;
-//! - [`launch`]: `tether daemon` (one per container, started by `tether run`) and
-//!   `containerd-shim-tether-v2`, each setting up a [`shim`] and its doors;
+//! - [`launch`]: `tether daemon` (one per container, started by `tether run`),
+//!   `containerd-shim-tether-v2` and `conmon` (podman's), each setting up a [`shim`] and its doors;
 //! - [`shim`]: the supervisor, which owns the container, its processes and their output;
-//! - [`front`]: the doors, which map a wire (tether's control socket, containerd's ttrpc) to the
+//! - [`front`]: the doors, which map a wire (tether's control socket, containerd's ttrpc, podman's
+//!   conmon contract) to the
 //!   supervisor's operations;
 //! - [`init`]: `tether-init`, the init `run --init` puts in a container;
 //! - [`common`]: what they share.
@@ -35,6 +36,12 @@ fn main() -> ExitCode {
         .is_some_and(|argv0| init::invoked_as_init(argv0))
     {
         return ExitCode::from(init::main(&argv[1..]));
+    }
+    if argv
+        .first()
+        .is_some_and(|argv0| launch::conmon::invoked_as_conmon(argv0))
+    {
+        return ExitCode::from(launch::conmon::main(&argv[1..]));
     }
     if argv
         .first()

@@ -84,6 +84,7 @@ pub struct Runc {
     rootless: Option<bool>,
     scratch_dir: PathBuf,
     timeout: Option<std::time::Duration>,
+    extra_global_args: Vec<OsString>,
 }
 
 impl Runc {
@@ -98,6 +99,7 @@ impl Runc {
             rootless: None,
             scratch_dir: std::env::temp_dir(),
             timeout: None,
+            extra_global_args: Vec::new(),
         }
     }
 
@@ -145,6 +147,16 @@ impl Runc {
         self
     }
 
+    /// Global arguments passed as they are, after the options above and before the subcommand
+    /// (podman's `--runtime-arg`s).
+    pub fn extra_global_args<I: Into<OsString>>(
+        mut self,
+        extra: impl IntoIterator<Item = I>,
+    ) -> Self {
+        self.extra_global_args = extra.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The runtime binary.
     pub fn binary(&self) -> &Path {
         &self.binary
@@ -186,6 +198,7 @@ impl Runc {
             args.push("--rootless".into());
             args.push(rootless.to_string().into());
         }
+        args.extend(self.extra_global_args.iter().cloned());
         args
     }
 

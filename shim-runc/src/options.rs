@@ -18,6 +18,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     /// `--no-new-keyring`: keep the caller's session keyring.
     pub no_new_keyring: bool,
+    /// Arguments passed as they are after the options above (podman's `--runtime-opt`s).
+    pub extra_args: Vec<OsString>,
 }
 
 impl CreateOptions {
@@ -53,12 +55,19 @@ impl CreateOptions {
         self
     }
 
+    /// Arguments passed as they are after the options above.
+    pub fn extra_args<I: Into<OsString>>(mut self, extra: impl IntoIterator<Item = I>) -> Self {
+        self.extra_args = extra.into_iter().map(Into::into).collect();
+        self
+    }
+
     fn push_args(&self, args: &mut Vec<OsString>) {
         push_pair(args, "--bundle", Some(&self.bundle));
         push_pair(args, "--pid-file", self.pid_file.as_ref());
         push_pair(args, "--console-socket", self.console_socket.as_ref());
         push_flag(args, "--no-pivot", self.no_pivot);
         push_flag(args, "--no-new-keyring", self.no_new_keyring);
+        args.extend(self.extra_args.iter().cloned());
     }
 }
 

@@ -167,3 +167,42 @@ fn no_option_appears_twice() {
         );
     }
 }
+
+#[test]
+fn raw_arguments_go_where_podman_puts_them() {
+    // podman's --runtime-arg before the subcommand, its --runtime-opt after the subcommand's
+    // options and before the id.
+    let runc = Runc::new("runc").systemd_cgroup(true).extra_global_args([
+        "--log-format=json",
+        "--log",
+        "/r/oci-log",
+    ]);
+    let create = Subcommand::Create {
+        id: "web".into(),
+        options: CreateOptions::new("/b")
+            .pid_file("/r/pidfile")
+            .extra_args(["--preserve-fds", "2"]),
+    };
+    let argv: Vec<String> = runc
+        .argv(&create)
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            "--systemd-cgroup",
+            "--log-format=json",
+            "--log",
+            "/r/oci-log",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/r/pidfile",
+            "--preserve-fds",
+            "2",
+            "web"
+        ]
+    );
+}

@@ -97,6 +97,71 @@ pub fn inherited_listener(fd: RawFd) -> UnixListener {
     unsafe { UnixListener::from_raw_fd(fd) }
 }
 
+/// The fd a parent left at number `fd` for this process (podman's `_OCI_SYNCPIPE` and
+/// `_OCI_STARTPIPE`), made close-on-exec; None when nothing is open there. Call it once per number.
+pub fn inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    if fd < 3 {
+        return None;
+    }
+    // Open at all: F_GETFD fails with EBADF otherwise.
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).ok()?;
+    // SAFETY: `fd` is open (checked above) and was left to this process by its parent at a
+    // number the parent named; nothing in this process opened it, and the caller takes it once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(
+        owned.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    Some(owned)
+}
+
+/// The next connection waiting on a listening socket of any type (podman's attach socket is
+/// SOCK_SEQPACKET, which std's listener does not take), nonblocking and close-on-exec; None when
+/// none waits.
+pub fn accept_nonblocking(listener: &impl AsRawFd) -> io::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{accept4, SockFlag};
+    match accept4(
+        listener.as_raw_fd(),
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+    ) {
+        // SAFETY: accept4 returned a new fd that nothing else in this process owns.
+        Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
+        Err(nix::errno::Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the calling process is in the parent or the child after [`fork_alone`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    Parent { child: i32 },
+    Child,
+}
+
+/// fork(2), for a process that still has one thread (podman's conmon forks once the start byte
+/// came: the first process reports the second's pid and exits). Refused with more than one.
+pub fn fork_alone() -> io::Result<Forked> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let threads = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<u32>().ok());
+    if threads != Some(1) {
+        return Err(io::Error::other(
+            "fork: the process has more than one thread",
+        ));
+    }
+    // SAFETY: with a single thread (checked above; nothing in this process starts one before this
+    // call) no lock can be held by another thread across the fork, so the child may go on running
+    // ordinary code, allocation included.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent {
+            child: child.as_raw(),
+        }),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
 /// Gives the kernel back the heap pages start-up freed (a daemon keeps them resident otherwise).
 pub fn release_free_memory() {
     // SAFETY: malloc_trim only returns free memory to the kernel; it has no preconditions.

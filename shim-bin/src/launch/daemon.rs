@@ -207,6 +207,9 @@ fn start(
         terminal: config.tty,
         rootfs: overlay(config, layout)?,
         network: config.network.clone(),
+        create_only: false,
+        pid_file: None,
+        create_args: Vec::new(),
     })?;
     // What the container wrote while the runtime ran goes to the log before the rest of the
     // start-up: its first line should not wait for the door and the state file. (Not when the

@@ -8,6 +8,7 @@
 //! a daemon that is gone. See docs/containerd.md.
 
 mod args;
+pub mod conmon;
 pub mod daemon;
 mod serve;
 mod start;

@@ -56,10 +56,18 @@ impl Supervisor {
         count
     }
 
+    /// The container's output is handed to the door from now on, attached clients or none: a
+    /// door whose clients connect before the container starts (podman's attach socket) sees a
+    /// client in the same turn as its first output, and must not lose that output.
+    pub fn tap_output_always(&mut self) {
+        self.tap_always = true;
+        self.copier.tap_log(true);
+    }
+
     /// `client` left (or was cut off); returns whether it was attached.
     pub fn detach_client(&mut self, client: Token) -> bool {
         let was = self.attached.leave(client);
-        if was && self.attached.is_empty() && !self.attached.keeps_for_first() {
+        if was && self.attached.is_empty() && !self.attached.keeps_for_first() && !self.tap_always {
             self.copier.tap_log(false);
         }
         was

@@ -240,6 +240,8 @@ pub struct Supervisor {
     sessions: sessions::Sessions,
     /// The init's output for attached clients.
     attached: shim_io::client::Fanout,
+    /// The output is tapped for the door even with no client attached.
+    tap_always: bool,
     /// Every copy of the processes' stdio, tether's log among them.
     pub copier: Copier,
     /// The reaper's signalfd was readable. (Exits reaped while a runtime command was waited for
@@ -300,6 +302,7 @@ impl Supervisor {
             finished_execs: execs::Finished::new(),
             sessions: sessions::Sessions::default(),
             attached: shim_io::client::Fanout::default(),
+            tap_always: false,
             copier: Copier::new(tokens::relay_tokens),
             reap_needed: false,
             done: false,

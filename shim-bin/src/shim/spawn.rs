@@ -50,6 +50,13 @@ pub struct RunSpec {
     pub rootfs: Vec<RootfsMount>,
     /// tether's bridge network, attached between create and start, detached at the exit.
     pub network: Option<network::Request>,
+    /// Only `runc create`: the start is someone else's (podman runs `runc start` itself). To the
+    /// supervisor the container runs from its create on: its timeout counts, it may be killed.
+    pub create_only: bool,
+    /// Where the runtime writes the init's pid (default: the scratch directory's `init.pid`).
+    pub pid_file: Option<PathBuf>,
+    /// Arguments for `create` (or `run`) passed as they are, after its options.
+    pub create_args: Vec<String>,
 }
 
 /// What a Create asks for.
@@ -290,6 +297,9 @@ impl Supervisor {
             terminal,
             rootfs: _,
             network,
+            create_only,
+            pid_file,
+            create_args,
         } = spec;
         self.copier.log_to(log);
         let plan = StdioPlan::Log { stdin, terminal };
@@ -297,8 +307,10 @@ impl Supervisor {
         let owner = self.stdio_owner(None, false);
         let mut prepared =
             stdio::prepare(&plan, &console, owner).map_err(|e| Error::runtime(e.to_string()))?;
-        let pid_file = self.scratch_dir.join("init.pid");
-        let mut create = CreateOptions::new(&bundle).pid_file(&pid_file);
+        let pid_file = pid_file.unwrap_or_else(|| self.scratch_dir.join("init.pid"));
+        let mut create = CreateOptions::new(&bundle)
+            .pid_file(&pid_file)
+            .extra_args(create_args);
         if terminal {
             create = create.console_socket(&console);
         }
@@ -306,6 +318,7 @@ impl Supervisor {
         // A network is attached between create and start, in the namespace the init waits in.
         let id = self.id.clone();
         let ran = self.runtime_raw(|wait| match &network {
+            None if create_only => runc.create(&id, &create, runtime_io, wait),
             None => runc.run(
                 &id,
                 &RunOptions {

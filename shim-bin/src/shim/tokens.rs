@@ -14,8 +14,14 @@ pub const CONTROL_LISTENER: Token = Token(1);
 pub const WAKER: Token = Token(2);
 /// The memory cgroup's OOM eventfd.
 pub const OOM: Token = Token(3);
+/// podman's door: the attach socket's listener, the ctl fifo, the signals passed on.
+pub const ATTACH_LISTENER: Token = Token(4);
+pub const CTL_FIFO: Token = Token(5);
+pub const SIGNALS: Token = Token(6);
 /// Control socket connections.
 pub const CONTROL_CONNECTIONS: Tokens = Tokens::new(1000, 1 << 40);
+/// Attach socket connections (podman's door).
+pub const ATTACH_CONNECTIONS: Tokens = Tokens::new(1 << 40, 1 << 41);
 /// Relays of the processes' stdio: relay `n` has two, its source and its destination.
 const RELAYS: usize = 1 << 41;
 

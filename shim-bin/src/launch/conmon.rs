@@ -1,0 +1,405 @@
+//! `conmon`: tether as podman's container monitor, the same binary under the name podman runs
+//! (`conmon_path` in containers.conf; `cargo xtask install` makes `libexec/tether/conmon`).
+//!
+//! Life of a container's monitor, as podman 4.3 expects it (docs/podman.md):
+//!
+//! 1. the command line is read ([`ConmonArgs`]); `--version` answers podman's probe;
+//! 2. the monitor waits for podman's start byte on `_OCI_STARTPIPE` (podman moves it into its
+//!    cgroup first, so nothing forks before);
+//! 3. it forks: the first process writes the second's pid to `--conmon-pidfile` and exits, which
+//!    podman waits for; the second leaves podman's session and becomes a subreaper;
+//! 4. the second opens the attach socket and the ctl fifo, runs `runtime create`, and tells podman
+//!    the container's pid on `_OCI_SYNCPIPE` (`{"data": PID}`, or `-1` and the runtime's words);
+//! 5. podman starts the container itself; the supervisor copies its output into the k8s-file log
+//!    and to attach clients, reaps it, and once its output is drained records the exit;
+//! 6. the exit file goes to `--exit-dir`, and the exit command (podman's `container cleanup`) runs.
+
+use crate::front::conmon::args::ConmonArgs;
+use crate::front::conmon::{files, front_ref, ConmonFront, HOOKS};
+use crate::shim::diag::Diag;
+use crate::shim::tokens::REAPER;
+use crate::shim::{Listing, Parts, RunSpec, Supervisor};
+use mio::{Interest, Poll};
+use shim_core::ProcessKey;
+use shim_io::{LogFormat, LogSink, Rotation, SinkOptions};
+use shim_reaper::Reaper;
+use shim_runc::Runc;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The conmon release whose behaviour this monitor matches; podman checks the format and a
+/// minimum of 2.0.1.
+pub const CONMON_VERSION: &str = "2.1.6";
+
+/// The longest the runtime's create may take.
+const RUNTIME_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Whether the binary runs under conmon's name.
+pub fn invoked_as_conmon(argv0: &str) -> bool {
+    Path::new(argv0).file_name().and_then(|n| n.to_str()) == Some("conmon")
+}
+
+/// Where the container's output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LogDriver {
+    /// podman's k8s-file: the CRI format at this path.
+    K8sFile(PathBuf),
+    /// Nowhere but attach clients.
+    None,
+}
+
+impl LogDriver {
+    /// `-l` values, as conmon reads them: `k8s-file:PATH`, a bare `PATH`, `none`/`off`/`null`.
+    fn parse(values: &[String]) -> Result<LogDriver, String> {
+        if values.is_empty() {
+            return Err("Log driver not provided. Use --log-path".into());
+        }
+        let mut driver = LogDriver::None;
+        for value in values {
+            match value.split_once(':') {
+                None if matches!(value.as_str(), "none" | "off" | "null") => {}
+                None if value.is_empty() => return Err("log-path must not be empty".into()),
+                None if value == "passthrough" || value == "journald" => {
+                    return Err(format!(
+                        "log driver {value} is not supported by tether's conmon (k8s-file and none are)"
+                    ))
+                }
+                None => driver = LogDriver::K8sFile(value.into()),
+                Some(("k8s-file", "")) => return Err("k8s-file requires a filename".into()),
+                Some(("k8s-file", path)) => driver = LogDriver::K8sFile(path.into()),
+                Some(("none" | "off" | "null", _)) => {}
+                Some(("journald" | "passthrough", _)) => {
+                    return Err(format!(
+                        "log driver {} is not supported by tether's conmon (k8s-file and none are)",
+                        value.split(':').next().unwrap_or_default()
+                    ))
+                }
+                Some(("", path)) => driver = LogDriver::K8sFile(path.into()),
+                Some((other, _)) => return Err(format!("No such log driver {other}")),
+            }
+        }
+        Ok(driver)
+    }
+}
+
+/// Runs the conmon command line; returns the exit code.
+pub fn main(argv: &[String]) -> u8 {
+    let args = match ConmonArgs::parse(argv) {
+        Ok(args) => args,
+        Err(message) => {
+            // conmon's option parser reports on stdout.
+            println!("conmon: {message}");
+            return 1;
+        }
+    };
+    if args.version {
+        println!(
+            "conmon version {CONMON_VERSION}\ncommit: {}",
+            env!("TETHER_COMMIT")
+        );
+        return 0;
+    }
+    let checked = args.validate().and_then(|()| {
+        if args.exec {
+            return Err("exec sessions (-e) are not supported by tether's conmon yet".into());
+        }
+        if args.restore.is_some() {
+            return Err("--restore is not supported by tether's conmon".into());
+        }
+        if args.log_tag.is_some() {
+            return Err("k8s-file doesn't support --log-tag".into());
+        }
+        LogDriver::parse(&args.log_paths)
+    });
+    let log = match checked {
+        Ok(log) => log,
+        Err(message) => {
+            eprintln!("conmon: {message}");
+            return 1;
+        }
+    };
+    monitor_container(&args, &log)
+}
+
+/// podman's pipes, at the numbers its environment names.
+struct Pipes {
+    sync: Option<OwnedFd>,
+    start: Option<OwnedFd>,
+}
+
+impl Pipes {
+    fn from_env() -> Pipes {
+        let take = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .and_then(crate::common::sys::inherited_fd)
+        };
+        Pipes {
+            sync: take("_OCI_SYNCPIPE"),
+            start: take("_OCI_STARTPIPE"),
+        }
+    }
+
+    /// podman's go-ahead: one byte. False when podman went away instead.
+    fn wait_for_start(&mut self) -> bool {
+        let Some(start) = &self.start else {
+            return true;
+        };
+        let mut byte = [0u8; 1];
+        let mut start = std::fs::File::from(start.try_clone().expect("dup the start pipe"));
+        loop {
+            match start.read(&mut byte) {
+                Ok(1) => return true,
+                Ok(_) => return false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// One JSON line on the sync pipe: `{"data": N}` and, for a failure, its message.
+    fn sync(&mut self, data: i64, message: Option<&str>) {
+        let Some(sync) = &self.sync else {
+            return;
+        };
+        let mut line = serde_json::json!({ "data": data });
+        if let Some(message) = message {
+            // conmon sends at most the first 8191 bytes of the runtime's words.
+            let cut = message
+                .char_indices()
+                .map(|(i, _)| i)
+                .take_while(|i| *i <= 8191)
+                .last()
+                .unwrap_or(0);
+            let message = if message.len() > 8191 {
+                &message[..cut]
+            } else {
+                message
+            };
+            line["message"] = message.into();
+        }
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        if let Ok(fd) = sync.try_clone() {
+            let _ = std::fs::File::from(fd).write_all(&bytes);
+        }
+    }
+}
+
+fn monitor_container(args: &ConmonArgs, log: &LogDriver) -> u8 {
+    let mut pipes = Pipes::from_env();
+    if !pipes.wait_for_start() {
+        eprintln!("conmon: the start pipe closed before the start byte");
+        return 1;
+    }
+    pipes.start = None;
+    match crate::common::sys::fork_alone() {
+        Err(e) => {
+            eprintln!("conmon: {e}");
+            return 1;
+        }
+        Ok(crate::common::sys::Forked::Parent { child }) => {
+            if let Some(pidfile) = &args.conmon_pidfile {
+                if let Err(e) = files::write_number(pidfile, child.into()) {
+                    eprintln!("conmon: {}: {e}", pidfile.display());
+                    return 1;
+                }
+            }
+            return 0;
+        }
+        Ok(crate::common::sys::Forked::Child) => {}
+    }
+    let cid = args.cid.clone().unwrap_or_default();
+    let diag = Diag::new(&cid, args.log_level.as_deref() == Some("debug"));
+    let _ = nix::unistd::setsid();
+    null_stdio();
+    let mut supervisor = match start(args, log, &mut pipes, diag.clone()) {
+        Ok(supervisor) => supervisor,
+        Err(message) => {
+            diag.warn(format_args!("{message}"));
+            pipes.sync(-1, Some(&message));
+            return 1;
+        }
+    };
+    supervisor.run();
+    let exit_code = front_ref(&supervisor.door).and_then(|front| front.exit_code);
+    if let Some(door) = supervisor.take_door() {
+        door.unregister();
+    }
+    let code = exit_code.unwrap_or(-1);
+    if let (Some(dir), Some(cid)) = (&args.exit_dir, &args.cid) {
+        if let Err(e) = files::write_number(&dir.join(cid), code.into()) {
+            diag.warn(format_args!("exit file: {e}"));
+        }
+    }
+    drop(supervisor);
+    run_exit_command(args, &diag);
+    u8::try_from(code & 0xff).unwrap_or(1)
+}
+
+/// The monitor's stdio is /dev/null: podman's pipes must see their end (with `-t`, podman reads
+/// its stderr pipe to EOF), and nothing the monitor says later can fail on them.
+fn null_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..=2 {
+            let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
+        }
+    }
+}
+
+/// The supervisor around the created container, its door open and podman told the pid.
+fn start(
+    args: &ConmonArgs,
+    log: &LogDriver,
+    pipes: &mut Pipes,
+    diag: Diag,
+) -> Result<Supervisor, String> {
+    let cid = args.cid.clone().unwrap_or_default();
+    let bundle = match &args.bundle {
+        Some(bundle) => bundle.clone(),
+        None => std::env::current_dir().map_err(|e| format!("working directory: {e}"))?,
+    };
+    shim_reaper::set_child_subreaper().map_err(|e| e.to_string())?;
+    let mut reaper = Reaper::new().map_err(|e| e.to_string())?;
+    let poll = Poll::new().map_err(|e| format!("set up the event loop: {e}"))?;
+    poll.registry()
+        .register(&mut reaper, REAPER, Interest::READABLE)
+        .map_err(|e| format!("set up the event loop: {e}"))?;
+    let (log_path, options) = match log {
+        LogDriver::K8sFile(path) => {
+            let mut options = SinkOptions::new(LogFormat::Cri);
+            if let Some(max) = args.log_size_max.filter(|max| *max > 0) {
+                // conmon's --log-size-max: the log starts over, nothing older is kept.
+                options = options.rotation(Rotation {
+                    max_size: max as u64,
+                    max_files: 1,
+                });
+            }
+            (path.clone(), options)
+        }
+        LogDriver::None => (PathBuf::from("/dev/null"), SinkOptions::new(LogFormat::Raw)),
+    };
+    let sink = LogSink::open(&log_path, options)
+        .map_err(|e| format!("log {}: {e}", log_path.display()))?;
+    // Console sockets go in a directory of the monitor's own (bundle paths are too long for a
+    // socket's address), removed once the runtime's create returned.
+    let scratch = scratch_dir()?;
+    let runc = Runc::new(args.runtime.clone().unwrap_or_default())
+        .timeout(RUNTIME_TIMEOUT)
+        .systemd_cgroup(args.systemd_cgroup)
+        .scratch_dir(&scratch)
+        .extra_global_args(args.runtime_args.iter().cloned());
+    let mut create_args: Vec<String> = Vec::new();
+    if args.no_pivot {
+        create_args.push("--no-pivot".into());
+    }
+    if args.no_new_keyring {
+        create_args.push("--no-new-keyring".into());
+    }
+    create_args.extend(args.runtime_opts.iter().cloned());
+    let (_, jobs) = std::sync::mpsc::channel();
+    let mut supervisor = Supervisor::new(Parts {
+        namespace: "podman".into(),
+        id: cid.clone(),
+        bundle_dir: bundle.clone(),
+        socket_dir: scratch.clone(),
+        socket_stem: "init".into(),
+        scratch_dir: scratch.clone(),
+        diag,
+        events: Box::new(files::OomMark {
+            path: bundle.join("oom"),
+        }),
+        poll,
+        reaper,
+        jobs,
+        default_options: Default::default(),
+    });
+    let close_stdin_on_end = args.stdin && !args.terminal && !args.leave_stdin_open;
+    let front = ConmonFront::open(&bundle, supervisor.poll.registry(), close_stdin_on_end);
+    let front = match front {
+        Ok(front) => front,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(e);
+        }
+    };
+    supervisor.register_door(Box::new(front), HOOKS);
+    supervisor.tap_output_always();
+    let created = supervisor.run_container(RunSpec {
+        bundle: bundle.clone(),
+        runc,
+        log: sink,
+        listing: Listing {
+            log_path,
+            log_format: "cri".into(),
+            runtime: args.runtime.clone().unwrap_or_default(),
+            runtime_root: None,
+        },
+        stdin: args.stdin,
+        terminal: args.terminal,
+        rootfs: Vec::new(),
+        network: None,
+        create_only: true,
+        pid_file: args.container_pidfile.clone(),
+        create_args,
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    let pid = match created {
+        Ok(pid) => pid,
+        Err(e) => {
+            if let Some(door) = supervisor.take_door() {
+                door.unregister();
+            }
+            return Err(e.message);
+        }
+    };
+    if args.timeout > 0 {
+        let _ =
+            supervisor.set_deadline(&ProcessKey::Init, Duration::from_secs(args.timeout as u64));
+    }
+    pipes.sync(pid.into(), None);
+    pipes.sync = None;
+    supervisor.trim_at = std::time::Instant::now().checked_add(Duration::from_millis(50));
+    Ok(supervisor)
+}
+
+/// A private directory for console sockets and the runtime's log: `/tmp/tether-conmon-PID`.
+fn scratch_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("tether-conmon-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// podman's exit command (`podman container cleanup`), after `--exit-delay`, awaited. The
+/// monitor is no subreaper for it: what it leaves behind is not the container's.
+fn run_exit_command(args: &ConmonArgs, diag: &Diag) {
+    let Some(command) = &args.exit_command else {
+        return;
+    };
+    let _ = nix::sys::prctl::set_child_subreaper(false);
+    if args.exit_delay > 0 {
+        std::thread::sleep(Duration::from_secs(args.exit_delay as u64));
+    }
+    let mut exit_command = std::process::Command::new(command);
+    exit_command.args(&args.exit_command_args);
+    shim_runc::prepare_child(&mut exit_command);
+    match exit_command.status() {
+        Ok(status) if !status.success() => {
+            diag.warn(format_args!("exit command {}: {status}", command.display()))
+        }
+        Ok(_) => {}
+        Err(e) => diag.warn(format_args!("exit command {}: {e}", command.display())),
+    }
+}

@@ -337,6 +337,24 @@ impl Runc {
         complete(spawned, waiter, self.timeout).map(drop)
     }
 
+    /// `exec` of a process someone else wrote to `process_file` (podman does), blocking as
+    /// [`Runc::exec`].
+    pub fn exec_file(
+        &self,
+        id: &str,
+        process_file: &Path,
+        options: &ExecOptions,
+        io: ProcessIo,
+        waiter: &mut dyn ExitWaiter,
+    ) -> Result<()> {
+        let sub = Subcommand::Exec {
+            id: id.into(),
+            options: options.clone(),
+            process_file: process_file.to_owned(),
+        };
+        self.run_to_end(&sub, io, waiter).map(drop)
+    }
+
     /// `kill`.
     pub fn kill(&self, id: &str, options: KillOptions, waiter: &mut dyn ExitWaiter) -> Result<()> {
         let sub = Subcommand::Kill {

@@ -92,6 +92,8 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     /// `--tty`: allocate a terminal (overrides the process file's `terminal`).
     pub tty: bool,
+    /// Arguments passed as they are after the options above (podman's `--runtime-opt`s).
+    pub extra_args: Vec<OsString>,
 }
 
 /// `runc kill`: send a signal to the container's init (or all its processes).
@@ -250,6 +252,7 @@ impl Subcommand {
                     options.console_socket.as_ref(),
                 );
                 push_flag(&mut args, "--tty", options.tty);
+                args.extend(options.extra_args.iter().cloned());
             }
             Subcommand::Kill { options, .. } => push_flag(&mut args, "--all", options.all),
             Subcommand::Delete { options, .. } => push_flag(&mut args, "--force", options.force),

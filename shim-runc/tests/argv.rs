@@ -64,6 +64,7 @@ fn every_subcommand() -> Vec<(&'static str, Subcommand)> {
                     pid_file: Some("/s/e.pid".into()),
                     console_socket: Some("/s/c.sock".into()),
                     tty: true,
+                    extra_args: Vec::new(),
                 },
                 process_file: "/s/p.json".into(),
             },

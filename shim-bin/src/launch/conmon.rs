@@ -18,7 +18,7 @@ use crate::front::conmon::args::ConmonArgs;
 use crate::front::conmon::{files, front_ref, ConmonFront, HOOKS};
 use crate::shim::diag::Diag;
 use crate::shim::tokens::REAPER;
-use crate::shim::{Listing, Parts, RunSpec, Supervisor};
+use crate::shim::{Listing, Parts, RunHow, RunSpec, Supervisor};
 use mio::{Interest, Poll};
 use shim_core::ProcessKey;
 use shim_io::{LogFormat, LogSink, Rotation, SinkOptions};
@@ -102,9 +102,6 @@ pub fn main(argv: &[String]) -> u8 {
         return 0;
     }
     let checked = args.validate().and_then(|()| {
-        if args.exec {
-            return Err("exec sessions (-e) are not supported by tether's conmon yet".into());
-        }
         if args.restore.is_some() {
             return Err("--restore is not supported by tether's conmon".into());
         }
@@ -120,13 +117,15 @@ pub fn main(argv: &[String]) -> u8 {
             return 1;
         }
     };
-    monitor_container(&args, &log)
+    monitor(&args, &log)
 }
 
 /// podman's pipes, at the numbers its environment names.
 struct Pipes {
     sync: Option<OwnedFd>,
     start: Option<OwnedFd>,
+    /// An exec's: told `{"data": 0}` once its attach socket is there.
+    attach: Option<OwnedFd>,
 }
 
 impl Pipes {
@@ -140,6 +139,7 @@ impl Pipes {
         Pipes {
             sync: take("_OCI_SYNCPIPE"),
             start: take("_OCI_STARTPIPE"),
+            attach: take("_OCI_ATTACHPIPE"),
         }
     }
 
@@ -162,40 +162,47 @@ impl Pipes {
 
     /// One JSON line on the sync pipe: `{"data": N}` and, for a failure, its message.
     fn sync(&mut self, data: i64, message: Option<&str>) {
-        let Some(sync) = &self.sync else {
-            return;
-        };
-        let mut line = serde_json::json!({ "data": data });
-        if let Some(message) = message {
-            // conmon sends at most the first 8191 bytes of the runtime's words.
-            let cut = message
-                .char_indices()
-                .map(|(i, _)| i)
-                .take_while(|i| *i <= 8191)
-                .last()
-                .unwrap_or(0);
-            let message = if message.len() > 8191 {
-                &message[..cut]
-            } else {
-                message
-            };
-            line["message"] = message.into();
-        }
-        let mut bytes = line.to_string().into_bytes();
-        bytes.push(b'\n');
-        if let Ok(fd) = sync.try_clone() {
-            let _ = std::fs::File::from(fd).write_all(&bytes);
-        }
+        write_line(self.sync.as_ref(), data, message);
+    }
+
+    /// `{"data": 0}` on the attach pipe: an exec's attach socket is ready.
+    fn attach_ready(&mut self) {
+        write_line(self.attach.take().as_ref(), 0, None);
     }
 }
 
-fn monitor_container(args: &ConmonArgs, log: &LogDriver) -> u8 {
+/// One JSON line `{"data": N}` (and a failure's message) on one of podman's pipes.
+fn write_line(pipe: Option<&OwnedFd>, data: i64, message: Option<&str>) {
+    let Some(pipe) = pipe else {
+        return;
+    };
+    let mut line = serde_json::json!({ "data": data });
+    if let Some(message) = message {
+        // conmon sends at most the first 8191 bytes of the runtime's words.
+        let mut end = message.len().min(8191);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        line["message"] = message[..end].into();
+    }
+    let mut bytes = line.to_string().into_bytes();
+    bytes.push(b'\n');
+    if let Ok(fd) = pipe.try_clone() {
+        let _ = std::fs::File::from(fd).write_all(&bytes);
+    }
+}
+
+/// A container's monitor, or an exec session's (`-e`): the same life but for the runtime
+/// command, the attach handshake of an exec, and the exit told on the sync pipe too.
+fn monitor(args: &ConmonArgs, log: &LogDriver) -> u8 {
     let mut pipes = Pipes::from_env();
     if !pipes.wait_for_start() {
         eprintln!("conmon: the start pipe closed before the start byte");
         return 1;
     }
-    pipes.start = None;
+    if !args.exec_attach {
+        pipes.start = None;
+    }
     match crate::common::sys::fork_alone() {
         Err(e) => {
             eprintln!("conmon: {e}");
@@ -234,6 +241,10 @@ fn monitor_container(args: &ConmonArgs, log: &LogDriver) -> u8 {
         if let Err(e) = files::write_number(&dir.join(cid), code.into()) {
             diag.warn(format_args!("exit file: {e}"));
         }
+    }
+    if args.exec {
+        // podman has usually closed its end by now (it reads the exit file): EPIPE is expected.
+        pipes.sync(code.into(), None);
     }
     drop(supervisor);
     run_exit_command(args, &diag);
@@ -313,16 +324,25 @@ fn start(
         socket_stem: "init".into(),
         scratch_dir: scratch.clone(),
         diag,
-        events: Box::new(files::OomMark {
-            path: bundle.join("oom"),
-        }),
+        events: if args.exec {
+            Box::new(crate::shim::NoEvents)
+        } else {
+            Box::new(files::OomMark {
+                path: bundle.join("oom"),
+            })
+        },
         poll,
         reaper,
         jobs,
         default_options: Default::default(),
     });
     let close_stdin_on_end = args.stdin && !args.terminal && !args.leave_stdin_open;
-    let front = ConmonFront::open(&bundle, supervisor.poll.registry(), close_stdin_on_end);
+    let front = ConmonFront::open(
+        &bundle,
+        supervisor.poll.registry(),
+        close_stdin_on_end,
+        args.exec,
+    );
     let front = match front {
         Ok(front) => front,
         Err(e) => {
@@ -332,6 +352,23 @@ fn start(
     };
     supervisor.register_door(Box::new(front), HOOKS);
     supervisor.tap_output_always();
+    if args.exec {
+        // podman connects to the exec's attach socket once told it is there, then sends its
+        // second start byte: the exec starts only with its client in place.
+        pipes.attach_ready();
+        if args.exec_attach && !pipes.wait_for_start() {
+            if let Some(door) = supervisor.take_door() {
+                door.unregister();
+            }
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err("the start pipe closed before the exec's start byte".into());
+        }
+        pipes.start = None;
+    }
+    let how = match (&args.exec_process_spec, args.exec) {
+        (Some(process), true) => RunHow::ExecFile(process.clone()),
+        _ => RunHow::CreateOnly,
+    };
     let created = supervisor.run_container(RunSpec {
         bundle: bundle.clone(),
         runc,
@@ -342,11 +379,12 @@ fn start(
             runtime: args.runtime.clone().unwrap_or_default(),
             runtime_root: None,
         },
-        stdin: args.stdin,
+        // A terminal always takes the clients' input (podman passes -i only without one).
+        stdin: args.stdin || args.terminal,
         terminal: args.terminal,
         rootfs: Vec::new(),
         network: None,
-        create_only: true,
+        how,
         pid_file: args.container_pidfile.clone(),
         create_args,
     });

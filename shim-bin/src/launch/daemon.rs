@@ -207,7 +207,7 @@ fn start(
         terminal: config.tty,
         rootfs: overlay(config, layout)?,
         network: config.network.clone(),
-        create_only: false,
+        how: crate::shim::RunHow::Run,
         pid_file: None,
         create_args: Vec::new(),
     })?;

@@ -25,7 +25,7 @@ mod stdio;
 pub mod tokens;
 
 pub use crate::common::cgroup::Cgroup;
-pub use spawn::{CreateSpec, Listing, RunSpec};
+pub use spawn::{CreateSpec, Listing, RunHow, RunSpec};
 pub use stdio::StdioPlan;
 
 use diag::Diag;

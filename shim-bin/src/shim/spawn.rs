@@ -50,13 +50,27 @@ pub struct RunSpec {
     pub rootfs: Vec<RootfsMount>,
     /// tether's bridge network, attached between create and start, detached at the exit.
     pub network: Option<network::Request>,
-    /// Only `runc create`: the start is someone else's (podman runs `runc start` itself). To the
-    /// supervisor the container runs from its create on: its timeout counts, it may be killed.
-    pub create_only: bool,
+    /// Which runtime command starts it.
+    pub how: RunHow,
     /// Where the runtime writes the init's pid (default: the scratch directory's `init.pid`).
     pub pid_file: Option<PathBuf>,
     /// Arguments for `create` (or `run`) passed as they are, after its options.
     pub create_args: Vec<String>,
+}
+
+/// How a [`RunSpec`]'s process is started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RunHow {
+    /// `runc run --detach` (create, attach the network, start, with a network).
+    #[default]
+    Run,
+    /// Only `runc create`: the start is someone else's (podman runs `runc start` itself). To the
+    /// supervisor the container runs from its create on: its timeout counts, it may be killed.
+    CreateOnly,
+    /// `runc exec --detach --process FILE` in the running container the supervisor's id names:
+    /// a monitor of one exec (podman's exec sessions). The exec is the supervisor's init for the
+    /// monitor's life; the container is someone else's, and never deleted here.
+    ExecFile(PathBuf),
 }
 
 /// What a Create asks for.
@@ -251,7 +265,11 @@ impl Supervisor {
             runtime_root: Some(options.runc_root(&self.namespace)),
         };
         let rootfs_mounted = !rootfs_mounts.is_empty();
-        self.adopt(init, &bundle, runc, options, listing, rootfs_mounted);
+        let shares = shares_pid_namespace(&bundle);
+        self.adopt(init, &bundle, runc, options, listing, shares);
+        if let Some(container) = &mut self.container {
+            container.rootfs_mounted = rootfs_mounted;
+        }
         if let Some(on_created) = self.on_created {
             on_created(self);
         }
@@ -297,7 +315,7 @@ impl Supervisor {
             terminal,
             rootfs: _,
             network,
-            create_only,
+            how,
             pid_file,
             create_args,
         } = spec;
@@ -317,9 +335,19 @@ impl Supervisor {
         let runtime_io = prepared.take_runtime_io();
         // A network is attached between create and start, in the namespace the init waits in.
         let id = self.id.clone();
-        let ran = self.runtime_raw(|wait| match &network {
-            None if create_only => runc.create(&id, &create, runtime_io, wait),
-            None => runc.run(
+        let ran = self.runtime_raw(|wait| match (&how, &network) {
+            (RunHow::ExecFile(process_file), _) => {
+                let options = ExecOptions {
+                    detach: true,
+                    pid_file: create.pid_file.clone(),
+                    console_socket: create.console_socket.clone(),
+                    tty: terminal,
+                    extra_args: create.extra_args.clone(),
+                };
+                runc.exec_file(&id, process_file, &options, runtime_io, wait)
+            }
+            (RunHow::CreateOnly, _) => runc.create(&id, &create, runtime_io, wait),
+            (RunHow::Run, None) => runc.run(
                 &id,
                 &RunOptions {
                     create,
@@ -328,13 +356,15 @@ impl Supervisor {
                 runtime_io,
                 wait,
             ),
-            Some(_) => runc.create(&id, &create, runtime_io, wait),
+            (RunHow::Run, Some(_)) => runc.create(&id, &create, runtime_io, wait),
         });
         // Whatever failed, no container of this id is left (runc removes a container whose start
         // failed, but not every runtime does).
         let undo = |supervisor: &mut Supervisor| {
-            let _ = supervisor
-                .runtime_raw(|wait| runc.delete(&id, DeleteOptions { force: true }, wait));
+            if !matches!(how, RunHow::ExecFile(_)) {
+                let _ = supervisor
+                    .runtime_raw(|wait| runc.delete(&id, DeleteOptions { force: true }, wait));
+            }
         };
         if let Err(e) = ran {
             let _ = std::fs::remove_file(&console);
@@ -380,8 +410,12 @@ impl Supervisor {
         init.runs(pid, connected, pending_exit);
         init.state = Phase::Running;
         let options = RuntimeOptions::default();
-        self.adopt(init, &bundle, runc, options, listing, rootfs_mounted);
+        // An exec's monitor owns no container: what else runs in it at the exec's exit is not
+        // its to kill.
+        let shares = !matches!(how, RunHow::ExecFile(_)) && shares_pid_namespace(&bundle);
+        self.adopt(init, &bundle, runc, options, listing, shares);
         if let Some(container) = &mut self.container {
+            container.rootfs_mounted = rootfs_mounted;
             container.network = network.map(|request| request.record);
         }
         self.diag.info(format_args!(
@@ -400,7 +434,7 @@ impl Supervisor {
         runc: Runc,
         options: RuntimeOptions,
         listing: Listing,
-        rootfs_mounted: bool,
+        shares_pid_namespace: bool,
     ) {
         let pid = init.pid;
         let cgroup = crate::common::cgroup::Cgroup::of_process(pid);
@@ -412,14 +446,14 @@ impl Supervisor {
             .ok();
         self.container = Some(Container {
             bundle: bundle.to_string_lossy().into_owned(),
-            rootfs_mounted,
+            rootfs_mounted: false,
             runc,
             options,
             init,
             execs: HashMap::new(),
             oom: self.register_oom(cgroup.as_ref()),
             oom_killed: false,
-            shares_pid_namespace: shares_pid_namespace(bundle),
+            shares_pid_namespace,
             cgroup,
             created_at: crate::common::time::now(),
             listing,
@@ -489,6 +523,7 @@ impl Supervisor {
             pid_file: Some(pid_file.clone()),
             console_socket: terminal.then(|| console.clone()),
             tty: terminal,
+            extra_args: Vec::new(),
         };
         let runtime_io = prepared.take_runtime_io();
         let ran = self.runtime_raw(|wait| runc.exec(&id, &spec, &options, runtime_io, wait));

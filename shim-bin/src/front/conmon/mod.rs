@@ -45,6 +45,9 @@ pub struct ConmonFront {
     signals: Option<SignalFd>,
     /// `-i` without `--leave-stdin-open`: the first client's half-close ends the container's stdin.
     close_stdin_on_end: bool,
+    /// An exec session's monitor: its process is signalled itself (the runtime's kill would
+    /// reach the container's init).
+    exec: bool,
     /// The init's exit code as the exit file says it: -1 when `--timeout` killed it.
     pub exit_code: Option<i32>,
 }
@@ -65,6 +68,7 @@ impl ConmonFront {
         bundle: &Path,
         registry: &Registry,
         close_stdin_on_end: bool,
+        exec: bool,
     ) -> Result<Self, String> {
         let listener = AttachListener::bind(bundle).map_err(|e| format!("attach socket: {e}"))?;
         let ctl = match CtlFifo::make(bundle) {
@@ -81,6 +85,7 @@ impl ConmonFront {
             ctl: Some(ctl),
             signals: None,
             close_stdin_on_end,
+            exec,
             exit_code: None,
         };
         if let Err(e) = front.register(registry) {
@@ -208,7 +213,11 @@ fn on_ctl(s: &mut Supervisor) {
 }
 
 fn pass_signals_on(s: &mut Supervisor) {
-    let Some(signals) = front_mut(&mut s.door).and_then(|f| f.signals.as_mut()) else {
+    let Some(front) = front_mut(&mut s.door) else {
+        return;
+    };
+    let exec = front.exec;
+    let Some(signals) = front.signals.as_mut() else {
         return;
     };
     let mut taken = Vec::new();
@@ -218,7 +227,14 @@ fn pass_signals_on(s: &mut Supervisor) {
     for signal in taken {
         s.diag
             .info(format_args!("signal {signal} passed on to the container"));
-        let _ = s.kill(&ProcessKey::Init, signal, false);
+        match s.process(&ProcessKey::Init) {
+            Ok(process) if exec && process.exit.is_none() && process.pid > 0 => {
+                let _ = crate::common::sys::kill(process.pid, signal as i32);
+            }
+            _ => {
+                let _ = s.kill(&ProcessKey::Init, signal, false);
+            }
+        }
     }
 }
 

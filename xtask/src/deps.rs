@@ -10,6 +10,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "/bin/busybox"),
     ("crun", "/usr/bin/crun"),
     ("conmon", "/usr/bin/conmon"),
+    // The podman suite: podman 4.3 with tether as its conmon, and with conmon.
+    ("podman", "/usr/bin/podman"),
     ("containerd", "/usr/bin/containerd"),
     ("tmux", "/usr/bin/tmux"),
     // The completion test sources the zsh script.

@@ -17,7 +17,7 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  deps [--no-engines]  install runc, crun, busybox-static, conmon, containerd, tmux, zsh, logrotate, the CNI plugins,
+  deps [--no-engines]  install runc, crun, busybox-static, conmon, podman, containerd, tmux, zsh, logrotate, the CNI plugins,
                        iptables, qemu-system-x86 and xz-utils with apt-get,
                        give cgroup controllers left on a hybrid layout's v2 hierarchy a v1 mount
                        (crun refuses a hybrid layout otherwise), and unpack containerd 1.7 and 2.1
@@ -48,10 +48,14 @@ commands:
                        and exit, and prints the timings of both; as root
   e2e cgroup2          boot Debian's kernel under qemu with cgroup v2 alone and check tether (runc,
                        crun) and containerd 1.6 and 2.1 (both shims) against the v2 files; as root
+  e2e podman [--conmon tether|conmon|both] [--only CASE]
+                       podman 4.3 on a private store runs containers with tether as its conmon
+                       (no other conmon reachable), then with conmon; as root
   e2e guide            run docs/guide.md's commands in order and compare their output; as root
   install [--prefix DIR]
-                       build (release) and install DIR/bin/tether and its containerd shim name,
-                       DIR/bin/containerd-shim-tether-v2 (DIR defaults to /usr/local)
+                       build (release) and install DIR/bin/tether, its containerd shim name
+                       DIR/bin/containerd-shim-tether-v2 and podman's DIR/libexec/tether/conmon
+                       (DIR defaults to /usr/local)
   help                 this text";
 
 fn main() -> ExitCode {

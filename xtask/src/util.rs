@@ -57,14 +57,15 @@ pub fn test(args: &[String]) -> Result<(), String> {
             .args(&extra)
             .env("TETHER_STATIC_BIN", static_tether),
     )?;
-    // A filter given to cargo test selects among its tests; the guide, containerd, docker, CRI
-    // and cgroup v2 suites run without one.
+    // A filter given to cargo test selects among its tests; the guide, containerd, docker, CRI,
+    // cgroup v2 and podman suites run without one.
     if extra.is_empty() {
         crate::e2e::run(&["guide".to_owned()])?;
         crate::e2e::run(&["containerd".to_owned()])?;
         crate::e2e::run(&["docker".to_owned()])?;
         crate::e2e::run(&["cri".to_owned()])?;
         crate::e2e::run(&["cgroup2".to_owned()])?;
+        crate::e2e::run(&["podman".to_owned()])?;
     }
     Ok(())
 }

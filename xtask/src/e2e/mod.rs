@@ -8,6 +8,7 @@ mod cgroup2;
 mod cri;
 mod docker;
 mod guide;
+mod podman;
 mod support;
 
 use crate::bench::containerd::{PrivateContainerd, IMAGE, NAMESPACE};
@@ -282,15 +283,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Some("docker") => return docker::run(&args.cloned().collect::<Vec<_>>()),
         Some("cri") => return cri::run(&args.cloned().collect::<Vec<_>>()),
         Some("cgroup2") => return cgroup2::run(&args.cloned().collect::<Vec<_>>()),
+        Some("podman") => return podman::run(&args.cloned().collect::<Vec<_>>()),
+        Some("podman-inside") => return podman::run_inside(&args.cloned().collect::<Vec<_>>()),
         Some("guide") => return Err("e2e guide takes no arguments".into()),
         Some(other) => {
             return Err(format!(
-                "e2e: unknown suite {other:?} (containerd, cri, docker, guide, cgroup2)"
+                "e2e: unknown suite {other:?} (containerd, cri, docker, guide, cgroup2, podman)"
             ))
         }
         None => {
             return Err(
-                "e2e: which suite? `cargo xtask e2e containerd|cri|docker|guide|cgroup2`".into(),
+                "e2e: which suite? `cargo xtask e2e containerd|cri|docker|guide|cgroup2|podman`"
+                    .into(),
             )
         }
     }

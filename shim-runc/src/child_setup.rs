@@ -13,12 +13,18 @@ use std::process::Command;
 /// for every signal, an empty signal mask, and every fd above stdio close-on-exec. Further
 /// `pre_exec` closures added after this one run after it (and may hand fds on with `dup2`).
 pub fn prepare(command: &mut Command) {
-    // SAFETY: the closure only makes raw syscalls (sigaction, sigprocmask, close_range), all
-    // async-signal-safe; it allocates nothing and touches no lock.
+    prepare_preserving(command, 0);
+}
+
+/// [`prepare`], but fds 3 to 3 + `preserved` - 1 are handed on open (`runc create --preserve-fds
+/// N` passes them to the container; podman leaves them to its monitor at those numbers).
+pub fn prepare_preserving(command: &mut Command, preserved: u32) {
+    // SAFETY: the closure only makes raw syscalls (sigaction, sigprocmask, close_range, fcntl),
+    // all async-signal-safe; it allocates nothing and touches no lock.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             reset_signals();
-            mark_inherited_fds_cloexec();
+            mark_inherited_fds_cloexec(preserved);
             Ok(())
         });
     }
@@ -72,9 +78,16 @@ fn reset_signals() {
 /// Every fd above stdio becomes close-on-exec, whoever opened it and however (a library that forgot
 /// O_CLOEXEC, an fd inherited from our own parent). Without close_range (Linux < 5.11) the O_CLOEXEC
 /// discipline of the rest of the process is the only guard.
-fn mark_inherited_fds_cloexec() {
+fn mark_inherited_fds_cloexec(preserved: u32) {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    close_range(3, CLOSE_RANGE_CLOEXEC);
+    let first_closed = 3u32.saturating_add(preserved);
+    for fd in 3..first_closed {
+        // SAFETY: fcntl on a number: an fd that is not open only makes it fail with EBADF.
+        unsafe {
+            libc::fcntl(fd as libc::c_int, libc::F_SETFD, 0);
+        }
+    }
+    close_range(first_closed, CLOSE_RANGE_CLOEXEC);
 }
 
 /// Closes every fd from `first` up: what a long-lived daemon's starter left open without

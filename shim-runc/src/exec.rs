@@ -211,7 +211,7 @@ impl Runc {
             .stdin(io.stdin)
             .stdout(io.stdout)
             .stderr(io.stderr);
-        child_setup::prepare(&mut cmd);
+        child_setup::prepare_preserving(&mut cmd, self.preserved_fds());
         // A process group of its own: a runtime past its timeout is killed with everything it
         // started (a hung hook, a wrapper's child), which would otherwise hold its pipes open.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

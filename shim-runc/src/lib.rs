@@ -85,6 +85,7 @@ pub struct Runc {
     scratch_dir: PathBuf,
     timeout: Option<std::time::Duration>,
     extra_global_args: Vec<OsString>,
+    preserved_fds: u32,
 }
 
 impl Runc {
@@ -100,6 +101,7 @@ impl Runc {
             scratch_dir: std::env::temp_dir(),
             timeout: None,
             extra_global_args: Vec::new(),
+            preserved_fds: 0,
         }
     }
 
@@ -155,6 +157,18 @@ impl Runc {
     ) -> Self {
         self.extra_global_args = extra.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// Fds 3 to 3 + `count` - 1 of this process are handed to every runtime command open (for
+    /// `create --preserve-fds COUNT`); every other fd above stdio stays behind.
+    pub fn preserve_fds(mut self, count: u32) -> Self {
+        self.preserved_fds = count;
+        self
+    }
+
+    /// How many fds above stdio every runtime command gets.
+    pub fn preserved_fds(&self) -> u32 {
+        self.preserved_fds
     }
 
     /// The runtime binary.

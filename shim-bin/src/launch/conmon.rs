@@ -303,6 +303,7 @@ fn start(
     // socket's address), removed once the runtime's create returned.
     let scratch = scratch_dir()?;
     let runc = Runc::new(args.runtime.clone().unwrap_or_default())
+        .preserve_fds(preserved_fds(&args.runtime_opts)?)
         .timeout(RUNTIME_TIMEOUT)
         .systemd_cgroup(args.systemd_cgroup)
         .scratch_dir(&scratch)
@@ -408,7 +409,31 @@ fn start(
     Ok(supervisor)
 }
 
-/// A private directory for console sockets and the runtime's log: `/tmp/tether-conmon-PID`.
+/// The most fds podman may hand on with `--preserve-fds`.
+const MAX_PRESERVED_FDS: u32 = 1024;
+
+/// `--runtime-opt --preserve-fds --runtime-opt N`: podman left fds 3 to N + 2 to the monitor for
+/// the container, and they go on to the runtime open.
+fn preserved_fds(runtime_opts: &[String]) -> Result<u32, String> {
+    let mut opts = runtime_opts.iter();
+    let mut count = 0;
+    while let Some(opt) = opts.next() {
+        let value = match opt.strip_prefix("--preserve-fds") {
+            Some("") => opts.next().map(String::as_str),
+            Some(inline) => inline.strip_prefix('='),
+            None => continue,
+        };
+        count = value
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| *n <= MAX_PRESERVED_FDS)
+            .ok_or_else(|| {
+                format!("--preserve-fds takes a count up to {MAX_PRESERVED_FDS}, not {value:?}")
+            })?;
+    }
+    Ok(count)
+}
+
+/// A private directory for console sockets: `/tmp/tether-conmon-PID`.
 fn scratch_dir() -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!("tether-conmon-{}", std::process::id()));
@@ -439,5 +464,51 @@ fn run_exit_command(args: &ConmonArgs, diag: &Diag) {
         }
         Ok(_) => {}
         Err(e) => diag.warn(format_args!("exit command {}: {e}", command.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn log_drivers_are_read_as_conmon_reads_them() {
+        let k8s = |p: &str| Ok(LogDriver::K8sFile(p.into()));
+        assert_eq!(
+            LogDriver::parse(&strings(&["k8s-file:/b/ctr.log"])),
+            k8s("/b/ctr.log")
+        );
+        assert_eq!(
+            LogDriver::parse(&strings(&["/b/ctr.log"])),
+            k8s("/b/ctr.log")
+        );
+        assert_eq!(LogDriver::parse(&strings(&["none"])), Ok(LogDriver::None));
+        assert_eq!(
+            LogDriver::parse(&strings(&["off", "k8s-file:/l"])),
+            k8s("/l")
+        );
+        assert!(LogDriver::parse(&[]).unwrap_err().contains("--log-path"));
+        assert!(LogDriver::parse(&strings(&["k8s-file:"]))
+            .unwrap_err()
+            .contains("requires a filename"));
+        assert!(LogDriver::parse(&strings(&["journald"]))
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(LogDriver::parse(&strings(&["splunk:x"]))
+            .unwrap_err()
+            .contains("No such log driver splunk"));
+    }
+
+    #[test]
+    fn preserved_fds_come_from_the_runtime_opts() {
+        assert_eq!(preserved_fds(&strings(&["--preserve-fds", "2"])), Ok(2));
+        assert_eq!(preserved_fds(&strings(&["--preserve-fds=3"])), Ok(3));
+        assert_eq!(preserved_fds(&strings(&["--tcp-established"])), Ok(0));
+        assert!(preserved_fds(&strings(&["--preserve-fds"])).is_err());
+        assert!(preserved_fds(&strings(&["--preserve-fds", "99999"])).is_err());
     }
 }

@@ -459,6 +459,8 @@ const CASES: &[(&str, Case)] = &[
     ("oom_kill_is_told", oom),
     ("podman_killed_while_it_runs", podman_killed),
     ("cleanup_through_the_exit_command", cleanup),
+    ("preserved_fds_reach_the_container", preserve_fds),
+    ("term_to_the_monitor_reaches_the_container", signals),
 ];
 
 fn name(which: Which, case: &str) -> String {
@@ -823,6 +825,62 @@ fn cleanup(p: &Podman, which: Which) -> Check {
     .map_err(|e| format!("runc still knows {id} ({state:?}): {e}"))?;
     let status = p.inspect(&name, "{{.State.Status}} {{.State.ExitCode}}")?;
     expect(status == "exited 5", || format!("after cleanup: {status}"))?;
+    p.remove(&name);
+    Ok(())
+}
+
+/// `--preserve-fds 1`: podman's fd 3 is the container's fd 3.
+fn preserve_fds(p: &Podman, which: Which) -> Check {
+    let name = name(which, "fds");
+    let file = p.dir.join("handed-on");
+    std::fs::write(&file, "handed on\n").map_err(|e| e.to_string())?;
+    let line = p.line(&format!(
+        "run --rm --network none --name {name} --preserve-fds 1 {IMAGE} sh -c 'cat <&3'"
+    ));
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec 3<{}; {line}", file.display()))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("sh: {e}"))?;
+    expect(
+        output.status.success() && text(&output.stdout) == "handed on\n",
+        || {
+            format!(
+                "run --preserve-fds 1: {} {:?} {}",
+                output.status,
+                text(&output.stdout),
+                text(&output.stderr).trim()
+            )
+        },
+    )
+}
+
+/// SIGTERM to the monitor goes on to the container.
+fn signals(p: &Podman, which: Which) -> Check {
+    let name = name(which, "signals");
+    p.run_detached(
+        &name,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; echo ready; while :; do sleep 0.1; done",
+        ],
+    )?;
+    wait_until(Duration::from_secs(15), || {
+        Ok(text(&p.output(&["logs", &name])?.stdout) == "ready\n")
+    })?;
+    let monitor: i32 = p
+        .inspect(&name, "{{.State.ConmonPid}}")?
+        .parse()
+        .map_err(|e| format!("ConmonPid: {e}"))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .map_err(|e| format!("kill {monitor}: {e}"))?;
+    let code = p.ok(&["wait", &name])?;
+    expect(code.trim() == "9", || format!("wait printed {code:?}"))?;
     p.remove(&name);
     Ok(())
 }

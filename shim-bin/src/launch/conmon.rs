@@ -48,6 +48,8 @@ enum LogDriver {
     K8sFile(PathBuf),
     /// Nowhere but attach clients.
     None,
+    /// Not through the monitor at all: the container gets the monitor's own stdio (podman's).
+    Passthrough,
 }
 
 impl LogDriver {
@@ -61,20 +63,29 @@ impl LogDriver {
             match value.split_once(':') {
                 None if matches!(value.as_str(), "none" | "off" | "null") => {}
                 None if value.is_empty() => return Err("log-path must not be empty".into()),
-                None if value == "passthrough" || value == "journald" => {
-                    return Err(format!(
-                        "log driver {value} is not supported by tether's conmon (k8s-file and none are)"
-                    ))
+                None | Some(("passthrough", _))
+                    if value.split(':').next() == Some("passthrough") =>
+                {
+                    if [0, 1, 2].iter().any(|fd| nix::unistd::isatty(*fd).unwrap_or(false)) {
+                        return Err("cannot use a tty with passthrough logging mode to prevent attacks via TIOCSTI".into());
+                    }
+                    driver = LogDriver::Passthrough;
+                }
+                None if value == "journald" => {
+                    return Err(
+                        "log driver journald is not supported by tether's conmon (k8s-file, none and passthrough are)"
+                            .into(),
+                    )
                 }
                 None => driver = LogDriver::K8sFile(value.into()),
                 Some(("k8s-file", "")) => return Err("k8s-file requires a filename".into()),
                 Some(("k8s-file", path)) => driver = LogDriver::K8sFile(path.into()),
                 Some(("none" | "off" | "null", _)) => {}
-                Some(("journald" | "passthrough", _)) => {
-                    return Err(format!(
-                        "log driver {} is not supported by tether's conmon (k8s-file and none are)",
-                        value.split(':').next().unwrap_or_default()
-                    ))
+                Some(("journald", _)) => {
+                    return Err(
+                        "log driver journald is not supported by tether's conmon (k8s-file, none and passthrough are)"
+                            .into(),
+                    )
                 }
                 Some(("", path)) => driver = LogDriver::K8sFile(path.into()),
                 Some((other, _)) => return Err(format!("No such log driver {other}")),
@@ -108,7 +119,11 @@ pub fn main(argv: &[String]) -> u8 {
         if args.log_tag.is_some() {
             return Err("k8s-file doesn't support --log-tag".into());
         }
-        LogDriver::parse(&args.log_paths)
+        let log = LogDriver::parse(&args.log_paths)?;
+        if log == LogDriver::Passthrough && args.terminal {
+            return Err("cannot use a tty with passthrough logging mode".into());
+        }
+        Ok(log)
     });
     let log = match checked {
         Ok(log) => log,
@@ -222,7 +237,9 @@ fn monitor(args: &ConmonArgs, log: &LogDriver) -> u8 {
     let cid = args.cid.clone().unwrap_or_default();
     let diag = Diag::new(&cid, args.log_level.as_deref() == Some("debug"));
     let _ = nix::unistd::setsid();
-    null_stdio();
+    if *log != LogDriver::Passthrough {
+        null_stdio();
+    }
     let mut supervisor = match start(args, log, &mut pipes, diag.clone()) {
         Ok(supervisor) => supervisor,
         Err(message) => {
@@ -295,7 +312,9 @@ fn start(
             }
             (path.clone(), options)
         }
-        LogDriver::None => (PathBuf::from("/dev/null"), SinkOptions::new(LogFormat::Raw)),
+        LogDriver::None | LogDriver::Passthrough => {
+            (PathBuf::from("/dev/null"), SinkOptions::new(LogFormat::Raw))
+        }
     };
     let sink = LogSink::open(&log_path, options)
         .map_err(|e| format!("log {}: {e}", log_path.display()))?;
@@ -388,8 +407,13 @@ fn start(
         how,
         pid_file: args.container_pidfile.clone(),
         create_args,
+        passthrough: *log == LogDriver::Passthrough,
     });
     let _ = std::fs::remove_dir_all(&scratch);
+    if *log == LogDriver::Passthrough {
+        // The container has podman's stdio now; the monitor keeps none of it.
+        null_stdio();
+    }
     let pid = match created {
         Ok(pid) => pid,
         Err(e) => {

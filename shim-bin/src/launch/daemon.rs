@@ -210,6 +210,7 @@ fn start(
         how: crate::shim::RunHow::Run,
         pid_file: None,
         create_args: Vec::new(),
+        passthrough: false,
     })?;
     // What the container wrote while the runtime ran goes to the log before the rest of the
     // start-up: its first line should not wait for the door and the state file. (Not when the

@@ -56,6 +56,9 @@ pub struct RunSpec {
     pub pid_file: Option<PathBuf>,
     /// Arguments for `create` (or `run`) passed as they are, after its options.
     pub create_args: Vec<String>,
+    /// The process gets the shim's own stdio ([`StdioPlan::Inherit`]); `log`, `stdin` and
+    /// `terminal` are not used.
+    pub passthrough: bool,
 }
 
 /// How a [`RunSpec`]'s process is started.
@@ -318,9 +321,14 @@ impl Supervisor {
             how,
             pid_file,
             create_args,
+            passthrough,
         } = spec;
         self.copier.log_to(log);
-        let plan = StdioPlan::Log { stdin, terminal };
+        let plan = if passthrough {
+            StdioPlan::Inherit
+        } else {
+            StdioPlan::Log { stdin, terminal }
+        };
         let console = self.console_path();
         let owner = self.stdio_owner(None, false);
         let mut prepared =

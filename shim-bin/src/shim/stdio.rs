@@ -31,6 +31,9 @@ pub enum StdioPlan {
         stdin: bool,
         terminal: bool,
     },
+    /// The shim's own stdio, handed to the process as it is, nothing relayed (podman's
+    /// `passthrough` log driver: the container writes where podman's stdio goes).
+    Inherit,
 }
 
 impl StdioPlan {
@@ -42,6 +45,7 @@ impl StdioPlan {
                 terminal: *terminal,
                 ..StdioPaths::default()
             },
+            StdioPlan::Inherit => StdioPaths::default(),
         }
     }
 
@@ -49,6 +53,7 @@ impl StdioPlan {
         match self {
             StdioPlan::Paths(paths) => paths.terminal,
             StdioPlan::Log { terminal, .. } | StdioPlan::Client { terminal, .. } => *terminal,
+            StdioPlan::Inherit => false,
         }
     }
 }
@@ -162,6 +167,23 @@ fn relay_destinations(
 pub fn prepare(plan: &StdioPlan, console: &Path, owner: Owner<'_>) -> io::Result<Prepared> {
     match plan {
         StdioPlan::Paths(paths) => prepare_paths(paths, console, owner),
+        StdioPlan::Inherit => {
+            use std::os::fd::AsFd;
+            let own = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
+            let runtime = ProcessIo::new(
+                own(io::stdin().as_fd())?,
+                own(io::stdout().as_fd())?,
+                own(io::stderr().as_fd())?,
+            );
+            Ok(Prepared {
+                runtime,
+                console: None,
+                outputs: Vec::new(),
+                input: None,
+                terminal_output: None,
+                terminal_input: None,
+            })
+        }
         StdioPlan::Log { stdin, terminal } => {
             let input = stdin.then_some(InputFrom::Client);
             let outputs = [Some(OutputTo::Log), Some(OutputTo::Log)];

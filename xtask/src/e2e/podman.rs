@@ -461,6 +461,7 @@ const CASES: &[(&str, Case)] = &[
     ("cleanup_through_the_exit_command", cleanup),
     ("preserved_fds_reach_the_container", preserve_fds),
     ("term_to_the_monitor_reaches_the_container", signals),
+    ("log_driver_passthrough_and_none", log_drivers),
 ];
 
 fn name(which: Which, case: &str) -> String {
@@ -854,6 +855,49 @@ fn preserve_fds(p: &Podman, which: Which) -> Check {
             )
         },
     )
+}
+
+/// `--log-driver passthrough`: the container writes to podman's own stdio; `none`: no log, yet
+/// an attached run still sees the output.
+fn log_drivers(p: &Podman, which: Which) -> Check {
+    let output = p.run(
+        &["--rm", "--log-driver", "passthrough"],
+        &["sh", "-c", "echo out; echo err >&2; exit 4"],
+    )?;
+    let stderr = text(&output.stderr);
+    expect(
+        output.status.code() == Some(4)
+            && text(&output.stdout) == "out\n"
+            && stderr.lines().any(|l| l == "err"),
+        || {
+            format!(
+                "passthrough: {} {:?} {stderr:?}",
+                output.status,
+                text(&output.stdout)
+            )
+        },
+    )?;
+    let name = name(which, "nolog");
+    let output = p.run(
+        &["--name", &name, "--log-driver", "none"],
+        &["sh", "-c", "echo out"],
+    )?;
+    expect(
+        output.status.success() && text(&output.stdout) == "out\n",
+        || {
+            format!(
+                "log driver none: {} {:?}",
+                output.status,
+                text(&output.stdout)
+            )
+        },
+    )?;
+    let logs = p.output(&["logs", &name])?;
+    expect(text(&logs.stdout).is_empty(), || {
+        format!("log driver none logged {:?}", text(&logs.stdout))
+    })?;
+    p.remove(&name);
+    Ok(())
 }
 
 /// SIGTERM to the monitor goes on to the container.

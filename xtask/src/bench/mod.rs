@@ -2,6 +2,7 @@
 //! containerd-shim-runc-v2, interleaved in one run. See docs/benchmarks.md.
 
 pub mod containerd;
+mod podman;
 mod procfs;
 mod report;
 mod systems;
@@ -49,6 +50,7 @@ const MEASUREMENTS: &[&str] = &[
     "exec",
     "rm",
     "soak",
+    "podman",
 ];
 
 struct Options {
@@ -154,7 +156,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .tempdir_in("/dev/shm")
         .map_err(|e| format!("bench: tmpfs dir: {e}"))?;
     let env = Env::new(dir.path(), run_dir.path(), tether, containerd)?;
-    let outcome = measure_all(&env, &systems, &options, &mut report);
+    let mut outcome = measure_all(&env, &systems, &options, &mut report);
+    let mut columns = systems.clone();
+    if outcome.is_ok() && options.wants("podman") {
+        if crate::util::on_path("podman") && systems.contains(&System::Conmon) {
+            let (runs, idle) = if options.quick { (5, 5) } else { (20, 20) };
+            println!("bench: podman, {runs} starts and {idle} idle containers per conmon");
+            outcome = podman::measure(dir.path(), &env.tether, &rootfs, runs, idle, &mut report);
+            columns.extend(podman::SYSTEMS);
+        } else {
+            report
+                .notes
+                .push("podman or conmon is not installed (cargo xtask deps): left out".into());
+        }
+    }
     let containerd_dir = dir.path().join("containerd");
     if let Some(c) = env.containerd {
         c.stop();
@@ -176,8 +191,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     report.target_of(shim, "exit", System::Containerd, "<=", 1.0);
     report.target_of(shim, "log_cpu", System::Containerd, "<=", 1.0);
     report.absolute_target("soak_rss_growth", "<=", 64.0);
+    // tether as podman's conmon against conmon, both driven by the same podman.
+    let conmon = System::PodmanTether;
+    report.target_of(conmon, "podman_uss", System::Podman, "<=", 0.5);
+    report.target_of(conmon, "podman_startup", System::Podman, "<=", 1.0);
 
-    let markdown = report.markdown(&systems);
+    let markdown = report.markdown(&columns);
     println!("\n{markdown}");
     let out = crate::util::workspace_root().join("bench");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;

@@ -22,6 +22,10 @@ pub enum System {
     Containerd,
     /// containerd with tether's own runtime v2 shim.
     ContainerdTether,
+    /// podman 4.3 with conmon.
+    Podman,
+    /// podman 4.3 with tether as its conmon.
+    PodmanTether,
 }
 
 impl System {
@@ -32,6 +36,8 @@ impl System {
             System::Conmon => "conmon",
             System::Containerd => "containerd-shim-runc-v2",
             System::ContainerdTether => "containerd-shim-tether-v2",
+            System::Podman => "podman+conmon",
+            System::PodmanTether => "podman+tether",
         }
     }
 
@@ -119,6 +125,8 @@ impl Env {
             System::Conmon => "conmon",
             System::Containerd => "ctrd",
             System::ContainerdTether => "ctrdt",
+            System::Podman => "podman",
+            System::PodmanTether => "podmant",
         };
         format!("bench-{tag}-{n}")
     }
@@ -134,6 +142,11 @@ impl Env {
             System::Containerd | System::ContainerdTether => {
                 self.start_containerd(system, id, log, script)
             }
+            // podman's sides are measured on their own (bench/podman.rs).
+            System::Podman | System::PodmanTether => Err(format!(
+                "bench: {} is not started through the common systems",
+                system.name()
+            )),
         }
     }
 
@@ -388,7 +401,11 @@ impl Env {
                 ]);
                 Some(cmd)
             }
-            System::Conmon | System::Containerd | System::ContainerdTether => None,
+            System::Conmon
+            | System::Containerd
+            | System::ContainerdTether
+            | System::Podman
+            | System::PodmanTether => None,
         }
     }
 
@@ -468,6 +485,8 @@ impl Env {
                     containerd.remove(&started.id);
                 }
             }
+            // Never started here (bench/podman.rs removes its own).
+            System::Podman | System::PodmanTether => {}
         }
         if let Some(pid) = started.monitor_pid {
             if started.system.containerd_runtime().is_none() && super::procfs::alive(pid) {

@@ -22,7 +22,7 @@ pub fn payload(log: &Path, system: System, line: &str, bytes: usize) -> Result<(
             reader.consume(n);
         },
         // CRI (tether) and k8s-file (conmon): `time stream tag content`.
-        System::Tether | System::Conmon => {
+        System::Tether | System::Conmon | System::Podman | System::PodmanTether => {
             let mut record = Vec::new();
             loop {
                 record.clear();

@@ -8,7 +8,7 @@ mod cgroup2;
 mod cri;
 mod docker;
 mod guide;
-mod podman;
+pub(crate) mod podman;
 mod support;
 
 use crate::bench::containerd::{PrivateContainerd, IMAGE, NAMESPACE};

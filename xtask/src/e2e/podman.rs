@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const IMAGE: &str = "localhost/tether-fixture:busybox";
+pub(crate) const IMAGE: &str = "localhost/tether-fixture:busybox";
 
 /// Where podman 4.3 looks for conmon when the configured one will not do (its default
 /// `conmon_path`), PATH aside: /usr/bin is on it, and is in this list.
@@ -196,7 +196,7 @@ fn stop_monitors(run_dir: &Path) {
 }
 
 /// podman's cgroupfs parents (`libpod_parent` under each v1 hierarchy).
-fn libpod_cgroups() -> Vec<PathBuf> {
+pub(crate) fn libpod_cgroups() -> Vec<PathBuf> {
     let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
         return Vec::new();
     };
@@ -208,7 +208,7 @@ fn libpod_cgroups() -> Vec<PathBuf> {
 }
 
 /// The cgroups podman made for the suite go, once empty (innermost first).
-fn remove_new_cgroups(before: &[PathBuf]) {
+pub(crate) fn remove_new_cgroups(before: &[PathBuf]) {
     for made in libpod_cgroups().iter().filter(|p| !before.contains(p)) {
         let mut dirs = Vec::new();
         let mut stack = vec![made.clone()];
@@ -300,14 +300,14 @@ fn hide_other_conmons() -> Check {
 }
 
 /// podman on a private store, with one conmon.
-struct Podman {
+pub(crate) struct Podman {
     dir: PathBuf,
     conf: PathBuf,
     storage: PathBuf,
 }
 
 impl Podman {
-    fn configure(dir: &Path, conmon: &Path) -> Result<Podman, String> {
+    pub(crate) fn configure(dir: &Path, conmon: &Path) -> Result<Podman, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let d = dir.display();
         // This host: no CAP_SYS_RESOURCE (podman's default rlimits fail), no systemd, no
@@ -344,7 +344,7 @@ network_config_dir = "{d}/cni"
         Ok(podman)
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut command = Command::new("podman");
         command
             .env("CONTAINERS_CONF", &self.conf)
@@ -362,7 +362,7 @@ network_config_dir = "{d}/cni"
         )
     }
 
-    fn output(&self, args: &[&str]) -> Result<Output, String> {
+    pub(crate) fn output(&self, args: &[&str]) -> Result<Output, String> {
         self.command()
             .args(args)
             .output()
@@ -370,7 +370,7 @@ network_config_dir = "{d}/cni"
     }
 
     /// `podman ARGS`, which must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> Result<String, String> {
+    pub(crate) fn ok(&self, args: &[&str]) -> Result<String, String> {
         let output = self.output(args)?;
         if output.status.success() {
             Ok(text(&output.stdout))
@@ -401,18 +401,18 @@ network_config_dir = "{d}/cni"
         })
     }
 
-    fn inspect(&self, name: &str, format: &str) -> Result<String, String> {
+    pub(crate) fn inspect(&self, name: &str, format: &str) -> Result<String, String> {
         Ok(self
             .ok(&["inspect", "--format", format, name])?
             .trim()
             .to_owned())
     }
 
-    fn remove(&self, name: &str) {
+    pub(crate) fn remove(&self, name: &str) {
         let _ = self.output(&["rm", "-f", "-t", "0", name]);
     }
 
-    fn import(&self, rootfs: &Path) -> Check {
+    pub(crate) fn import(&self, rootfs: &Path) -> Check {
         let tar = Command::new("tar")
             .arg("-C")
             .arg(rootfs)
@@ -432,7 +432,7 @@ network_config_dir = "{d}/cni"
     }
 
     /// Every container goes, and the storage with it.
-    fn clean_up(&self) {
+    pub(crate) fn clean_up(&self) {
         let _ = self.output(&["rm", "-a", "-f", "-t", "0"]);
         let _ = self.output(&["system", "reset", "-f"]);
         stop_monitors(&self.dir);

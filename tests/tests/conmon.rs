@@ -161,19 +161,23 @@ fn a_container_runs_as_podman_expects() {
         std::fs::read_to_string(&pidfile).unwrap().trim(),
         pid.to_string()
     );
-    // podman connects before it starts the container.
-    let client = socket::socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    socket::connect(
-        client.as_raw_fd(),
-        &UnixAddr::new(&bundle.join("attach")).unwrap(),
-    )
-    .expect("connect to the attach socket");
+    // podman connects before it starts the container; a second client sees the same output.
+    let attach = || {
+        let client = socket::socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        socket::connect(
+            client.as_raw_fd(),
+            &UnixAddr::new(&bundle.join("attach")).unwrap(),
+        )
+        .expect("connect to the attach socket");
+        client
+    };
+    let (client, second) = (attach(), attach());
     let started = Command::new(&fake)
         .arg("--root")
         .arg(&root)
@@ -184,18 +188,20 @@ fn a_container_runs_as_podman_expects() {
     socket::send(client.as_raw_fd(), b"42\n", MsgFlags::empty()).unwrap();
     // Half-close: -i ends the container's stdin, and output still flows.
     socket::shutdown(client.as_raw_fd(), socket::Shutdown::Write).unwrap();
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    loop {
-        let packet = receive(&client);
-        match packet.split_first() {
-            None => break,
-            Some((2, rest)) => stdout.extend_from_slice(rest),
-            Some((3, rest)) => stderr.extend_from_slice(rest),
-            Some((other, _)) => panic!("stream byte {other}"),
+    for client in [&client, &second] {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        loop {
+            let packet = receive(client);
+            match packet.split_first() {
+                None => break,
+                Some((2, rest)) => stdout.extend_from_slice(rest),
+                Some((3, rest)) => stderr.extend_from_slice(rest),
+                Some((other, _)) => panic!("stream byte {other}"),
+            }
         }
+        assert_eq!(text(&stdout), "out-42\n");
+        assert_eq!(text(&stderr), "err\n");
     }
-    assert_eq!(text(&stdout), "out-42\n");
-    assert_eq!(text(&stderr), "err\n");
     let exit_file = exits.join(id);
     assert!(
         wait_until(BOUND, || exit_file.exists()),

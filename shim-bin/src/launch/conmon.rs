@@ -17,12 +17,9 @@
 use crate::front::conmon::args::ConmonArgs;
 use crate::front::conmon::{files, front_ref, ConmonFront, HOOKS};
 use crate::shim::diag::Diag;
-use crate::shim::tokens::REAPER;
 use crate::shim::{Listing, Parts, RunHow, RunSpec, Supervisor};
-use mio::{Interest, Poll};
 use shim_core::ProcessKey;
 use shim_io::{LogFormat, LogSink, Rotation, SinkOptions};
-use shim_reaper::Reaper;
 use shim_runc::Runc;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -294,12 +291,7 @@ fn start(
         Some(bundle) => bundle.clone(),
         None => std::env::current_dir().map_err(|e| format!("working directory: {e}"))?,
     };
-    shim_reaper::set_child_subreaper().map_err(|e| e.to_string())?;
-    let mut reaper = Reaper::new().map_err(|e| e.to_string())?;
-    let poll = Poll::new().map_err(|e| format!("set up the event loop: {e}"))?;
-    poll.registry()
-        .register(&mut reaper, REAPER, Interest::READABLE)
-        .map_err(|e| format!("set up the event loop: {e}"))?;
+    let (reaper, poll) = super::reaper_and_poll()?;
     let (log_path, options) = match log {
         LogDriver::K8sFile(path) => {
             let mut options = SinkOptions::new(LogFormat::Cri);

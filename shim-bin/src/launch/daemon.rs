@@ -11,12 +11,9 @@ use crate::front::control::{Owner, TetherFront};
 use crate::shim::diag::Diag;
 use crate::shim::persist::ShimLog;
 use crate::shim::runtime::RuntimeOptions;
-use crate::shim::tokens::REAPER;
 use crate::shim::{Listing, NoEvents, Parts, RunSpec, Supervisor};
-use mio::{Interest, Poll};
 use shim_core::{RootfsMount, StateLayout};
 use shim_io::{LogSink, Rotation, SinkOptions};
-use shim_reaper::Reaper;
 use shim_runc::{DeleteOptions, Runc};
 use std::time::{Duration, Instant};
 
@@ -154,12 +151,7 @@ fn start(
         layout.daemon_pid_file(&config.id),
         format!("{}\n", std::process::id()),
     );
-    shim_reaper::set_child_subreaper().map_err(|e| e.to_string())?;
-    let mut reaper = Reaper::new().map_err(|e| e.to_string())?;
-    let poll = Poll::new().map_err(|e| format!("set up the event loop: {e}"))?;
-    poll.registry()
-        .register(&mut reaper, REAPER, Interest::READABLE)
-        .map_err(|e| format!("set up the event loop: {e}"))?;
+    let (reaper, poll) = super::reaper_and_poll()?;
     let mut options = SinkOptions::new(config.format());
     if let Some(max_size) = config.log_max_size {
         options = options.rotation(Rotation {

@@ -16,6 +16,23 @@ mod start;
 use args::{Action, ShimArgs};
 use std::io::Write;
 
+/// What every daemon starts from: the subreaper flag, the reaper (which blocks SIGCHLD: call it
+/// before any thread exists, as threads inherit the mask) and the loop's poll, the reaper in it.
+fn reaper_and_poll() -> Result<(shim_reaper::Reaper, mio::Poll), String> {
+    let failed = |e: std::io::Error| format!("set up the event loop: {e}");
+    shim_reaper::set_child_subreaper().map_err(|e| e.to_string())?;
+    let mut reaper = shim_reaper::Reaper::new().map_err(|e| e.to_string())?;
+    let poll = mio::Poll::new().map_err(failed)?;
+    poll.registry()
+        .register(
+            &mut reaper,
+            crate::shim::tokens::REAPER,
+            mio::Interest::READABLE,
+        )
+        .map_err(failed)?;
+    Ok((reaper, poll))
+}
+
 /// Whether the binary was started under a shim's name (`containerd-shim-*`).
 pub fn invoked_as_shim(argv0: &str) -> bool {
     std::path::Path::new(argv0)

@@ -5,10 +5,9 @@ use super::start::{socket_path, socket_stem, LISTENER_FD, SOCKET_DIR};
 use crate::front::ttrpc::events::Publisher;
 use crate::shim::diag::Diag;
 use crate::shim::runtime::RuntimeOptions;
-use crate::shim::tokens::{REAPER, WAKER};
+use crate::shim::tokens::WAKER;
 use crate::shim::{Parts, Supervisor};
-use mio::{Interest, Poll, Waker};
-use shim_reaper::Reaper;
+use mio::Waker;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
@@ -48,13 +47,8 @@ fn open_log_fifo(bundle: &std::path::Path) {
 }
 
 fn run(args: &ShimArgs, bundle: PathBuf, diag: Diag) -> Result<(), String> {
-    shim_reaper::set_child_subreaper().map_err(|e| e.to_string())?;
-    // Before any thread exists: the reaper blocks SIGCHLD, and threads inherit the mask.
-    let mut reaper = Reaper::new().map_err(|e| e.to_string())?;
-    let poll = Poll::new().map_err(|e| e.to_string())?;
-    poll.registry()
-        .register(&mut reaper, REAPER, Interest::READABLE)
-        .map_err(|e| e.to_string())?;
+    // Before any thread exists.
+    let (reaper, poll) = super::reaper_and_poll()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
     let (jobs, received) = mpsc::channel();
     let door = crate::front::ttrpc::door::spawn(LISTENER_FD, jobs, waker)

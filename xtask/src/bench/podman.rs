@@ -6,7 +6,7 @@ use super::report::Report;
 use super::systems::{System, TIMEOUT};
 use super::watch::DirWatch;
 use super::{check_interrupt, procfs};
-use crate::e2e::podman::{Podman, IMAGE};
+use crate::e2e::podman::{EngineCli, Podman, IMAGE};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ pub fn measure(
     ] {
         let side_dir = dir.join(format!("podman-{}", sides.len()));
         let podman = Podman::configure(&side_dir, &conmon)?;
-        podman.import(rootfs)?;
+        podman.import(rootfs, IMAGE)?;
         let used = podman.ok(&["info", "--format", "{{.Host.Conmon.Path}}"])?;
         if used.trim() != conmon.to_string_lossy() {
             return Err(format!(

@@ -4,6 +4,7 @@
 //! named in daemon.json) and the same cases with `--runtime runc` (containerd-shim-runc-v2), which
 //! shows the cases themselves are right. The image is the busybox fixture, `docker import`ed.
 
+use super::engine_cli::{kill_then_wait, logs_and_follow, stop_after_the_grace, EngineCli};
 use super::support::Terminal;
 use super::{expect, text, wait_until, Check};
 use crate::bench::containerd::PrivateContainerd;
@@ -23,7 +24,7 @@ struct Docker<'a> {
     spec: &'a DockerdSpec,
 }
 
-impl Docker<'_> {
+impl EngineCli for Docker<'_> {
     fn command(&self) -> Command {
         let mut command = Command::new(&self.docker);
         command
@@ -33,30 +34,7 @@ impl Docker<'_> {
         command
     }
 
-    fn output(&self, args: &[&str]) -> Result<Output, String> {
-        self.command()
-            .args(args)
-            .output()
-            .map_err(|e| format!("docker: {e}"))
-    }
-
-    /// `docker ARGS`, which must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> Result<String, String> {
-        let output = self.output(args)?;
-        if output.status.success() {
-            Ok(text(&output.stdout))
-        } else {
-            Err(format!(
-                "docker {}: {}: {}",
-                args.join(" "),
-                output.status,
-                text(&output.stderr).trim()
-            ))
-        }
-    }
-
-    /// `docker run --runtime R ARGS` with the fixture image placed after the options in `args`
-    /// (everything before "--" is options, after it the command).
+    /// `docker run --runtime R OPTIONS IMAGE COMMAND`.
     fn run(&self, options: &[&str], command: &[&str]) -> Result<Output, String> {
         let mut args = vec!["run", "--runtime", self.runtime];
         args.extend_from_slice(options);
@@ -65,19 +43,14 @@ impl Docker<'_> {
         self.output(&args)
     }
 
-    fn inspect(&self, name: &str, format: &str) -> Result<String, String> {
-        Ok(self
-            .ok(&["inspect", "--format", format, name])?
-            .trim()
-            .to_owned())
-    }
-
-    fn name(&self, case: &str) -> String {
-        format!("{}-{case}", self.runtime)
-    }
-
     fn remove(&self, name: &str) {
         let _ = self.output(&["rm", "-f", name]);
+    }
+}
+
+impl Docker<'_> {
+    fn name(&self, case: &str) -> String {
+        format!("{}-{case}", self.runtime)
     }
 
     /// `ctr ARGS` on the containerd under dockerd, in docker's namespace.
@@ -173,33 +146,7 @@ fn run_streams(d: &Docker<'_>) -> Check {
 }
 
 fn logs(d: &Docker<'_>) -> Check {
-    let name = d.name("logs");
-    let output = d.run(
-        &["-d", "--name", &name],
-        &["sh", "-c", "echo one; echo two >&2; sleep 1; echo three"],
-    )?;
-    expect(output.status.success(), || text(&output.stderr))?;
-    // Started while the container runs: it sees the whole output and ends with the container.
-    let follow = d
-        .command()
-        .args(["logs", "-f", &name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let followed = wait_output(follow, Duration::from_secs(30))?;
-    expect(text(&followed.stdout) == "one\nthree\n", || {
-        format!("logs -f stdout {:?}", text(&followed.stdout))
-    })?;
-    let output = d.output(&["logs", &name])?;
-    expect(text(&output.stdout) == "one\nthree\n", || {
-        format!("logs stdout {:?}", text(&output.stdout))
-    })?;
-    expect(text(&output.stderr) == "two\n", || {
-        format!("logs stderr {:?}", text(&output.stderr))
-    })?;
-    d.remove(&name);
-    Ok(())
+    logs_and_follow(d, &d.name("logs"))
 }
 
 fn exec(d: &Docker<'_>) -> Check {
@@ -217,29 +164,9 @@ fn exec(d: &Docker<'_>) -> Check {
         output.status.code() == Some(7) && text(&output.stdout) == "in\n",
         || format!("exec: {} {:?}", output.status, text(&output.stdout)),
     )?;
-    let mut child = d
-        .command()
-        .args(["exec", "-i", &name, "sh", "-c", "tr a-z A-Z"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin
-            .write_all(b"piped input\n")
-            .map_err(|e| e.to_string())?;
-    }
-    let output = wait_output(child, Duration::from_secs(30))?;
-    expect(text(&output.stdout) == "PIPED INPUT\n", || {
-        format!(
-            "exec -i: {:?} {}",
-            text(&output.stdout),
-            text(&output.stderr)
-        )
-    })?;
+    let mut command = d.command();
+    command.args(["exec", "-i", &name, "sh", "-c", "tr a-z A-Z"]);
+    super::check_piped_input(command)?;
     d.remove(&name);
     Ok(())
 }
@@ -297,31 +224,12 @@ fn attach(d: &Docker<'_>) -> Check {
 }
 
 fn stop(d: &Docker<'_>) -> Check {
-    let name = d.name("stop");
-    let output = d.run(
-        &["-d", "--name", &name],
-        &["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
-    )?;
-    expect(output.status.success(), || text(&output.stderr))?;
-    let started = Instant::now();
-    d.ok(&["stop", "-t", "2", &name])?;
-    let took = started.elapsed();
-    expect(took >= Duration::from_secs(2), || {
-        format!("stopped after {took:?}: the grace was not kept")
-    })?;
-    let code = d.inspect(&name, "{{.State.ExitCode}}")?;
-    expect(code == "137", || format!("exit code {code}, not 137"))?;
-    d.remove(&name);
-    Ok(())
+    stop_after_the_grace(d, &d.name("stop"))
 }
 
 fn kill_wait(d: &Docker<'_>) -> Check {
     let name = d.name("kill");
-    let output = d.run(&["-d", "--name", &name], &["sleep", "300"])?;
-    expect(output.status.success(), || text(&output.stderr))?;
-    d.ok(&["kill", &name])?;
-    let code = d.ok(&["wait", &name])?;
-    expect(code.trim() == "137", || format!("wait printed {code:?}"))?;
+    kill_then_wait(d, &name)?;
     d.remove(&name);
     Ok(())
 }
@@ -489,23 +397,6 @@ fn rm_force(d: &Docker<'_>) -> Check {
     expect(listed.trim().is_empty(), || {
         format!("still listed: {listed}")
     })
-}
-
-/// Collects a child's output, killing it past `timeout`.
-fn wait_output(mut child: Child, timeout: Duration) -> Result<Output, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-            return child.wait_with_output().map_err(|e| e.to_string());
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("not done within {timeout:?}"));
-        }
-        crate::bench::check_interrupt()?;
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// How to start the private dockerd: its binaries, its directory, the containerd under it.
@@ -741,24 +632,6 @@ impl Run<'_> {
                 containerd: containerd.socket(),
             };
             let dockerd = RefCell::new(spec.start()?);
-            let import = |docker: &Docker<'_>| -> Check {
-                let tar = Command::new("tar")
-                    .arg("-C")
-                    .arg(rootfs)
-                    .args(["-c", "."])
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| format!("tar: {e}"))?;
-                let output = docker
-                    .command()
-                    .args(["import", "-", IMAGE])
-                    .stdin(tar.stdout.expect("piped"))
-                    .output()
-                    .map_err(|e| format!("docker import: {e}"))?;
-                expect(output.status.success(), || {
-                    format!("docker import: {}", text(&output.stderr))
-                })
-            };
             let mut failures = Vec::new();
             let mut passed = 0;
             for &runtime in runtimes {
@@ -770,7 +643,7 @@ impl Run<'_> {
                     spec: &spec,
                 };
                 if passed == 0 && failures.is_empty() {
-                    import(&docker)?;
+                    docker.import(rootfs, IMAGE)?;
                 }
                 for (name, case) in CASES {
                     if only.is_some_and(|o| o != *name) {

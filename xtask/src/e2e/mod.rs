@@ -7,6 +7,7 @@ mod cases;
 mod cgroup2;
 mod cri;
 mod docker;
+pub(crate) mod engine_cli;
 mod guide;
 pub(crate) mod podman;
 mod support;
@@ -134,6 +135,49 @@ fn wait_until(timeout: Duration, mut ready: impl FnMut() -> Result<bool, String>
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Collects a child's output, killing it past `timeout`.
+fn wait_output(mut child: std::process::Child, timeout: Duration) -> Result<Output, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            return child.wait_with_output().map_err(|e| e.to_string());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("not done within {timeout:?}"));
+        }
+        crate::bench::check_interrupt()?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An `exec -i` of `tr a-z A-Z` (or the like) given "piped input" on its stdin must print it in
+/// capitals.
+fn check_piped_input(mut command: Command) -> Check {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(b"piped input\n")
+            .map_err(|e| e.to_string())?;
+    }
+    let output = wait_output(child, Duration::from_secs(30))?;
+    expect(text(&output.stdout) == "PIPED INPUT\n", || {
+        format!(
+            "exec -i: {:?} {}",
+            text(&output.stdout),
+            text(&output.stderr)
+        )
+    })
 }
 
 fn expect(condition: bool, message: impl FnOnce() -> String) -> Check {

@@ -10,6 +10,8 @@
 //! bound over every conmon in podman's default list there, and `podman info` must name tether's.
 //! The mounts podman makes stay in that namespace and go with it.
 
+pub(crate) use super::engine_cli::EngineCli;
+use super::engine_cli::{kill_then_wait, logs_and_follow, stop_after_the_grace};
 use super::support::Terminal;
 use super::{expect, text, wait_until, Check};
 use std::path::{Path, PathBuf};
@@ -237,7 +239,7 @@ pub fn run_inside(args: &[String]) -> Result<(), String> {
     }
     let podman = Podman::configure(&dir, &conmon)?;
     let result = (|| {
-        podman.import(rootfs)?;
+        podman.import(rootfs, IMAGE)?;
         let used = podman.ok(&["info", "--format", "{{.Host.Conmon.Path}}"])?;
         expect(used.trim() == conmon.to_string_lossy(), || {
             format!(
@@ -306,6 +308,30 @@ pub(crate) struct Podman {
     storage: PathBuf,
 }
 
+impl EngineCli for Podman {
+    fn command(&self) -> Command {
+        let mut command = Command::new("podman");
+        command
+            .env("CONTAINERS_CONF", &self.conf)
+            .env("CONTAINERS_STORAGE_CONF", &self.storage)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// `podman run --network none OPTIONS IMAGE COMMAND`.
+    fn run(&self, options: &[&str], command: &[&str]) -> Result<Output, String> {
+        let mut args = vec!["run", "--network", "none"];
+        args.extend_from_slice(options);
+        args.push(IMAGE);
+        args.extend_from_slice(command);
+        self.output(&args)
+    }
+
+    fn remove(&self, name: &str) {
+        let _ = self.output(&["rm", "-f", "-t", "0", name]);
+    }
+}
+
 impl Podman {
     pub(crate) fn configure(dir: &Path, conmon: &Path) -> Result<Podman, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -344,15 +370,6 @@ network_config_dir = "{d}/cni"
         Ok(podman)
     }
 
-    pub(crate) fn command(&self) -> Command {
-        let mut command = Command::new("podman");
-        command
-            .env("CONTAINERS_CONF", &self.conf)
-            .env("CONTAINERS_STORAGE_CONF", &self.storage)
-            .stdin(Stdio::null());
-        command
-    }
-
     /// The shell line that runs podman with these settings (for a terminal).
     fn line(&self, args: &str) -> String {
         format!(
@@ -360,75 +377,6 @@ network_config_dir = "{d}/cni"
             self.conf.display(),
             self.storage.display()
         )
-    }
-
-    pub(crate) fn output(&self, args: &[&str]) -> Result<Output, String> {
-        self.command()
-            .args(args)
-            .output()
-            .map_err(|e| format!("podman: {e}"))
-    }
-
-    /// `podman ARGS`, which must succeed; its stdout.
-    pub(crate) fn ok(&self, args: &[&str]) -> Result<String, String> {
-        let output = self.output(args)?;
-        if output.status.success() {
-            Ok(text(&output.stdout))
-        } else {
-            Err(format!(
-                "podman {}: {}: {}",
-                args.join(" "),
-                output.status,
-                text(&output.stderr).trim()
-            ))
-        }
-    }
-
-    /// `podman run --network none OPTIONS IMAGE COMMAND`.
-    fn run(&self, options: &[&str], command: &[&str]) -> Result<Output, String> {
-        let mut args = vec!["run", "--network", "none"];
-        args.extend_from_slice(options);
-        args.push(IMAGE);
-        args.extend_from_slice(command);
-        self.output(&args)
-    }
-
-    /// `podman run -d`, which must succeed.
-    fn run_detached(&self, name: &str, command: &[&str]) -> Check {
-        let output = self.run(&["-d", "--name", name], command)?;
-        expect(output.status.success(), || {
-            format!("podman run -d: {}", text(&output.stderr).trim())
-        })
-    }
-
-    pub(crate) fn inspect(&self, name: &str, format: &str) -> Result<String, String> {
-        Ok(self
-            .ok(&["inspect", "--format", format, name])?
-            .trim()
-            .to_owned())
-    }
-
-    pub(crate) fn remove(&self, name: &str) {
-        let _ = self.output(&["rm", "-f", "-t", "0", name]);
-    }
-
-    pub(crate) fn import(&self, rootfs: &Path) -> Check {
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(rootfs)
-            .args(["-c", "."])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("tar: {e}"))?;
-        let output = self
-            .command()
-            .args(["import", "-", IMAGE])
-            .stdin(tar.stdout.expect("piped"))
-            .output()
-            .map_err(|e| format!("podman import: {e}"))?;
-        expect(output.status.success(), || {
-            format!("podman import: {}", text(&output.stderr))
-        })
     }
 
     /// Every container goes, and the storage with it.
@@ -487,32 +435,7 @@ fn run_streams(p: &Podman, _: Which) -> Check {
 }
 
 fn logs(p: &Podman, which: Which) -> Check {
-    let name = name(which, "logs");
-    p.run_detached(
-        &name,
-        &["sh", "-c", "echo one; echo two >&2; sleep 1; echo three"],
-    )?;
-    // Started while the container runs: it sees the whole output and ends with the container.
-    let follow = p
-        .command()
-        .args(["logs", "-f", &name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let followed = wait_output(follow, Duration::from_secs(30))?;
-    expect(text(&followed.stdout) == "one\nthree\n", || {
-        format!("logs -f stdout {:?}", text(&followed.stdout))
-    })?;
-    let output = p.output(&["logs", &name])?;
-    expect(text(&output.stdout) == "one\nthree\n", || {
-        format!("logs stdout {:?}", text(&output.stdout))
-    })?;
-    expect(text(&output.stderr) == "two\n", || {
-        format!("logs stderr {:?}", text(&output.stderr))
-    })?;
-    p.remove(&name);
-    Ok(())
+    logs_and_follow(p, &name(which, "logs"))
 }
 
 fn log_size_max(p: &Podman, which: Which) -> Check {
@@ -557,29 +480,9 @@ fn exec(p: &Podman, which: Which) -> Check {
             )
         },
     )?;
-    let mut child = p
-        .command()
-        .args(["exec", "-i", &name, "tr", "a-z", "A-Z"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin
-            .write_all(b"piped input\n")
-            .map_err(|e| e.to_string())?;
-    }
-    let output = wait_output(child, Duration::from_secs(30))?;
-    expect(text(&output.stdout) == "PIPED INPUT\n", || {
-        format!(
-            "exec -i: {:?} {}",
-            text(&output.stdout),
-            text(&output.stderr)
-        )
-    })?;
+    let mut command = p.command();
+    command.args(["exec", "-i", &name, "tr", "a-z", "A-Z"]);
+    super::check_piped_input(command)?;
     p.ok(&["exec", "-d", &name, "sh", "-c", "echo detached > /detached"])?;
     let mut seen = String::new();
     wait_until(Duration::from_secs(15), || {
@@ -658,29 +561,12 @@ fn run_it_attach(p: &Podman, which: Which) -> Check {
 }
 
 fn stop(p: &Podman, which: Which) -> Check {
-    let name = name(which, "stop");
-    p.run_detached(
-        &name,
-        &["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
-    )?;
-    let started = Instant::now();
-    p.ok(&["stop", "-t", "2", &name])?;
-    let took = started.elapsed();
-    expect(took >= Duration::from_secs(2), || {
-        format!("stopped after {took:?}: the grace was not kept")
-    })?;
-    let code = p.inspect(&name, "{{.State.ExitCode}}")?;
-    expect(code == "137", || format!("exit code {code}, not 137"))?;
-    p.remove(&name);
-    Ok(())
+    stop_after_the_grace(p, &name(which, "stop"))
 }
 
 fn kill_wait_rm(p: &Podman, which: Which) -> Check {
     let name = name(which, "kill");
-    p.run_detached(&name, &["sleep", "300"])?;
-    p.ok(&["kill", &name])?;
-    let code = p.ok(&["wait", &name])?;
-    expect(code.trim() == "137", || format!("wait printed {code:?}"))?;
+    kill_then_wait(p, &name)?;
     p.ok(&["rm", &name])?;
     let exists = p.output(&["container", "exists", &name])?;
     expect(exists.status.code() == Some(1), || {
@@ -927,21 +813,4 @@ fn signals(p: &Podman, which: Which) -> Check {
     expect(code.trim() == "9", || format!("wait printed {code:?}"))?;
     p.remove(&name);
     Ok(())
-}
-
-/// Collects a child's output, killing it past `timeout`.
-fn wait_output(mut child: Child, timeout: Duration) -> Result<Output, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-            return child.wait_with_output().map_err(|e| e.to_string());
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("not done within {timeout:?}"));
-        }
-        crate::bench::check_interrupt()?;
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

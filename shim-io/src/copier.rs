@@ -177,6 +177,25 @@ impl Copier {
         self.log = None;
     }
 
+    /// Gives back what the log's engine grew for a burst of output, when nothing waits to be
+    /// copied ([`IoEngine::release_memory`]); taken again when output comes.
+    /// The copy buffer goes too while no copy reads through it (an exec's output to its client,
+    /// a relay): the next such copy takes it again.
+    pub fn release_memory(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.engine.release_memory();
+        }
+        let reads = self.copies.values().any(|copy| {
+            matches!(
+                copy,
+                Copy::Output { .. } | Copy::Input(_) | Copy::ToClient(_)
+            )
+        });
+        if !reads {
+            self.buf = Vec::new();
+        }
+    }
+
     /// Reopens the log (after logrotate moved it); nothing without one.
     pub fn reopen_log(&mut self) -> io::Result<()> {
         match self.log.as_mut().and_then(|l| l.engine.sink_mut(l.sink)) {

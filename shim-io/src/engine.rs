@@ -127,7 +127,20 @@ impl IoEngine {
             inputs: HashMap::new(),
             input_destinations: HashMap::new(),
             backlog: VecDeque::new(),
-            buffer: vec![0; READ_BUFFER].into_boxed_slice(),
+            buffer: Box::default(),
+        }
+    }
+
+    /// Gives back the read buffer and what the sinks grew, when nothing waits to be copied; each
+    /// is taken again when output comes. (The buffer is also first taken then: a container that
+    /// never writes never costs it.)
+    pub fn release_memory(&mut self) {
+        if !self.backlog.is_empty() {
+            return;
+        }
+        self.buffer = Box::default();
+        for sink in self.sinks.iter_mut().flatten() {
+            sink.release_memory();
         }
     }
 
@@ -365,6 +378,10 @@ impl IoEngine {
         budget: usize,
         events: &mut Vec<IoEvent>,
     ) -> Option<Pump> {
+        // An empty buffer would read as the end of the pipe.
+        if self.buffer.is_empty() {
+            self.buffer = vec![0; READ_BUFFER].into_boxed_slice();
+        }
         let output = self.outputs.get_mut(&token)?;
         let sink = self.sinks.get_mut(output.sink.0)?.as_mut()?;
         let mut copied = 0usize;

@@ -29,6 +29,13 @@ pub struct LineFramer {
 }
 
 impl LineFramer {
+    /// Gives back the room a partial record took, when none is pending.
+    pub fn release_memory(&mut self) {
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
+        }
+    }
+
     /// A framer whose records hold at most `max_record` content bytes (at least 4).
     pub fn new(max_record: usize, cut: CutRule) -> Self {
         let max_record = max_record.max(4);

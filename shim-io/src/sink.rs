@@ -186,6 +186,18 @@ impl LogSink {
     }
 
     /// The options it writes with.
+    /// Gives back the room a burst of output grew (records waiting to be written, partial
+    /// lines), where nothing waits in it; it is taken again when output comes.
+    pub fn release_memory(&mut self) {
+        if self.out.is_empty() {
+            self.out = Vec::new();
+            self.record_ends = Vec::new();
+        }
+        for framer in &mut self.framers {
+            framer.release_memory();
+        }
+    }
+
     pub fn options(&self) -> SinkOptions {
         self.options
     }

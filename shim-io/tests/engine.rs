@@ -302,3 +302,42 @@ fn a_line_after_a_quiet_spell_is_copied_at_once() {
         "a lone line must not be held back"
     );
 }
+
+#[test]
+fn output_after_the_memory_was_given_back_is_copied_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ctr.log");
+    let (mut poll, mut engine, _sink, write_end) =
+        engine_with_output(&log, SinkOptions::new(LogFormat::Cri));
+    let logged = |n: usize| {
+        let (out, _) = read_cri(&std::fs::read(&log).unwrap_or_default());
+        out.len() >= n
+    };
+    // A burst, then the room it took is given back, then more: the pipe is not taken for closed
+    // (an empty read buffer would read as its end) and nothing is lost.
+    let burst = vec![b'x'; 300 * 1024];
+    let mut expected = Vec::new();
+    for round in 0..3 {
+        let mut chunk = burst.clone();
+        chunk.extend_from_slice(format!("\nround {round}\n").as_bytes());
+        expected.extend_from_slice(&chunk);
+        // More than a pipe holds: written beside the engine, which reads it.
+        let mut writer = write_end.try_clone().unwrap();
+        let writing = std::thread::spawn(move || writer.write_all(&chunk).unwrap());
+        let want = expected.len();
+        pump_until(
+            &mut poll,
+            &mut engine,
+            Duration::from_secs(10),
+            |_, events| {
+                assert!(!closed(events), "the pipe was taken for closed");
+                logged(want)
+            },
+        );
+        writing.join().unwrap();
+        engine.release_memory();
+    }
+    drop(write_end);
+    let (out, _) = read_cri(&std::fs::read(&log).unwrap());
+    assert_eq!(out, expected);
+}

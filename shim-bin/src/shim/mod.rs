@@ -61,6 +61,10 @@ pub trait EventSink: Send {
     fn publish(&mut self, container_id: &str, event: Event);
 }
 
+/// How long the daemon is quiet (no event, no call) before it gives back the memory a burst of
+/// output or an exec grew: a bounded, timed release, one trim per quiet spell.
+pub const QUIET_RELEASE: Duration = Duration::from_secs(2);
+
 /// No one listens for events (`tether run`'s containers are seen through their state).
 #[derive(Debug)]
 pub struct NoEvents;
@@ -252,6 +256,11 @@ pub struct Supervisor {
     /// during it, so the trim (a millisecond of CPU) is not on the path to the container's first
     /// output or its caller's answer.
     pub trim_at: Option<Instant>,
+    /// When to look whether the daemon has been quiet long enough to give back what work grew
+    /// (see [`QUIET_RELEASE`]).
+    release_at: Option<Instant>,
+    /// The last turn that had something to do (events, calls): the quiet is counted from it.
+    last_work: Instant,
     /// Numbers the per-process scratch names (console sockets, exec pid files).
     pub scratch_serial: u64,
 }
@@ -307,6 +316,8 @@ impl Supervisor {
             reap_needed: false,
             done: false,
             trim_at: None,
+            release_at: None,
+            last_work: Instant::now(),
             scratch_serial: 0,
         }
     }
@@ -324,6 +335,7 @@ impl Supervisor {
                 self.next_deadline()
                     .map(|at| at.saturating_duration_since(Instant::now()))
             };
+            let before = Instant::now();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     self.diag.warn(format_args!("poll failed: {e}"));
@@ -377,7 +389,37 @@ impl Supervisor {
                 self.trim_at = None;
                 crate::common::sys::release_free_memory();
             }
+            if !events.is_empty() {
+                self.worked(before);
+            }
+            self.release_when_quiet();
         }
+    }
+
+    /// Work came (at `at`): memory it grew is given back once the daemon has been quiet for
+    /// [`QUIET_RELEASE`].
+    fn worked(&mut self, at: Instant) {
+        self.last_work = at;
+        if self.release_at.is_none() {
+            self.release_at = at.checked_add(QUIET_RELEASE);
+        }
+    }
+
+    /// At its time: once quiet, the copier's burst buffers and the heap's free pages go back to
+    /// the kernel (taken again only when output comes); still busy, it waits for the quiet.
+    fn release_when_quiet(&mut self) {
+        let now = Instant::now();
+        if self.release_at.is_none_or(|at| at > now) {
+            return;
+        }
+        let quiet_since = self.last_work.checked_add(QUIET_RELEASE);
+        if quiet_since.is_some_and(|quiet| quiet > now) {
+            self.release_at = quiet_since;
+            return;
+        }
+        self.release_at = None;
+        self.copier.release_memory();
+        crate::common::sys::release_free_memory();
     }
 
     /// Copies what waits without an event to say so (new copies, budgets run out).
@@ -425,6 +467,7 @@ impl Supervisor {
             .chain(self.record.as_ref().and_then(record::Record::next_deadline))
             .chain(self.removal_deadline())
             .chain(self.trim_at)
+            .chain(self.release_at)
             .min();
         let Some(container) = self.container.as_ref() else {
             return relays.chain(front).min();

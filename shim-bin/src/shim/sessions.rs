@@ -18,6 +18,24 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What an exec takes from the container's config.json: its process and its root, read without
+/// building the rest (mounts, namespaces, a seccomp profile of hundreds of rules), whose parsing
+/// would leave heap and stack pages resident for the daemon's life.
+#[derive(Debug, serde::Deserialize)]
+struct ExecBase {
+    #[serde(default)]
+    process: Option<Process>,
+    #[serde(default)]
+    root: Option<oci_spec::runtime::Root>,
+}
+
+impl ExecBase {
+    fn load(path: &std::path::Path) -> std::result::Result<ExecBase, String> {
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| e.to_string())
+    }
+}
+
 /// The execs started for clients, and what they start from.
 #[derive(Debug, Default)]
 pub struct Sessions {
@@ -83,10 +101,10 @@ impl Supervisor {
         if self.sessions.base.is_none() {
             let bundle = PathBuf::from(self.bundle()?);
             let path = bundle.join("config.json");
-            let spec = oci_spec::runtime::Spec::load(&path)
+            let spec = ExecBase::load(&path)
                 .map_err(|e| Error::internal(format!("exec: {}: {e}", path.display())))?;
-            let rootfs = spec.root().as_ref().map(|root| bundle.join(root.path()));
-            self.sessions.base = Some((spec.process().clone().unwrap_or_default(), rootfs));
+            let rootfs = spec.root.as_ref().map(|root| bundle.join(root.path()));
+            self.sessions.base = Some((spec.process.unwrap_or_default(), rootfs));
         }
         let (base, rootfs) = self.sessions.base.as_ref().expect("read above");
         Ok((base, rootfs))

@@ -191,6 +191,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     report.target_of(shim, "exit", System::Containerd, "<=", 1.0);
     report.target_of(shim, "log_cpu", System::Containerd, "<=", 1.0);
     report.absolute_target("soak_rss_growth", "<=", 64.0);
+    // The daemon's memory after real work (docs/benchmarks.md).
+    report.absolute_target("uss", "<=", 96.0);
+    report.absolute_target("uss_exec", "<=", 128.0);
+    report.absolute_target("uss_burst_10s", "<=", 160.0);
+    report.absolute_target_of(System::ContainerdTether, "uss", "<=", 200.0);
+    report.absolute_target_of(System::ContainerdTether, "threads", "<=", 3.0);
     // tether as podman's conmon against conmon, both driven by the same podman.
     let conmon = System::PodmanTether;
     report.target_of(conmon, "podman_uss", System::Podman, "<=", 0.5);
@@ -295,6 +301,33 @@ fn measure_all(
         soak(env, execs, report)?;
     }
     Ok(())
+}
+
+/// `count` containers of `system` that each write [`BURST`] bytes of lines at once, then idle: the
+/// monitors' USS once the whole burst is in the logs, and 10 s later.
+fn burst_memory(env: &Env, system: System, count: usize) -> Result<(Vec<f64>, Vec<f64>), String> {
+    let script = format!("yes {LINE} | head -c {BURST}; exec sleep 1000");
+    let mut running = Running {
+        env,
+        containers: Vec::new(),
+    };
+    for _ in 0..count {
+        running.containers.push(env.start(system, &script)?);
+    }
+    let watch = DirWatch::new(&env.logs_dir())?;
+    // Every log format holds at least the payload once it is all there.
+    let logged =
+        |started: &Started| std::fs::metadata(&started.log).is_ok_and(|m| m.len() >= BURST as u64);
+    watch.wait(TIMEOUT, || running.containers.iter().all(logged))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let at_once = monitors_uss(&running.containers);
+    let quiet_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < quiet_until {
+        check_interrupt()?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let later = monitors_uss(&running.containers);
+    Ok((at_once, later))
 }
 
 fn exec_latency(env: &Env, runs: usize, report: &mut Report) -> Result<(), String> {
@@ -408,8 +441,21 @@ fn startup(env: &Env, system: System) -> Result<f64, String> {
     Ok(seen.duration_since(start).as_secs_f64() * 1e3)
 }
 
+/// The USS of each container's monitor, in KiB.
+fn monitors_uss(containers: &[Started]) -> Vec<f64> {
+    containers
+        .iter()
+        .filter_map(|c| procfs::memory(c.monitor_pid?))
+        .map(|m| m.uss as f64)
+        .collect()
+}
+
+/// The bytes of the burst a container writes to its log once started.
+const BURST: usize = 8 << 20;
+
 fn memory(env: &Env, systems: &[System], idle: usize, report: &mut Report) -> Result<(), String> {
     let (mut uss, mut pss, mut rss, mut threads) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut after_exec, mut after_burst, mut burst_later) = (Vec::new(), Vec::new(), Vec::new());
     let mut containerd_own = None;
     for system in systems {
         let mut running = Running {
@@ -437,6 +483,31 @@ fn memory(env: &Env, systems: &[System], idle: usize, report: &mut Report) -> Re
                 t.push(n as f64);
             }
         }
+        // One exec in each (where the container's monitor runs it), then the same reading.
+        let mut execs = 0;
+        for started in &running.containers {
+            let Some(mut exec) = env.exec_true(started) else {
+                continue;
+            };
+            check_interrupt()?;
+            let status = exec
+                .stdout(std::process::Stdio::null())
+                .status()
+                .map_err(|e| format!("exec: {e}"))?;
+            if !status.success() {
+                return Err(format!("{} exec true: {status}", system.name()));
+            }
+            execs += 1;
+        }
+        if execs > 0 {
+            // Read once the daemons have been quiet for their release (tether's: 2 s).
+            std::thread::sleep(Duration::from_secs(3));
+            after_exec.push((*system, monitors_uss(&running.containers)));
+        }
+        drop(running);
+        let (at_once, later) = burst_memory(env, *system, idle)?;
+        after_burst.push((*system, at_once));
+        burst_later.push((*system, later));
         if system.containerd_runtime().is_some() {
             if let Some(c) = &env.containerd {
                 containerd_own = procfs::memory(c.pid());
@@ -451,6 +522,19 @@ fn memory(env: &Env, systems: &[System], idle: usize, report: &mut Report) -> Re
     report.add("pss", "monitor PSS per container", "KiB", pss);
     report.add("rss", "monitor RSS per container", "KiB", rss);
     report.add("threads", "monitor threads", "count", threads);
+    report.add("uss_exec", "monitor USS after one exec", "KiB", after_exec);
+    report.add(
+        "uss_burst",
+        "monitor USS once an 8 MiB burst is logged",
+        "KiB",
+        after_burst,
+    );
+    report.add(
+        "uss_burst_10s",
+        "monitor USS 10 s after the burst",
+        "KiB",
+        burst_later,
+    );
     if let Some(m) = containerd_own {
         report.notes.push(format!(
             "containerd itself (shared by its {idle} containers, not in the table): USS {} KiB, PSS {} KiB, RSS {} KiB",

@@ -138,7 +138,18 @@ impl Report {
 
     /// A target on tether's own median (not a ratio), e.g. memory growth over a soak.
     pub fn absolute_target(&mut self, metric: &'static str, relation: &'static str, bound: f64) {
-        let value = self.median(metric, System::Tether);
+        self.absolute_target_of(System::Tether, metric, relation, bound);
+    }
+
+    /// A target on `ours`'s own median (not a ratio).
+    pub fn absolute_target_of(
+        &mut self,
+        ours: System,
+        metric: &'static str,
+        relation: &'static str,
+        bound: f64,
+    ) {
+        let value = self.median(metric, ours);
         let met = value.map(|v| {
             if relation == "<=" {
                 v <= bound
@@ -147,7 +158,7 @@ impl Report {
             }
         });
         self.targets.push(Target {
-            ours: System::Tether.name(),
+            ours: ours.name(),
             metric,
             against: "absolute",
             relation,

@@ -381,7 +381,8 @@ impl Env {
     }
 
     /// A command that runs `true` in the container and exits with its code: `runc exec` for runc
-    /// alone, `tether exec` for tether; None for the others.
+    /// alone, `tether exec` for tether, `ctr task exec` under containerd; None for conmon (an exec
+    /// has a monitor of its own there) and podman's sides.
     pub fn exec_true(&self, started: &Started) -> Option<Command> {
         match started.system {
             System::RuncAlone => {
@@ -401,11 +402,24 @@ impl Env {
                 ]);
                 Some(cmd)
             }
-            System::Conmon
-            | System::Containerd
-            | System::ContainerdTether
-            | System::Podman
-            | System::PodmanTether => None,
+            System::Containerd | System::ContainerdTether => {
+                let containerd = self.containerd.as_ref()?;
+                let n = self.counter.get();
+                self.counter.set(n + 1);
+                let mut cmd = Command::new("ctr");
+                cmd.arg("-a").arg(containerd.socket()).args([
+                    "-n",
+                    super::containerd::NAMESPACE,
+                    "task",
+                    "exec",
+                    "--exec-id",
+                    &format!("bench-exec-{n}"),
+                    &started.id,
+                    "true",
+                ]);
+                Some(cmd)
+            }
+            System::Conmon | System::Podman | System::PodmanTether => None,
         }
     }
 

@@ -1,13 +1,14 @@
 //! Log-formatting benchmark: 512 MiB of 71-byte lines (70 characters and a newline) arrive on a pipe
-//! from another thread and go through the engine into a `cri`, `json-file` and `raw` log in turn.
-//! Reports the engine thread's CPU time (user + system, getrusage RUSAGE_THREAD), so the writer's
+//! from another thread and go through the copier into a `cri`, `json-file` and `raw` log in turn.
+//! Reports the copying thread's CPU time (user + system, getrusage RUSAGE_THREAD), so the writer's
 //! work is not counted.
 //!
 //! `cargo run --release -p shim-io --example format_bench -- [MIB] [DIR]` (default 512 MiB in
 //! /dev/shm, so the disk is not what is measured) prints one JSON object per format.
 
 use mio::{Events, Poll, Token};
-use shim_io::{IoEngine, IoEvent, LogFormat, LogSink, SinkOptions, Stream};
+use shim_io::copier::Copier;
+use shim_io::{Destination, LogFormat, LogSink, SinkOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -43,14 +44,20 @@ fn run(
     mib: usize,
 ) -> Result<(Duration, Duration), Box<dyn std::error::Error>> {
     let mut poll = Poll::new()?;
-    let mut engine = IoEngine::new();
-    let sink = engine.add_sink(LogSink::open(log, SinkOptions::new(format))?);
+    let mut copier = Copier::new(|n| (Token(2 * n), Token(2 * n + 1)));
+    copier.log_to(LogSink::open(log, SinkOptions::new(format))?);
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let _ = nix::fcntl::fcntl(
         std::os::fd::AsRawFd::as_raw_fd(&read_end),
         nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
     );
-    engine.add_output(poll.registry(), Token(1), read_end, Stream::Stdout, sink)?;
+    let output = copier.add_output(
+        poll.registry(),
+        read_end,
+        Destination::Log,
+        "bench",
+        "stdout",
+    )?;
     let writer = std::thread::spawn(move || {
         let line = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWX\n";
         let block: Vec<u8> = line.iter().copied().cycle().take(71 * 1024).collect();
@@ -65,27 +72,16 @@ fn run(
     let cpu_start = thread_cpu();
     let start = Instant::now();
     let mut events = Events::with_capacity(16);
-    'outer: loop {
-        for event in engine.work_backlog(poll.registry()) {
-            if matches!(event, IoEvent::OutputClosed { .. }) {
-                break 'outer;
-            }
-        }
-        let timeout = match engine.next_deadline() {
-            _ if engine.has_backlog() => Duration::ZERO,
+    while copier.is_open(output) {
+        copier.work_backlog(poll.registry(), None);
+        let timeout = match copier.next_deadline() {
+            _ if copier.has_backlog() => Duration::ZERO,
             Some(at) => at.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(30),
         };
         poll.poll(&mut events, Some(timeout))?;
         for event in events.iter() {
-            for io_event in engine
-                .handle(poll.registry(), event.token())
-                .unwrap_or_default()
-            {
-                if matches!(io_event, IoEvent::OutputClosed { .. }) {
-                    break 'outer;
-                }
-            }
+            copier.ready(poll.registry(), event.token().0 / 2, None);
         }
     }
     let wall = start.elapsed();

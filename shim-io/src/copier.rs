@@ -1,7 +1,9 @@
 //! The one copier: every stdio stream of every process a shim supervises, whatever its other end —
-//! a fifo, file or logging pipe ([`relay`]), the log ([`IoEngine`] into a
-//! [`LogSink`]), a client's frames ([`client`](crate::client)) — under numbers it hands out, so
-//! the supervisor holds one number per stream and never asks what is behind it.
+//! a fifo, file or logging pipe, the log, a client's frames, nowhere (a [`Destination`]) — under
+//! numbers it hands out, so the supervisor holds one number per stream and never asks what is
+//! behind it. Every output is read by the same pump ([`output`](crate::output)) through one
+//! buffer, with one budget per turn; every input goes through one path
+//! ([`input`](crate::input)).
 //!
 //! # Loop contract
 //!
@@ -22,22 +24,29 @@
 //!
 //! ```
 //! use mio::{Events, Poll, Token};
-//! use shim_io::copier::{Copier, OutputTo};
-//! use shim_io::relay::Destination;
+//! use shim_io::copier::Copier;
+//! use shim_io::{Destination, LogFormat, LogSink, SinkOptions};
 //! use std::io::Write;
 //! use std::time::Instant;
 //!
 //! let dir = tempfile::tempdir()?;
 //! let out = dir.path().join("out.log");
+//! let log = dir.path().join("ctr.log");
 //! let mut poll = Poll::new()?;
 //! let mut copier = Copier::new(|n| (Token(2 * n), Token(2 * n + 1)));
-//! let (read_end, write_end) = nix::unistd::pipe()?;
-//! let destination = Destination::open(&format!("file://{}", out.display()))?;
-//! let n = copier.add_output(poll.registry(), read_end, OutputTo::Relay(destination), "out", "stdout")?;
-//! std::fs::File::from(write_end).write_all(b"hello\n")?; // and the process is gone: EOF
+//! copier.log_to(LogSink::open(&log, SinkOptions::new(LogFormat::Cri))?);
+//! let (stdout, stdout_writer) = nix::unistd::pipe()?;
+//! let (stderr, stderr_writer) = nix::unistd::pipe()?;
+//! let to_file = Destination::open(&format!("file://{}", out.display()))?;
+//! let outputs = [
+//!     copier.add_output(poll.registry(), stdout, to_file, "out", "stdout")?,
+//!     copier.add_output(poll.registry(), stderr, Destination::Log, "err", "stderr")?,
+//! ];
+//! std::fs::File::from(stdout_writer).write_all(b"hello\n")?; // and the process is gone: EOF
+//! std::fs::File::from(stderr_writer).write_all(b"no newline")?;
 //! let mut events = Events::with_capacity(8);
 //! let now = Instant::now();
-//! while !copier.delivered(poll.registry(), &[n], now, false, None) {
+//! while !copier.delivered(poll.registry(), &outputs, now, false, None) {
 //!     copier.work_backlog(poll.registry(), None);
 //!     poll.poll(&mut events, Some(std::time::Duration::from_millis(10)))?;
 //!     for event in events.iter() {
@@ -45,12 +54,16 @@
 //!     }
 //! }
 //! assert_eq!(std::fs::read(&out)?, b"hello\n");
+//! let text = std::fs::read_to_string(&log)?;
+//! assert_eq!(&text[31..], "stderr P no newline\n");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::client::{ClientInput, ClientOutput, Taken, CLIENT_HIGH_WATER};
-use crate::relay::{self, Destination, InputRelay, OutputRelay};
-use crate::{IoEngine, IoEvent, LogSink, SinkId, Stream};
+use crate::destination::{Destination, InputFrom};
+use crate::input::Input;
+use crate::output::{Cx, Output, Reach, Turn};
+use crate::relay::{PENDING_LIMIT, READER_GONE_AFTER};
+use crate::{LogSink, Stream};
 use mio::{Registry, Token};
 use std::collections::HashMap;
 use std::fs::File;
@@ -58,30 +71,9 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-/// What a copy reads in one go.
-const COPY_BUFFER: usize = 64 * 1024;
 /// How often a fifo that holds the last of a finished output is looked at, to close it (the
 /// reader's end-of-file) once read.
 const LINGER_POLL: Duration = Duration::from_millis(250);
-
-/// Where one output goes.
-#[derive(Debug)]
-pub enum OutputTo {
-    /// A fifo, file or pipe (none: the client asked for nothing, read and dropped).
-    Relay(Option<Destination>),
-    /// The log set with [`Copier::log_to`].
-    Log,
-    /// A client's frames (none: detached, read and dropped).
-    Client(Option<Token>),
-}
-
-/// Where a process's input comes from.
-#[derive(Debug)]
-pub enum InputFrom {
-    Fifo(File),
-    /// A client's frames, handed over with [`Copier::client_input`].
-    Client,
-}
 
 /// What the caller must act on.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,7 +82,7 @@ pub enum Notice {
     Warn(String),
     /// Something for the shim's log at debug level.
     Debug(String),
-    /// Output the log's copy read while tapped ([`Copier::tap_log`]), for attached clients.
+    /// Output read into the log while tapped ([`Copier::tap_log`]), for attached clients.
     Tapped { stream: Stream, bytes: Vec<u8> },
     /// An input from clients took what it held: its clients may send more.
     InputTaken,
@@ -116,24 +108,8 @@ fn reborrow<'a>(frames: &'a mut Option<&mut dyn Frames>) -> Option<&'a mut dyn F
 /// One copy.
 #[derive(Debug)]
 enum Copy {
-    /// Output to a fifo, file or pipe, named for diagnostics.
-    Output {
-        relay: OutputRelay,
-        name: String,
-    },
-    /// A fifo's input to the process.
-    Input(InputRelay),
-    /// Output into the log: the log engine copies it, under this source token.
-    Log(Token),
-    ToClient(ClientOutput),
-    FromClient(ClientInput),
-}
-
-/// The log and the engine that copies into it.
-#[derive(Debug)]
-struct Log {
-    engine: IoEngine,
-    sink: SinkId,
+    Output(Output),
+    Input(Input),
 }
 
 /// Every copy of a shim's processes (see the module docs for its loop contract).
@@ -143,10 +119,12 @@ pub struct Copier {
     next: usize,
     /// Copies with more to do without an event to say so (new ones, budgets run out).
     backlog: Vec<usize>,
-    /// Made with the first copy that reads through it: a log copied by the engine needs none, and
-    /// a shim that never relays keeps 64 KiB less resident.
+    /// The one read buffer, made when something is first read and given back when quiet
+    /// ([`Copier::release_memory`]): a shim whose processes write nothing keeps it unmade.
     buf: Vec<u8>,
-    log: Option<Log>,
+    log: Option<LogSink>,
+    /// Whether output into the log is handed out as [`Notice::Tapped`].
+    log_tapped: bool,
     tokens: fn(usize) -> (Token, Token),
     notices: Vec<Notice>,
 }
@@ -160,16 +138,15 @@ impl Copier {
             backlog: Vec::new(),
             buf: Vec::new(),
             log: None,
+            log_tapped: false,
             tokens,
             notices: Vec::new(),
         }
     }
 
-    /// Outputs to [`OutputTo::Log`] are written into `sink` from now on.
+    /// Outputs to [`Destination::Log`] are written into `sink` from now on.
     pub fn log_to(&mut self, sink: LogSink) {
-        let mut engine = IoEngine::new();
-        let sink = engine.add_sink(sink);
-        self.log = Some(Log { engine, sink });
+        self.log = Some(sink);
     }
 
     /// Forgets the log (a create that failed).
@@ -177,39 +154,40 @@ impl Copier {
         self.log = None;
     }
 
-    /// Gives back what the log's engine grew for a burst of output, when nothing waits to be
-    /// copied ([`IoEngine::release_memory`]); taken again when output comes.
-    /// The copy buffer goes too while no copy reads through it (an exec's output to its client,
-    /// a relay): the next such copy takes it again.
+    /// The log, while there is one.
+    pub fn log(&self) -> Option<&LogSink> {
+        self.log.as_ref()
+    }
+
+    /// Gives back what a burst of work grew, when nothing waits to be copied: the read buffer and
+    /// the log's record buffers, each taken again when output comes.
     pub fn release_memory(&mut self) {
-        if let Some(log) = &mut self.log {
-            log.engine.release_memory();
+        if !self.backlog.is_empty() {
+            return;
         }
-        let reads = self.copies.values().any(|copy| {
-            matches!(
-                copy,
-                Copy::Output { .. } | Copy::Input(_) | Copy::ToClient(_)
-            )
-        });
-        if !reads {
-            self.buf = Vec::new();
+        self.buf = Vec::new();
+        if let Some(sink) = &mut self.log {
+            sink.release_memory();
         }
     }
 
     /// Reopens the log (after logrotate moved it); nothing without one.
     pub fn reopen_log(&mut self) -> io::Result<()> {
-        match self.log.as_mut().and_then(|l| l.engine.sink_mut(l.sink)) {
+        match &mut self.log {
             Some(sink) => sink.reopen(),
             None => Ok(()),
         }
     }
 
-    /// Hands copies of what is written into the log out as [`Notice::Tapped`] while `on`.
+    /// Hands copies of what is written into the log out as [`Notice::Tapped`] while `on`. While
+    /// tapped, a raw log is written through memory instead of spliced.
     pub fn tap_log(&mut self, on: bool) {
-        let Some(log) = &mut self.log else { return };
-        for copy in self.copies.values() {
-            if let Copy::Log(token) = copy {
-                log.engine.set_tap(*token, on);
+        self.log_tapped = on;
+        for copy in self.copies.values_mut() {
+            if let Copy::Output(output) = copy {
+                if matches!(output.to, Destination::Log) {
+                    output.tapped = on;
+                }
             }
         }
     }
@@ -221,100 +199,78 @@ impl Copier {
 
     /// Whether there is copying to do before sleeping.
     pub fn has_backlog(&self) -> bool {
-        !self.backlog.is_empty() || self.log.as_ref().is_some_and(|l| l.engine.has_backlog())
+        !self.backlog.is_empty()
     }
 
-    /// Copies what waits without an event to say so: new copies, budgets run out, and outputs
-    /// held back for a reader whose time ran out ([`OutputRelay::deadline`]): such a relay stopped
-    /// reading its pipe and its reader takes nothing, so no event of theirs would ever come.
+    /// Copies what waits without an event to say so: new copies, budgets run out, log outputs
+    /// held back to gather, and outputs held for a reader whose time ran out
+    /// ([`READER_GONE_AFTER`]): such an output stopped reading its pipe and its reader takes
+    /// nothing, so no event of theirs would ever come.
     pub fn work_backlog(&mut self, registry: &Registry, mut frames: Option<&mut dyn Frames>) {
         let now = Instant::now();
         let mut due = std::mem::take(&mut self.backlog);
-        due.extend(self.copies.iter().filter_map(|(n, copy)| match copy {
-            Copy::Output { relay, .. } if relay.deadline().is_some_and(|at| at <= now) => Some(*n),
-            _ => None,
-        }));
+        for (n, copy) in &mut self.copies {
+            let Copy::Output(output) = copy else { continue };
+            let resumed = output.resume_if_due(registry, now);
+            if resumed || output.deadline().is_some_and(|at| at <= now) {
+                due.push(*n);
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
         for n in due {
             self.ready(registry, n, reborrow(&mut frames));
-        }
-        if let Some(log) = &mut self.log {
-            let events = log.engine.work_backlog(registry);
-            self.on_log_events(events);
         }
         self.check_log_sink();
     }
 
     /// When the caller must look again at the latest.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let lingering = self
-            .copies
-            .values()
-            .any(|copy| matches!(copy, Copy::Output { relay, .. } if relay.lingering()))
-            .then(|| Instant::now() + LINGER_POLL);
-        self.copies
-            .values()
-            .filter_map(|copy| match copy {
-                Copy::Output { relay, .. } => relay.deadline(),
-                _ => None,
+        let outputs = || {
+            self.copies.values().filter_map(|copy| match copy {
+                Copy::Output(output) => Some(output),
+                Copy::Input(_) => None,
             })
+        };
+        let lingering = outputs()
+            .any(Output::lingering)
+            .then(|| Instant::now() + LINGER_POLL);
+        outputs()
+            .filter_map(Output::deadline)
             .chain(lingering)
-            .chain(self.log.as_ref().and_then(|l| l.engine.next_deadline()))
             .min()
     }
 
-    fn take_number(&mut self, reads: bool) -> (usize, (Token, Token)) {
-        if reads && self.buf.is_empty() {
-            self.buf = vec![0; COPY_BUFFER];
-        }
+    fn take_number(&mut self) -> (usize, (Token, Token)) {
         let n = self.next;
         self.next += 1;
         (n, (self.tokens)(n))
     }
 
-    /// Starts copying an output (`name` for diagnostics; `stream` "stdout", "stderr" or
-    /// "terminal"); returns its number.
+    /// Starts copying an output into `to` (`name` for diagnostics; `label` "stdout", "stderr" or
+    /// "terminal", a terminal's output counting as stdout); returns its number.
     pub fn add_output(
         &mut self,
         registry: &Registry,
         fd: OwnedFd,
-        to: OutputTo,
+        to: Destination,
         name: &str,
-        stream: &'static str,
+        label: &'static str,
     ) -> io::Result<usize> {
-        let (n, (source, dest)) = self.take_number(!matches!(to, OutputTo::Log));
-        // A terminal's output is its stdout.
-        let which = if stream == "stderr" {
-            Stream::Stderr
-        } else {
-            Stream::Stdout
-        };
-        let copy = match to {
-            OutputTo::Relay(destination) => {
-                let mut relay = OutputRelay::new(fd, destination, stream)?;
-                relay.register(registry, source, dest)?;
-                let name = name.to_string();
-                Copy::Output { relay, name }
-            }
-            OutputTo::Log => {
-                let log = self
-                    .log
-                    .as_mut()
-                    .ok_or_else(|| io::Error::other("no log to write to"))?;
-                log.engine
-                    .add_output(registry, source, fd, which, log.sink)?;
-                Copy::Log(source)
-            }
-            OutputTo::Client(client) => {
-                Copy::ToClient(ClientOutput::new(fd, which, client, registry, source)?)
-            }
-        };
-        self.copies.insert(n, copy);
-        // Output may be waiting already.
+        if matches!(to, Destination::Log) && self.log.is_none() {
+            return Err(io::Error::other("no log to write to"));
+        }
+        let (n, tokens) = self.take_number();
+        let mut output = Output::new(registry, fd, to, tokens, label, name)?;
+        output.tapped = self.log_tapped && matches!(output.to, Destination::Log);
+        self.copies.insert(n, Copy::Output(output));
+        // Output may be waiting already; edge-triggered readiness would not report it.
         self.backlog.push(n);
         Ok(n)
     }
 
-    /// Starts copying an input into `writer`, the process's stdin; returns its number.
+    /// Starts copying an input into `writer`, the process's stdin (`terminal`: its terminal);
+    /// returns its number.
     pub fn add_input(
         &mut self,
         registry: &Registry,
@@ -322,148 +278,97 @@ impl Copier {
         writer: File,
         terminal: bool,
     ) -> io::Result<usize> {
-        let (n, (source, dest)) = self.take_number(matches!(from, InputFrom::Fifo(_)));
-        let copy = match from {
-            InputFrom::Fifo(fifo) => {
-                let mut relay = InputRelay::new(fifo, writer)?;
-                relay.register(registry, source, dest)?;
-                Copy::Input(relay)
-            }
-            InputFrom::Client => {
-                let mut input = ClientInput::new(writer, terminal)?;
-                input.register(registry, source)?;
-                Copy::FromClient(input)
-            }
-        };
-        self.copies.insert(n, copy);
+        let (n, (source, dest)) = self.take_number();
+        let mut input = Input::new(from, writer, terminal)?;
+        input.register(registry, source, dest)?;
+        self.copies.insert(n, Copy::Input(input));
         self.backlog.push(n);
         Ok(n)
     }
 
     /// One of copy `n`'s tokens is ready.
     pub fn ready(&mut self, registry: &Registry, n: usize, frames: Option<&mut dyn Frames>) {
+        self.pump(registry, n, Reach::Turn, frames);
+    }
+
+    /// Gives copy `n` a turn; an output that is done is closed.
+    fn pump(
+        &mut self,
+        registry: &Registry,
+        n: usize,
+        reach: Reach,
+        frames: Option<&mut dyn Frames>,
+    ) {
         match self.copies.get_mut(&n) {
-            Some(Copy::Output { relay, name }) => {
-                let turn = relay.pump(registry, &mut self.buf);
-                if let Some(error) = turn.error {
-                    self.notices
-                        .push(Notice::Warn(format!("{name}: {error} (output is dropped)")));
-                }
-                if turn.dropping {
-                    self.notices.push(Notice::Warn(format!(
-                        "{name}: nothing read for {}s and {} MiB held; dropping whole lines until it is read",
-                        relay::READER_GONE_AFTER.as_secs(),
-                        relay::PENDING_LIMIT >> 20,
-                    )));
-                }
-                if let Some(bytes) = turn.recovered {
-                    self.notices.push(Notice::Warn(format!(
-                        "{name}: {bytes} bytes were dropped while nobody read, said in the output (total {})",
-                        relay.dropped()
-                    )));
-                }
+            Some(Copy::Output(output)) => {
+                let mut cx = Cx {
+                    registry,
+                    buf: &mut self.buf,
+                    log: self.log.as_mut(),
+                    frames: frames.map(|frames| frames as &mut dyn Frames),
+                    notices: &mut self.notices,
+                    now: Instant::now(),
+                    reach,
+                };
+                let turn = output.pump(&mut cx);
+                Self::report(&mut self.notices, output, &turn);
                 if turn.more {
                     self.backlog.push(n);
-                } else if relay.closable() {
-                    relay.close(registry);
+                } else if output.done() {
+                    output.close(registry);
                     self.copies.remove(&n);
                 }
             }
-            Some(Copy::Input(relay)) => {
-                relay.pump(registry, &mut self.buf);
-                if relay.is_closed() {
-                    self.copies.remove(&n);
+            Some(Copy::Input(input)) => {
+                input.pump(registry, &mut self.buf);
+                if input.takes_frames() {
+                    self.notices.push(Notice::InputTaken);
                 }
-            }
-            Some(Copy::Log(token)) => {
-                let token = *token;
-                let Some(log) = &mut self.log else { return };
-                let events = log.engine.handle(registry, token).unwrap_or_default();
-                let open = log.engine.is_output_open(token);
-                self.on_log_events(events);
-                if !open {
-                    self.copies.remove(&n);
-                }
-            }
-            Some(Copy::ToClient(_)) => self.pump_client_output(registry, n, false, frames),
-            Some(Copy::FromClient(input)) => {
-                input.flush(registry);
                 if input.is_closed() {
                     self.copies.remove(&n);
                 }
-                self.notices.push(Notice::InputTaken);
             }
             None => {}
         }
     }
 
-    /// What the log engine saw: output for attach clients, a stream's end.
-    fn on_log_events(&mut self, events: Vec<IoEvent>) {
-        for event in events {
-            match event {
-                IoEvent::Data { stream, bytes, .. } => {
-                    self.notices.push(Notice::Tapped { stream, bytes })
-                }
-                IoEvent::OutputClosed { stream, .. } => self.notices.push(Notice::Debug(format!(
-                    "container {} reached end of stream",
-                    stream.as_str()
-                ))),
-                IoEvent::InputClosed { .. } => {}
-            }
+    /// Says what a turn of `output` did that the shim's log should tell.
+    fn report(notices: &mut Vec<Notice>, output: &Output, turn: &Turn) {
+        let name = &output.name;
+        if let Some(error) = &turn.error {
+            notices.push(Notice::Warn(format!("{name}: {error} (output is dropped)")));
+        }
+        if turn.dropping {
+            notices.push(Notice::Warn(format!(
+                "{name}: nothing read for {}s and {} MiB held; dropping whole lines until it is read",
+                READER_GONE_AFTER.as_secs(),
+                PENDING_LIMIT >> 20,
+            )));
+        }
+        if let Some(bytes) = turn.recovered {
+            notices.push(Notice::Warn(format!(
+                "{name}: {bytes} bytes were dropped while nobody read, said in the output (total {})",
+                output.dropped()
+            )));
         }
     }
 
     /// Says when the log could not be written, and when it could again.
     fn check_log_sink(&mut self) {
-        let Some(sink) = self.log.as_mut().and_then(|l| l.engine.sink_mut(l.sink)) else {
+        let Some(sink) = &mut self.log else {
             return;
         };
-        let path = sink.path().display().to_string();
         if let Some(error) = sink.take_error() {
+            let path = sink.path().display();
             self.notices.push(Notice::Warn(format!(
                 "log {path}: {error} (output is dropped until it can be written again)"
             )));
         }
         if let Some(bytes) = sink.take_recovered() {
+            let path = sink.path().display();
             self.notices.push(Notice::Warn(format!(
                 "log {path}: written again; {bytes} bytes of output were dropped"
             )));
-        }
-    }
-
-    /// Hands what a process wrote to its client while the client takes it (`force`: all there is,
-    /// before the output is closed).
-    fn pump_client_output(
-        &mut self,
-        registry: &Registry,
-        n: usize,
-        force: bool,
-        mut frames: Option<&mut dyn Frames>,
-    ) {
-        let Some(Copy::ToClient(output)) = self.copies.get_mut(&n) else {
-            return;
-        };
-        loop {
-            let queued = match (output.client, frames.as_deref()) {
-                (Some(client), Some(frames)) => frames.queued(client),
-                _ => 0,
-            };
-            if !force && queued >= CLIENT_HIGH_WATER {
-                return;
-            }
-            match output.read(&mut self.buf) {
-                Taken::Data(len) => {
-                    if let (Some(client), Some(frames)) = (output.client, reborrow(&mut frames)) {
-                        frames.send(registry, client, output.stream, &self.buf[..len]);
-                    }
-                }
-                Taken::Empty => return,
-                Taken::End => {
-                    output.close(registry);
-                    self.copies.remove(&n);
-                    return;
-                }
-            }
         }
     }
 
@@ -476,26 +381,28 @@ impl Copier {
             .copies
             .iter()
             .filter_map(|(n, copy)| match copy {
-                Copy::ToClient(output) if output.is_open() => {
-                    let queued = output.client.map_or(0, |c| door.queued(c));
-                    (queued < CLIENT_HIGH_WATER / 2).then_some(*n)
-                }
+                Copy::Output(output) if output.source_open() => match output.to {
+                    Destination::Client(client) => {
+                        (door.queued(client) < crate::client::CLIENT_HIGH_WATER / 2).then_some(*n)
+                    }
+                    _ => None,
+                },
                 _ => None,
             })
             .collect();
         for n in ready {
-            self.pump_client_output(registry, n, false, reborrow(&mut frames));
+            self.ready(registry, n, reborrow(&mut frames));
         }
     }
 
     /// Input from a client for input copy `n`; false when it takes no more for now (the client
     /// is then not to be read until [`Notice::InputTaken`]).
     pub fn client_input(&mut self, registry: &Registry, n: usize, bytes: &[u8]) -> bool {
-        let Some(Copy::FromClient(input)) = self.copies.get_mut(&n) else {
+        let Some(Copy::Input(input)) = self.copies.get_mut(&n) else {
             return true;
         };
         input.push(bytes);
-        input.flush(registry);
+        input.pump(registry, &mut self.buf);
         let full = input.full();
         if input.is_closed() {
             self.copies.remove(&n);
@@ -506,7 +413,7 @@ impl Copier {
     /// Whether input copy `n` takes more from its clients.
     pub fn takes_input(&self, n: usize) -> bool {
         match self.copies.get(&n) {
-            Some(Copy::FromClient(input)) => !input.full(),
+            Some(Copy::Input(input)) => !input.full(),
             _ => true,
         }
     }
@@ -514,9 +421,9 @@ impl Copier {
     /// A client went away: what its processes write is read and dropped from now on.
     pub fn forget_client(&mut self, client: Token) {
         for copy in self.copies.values_mut() {
-            if let Copy::ToClient(output) = copy {
-                if output.client == Some(client) {
-                    output.client = None;
+            if let Copy::Output(output) = copy {
+                if matches!(output.to, Destination::Client(c) if c == client) {
+                    output.to = Destination::Discard;
                 }
             }
         }
@@ -524,36 +431,25 @@ impl Copier {
 
     /// Whether output copy `n` still reads from its process.
     pub fn is_open(&self, n: usize) -> bool {
-        match self.copies.get(&n) {
-            Some(Copy::Output { relay, .. }) => relay.source_open(),
-            Some(Copy::Log(token)) => self
-                .log
-                .as_ref()
-                .is_some_and(|log| log.engine.is_output_open(*token)),
-            Some(Copy::ToClient(output)) => output.is_open(),
-            _ => false,
-        }
+        matches!(self.copies.get(&n), Some(Copy::Output(output)) if output.source_open())
     }
 
-    /// Closes copy `n` at once (its process is gone and deleted).
+    /// Closes copy `n` at once (its process is gone and deleted). What a log output's pipe still
+    /// holds is logged first; what is held for anything else is lost.
     pub fn close(&mut self, registry: &Registry, n: usize) {
+        if matches!(self.copies.get(&n), Some(Copy::Output(o)) if matches!(o.to, Destination::Log))
+        {
+            self.close_sources(registry, &[n], None);
+        }
         match self.copies.remove(&n) {
-            Some(Copy::Output { mut relay, .. }) => relay.close(registry),
-            Some(Copy::Input(mut relay)) => relay.close(registry),
-            Some(Copy::Log(token)) => {
-                if let Some(log) = &mut self.log {
-                    let events = log.engine.close_output(registry, token);
-                    self.on_log_events(events);
-                }
-            }
-            Some(Copy::ToClient(mut output)) => output.close(registry),
-            Some(Copy::FromClient(mut input)) => input.close(registry),
+            Some(Copy::Output(mut output)) => output.close(registry),
+            Some(Copy::Input(mut input)) => input.close(registry),
             None => {}
         }
     }
 
-    /// Stops reading a process's outputs whatever still holds them open, keeping what was read for
-    /// their readers.
+    /// Stops reading a process's outputs whatever still holds them open, passing on what they
+    /// hold now.
     pub fn close_sources(
         &mut self,
         registry: &Registry,
@@ -561,42 +457,36 @@ impl Copier {
         mut frames: Option<&mut dyn Frames>,
     ) {
         for &n in outputs {
-            match self.copies.get_mut(&n) {
-                Some(Copy::Output { relay, .. }) => {
-                    let _ = relay.pump(registry, &mut self.buf);
-                    relay.close_source(registry);
-                    if relay.closable() {
-                        relay.close(registry);
-                        self.copies.remove(&n);
-                    }
-                }
-                Some(Copy::ToClient(_)) => {
-                    self.pump_client_output(registry, n, true, reborrow(&mut frames));
-                    self.close(registry, n);
-                }
-                Some(Copy::Log(_)) => self.close(registry, n),
-                _ => {}
+            self.pump(registry, n, Reach::All, reborrow(&mut frames));
+            let Some(Copy::Output(output)) = self.copies.get_mut(&n) else {
+                continue;
+            };
+            let mut turn = Turn::default();
+            let mut cx = Cx {
+                registry,
+                buf: &mut self.buf,
+                log: self.log.as_mut(),
+                frames: reborrow(&mut frames),
+                notices: &mut self.notices,
+                now: Instant::now(),
+                reach: Reach::All,
+            };
+            output.end(&mut cx, &mut turn);
+            Self::report(&mut self.notices, output, &turn);
+            if output.done() {
+                output.close(registry);
+                self.copies.remove(&n);
             }
         }
     }
 
     /// Ends input copy `n` once what it holds is passed on (CloseIO, end of stdin).
     pub fn close_input(&mut self, registry: &Registry, n: usize) {
-        match self.copies.get_mut(&n) {
-            Some(Copy::Input(relay)) => {
-                relay.close_after_flush(registry, &mut self.buf);
-                if relay.is_closed() {
-                    self.copies.remove(&n);
-                }
+        if let Some(Copy::Input(input)) = self.copies.get_mut(&n) {
+            input.end(registry, &mut self.buf);
+            if input.is_closed() {
+                self.copies.remove(&n);
             }
-            Some(Copy::FromClient(input)) => {
-                input.end();
-                input.flush(registry);
-                if input.is_closed() {
-                    self.copies.remove(&n);
-                }
-            }
-            _ => {}
         }
     }
 
@@ -611,42 +501,37 @@ impl Copier {
         grace_over: bool,
         mut frames: Option<&mut dyn Frames>,
     ) -> bool {
+        if grace_over {
+            let open: Vec<usize> = outputs
+                .iter()
+                .copied()
+                .filter(|n| self.is_open(*n))
+                .collect();
+            self.close_sources(registry, &open, reborrow(&mut frames));
+        }
         let now = Instant::now();
         let mut delivered = true;
         for &n in outputs {
-            match self.copies.get_mut(&n) {
-                Some(Copy::Output { relay, .. }) => {
-                    if relay.source_open() && grace_over {
-                        let _ = relay.pump(registry, &mut self.buf);
-                        relay.close_source(registry);
-                    }
-                    delivered &= relay.delivered(now, exited);
-                    if relay.closable() {
-                        relay.close(registry);
-                        self.copies.remove(&n);
-                    }
-                }
-                // Written to the log or handed to the client once read: delivered at the pipe's end.
-                Some(Copy::Log(_) | Copy::ToClient(_)) => {
-                    if grace_over {
-                        self.close_sources(registry, &[n], reborrow(&mut frames));
-                    }
-                    delivered &= !self.is_open(n);
-                }
-                _ => {} // finished and closed
+            let Some(Copy::Output(output)) = self.copies.get_mut(&n) else {
+                continue; // finished and closed
+            };
+            delivered &= output.delivered(now, exited);
+            if output.done() {
+                output.close(registry);
+                self.copies.remove(&n);
             }
         }
         delivered
     }
 
-    /// Closes the relays whose last output a reader took (it gets its end-of-file).
+    /// Closes the outputs whose last output a reader took (it gets its end-of-file).
     pub fn close_delivered(&mut self, registry: &Registry) {
         self.copies.retain(|_, copy| {
-            let Copy::Output { relay, .. } = copy else {
+            let Copy::Output(output) = copy else {
                 return true;
             };
-            if relay.lingering() && relay.closable() {
-                relay.close(registry);
+            if output.lingering() && output.done() {
+                output.close(registry);
                 return false;
             }
             true
@@ -657,6 +542,7 @@ impl Copier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::CLIENT_HIGH_WATER;
     use std::io::Write;
 
     /// A door whose queue for its one client is set by the test.
@@ -687,12 +573,12 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let mut copier = Copier::new(tokens);
         let (read_end, write_end) = nix::unistd::pipe().unwrap();
-        let client = Some(Token(7));
+        let client = Token(7);
         let n = copier
             .add_output(
                 poll.registry(),
                 read_end,
-                OutputTo::Client(client),
+                Destination::Client(client),
                 "exec",
                 "stderr",
             )
@@ -727,7 +613,7 @@ mod tests {
             .add_output(
                 poll.registry(),
                 read_end,
-                OutputTo::Client(Some(client)),
+                Destination::Client(client),
                 "exec",
                 "stdout",
             )
@@ -770,13 +656,84 @@ mod tests {
         );
     }
 
+    /// Waits (at most 10 s) until the other end of `pipe` is closed for good: POLLERR on a write
+    /// end, POLLHUP on a read end (`interest` says which end it is). In a test process other
+    /// threads may briefly hold a reference to a closed end (the kernel releases a file when its
+    /// last user lets go), so the event is awaited, not assumed.
+    fn await_other_end_closed(pipe: &impl std::os::fd::AsFd, interest: nix::poll::PollFlags) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let gone = PollFlags::POLLERR | PollFlags::POLLHUP;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let mut fds = [PollFd::new(pipe.as_fd(), interest)];
+            if poll(&mut fds, PollTimeout::from(100u16)).is_ok()
+                && fds[0].revents().is_some_and(|r| r.intersects(gone))
+            {
+                return;
+            }
+        }
+        panic!("the other end never closed");
+    }
+
+    #[test]
+    fn input_is_held_up_to_its_bound_and_closed_when_the_process_is_gone() {
+        let poll = mio::Poll::new().unwrap();
+        let mut copier = Copier::new(tokens);
+        let (read_end, write_end) = crate::fdio::pipe().unwrap();
+        let watch = write_end.try_clone().unwrap();
+        let n = copier
+            .add_input(poll.registry(), InputFrom::Client, write_end.into(), false)
+            .unwrap();
+        let limit = crate::input::INPUT_LIMIT;
+        assert!(
+            !copier.client_input(poll.registry(), n, &vec![b'x'; limit * 2]),
+            "a pipe takes 64 KiB: the rest is held, clients wait"
+        );
+        assert!(!copier.takes_input(n));
+        drop(read_end);
+        await_other_end_closed(&watch, nix::poll::PollFlags::POLLOUT);
+        copier.ready(poll.registry(), n, None);
+        assert_eq!(copier.take_notices(), [Notice::InputTaken]);
+        assert!(copier.takes_input(n), "nothing more can be delivered: closed");
+        assert!(copier.copies.is_empty());
+    }
+
+    #[test]
+    fn output_with_nothing_written_yet_is_open_until_its_end() {
+        let poll = mio::Poll::new().unwrap();
+        let mut copier = Copier::new(tokens);
+        let (read_end, write_end) = crate::fdio::pipe().unwrap();
+        let watch = read_end.try_clone().unwrap();
+        let n = copier
+            .add_output(
+                poll.registry(),
+                read_end,
+                Destination::Client(Token(7)),
+                "exec",
+                "stderr",
+            )
+            .unwrap();
+        copier.work_backlog(poll.registry(), None);
+        assert!(copier.is_open(n), "an empty pipe is not its end");
+        drop(write_end);
+        await_other_end_closed(&watch, nix::poll::PollFlags::POLLIN);
+        copier.ready(poll.registry(), n, None);
+        assert!(!copier.is_open(n));
+    }
+
     #[test]
     fn output_to_the_log_needs_a_log() {
         let poll = mio::Poll::new().unwrap();
         let mut copier = Copier::new(tokens);
         let (read_end, _write_end) = nix::unistd::pipe().unwrap();
         let error = copier
-            .add_output(poll.registry(), read_end, OutputTo::Log, "init", "stdout")
+            .add_output(
+                poll.registry(),
+                read_end,
+                Destination::Log,
+                "init",
+                "stdout",
+            )
             .unwrap_err();
         assert_eq!(error.to_string(), "no log to write to");
     }

@@ -1,233 +1,47 @@
-//! Copying a process's stdio between the shim's own pipes and a client's fifos, files or logging
-//! pipes (what containerd names for a process).
+//! Output for a fifo, file or logging pipe (what containerd names for a process): what is held
+//! while the destination is full, and when a process's output counts as delivered.
 //!
-//! The container only ever writes to the shim's pipes. An [`OutputRelay`] copies a pipe into the
-//! client's fifo, which tether holds open from both ends: a client (or containerd) that goes away
-//! never causes EPIPE, and the data waits in the fifo for the next reader.
+//! The container only ever writes to the shim's pipes; the [`copier`](crate::copier) passes what
+//! it reads into the client's fifo, which tether holds open from both ends: a client (or
+//! containerd) that goes away never causes EPIPE, and the data waits in the fifo for the next
+//! reader.
 //!
-//! What the relay holds is bounded, and what happens at the bound depends on the reader:
+//! What is held is bounded, and what happens at the bound depends on the reader:
 //!
 //! - **A reader that reads** (the fifo's level falls, or it takes what is held) sets the pace: when
-//!   the fifo is full and [`PENDING_LIMIT`] is held, the relay stops reading the container's pipe,
+//!   the fifo is full and [`PENDING_LIMIT`] is held, the copier stops reading the container's pipe,
 //!   and the container blocks on its full pipe until the reader catches up (backpressure, as with
 //!   runc's shim). Nothing is lost.
 //! - **A reader that is gone** (nothing taken for [`READER_GONE_AFTER`] while full, say containerd
-//!   is restarting) must not stop the container: the relay drops output, whole lines only, counts
-//!   it, and when a reader takes output again it writes one record into the stream itself,
+//!   is restarting) must not stop the container: output is dropped, whole lines only, counted,
+//!   and when a reader takes output again one record goes into the stream itself,
 //!   `[tether: N bytes of stdout dropped: no reader]`, before the output that follows. The shim's
 //!   log says when an episode starts and ends.
 //!
-//! A process's exit is published only once its relays are [`OutputRelay::delivered`]: the pipe
-//! reached end-of-file, nothing is held, and the fifo was read empty (`FIONREAD`), or its reader
-//! stalled for [`DELIVERY_GRACE`], or nobody but tether has the fifo open to read (what is left
-//! waits there for the next reader; the exit need not). containerd 1.6 closes its fifo readers as
-//! soon as it handles an exit (`task.Delete` closes the IO before it waits for it): whatever was
-//! still in the fifo then would be lost. For the same reason a relay keeps its end of the fifo
-//! open until the fifo is read empty, and its copy lasts until then.
-//!
-//! An [`InputRelay`] copies the client's stdin fifo into the process's stdin, holding back (not
-//! buffering) when the process does not read.
-//!
-//! # Loop contract
-//!
-//! The relays do no waiting of their own; the caller's mio loop drives them:
-//!
-//! - `register` each relay under two tokens (source, destination) and call `pump` on readiness of
-//!   either. A [`Turn`] with `more` set means the [`TURN_BUDGET`] ran out: pump again before
-//!   sleeping.
-//! - Never sleep past [`OutputRelay::deadline`] (a blocked relay becomes a dropping one then), and
-//!   while a relay is [`OutputRelay::lingering`], look at it again every little while: a reader
-//!   emptying a fifo wakes nobody. Close it once [`OutputRelay::closable`].
-//! - Once the process is reaped, ask [`OutputRelay::delivered`] before announcing its exit, and
-//!   call [`OutputRelay::close_source`] when its orphan grace is over.
-//!
-//! # Example
-//!
-//! ```
-//! use shim_io::relay::{Destination, OutputRelay};
-//! use std::io::Write;
-//!
-//! let dir = tempfile::tempdir()?;
-//! let log = dir.path().join("out.log");
-//! let destination = Destination::open(&format!("file://{}", log.display()))?;
-//! let (read_end, write_end) = nix::unistd::pipe()?;
-//! let poll = mio::Poll::new()?;
-//! let mut relay = OutputRelay::new(read_end, destination, "stdout")?;
-//! relay.register(poll.registry(), mio::Token(1), mio::Token(2))?;
-//! std::fs::File::from(write_end).write_all(b"hello\n")?; // and the process is gone: EOF
-//! let mut buf = vec![0; 64 * 1024];
-//! while relay.source_open() {
-//!     relay.pump(poll.registry(), &mut buf);
-//! }
-//! let now = std::time::Instant::now();
-//! assert!(relay.delivered(now, now));
-//! assert_eq!(std::fs::read_to_string(&log)?, "hello\n");
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! A process's exit is published only once its output is delivered ([`Hold::delivered`]): the
+//! pipe reached end-of-file, nothing is held, and the fifo was read empty (`FIONREAD`), or its
+//! reader stalled for [`DELIVERY_GRACE`], or nobody but tether has the fifo open to read (what is
+//! left waits there for the next reader; the exit need not). containerd 1.6 closes its fifo
+//! readers as soon as it handles an exit (`task.Delete` closes the IO before it waits for it):
+//! whatever was still in the fifo then would be lost. For the same reason the copy keeps its end
+//! of the fifo open until the fifo is read empty.
 
-use crate::fdio::{set_nonblocking, write_some};
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use crate::destination::Destination;
+use crate::fdio::write_some;
+use crate::output::Turn;
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::io;
 use std::time::{Duration, Instant};
 
 /// Output held in memory per stream once the client's fifo is full.
 pub const PENDING_LIMIT: usize = 8 << 20;
-/// A full relay whose reader took nothing for this long has no reader: it drops instead of
-/// blocking the container.
+/// A full destination whose reader took nothing for this long has no reader: output is dropped
+/// instead of blocking the container.
 pub const READER_GONE_AFTER: Duration = Duration::from_secs(5);
 /// How long an exit waits for a reader that stopped taking the last of a process's output.
 pub const DELIVERY_GRACE: Duration = Duration::from_secs(2);
 /// Held-output capacity kept after a burst drained (more is given back).
 const SHRINK_ABOVE: usize = 256 << 10;
-/// Client fifos are enlarged to this (the default 64 KiB fills in moments).
-const FIFO_SIZE: i32 = 1 << 20;
-/// Input read ahead of a process that does not take it.
-const INPUT_LIMIT: usize = 1 << 20;
-/// The most one relay copies per turn of the event loop, so one busy stream cannot starve the rest.
-pub const TURN_BUDGET: usize = 4 << 20;
-
-/// Where a process's output goes.
-#[derive(Debug)]
-pub enum Destination {
-    /// A fifo, held open for reading too so writing never fails for want of a reader (none only
-    /// when it could not be opened again after `Destination::has_reader` looked).
-    Fifo { writer: File, reader: Option<File> },
-    /// A regular file (`file://` log URIs) or anything else that is not a fifo.
-    File(File),
-    /// A pipe to a logging binary (`binary://`).
-    Pipe(File),
-}
-
-impl Destination {
-    /// Opens the destination containerd named: a fifo path, or a `file://` URI (created, appended
-    /// to). `""` means the output is not wanted.
-    pub fn open(uri: &str) -> io::Result<Option<Destination>> {
-        if uri.is_empty() {
-            return Ok(None);
-        }
-        if let Some(path) = uri.strip_prefix("file://") {
-            let path = Path::new(path);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .custom_flags(nix::libc::O_CLOEXEC)
-                .open(path)?;
-            return Ok(Some(Destination::File(file)));
-        }
-        if let Some((scheme, _)) = uri.split_once("://") {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("{scheme}:// stdio URIs are not supported (fifo paths, file:// and binary:// are)"),
-            ));
-        }
-        let is_fifo = std::fs::metadata(uri)?.file_type().is_fifo();
-        if !is_fifo {
-            let file = OpenOptions::new().write(true).open(uri)?;
-            return Ok(Some(Destination::File(file)));
-        }
-        // The reader first: opening the writer of a fifo without one fails (ENXIO) when nonblocking.
-        let reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-            .open(uri)?;
-        let writer = OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-            .open(uri)?;
-        let _ = nix::fcntl::fcntl(
-            writer.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETPIPE_SZ(FIFO_SIZE),
-        );
-        Ok(Some(Destination::Fifo {
-            writer,
-            reader: Some(reader),
-        }))
-    }
-
-    fn writer(&mut self) -> &mut File {
-        match self {
-            Destination::Fifo { writer, .. } => writer,
-            Destination::File(file) | Destination::Pipe(file) => file,
-        }
-    }
-
-    /// Bytes written and not read yet, for fifos and pipes (`FIONREAD` works on either end).
-    fn queued(&self) -> Option<usize> {
-        crate::sys::queued_bytes(self.pollable()?)
-    }
-
-    /// Whether someone other than tether has the fifo (or the logging binary's pipe) open to read.
-    /// A pipe with no reader polls POLLERR on its write end, so tether's own read end of a fifo is
-    /// closed for the look, and opened again through `/proc/self/fd` (the same fifo, even when its
-    /// path is gone). What the fifo holds stays: tether's write end keeps it.
-    fn has_reader(&mut self) -> bool {
-        match self {
-            Destination::Fifo { writer, reader } => {
-                drop(reader.take());
-                let alone = crate::sys::has_no_reader(writer);
-                *reader = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-                    .open(format!("/proc/self/fd/{}", writer.as_raw_fd()))
-                    .ok();
-                !alone
-            }
-            Destination::Pipe(writer) => !crate::sys::has_no_reader(writer),
-            Destination::File(_) => true,
-        }
-    }
-
-    /// The writer, when it can be full (fifos and pipes): written nonblocking, and polled.
-    fn pollable(&self) -> Option<&File> {
-        match self {
-            Destination::Fifo { writer, .. } | Destination::Pipe(writer) => Some(writer),
-            Destination::File(_) => None,
-        }
-    }
-}
-
-/// Opens a client's stdin fifo for reading. Opened read-write, so the fifo never reports end of
-/// input when one client closes it (another may attach); the end of input is CloseIO.
-pub fn open_input_fifo(path: &str) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-        .open(path)
-}
-
-/// What one turn of a relay did, for the shim's log.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Turn {
-    /// The budget ran out before the source was empty: call again.
-    pub more: bool,
-    /// A drop episode began: the reader took nothing for [`READER_GONE_AFTER`].
-    pub dropping: bool,
-    /// A drop episode ended (a reader is back, or the output ended); this many bytes were dropped
-    /// in it.
-    pub recovered: Option<u64>,
-    /// The destination failed (a full disk, say); the message says how.
-    pub error: Option<String>,
-}
-
-impl Turn {
-    #[cfg(test)]
-    fn merge(&mut self, other: Turn) {
-        self.more |= other.more;
-        self.dropping |= other.dropping;
-        self.recovered = self.recovered.or(other.recovered);
-        self.error = self.error.take().or(other.error);
-    }
-}
 
 /// Output being dropped because nobody reads it.
 #[derive(Debug)]
@@ -239,41 +53,27 @@ struct DropEpisode {
     reader_back: bool,
 }
 
-/// Copies one output pipe of a process to its destination.
+/// What one output holds for its fifo, file or pipe, and what it knows of the reader.
 #[derive(Debug)]
-pub struct OutputRelay {
-    source: Option<File>,
-    dest: Option<Destination>,
+pub(crate) struct Hold {
     /// `stdout`, `stderr` or `terminal`, for the record that says output was dropped.
-    stream: &'static str,
+    label: &'static str,
     pending: VecDeque<u8>,
     /// Bytes in the fifo (or logger pipe) at the last look; a fall means the reader read.
     fifo_level: usize,
-    /// The last time the reader took output (or the relay was made).
+    /// The last time the reader took output (or the output was added).
     last_progress: Instant,
-    /// Since when the relay holds all it may and waits for the reader.
+    /// Since when all that may be held is held, waiting for the reader.
     blocked_since: Option<Instant>,
     episode: Option<DropEpisode>,
     dropped: u64,
     failed: bool,
 }
 
-impl OutputRelay {
-    /// `source` is tether's read end of the process's pipe (or its terminal); `stream` names it in
-    /// the record a drop leaves in the output.
-    pub fn new(
-        source: OwnedFd,
-        dest: Option<Destination>,
-        stream: &'static str,
-    ) -> io::Result<OutputRelay> {
-        set_nonblocking(&source)?;
-        if let Some(writer) = dest.as_ref().and_then(Destination::pollable) {
-            set_nonblocking(writer)?;
-        }
-        Ok(OutputRelay {
-            source: Some(File::from(source)),
-            dest,
-            stream,
+impl Hold {
+    pub(crate) fn new(label: &'static str) -> Hold {
+        Hold {
+            label,
             pending: VecDeque::new(),
             fifo_level: 0,
             last_progress: Instant::now(),
@@ -281,123 +81,46 @@ impl OutputRelay {
             episode: None,
             dropped: 0,
             failed: false,
-        })
-    }
-
-    /// Registers the source for reading and a fifo destination for writing.
-    pub fn register(&mut self, registry: &Registry, source: Token, dest: Token) -> io::Result<()> {
-        if let Some(file) = &self.source {
-            registry.register(&mut SourceFd(&file.as_raw_fd()), source, Interest::READABLE)?;
         }
-        if let Some(writer) = self.dest.as_ref().and_then(Destination::pollable) {
-            registry.register(&mut SourceFd(&writer.as_raw_fd()), dest, Interest::WRITABLE)?;
-        }
-        Ok(())
     }
 
-    /// The process side is still open (EOF not reached).
-    pub fn source_open(&self) -> bool {
-        self.source.is_some()
+    /// Nothing is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
     }
 
-    /// Everything read has been passed on and the source is closed.
-    pub fn finished(&self) -> bool {
-        self.source.is_none() && self.pending.is_empty()
+    /// Bytes dropped so far (no reader, or a failed destination).
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
     }
 
-    /// Nothing is left to pass on and the fifo was read empty: closing now gives the reader its
-    /// end-of-file and loses nothing. (While the fifo holds output, tether keeps it open: the
-    /// output waits for the next reader, and the copy is there to tell when it is read.)
-    pub fn closable(&mut self) -> bool {
-        if !self.finished() {
-            return false;
-        }
-        self.observe_reader(Instant::now());
-        self.fifo_level == 0
-    }
-
-    /// Everything is passed on to a fifo that still holds some: only a look at its level tells
-    /// when the reader is done.
-    pub fn lingering(&self) -> bool {
-        self.finished() && self.dest.is_some()
-    }
-
-    /// The process's output reached its reader: the source is closed, nothing is held and the fifo
-    /// was read empty — or the reader stalled for [`DELIVERY_GRACE`], or there is no reader at all
-    /// (what is left waits for the next reader). `since` is when the process exited: the stall
-    /// counts from then at the earliest.
-    pub fn delivered(&mut self, now: Instant, since: Instant) -> bool {
-        if self.source.is_some() {
-            return false;
-        }
-        self.observe_reader(now);
-        if self.pending.is_empty() && self.fifo_level == 0 {
-            return true;
-        }
-        now.saturating_duration_since(self.last_progress.max(since)) >= DELIVERY_GRACE
-            || !self.dest.as_mut().is_some_and(Destination::has_reader)
-    }
-
-    /// When the relay must be looked at again without an event: a blocked relay turns into a
-    /// dropping one after [`READER_GONE_AFTER`].
-    pub fn deadline(&self) -> Option<Instant> {
+    /// When to look again without an event: a blocked output becomes a dropping one after
+    /// [`READER_GONE_AFTER`].
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.blocked_since
             .and_then(|since| since.checked_add(READER_GONE_AFTER))
     }
 
-    /// Bytes dropped so far (no reader, or a failed destination).
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    /// Reads what the source has (up to [`TURN_BUDGET`]) and passes it on; stops reading while the
-    /// relay holds all it may and the reader is still there.
-    pub fn pump(&mut self, registry: &Registry, buf: &mut [u8]) -> Turn {
-        self.pump_at(registry, buf, Instant::now())
-    }
-
-    fn pump_at(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) -> Turn {
-        let mut turn = self.flush_at(now);
-        let mut copied = 0;
-        while self.source.is_some() {
-            if copied >= TURN_BUDGET {
-                turn.more = true;
-                break;
-            }
-            if self.episode.is_none() && self.dest.is_some() && self.pending.len() >= PENDING_LIMIT
-            {
-                let since = *self.blocked_since.get_or_insert(now);
-                if now.saturating_duration_since(since) < READER_GONE_AFTER {
-                    break; // backpressure: the container waits for the reader
-                }
-                self.start_episode();
-                turn.dropping = true;
-            }
-            let Some(source) = &mut self.source else {
-                break;
-            };
-            match source.read(buf) {
-                Ok(0) => turn.recovered = self.close_source(registry).or(turn.recovered),
-                Ok(n) => {
-                    copied += n;
-                    self.pass_on(&buf[..n], &mut turn);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // EIO: a terminal whose other side closed: the end of its output.
-                Err(_) => turn.recovered = self.close_source(registry).or(turn.recovered),
-            }
+    /// Whether the source may be read now: not while all that may be held is held and the reader
+    /// is still there (backpressure). A reader gone for [`READER_GONE_AFTER`] starts a drop
+    /// episode instead.
+    pub(crate) fn room(&mut self, now: Instant, turn: &mut Turn) -> bool {
+        if self.episode.is_some() || self.pending.len() < PENDING_LIMIT {
+            return true;
         }
-        turn
+        let since = *self.blocked_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < READER_GONE_AFTER {
+            return false; // the container waits for the reader
+        }
+        self.start_episode();
+        turn.dropping = true;
+        true
     }
 
-    /// Closes the source whatever it still holds (an orphan kept it open past the grace period),
-    /// or at its end-of-file. A drop episode ends with the output: its record goes after what is
-    /// held, for the next reader, and the bytes it dropped are returned.
-    pub fn close_source(&mut self, registry: &Registry) -> Option<u64> {
-        if let Some(file) = self.source.take() {
-            let _ = registry.deregister(&mut SourceFd(&file.as_raw_fd()));
-        }
+    /// The output ended (or its source was closed whatever it held): a drop episode ends with it.
+    /// Its record goes after what is held, for the next reader, and the bytes it dropped are
+    /// returned.
+    pub(crate) fn end(&mut self) -> Option<u64> {
         let episode = self.episode.take()?;
         // Held output of a line longer than all that may be held: the record on a line of its own.
         if self.pending.back().is_some_and(|&b| b != b'\n') {
@@ -412,7 +135,7 @@ impl OutputRelay {
     fn drop_record(&self, bytes: u64) -> String {
         format!(
             "[tether: {bytes} bytes of {} dropped: no reader]\n",
-            self.stream
+            self.label
         )
     }
 
@@ -434,10 +157,8 @@ impl OutputRelay {
         });
     }
 
-    fn pass_on(&mut self, data: &[u8], turn: &mut Turn) {
-        if self.dest.is_none() {
-            return;
-        }
+    /// Passes `data`, just read, on to `dest`, holding what it does not take now.
+    pub(crate) fn pass_on(&mut self, dest: &mut Destination, data: &[u8], turn: &mut Turn) {
         let mut rest = data;
         if let Some(episode) = &mut self.episode {
             if episode.mid_line || !episode.reader_back {
@@ -465,10 +186,10 @@ impl OutputRelay {
             }
         }
         if self.pending.is_empty() {
-            let Some(dest) = &mut self.dest else {
+            let Some(writer) = dest.writer() else {
                 return;
             };
-            match write_some(dest.writer(), rest) {
+            match write_some(writer, rest) {
                 Ok(n) => rest = &rest[n..],
                 Err(e) => {
                     self.fail(e, rest.len(), turn);
@@ -489,8 +210,8 @@ impl OutputRelay {
     }
 
     /// Looks at the fifo's level: a fall means its reader took output.
-    fn observe_reader(&mut self, now: Instant) {
-        let Some(level) = self.dest.as_ref().and_then(Destination::queued) else {
+    fn observe_reader(&mut self, dest: &Destination, now: Instant) {
+        let Some(level) = dest.queued() else {
             return;
         };
         if level < self.fifo_level {
@@ -507,18 +228,17 @@ impl OutputRelay {
         }
     }
 
-    /// Writes what is held, as far as the destination takes it.
-    fn flush_at(&mut self, now: Instant) -> Turn {
-        let mut turn = Turn::default();
-        self.observe_reader(now);
-        let Some(dest) = &mut self.dest else {
-            self.pending.clear();
-            return turn;
-        };
+    /// Writes what is held, as far as `dest` takes it.
+    pub(crate) fn flush(&mut self, dest: &mut Destination, now: Instant, turn: &mut Turn) {
+        self.observe_reader(dest, now);
         let held = self.pending.len();
+        let Some(writer) = dest.writer() else {
+            self.pending.clear();
+            return;
+        };
         while !self.pending.is_empty() {
             let (front, _) = self.pending.as_slices();
-            match write_some(dest.writer(), front) {
+            match write_some(writer, front) {
                 Ok(0) => break,
                 Ok(n) => {
                     self.pending.drain(..n);
@@ -526,11 +246,7 @@ impl OutputRelay {
                 Err(e) => {
                     let lost = self.pending.len();
                     self.pending.clear();
-                    self.dropped += lost as u64;
-                    if !self.failed {
-                        turn.error = Some(e.to_string());
-                    }
-                    self.failed = true;
+                    self.fail(e, lost, turn);
                 }
             }
         }
@@ -538,145 +254,94 @@ impl OutputRelay {
             // The fifo had room for held output: its reader made it.
             self.reader_took(now);
         }
-        self.fifo_level = self
-            .dest
-            .as_ref()
-            .and_then(Destination::queued)
-            .unwrap_or(0);
+        self.fifo_level = dest.queued().unwrap_or(0);
         // A burst held while nobody read is not kept resident once it is passed on.
         if self.pending.is_empty() && self.pending.capacity() > SHRINK_ABOVE {
             self.pending = VecDeque::new();
         }
-        turn
     }
 
-    /// Stops relaying: deregisters and closes everything (what is held is lost).
-    pub fn close(&mut self, registry: &Registry) {
-        self.close_source(registry);
-        if let Some(writer) = self.dest.as_ref().and_then(Destination::pollable) {
-            let _ = registry.deregister(&mut SourceFd(&writer.as_raw_fd()));
+    /// Nothing is held and the fifo was read empty: closing now gives the reader its end-of-file
+    /// and loses nothing. (While the fifo holds output, tether keeps it open: the output waits for
+    /// the next reader, and the copy is there to tell when it is read.)
+    pub(crate) fn read_empty(&mut self, dest: &Destination) -> bool {
+        self.pending.is_empty() && {
+            self.observe_reader(dest, Instant::now());
+            self.fifo_level == 0
         }
-        self.dest = None;
-        self.pending.clear();
+    }
+
+    /// The output, ended, reached its reader: nothing is held and the fifo was read empty — or
+    /// the reader stalled for [`DELIVERY_GRACE`], or there is no reader at all (what is left waits
+    /// for the next reader). `since` is when the process exited: the stall counts from then at the
+    /// earliest.
+    pub(crate) fn delivered(
+        &mut self,
+        dest: &mut Destination,
+        now: Instant,
+        since: Instant,
+    ) -> bool {
+        self.observe_reader(dest, now);
+        if self.pending.is_empty() && self.fifo_level == 0 {
+            return true;
+        }
+        now.saturating_duration_since(self.last_progress.max(since)) >= DELIVERY_GRACE
+            || !dest.has_reader()
+    }
+
+    /// Forgets what is held (the copy is closed).
+    pub(crate) fn clear(&mut self) {
+        self.pending = VecDeque::new();
     }
 }
-
-/// Copies a client's stdin fifo into a process's stdin.
-#[derive(Debug)]
-pub struct InputRelay {
-    source: Option<File>,
-    dest: Option<File>,
-    pending: Vec<u8>,
-    close_requested: bool,
-    /// After the close request, the fifo was read empty: what the client wrote is all taken.
-    drained: bool,
-}
-
-impl InputRelay {
-    /// `source` is the client's fifo (see [`open_input_fifo`]); `dest` is tether's write end of the
-    /// process's stdin pipe, or its terminal.
-    pub fn new(source: File, dest: File) -> io::Result<InputRelay> {
-        set_nonblocking(&dest)?;
-        Ok(InputRelay {
-            source: Some(source),
-            dest: Some(dest),
-            pending: Vec::new(),
-            close_requested: false,
-            drained: false,
-        })
-    }
-
-    pub fn register(&mut self, registry: &Registry, source: Token, dest: Token) -> io::Result<()> {
-        if let Some(file) = &self.source {
-            registry.register(&mut SourceFd(&file.as_raw_fd()), source, Interest::READABLE)?;
-        }
-        if let Some(file) = &self.dest {
-            registry.register(&mut SourceFd(&file.as_raw_fd()), dest, Interest::WRITABLE)?;
-        }
-        Ok(())
-    }
-
-    /// Reads the client's input while the process takes it.
-    pub fn pump(&mut self, registry: &Registry, buf: &mut [u8]) {
-        loop {
-            self.flush(registry);
-            if self.dest.is_none() || self.pending.len() >= INPUT_LIMIT {
-                return;
-            }
-            let Some(source) = &mut self.source else {
-                return;
-            };
-            match source.read(buf) {
-                Ok(n) if n > 0 => self.pending.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Empty (tether holds the writer too, so never end-of-file): after CloseIO, all
-                // the client wrote has been read.
-                Ok(_) | Err(_) => {
-                    if self.close_requested {
-                        self.drained = true;
-                        self.flush(registry);
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    fn flush(&mut self, registry: &Registry) {
-        let Some(dest) = &mut self.dest else {
-            self.pending.clear();
-            return;
-        };
-        while !self.pending.is_empty() {
-            match dest.write(&self.pending) {
-                Ok(n) => {
-                    self.pending.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The process's end is gone: nothing more can be delivered.
-                Err(_) => {
-                    self.close(registry);
-                    return;
-                }
-            }
-        }
-        if self.close_requested && (self.drained || self.source.is_none()) {
-            self.close(registry);
-        }
-    }
-
-    /// The client's input ended (CloseIO): the process gets end-of-file once everything the client
-    /// wrote is passed on, what the fifo still holds included (it may not have been read yet).
-    pub fn close_after_flush(&mut self, registry: &Registry, buf: &mut [u8]) {
-        self.close_requested = true;
-        self.pump(registry, buf);
-    }
-
-    /// Closes both sides.
-    pub fn close(&mut self, registry: &Registry) {
-        for file in [self.source.take(), self.dest.take()].into_iter().flatten() {
-            let _ = registry.deregister(&mut SourceFd(&file.as_raw_fd()));
-        }
-        self.pending.clear();
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.dest.is_none()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::destination::{open_input_fifo, InputFrom};
+    use crate::fdio::set_nonblocking;
+    use crate::input::Input;
+    use crate::output::{Cx, Output, Reach};
+    use mio::Token;
+    use std::fs::{File, OpenOptions};
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
 
-    /// A client's fifo with tether's relay writing into it from a pipe.
+    /// A client's fifo with tether's copy writing into it from a pipe.
     struct Setup {
         _dir: tempfile::TempDir,
         fifo: std::path::PathBuf,
         poll: mio::Poll,
-        relay: OutputRelay,
+        output: Output,
         container: File,
+    }
+
+    impl Setup {
+        /// One turn of the pump at `now`.
+        fn pump_at(&mut self, now: Instant) -> Turn {
+            let mut buf = Vec::new();
+            let mut notices = Vec::new();
+            let mut cx = Cx {
+                registry: self.poll.registry(),
+                buf: &mut buf,
+                log: None,
+                frames: None,
+                notices: &mut notices,
+                now,
+                reach: Reach::Turn,
+            };
+            self.output.pump(&mut cx)
+        }
+    }
+
+    impl Turn {
+        fn merge(&mut self, other: Turn) {
+            self.more |= other.more;
+            self.dropping |= other.dropping;
+            self.recovered = self.recovered.or(other.recovered);
+            self.error = self.error.take().or(other.error);
+        }
     }
 
     fn setup() -> Setup {
@@ -686,15 +351,22 @@ mod tests {
         let destination = Destination::open(fifo.to_str().unwrap()).unwrap();
         let (read_end, write_end) = nix::unistd::pipe().unwrap();
         let poll = mio::Poll::new().unwrap();
-        let mut relay = OutputRelay::new(read_end, destination, "stdout").unwrap();
-        relay.register(poll.registry(), Token(0), Token(1)).unwrap();
+        let output = Output::new(
+            poll.registry(),
+            read_end,
+            destination,
+            (Token(0), Token(1)),
+            "stdout",
+            "test",
+        )
+        .unwrap();
         let container = File::from(write_end);
         set_nonblocking(&container).unwrap();
         Setup {
             _dir: dir,
             fifo,
             poll,
-            relay,
+            output,
             container,
         }
     }
@@ -709,7 +381,6 @@ mod tests {
     /// The container writes `data` as fast as its pipe takes it, the relay copying at `now`;
     /// returns how much the container got written before it would block.
     fn write_through(setup: &mut Setup, data: &[u8], now: Instant) -> (usize, Turn) {
-        let mut buf = vec![0; 64 * 1024];
         let mut total = Turn::default();
         let mut written = 0;
         let write = |setup: &mut Setup, written: usize| {
@@ -724,7 +395,7 @@ mod tests {
             let n = match write(setup, written) {
                 Some(n) => n,
                 None => {
-                    total.merge(setup.relay.pump_at(setup.poll.registry(), &mut buf, now));
+                    total.merge(setup.pump_at(now));
                     match write(setup, written) {
                         Some(n) => n,
                         None => break, // the relay does not read: the container is held back
@@ -732,7 +403,7 @@ mod tests {
                 }
             };
             written += n;
-            total.merge(setup.relay.pump_at(setup.poll.registry(), &mut buf, now));
+            total.merge(setup.pump_at(now));
         }
         (written, total)
     }
@@ -760,14 +431,14 @@ mod tests {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => idle += 1,
                 Err(e) => panic!("read: {e}"),
             }
-            setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
+            setup.pump_at(now);
         }
         out
     }
 
     fn fifo_capacity(setup: &Setup) -> usize {
-        let writer = match &setup.relay.dest {
-            Some(Destination::Fifo { writer, .. }) => writer,
+        let writer = match &setup.output.to {
+            Destination::Fifo { writer, .. } => writer,
             _ => panic!("not a fifo"),
         };
         nix::fcntl::fcntl(writer.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap() as usize
@@ -804,11 +475,11 @@ mod tests {
         let data = records(1, 3 * 65536); // 3 MiB: more than the fifo holds
         let (written, turn) = write_through(&mut setup, &data, now);
         assert_eq!((written, turn.error), (data.len(), None));
-        assert!(!setup.relay.finished(), "the fifo cannot hold it all");
+        assert!(!setup.output.finished(), "the fifo cannot hold it all");
         let mut reader = open_reader(&setup.fifo.clone());
         let got = read_back(&mut setup, &mut reader, now);
         assert!(got == data, "the reader got the output out of order");
-        assert_eq!(setup.relay.dropped(), 0);
+        assert_eq!(setup.output.dropped(), 0);
     }
 
     #[test]
@@ -841,12 +512,12 @@ mod tests {
                 close_container(&mut setup);
                 open = false;
             }
-            setup.relay.pump_at(setup.poll.registry(), &mut buf, at);
+            setup.pump_at(at);
             if got.len() == data.len() {
                 break;
             }
         }
-        assert_eq!(setup.relay.dropped(), 0);
+        assert_eq!(setup.output.dropped(), 0);
         assert!(got == data, "a reading reader gets everything, in order");
     }
 
@@ -859,7 +530,7 @@ mod tests {
         let (written, _) = write_through(&mut setup, &data, now);
         assert!(written < data.len());
         assert_eq!(
-            setup.relay.dropped(),
+            setup.output.dropped(),
             0,
             "nothing is dropped before the reader is gone"
         );
@@ -872,7 +543,7 @@ mod tests {
             "the container is not blocked any more"
         );
         assert!(turn.dropping, "the start of the episode is reported");
-        assert!(setup.relay.dropped() > 0);
+        assert!(setup.output.dropped() > 0);
         // A reader comes back; the container goes on writing.
         let mut reader = open_reader(&setup.fifo.clone());
         let mut got = read_back(&mut setup, &mut reader, later);
@@ -889,7 +560,7 @@ mod tests {
                 dropped_lines * 16
             )
         );
-        assert_eq!(setup.relay.dropped() as usize, dropped_lines * 16);
+        assert_eq!(setup.output.dropped() as usize, dropped_lines * 16);
         assert!(numbers.windows(2).all(|w| w[0] < w[1]), "in order");
         assert_eq!(
             numbers.last(),
@@ -906,13 +577,15 @@ mod tests {
         let mut reader = open_reader(&setup.fifo.clone());
         write_through(&mut setup, &data, now);
         close_container(&mut setup);
-        let mut buf = vec![0; 64];
-        setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
-        assert!(setup.relay.finished(), "nothing held");
-        assert!(!setup.relay.delivered(now, now), "the fifo is not read yet");
+        setup.pump_at(now);
+        assert!(setup.output.finished(), "nothing held");
+        assert!(
+            !setup.output.delivered(now, now),
+            "the fifo is not read yet"
+        );
         let got = read_back(&mut setup, &mut reader, now);
         assert!(got == data);
-        assert!(setup.relay.delivered(now, now));
+        assert!(setup.output.delivered(now, now));
     }
 
     #[test]
@@ -922,11 +595,10 @@ mod tests {
         let _stalled = open_reader(&setup.fifo.clone());
         write_through(&mut setup, &records(1, 100), now);
         close_container(&mut setup);
-        let mut buf = vec![0; 64];
-        setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
+        setup.pump_at(now);
         let exited = now + Duration::from_secs(1);
-        assert!(!setup.relay.delivered(exited + DELIVERY_GRACE / 2, exited));
-        assert!(setup.relay.delivered(exited + DELIVERY_GRACE, exited));
+        assert!(!setup.output.delivered(exited + DELIVERY_GRACE / 2, exited));
+        assert!(setup.output.delivered(exited + DELIVERY_GRACE, exited));
     }
 
     #[test]
@@ -936,13 +608,12 @@ mod tests {
         let data = records(1, 100);
         write_through(&mut setup, &data, now);
         close_container(&mut setup);
-        let mut buf = vec![0; 64];
-        setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
-        assert!(setup.relay.delivered(now, now), "nobody reads: at once");
-        assert!(!setup.relay.closable(), "the fifo still holds the output");
+        setup.pump_at(now);
+        assert!(setup.output.delivered(now, now), "nobody reads: at once");
+        assert!(!setup.output.done(), "the fifo still holds the output");
         let mut reader = open_reader(&setup.fifo.clone());
         assert!(read_back(&mut setup, &mut reader, now) == data);
-        assert!(setup.relay.closable(), "read empty");
+        assert!(setup.output.done(), "read empty");
     }
 
     #[test]
@@ -953,20 +624,19 @@ mod tests {
         let capacity = fifo_capacity(&setup);
         let data = records(1, (capacity + (32 << 10)) / 16);
         write_through(&mut setup, &data, now);
-        let mut buf = vec![0; 64 * 1024];
         let mut got = vec![0; 64 * 1024];
         let n = reader.read(&mut got).unwrap();
         got.truncate(n);
         close_container(&mut setup);
-        setup.relay.pump_at(setup.poll.registry(), &mut buf, now);
+        setup.pump_at(now);
         // Room was made, held output went on; what the fifo holds is not read yet.
-        assert!(setup.relay.finished(), "nothing held any more");
-        assert!(!setup.relay.closable(), "the fifo is not read empty");
-        assert!(!setup.relay.delivered(now, now), "its reader reads on");
+        assert!(setup.output.finished(), "nothing held any more");
+        assert!(!setup.output.done(), "the fifo is not read empty");
+        assert!(!setup.output.delivered(now, now), "its reader reads on");
         got.extend(read_back(&mut setup, &mut reader, now));
         assert!(got == data);
-        assert!(setup.relay.delivered(now, now));
-        assert!(setup.relay.closable());
+        assert!(setup.output.delivered(now, now));
+        assert!(setup.output.done());
     }
 
     #[test]
@@ -980,9 +650,8 @@ mod tests {
         let (_, turn) = write_through(&mut setup, &data[written..], later);
         assert!(turn.dropping);
         close_container(&mut setup);
-        let mut buf = vec![0; 64 * 1024];
-        let turn = setup.relay.pump_at(setup.poll.registry(), &mut buf, later);
-        let dropped = setup.relay.dropped();
+        let turn = setup.pump_at(later);
+        let dropped = setup.output.dropped();
         assert_eq!(
             turn.recovered,
             Some(dropped),
@@ -1029,17 +698,16 @@ mod tests {
         let source = open_input_fifo(fifo.to_str().unwrap()).unwrap();
         let (process_end, our_end) = nix::unistd::pipe().unwrap();
         let poll = mio::Poll::new().unwrap();
-        let mut relay = InputRelay::new(source, File::from(our_end)).unwrap();
-        relay.register(poll.registry(), Token(0), Token(1)).unwrap();
+        let mut input = Input::new(InputFrom::Fifo(source), File::from(our_end), false).unwrap();
+        input.register(poll.registry(), Token(0), Token(1)).unwrap();
         // The client writes everything and asks for CloseIO before the relay read any of it.
         let data = records(1, 1000);
         let mut client = OpenOptions::new().write(true).open(&fifo).unwrap();
         client.write_all(&data).unwrap();
         drop(client);
-        let mut buf = vec![0; 64 * 1024];
-        relay.close_after_flush(poll.registry(), &mut buf);
+        input.end(poll.registry(), &mut Vec::new());
         assert!(
-            relay.is_closed(),
+            input.is_closed(),
             "everything fitted the pipe: the input is over"
         );
         let mut got = Vec::new();
@@ -1060,10 +728,9 @@ mod tests {
         let mut reader = open_reader(&setup.fifo.clone());
         write_through(&mut setup, &data, now);
         close_container(&mut setup);
-        let mut buf = vec![0; 64];
-        let _ = setup.relay.pump(setup.poll.registry(), &mut buf);
-        assert!(setup.relay.finished());
-        setup.relay.close(setup.poll.registry());
+        setup.pump_at(Instant::now());
+        assert!(setup.output.finished());
+        setup.output.close(setup.poll.registry());
         let mut got = Vec::new();
         reader.read_to_end(&mut got).unwrap();
         assert!(got == data, "everything, then end-of-file");

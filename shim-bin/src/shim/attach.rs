@@ -1,5 +1,5 @@
 //! The container's output for its attached clients: the fan-out (shim-io's [`Fanout`], with its
-//! one rule for a client that falls behind) and the log engine's tap that feeds it, on while anyone
+//! one rule for a client that falls behind) and the log's tap that feeds it, on while anyone
 //! is attached or output is kept for a first client.
 
 use super::Supervisor;
@@ -88,7 +88,7 @@ impl Supervisor {
         self.attached.take_clients()
     }
 
-    /// Output the log engine read, for every attached client through the door's frames; returns
+    /// Output the copier read into the log, for every attached client through the door's frames; returns
     /// the clients cut off for falling too far behind.
     pub(crate) fn fan_out(&mut self, stream: Stream, bytes: &[u8]) -> Vec<Token> {
         let registry = self.poll.registry();

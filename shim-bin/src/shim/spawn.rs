@@ -11,7 +11,7 @@ use shim_core::lifecycle::{self, Phase};
 use shim_core::{
     Error, Event, ExecId, Exit, ExitStatus, ProcessKey, Result, RootfsMount, StdioPaths,
 };
-use shim_io::copier::OutputTo;
+use shim_io::Destination;
 use shim_io::{LogFormat, LogSink, Rotation, SinkOptions};
 use shim_runc::{CreateOptions, DeleteOptions, ExecOptions, RunOptions, Runc};
 use std::collections::HashMap;
@@ -126,7 +126,7 @@ impl Supervisor {
             let to = prepared
                 .terminal_output
                 .take()
-                .unwrap_or(OutputTo::Relay(None));
+                .unwrap_or(Destination::Discard);
             let n = self
                 .copier
                 .add_output(
@@ -194,7 +194,7 @@ impl Supervisor {
         let rootfs = bundle.join("rootfs");
         mount_rootfs(&rootfs_mounts, &rootfs).map_err(Error::runtime)?;
         let console = self.console_path();
-        // A file:// log to rotate is written by the log engine, in the raw format containerd's own
+        // A file:// log to rotate is written by the copier's log, in the raw format containerd's own
         // file:// logs have.
         let rotated_log = match stdio::shared_file_log(&paths) {
             Some(path) if options.log_max_size > 0 => {

@@ -5,9 +5,8 @@
 use super::logbinary::{self, is_binary_uri};
 use mio::Token;
 use shim_core::StdioPaths;
-use shim_io::copier::{InputFrom, OutputTo};
 use shim_io::fdio::pipe;
-use shim_io::relay::{open_input_fifo, Destination};
+use shim_io::{open_input_fifo, Destination, InputFrom};
 use shim_runc::ProcessIo;
 use std::fs::File;
 use std::io;
@@ -59,7 +58,7 @@ impl StdioPlan {
 }
 
 /// An output to relay: tether's read end and where it goes.
-pub type Output = (OwnedFd, OutputTo);
+pub type Output = (OwnedFd, Destination);
 /// An input to relay: where it comes from and tether's write end of the process's stdin.
 pub type Input = (InputFrom, File);
 
@@ -73,7 +72,7 @@ pub struct Prepared {
     pub outputs: Vec<Output>,
     pub input: Option<Input>,
     /// Where a terminal's output and input go, connected once the terminal arrives.
-    pub terminal_output: Option<OutputTo>,
+    pub terminal_output: Option<Destination>,
     pub terminal_input: Option<InputFrom>,
 }
 
@@ -104,7 +103,7 @@ fn chown_for_io(fd: &impl AsRawFd, owner: Option<(u32, u32)>) -> io::Result<()> 
     Ok(())
 }
 
-fn open_destination(uri: &str, stream: &str) -> io::Result<Option<Destination>> {
+fn open_destination(uri: &str, stream: &str) -> io::Result<Destination> {
     Destination::open(uri).map_err(|e| io::Error::new(e.kind(), format!("{stream} {uri}: {e}")))
 }
 
@@ -115,7 +114,7 @@ pub struct Owner<'a> {
     pub namespace: &'a str,
     /// The runtime options' IoUid and IoGid: the process's pipe ends are given to them.
     pub io_ids: Option<(u32, u32)>,
-    /// A `file://` log named by both stdout and stderr is written by the supervisor's log engine
+    /// A `file://` log named by both stdout and stderr is written into the copier's log
     /// (which rotates it), not by relays.
     pub file_log_rotated: bool,
 }
@@ -128,33 +127,24 @@ pub fn shared_file_log(paths: &StdioPaths) -> Option<&str> {
 
 /// Where stdout and stderr go: a logging binary (one for both, when both name it), or what each
 /// names.
-fn destinations(paths: &StdioPaths, owner: Owner<'_>) -> io::Result<(OutputTo, OutputTo)> {
+fn destinations(paths: &StdioPaths, owner: Owner<'_>) -> io::Result<(Destination, Destination)> {
     if owner.file_log_rotated && shared_file_log(paths).is_some() {
         let stderr = if paths.stderr.is_empty() {
-            OutputTo::Relay(None)
+            Destination::Discard
         } else {
-            OutputTo::Log
+            Destination::Log
         };
-        return Ok((OutputTo::Log, stderr));
+        return Ok((Destination::Log, stderr));
     }
-    let (stdout, stderr) = relay_destinations(paths, owner)?;
-    Ok((OutputTo::Relay(stdout), OutputTo::Relay(stderr)))
-}
-
-/// Where each output's relay writes.
-fn relay_destinations(
-    paths: &StdioPaths,
-    owner: Owner<'_>,
-) -> io::Result<(Option<Destination>, Option<Destination>)> {
     if is_binary_uri(&paths.stdout) {
         let (stdout, stderr) =
             logbinary::spawn(&paths.stdout, owner.container_id, owner.namespace)?;
         let stderr = if paths.stderr == paths.stdout {
-            Some(Destination::Pipe(stderr))
+            Destination::Pipe(stderr)
         } else {
             open_destination(&paths.stderr, "stderr")?
         };
-        return Ok((Some(Destination::Pipe(stdout)), stderr));
+        return Ok((Destination::Pipe(stdout), stderr));
     }
     Ok((
         open_destination(&paths.stdout, "stdout")?,
@@ -186,7 +176,7 @@ pub fn prepare(plan: &StdioPlan, console: &Path, owner: Owner<'_>) -> io::Result
         }
         StdioPlan::Log { stdin, terminal } => {
             let input = stdin.then_some(InputFrom::Client);
-            let outputs = [Some(OutputTo::Log), Some(OutputTo::Log)];
+            let outputs = [Some(Destination::Log), Some(Destination::Log)];
             connect(outputs, input, *terminal, console, None)
         }
         StdioPlan::Client {
@@ -198,7 +188,8 @@ pub fn prepare(plan: &StdioPlan, console: &Path, owner: Owner<'_>) -> io::Result
             let detached = client.is_none() && !terminal;
             // A terminal takes input from an attached client; a pipe only when asked for.
             let input = (client.is_some() && (*stdin || *terminal)).then_some(InputFrom::Client);
-            let to = || (!detached).then_some(OutputTo::Client(*client));
+            let to =
+                || (!detached).then(|| client.map_or(Destination::Discard, Destination::Client));
             connect([to(), to()], input, *terminal, console, None)
         }
     }
@@ -220,7 +211,7 @@ fn console_listener(console: &Path) -> io::Result<(UnixListener, PathBuf)> {
 /// an output that goes nowhere, and an input from nowhere, are /dev/null. `io_ids` own the
 /// process's ends.
 fn connect(
-    outputs: [Option<OutputTo>; 2],
+    outputs: [Option<Destination>; 2],
     input: Option<InputFrom>,
     terminal: bool,
     console: &Path,

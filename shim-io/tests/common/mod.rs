@@ -1,10 +1,10 @@
 //! Readers written to the kubelet's and docker's rules, a small deterministic PRNG, and a pump that
-//! runs an engine until a condition holds.
+//! runs a copier until a condition holds.
 
 #![allow(dead_code)]
 
-use mio::{Events, Poll};
-use shim_io::{IoEngine, IoEvent};
+use mio::{Events, Poll, Token};
+use shim_io::copier::Copier;
 use std::time::{Duration, Instant};
 
 /// The kubelet's CRI reader: per stream, `F` content gets a newline appended, `P` content does not.
@@ -97,63 +97,49 @@ impl Rng {
     }
 }
 
-/// Polls and feeds the engine until `done` says so; panics after `timeout`.
+/// The tokens copy `n` is registered under.
+pub fn tokens(n: usize) -> (Token, Token) {
+    (Token(2 * n), Token(2 * n + 1))
+}
+
+/// Polls and feeds the copier until `done` says so; panics after `timeout`.
 pub fn pump_until(
     poll: &mut Poll,
-    engine: &mut IoEngine,
+    copier: &mut Copier,
     timeout: Duration,
-    mut done: impl FnMut(&mut IoEngine, &[IoEvent]) -> bool,
+    mut done: impl FnMut(&mut Copier) -> bool,
 ) {
     let deadline = Instant::now() + timeout;
-    let mut events = Events::with_capacity(64);
     loop {
-        let mut io_events = engine.work_backlog(poll.registry());
-        if done(engine, &io_events) {
+        if done(copier) {
             return;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(
             !left.is_zero(),
-            "engine did not get there within {timeout:?}"
+            "the copier did not get there within {timeout:?}"
         );
-        let wait = poll_timeout(engine, left.min(Duration::from_millis(100)));
-        poll.poll(&mut events, Some(wait)).unwrap();
-        io_events.clear();
-        for event in events.iter() {
-            io_events.extend(
-                engine
-                    .handle(poll.registry(), event.token())
-                    .unwrap_or_default(),
-            );
-        }
-        if done(engine, &io_events) {
-            return;
-        }
+        pump_once(poll, copier, left.min(Duration::from_millis(100)));
     }
 }
 
 /// One round: backlog, then events that arrive within `wait`.
-pub fn pump_once(poll: &mut Poll, engine: &mut IoEngine, wait: Duration) -> Vec<IoEvent> {
-    let mut io_events = engine.work_backlog(poll.registry());
+pub fn pump_once(poll: &mut Poll, copier: &mut Copier, wait: Duration) {
+    copier.work_backlog(poll.registry(), None);
     let mut events = Events::with_capacity(64);
-    poll.poll(&mut events, Some(poll_timeout(engine, wait)))
+    poll.poll(&mut events, Some(poll_timeout(copier, wait)))
         .unwrap();
     for event in events.iter() {
-        io_events.extend(
-            engine
-                .handle(poll.registry(), event.token())
-                .unwrap_or_default(),
-        );
+        copier.ready(poll.registry(), event.token().0 / 2, None);
     }
-    io_events
 }
 
-/// How long to poll: not past the engine's next deadline, not at all with a backlog.
-pub fn poll_timeout(engine: &IoEngine, at_most: Duration) -> Duration {
-    if engine.has_backlog() {
+/// How long to poll: not past the copier's next deadline, not at all with a backlog.
+pub fn poll_timeout(copier: &Copier, at_most: Duration) -> Duration {
+    if copier.has_backlog() {
         return Duration::ZERO;
     }
-    match engine.next_deadline() {
+    match copier.next_deadline() {
         Some(at) => at.saturating_duration_since(Instant::now()).min(at_most),
         None => at_most,
     }

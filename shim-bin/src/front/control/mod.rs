@@ -243,7 +243,7 @@ fn client_closed(s: &mut Supervisor, client: Token) {
     s.client_left(client);
 }
 
-/// Output the log engine read from the container: the supervisor fans it out; the clients it
+/// Output the copier read into the log from the container: the supervisor fans it out; the clients it
 /// cut off for falling behind are done with here.
 pub(crate) fn attach_output(s: &mut Supervisor, stream: Stream, bytes: &[u8]) {
     for client in s.fan_out(stream, bytes) {

@@ -1,10 +1,12 @@
-//! The engine with real pipes: rotation under load, write failures, stdin backpressure, splice.
+//! The copier with real pipes into its log: rotation under load, write failures, stdin
+//! backpressure, splice, coalescing, memory given back.
 
 mod common;
 
-use common::{pump_once, pump_until, read_cri};
-use mio::{Poll, Token};
-use shim_io::{numbered, IoEngine, IoEvent, LogFormat, LogSink, Rotation, SinkOptions, Stream};
+use common::{pump_once, pump_until, read_cri, tokens};
+use mio::Poll;
+use shim_io::copier::Copier;
+use shim_io::{numbered, Destination, InputFrom, LogFormat, LogSink, Rotation, SinkOptions};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -19,28 +21,36 @@ fn pipe() -> (File, File) {
     (File::from(r), File::from(w))
 }
 
-/// An engine copying one pipe (token 1, stdout) into a sink at `log`; returns the pipe's write end.
-fn engine_with_output(log: &Path, options: SinkOptions) -> (Poll, IoEngine, shim_io::SinkId, File) {
+/// A copier copying one pipe (copy 0, stdout) into its log at `log`; returns the pipe's write end.
+fn copier_with_output(log: &Path, options: SinkOptions) -> (Poll, Copier, File) {
     let poll = Poll::new().unwrap();
-    let mut engine = IoEngine::new();
-    let sink = engine.add_sink(LogSink::open(log, options).unwrap());
+    let mut copier = Copier::new(tokens);
+    copier.log_to(LogSink::open(log, options).unwrap());
     let (read_end, write_end) = pipe();
-    engine
+    let n = copier
         .add_output(
             poll.registry(),
-            Token(1),
             read_end.into(),
-            Stream::Stdout,
-            sink,
+            Destination::Log,
+            "test",
+            "stdout",
         )
         .unwrap();
-    (poll, engine, sink, write_end)
+    assert_eq!(n, OUTPUT);
+    (poll, copier, write_end)
 }
 
-fn closed(events: &[IoEvent]) -> bool {
-    events
-        .iter()
-        .any(|e| matches!(e, IoEvent::OutputClosed { .. }))
+/// The number of the one output.
+const OUTPUT: usize = 0;
+
+/// The output reached its end: everything it carried is in the log.
+fn closed(copier: &mut Copier) -> bool {
+    !copier.is_open(OUTPUT)
+}
+
+/// The log's own calls, for a test that reaches into it.
+fn sink(copier: &Copier) -> &LogSink {
+    copier.log().unwrap()
 }
 
 /// Every CRI file of a rotated log, oldest first.
@@ -63,13 +73,13 @@ fn each_rotated_file_says_where_it_begins_in_all_that_was_logged() {
         max_size: 4096,
         max_files: 50,
     });
-    let (mut poll, mut engine, _sink, mut write_end) = engine_with_output(&log, options);
+    let (mut poll, mut copier, mut write_end) = copier_with_output(&log, options);
     let writer = std::thread::spawn(move || {
         for n in 0..2000 {
             writeln!(write_end, "line {n:06}").unwrap();
         }
     });
-    pump_until(&mut poll, &mut engine, TIMEOUT, |_, events| closed(events));
+    pump_until(&mut poll, &mut copier, TIMEOUT, closed);
     writer.join().unwrap();
     // Oldest first: log.N ... log.1, log.
     let mut paths: Vec<_> = (1..50)
@@ -102,7 +112,7 @@ fn rotation_under_load_loses_and_duplicates_nothing() {
         max_size: 64 * 1024,
         max_files: 5000,
     });
-    let (mut poll, mut engine, sink, mut write_end) = engine_with_output(&log, options);
+    let (mut poll, mut copier, mut write_end) = copier_with_output(&log, options);
     let writer = std::thread::spawn(move || {
         for n in 0..LINES {
             writeln!(write_end, "line {n:06} of the rotation test").unwrap();
@@ -111,18 +121,18 @@ fn rotation_under_load_loses_and_duplicates_nothing() {
     // Rotate from outside too, as logrotate would: rename, then ask for a reopen.
     let mut external = 0;
     let mut last_external = Instant::now();
-    pump_until(&mut poll, &mut engine, TIMEOUT, |engine, events| {
+    pump_until(&mut poll, &mut copier, TIMEOUT, |copier| {
         if last_external.elapsed() > Duration::from_millis(20) && external < 20 {
             let target = dir.path().join(format!("external-{external:02}"));
             std::fs::rename(&log, &target).unwrap();
-            engine.sink_mut(sink).unwrap().reopen().unwrap();
+            copier.reopen_log().unwrap();
             external += 1;
             last_external = Instant::now();
         }
-        closed(events)
+        closed(copier)
     });
     writer.join().unwrap();
-    let stats = engine.sink(sink).unwrap().stats();
+    let stats = sink(&copier).stats();
     assert!(stats.rotations > 50, "{stats:?}");
     let mut files: Vec<Vec<u8>> = (0..external)
         .map(|n| std::fs::read(dir.path().join(format!("external-{n:02}"))).unwrap())
@@ -154,9 +164,9 @@ fn failing_log_never_blocks_the_writer_and_recovers() {
     let log = dir.path().join("ctr.log");
     // A real ENOSPC: the log path leads to /dev/full.
     std::os::unix::fs::symlink("/dev/full", &log).unwrap();
-    let (mut poll, mut engine, sink, mut write_end) =
-        engine_with_output(&log, SinkOptions::new(LogFormat::Cri));
-    // 8 MiB is far more than a pipe holds: the writer finishes only if the engine keeps reading.
+    let (mut poll, mut copier, mut write_end) =
+        copier_with_output(&log, SinkOptions::new(LogFormat::Cri));
+    // 8 MiB is far more than a pipe holds: the writer finishes only if the copier keeps reading.
     let writer = std::thread::spawn(move || {
         let line = [b'x'; 1023];
         for _ in 0..8192 {
@@ -167,7 +177,7 @@ fn failing_log_never_blocks_the_writer_and_recovers() {
     });
     let mut writer = Some(writer);
     let mut write_end = None;
-    pump_until(&mut poll, &mut engine, TIMEOUT, |_, _| {
+    pump_until(&mut poll, &mut copier, TIMEOUT, |_| {
         if writer.as_ref().is_some_and(|w| w.is_finished()) {
             write_end = Some(writer.take().unwrap().join().unwrap());
         }
@@ -175,21 +185,35 @@ fn failing_log_never_blocks_the_writer_and_recovers() {
     });
     let mut write_end = write_end.unwrap();
     // Drain what is left in the pipe, then look at the damage report.
-    pump_until(&mut poll, &mut engine, TIMEOUT, |engine, _| {
-        engine.sink(sink).unwrap().stats().dropped >= 8 * 1024 * 1024
+    pump_until(&mut poll, &mut copier, TIMEOUT, |copier| {
+        sink(copier).stats().dropped >= 8 * 1024 * 1024
     });
-    let s = engine.sink_mut(sink).unwrap();
-    let error = s.take_error().expect("the failure is reported");
-    assert_eq!(error.raw_os_error(), Some(nix::libc::ENOSPC));
-    assert!(s.take_error().is_none(), "reported once, not per write");
-    assert!(s.stats().failures > 1);
+    copier.work_backlog(poll.registry(), None);
+    let warnings: Vec<String> = copier
+        .take_notices()
+        .into_iter()
+        .filter_map(|notice| match notice {
+            shim_io::copier::Notice::Warn(text) => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "reported once, not per write: {warnings:?}"
+    );
+    assert!(
+        warnings[0].contains("No space left on device"),
+        "{warnings:?}"
+    );
+    assert!(sink(&copier).stats().failures > 1);
 
     // The disk has room again: point the log at a real file, reopen, and writing resumes.
     std::fs::remove_file(&log).unwrap();
-    s.reopen().unwrap();
+    copier.reopen_log().unwrap();
     write_end.write_all(b"back again\n").unwrap();
     drop(write_end);
-    pump_until(&mut poll, &mut engine, TIMEOUT, |_, events| closed(events));
+    pump_until(&mut poll, &mut copier, TIMEOUT, closed);
     let (out, _) = read_cri(&std::fs::read(&log).unwrap());
     assert_eq!(out, b"back again\n");
 }
@@ -197,16 +221,15 @@ fn failing_log_never_blocks_the_writer_and_recovers() {
 #[test]
 fn stdin_copy_holds_back_instead_of_buffering_everything() {
     let mut poll = Poll::new().unwrap();
-    let mut engine = IoEngine::new();
+    let mut copier = Copier::new(tokens);
     let (source_read, mut source_write) = pipe();
     let (destination_read, destination_write) = pipe();
-    engine
+    let input = copier
         .add_input(
             poll.registry(),
-            Token(1),
-            source_read.into(),
-            Token(2),
-            destination_write.into(),
+            InputFrom::Fifo(source_read),
+            destination_write,
+            false,
         )
         .unwrap();
     let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
@@ -228,14 +251,14 @@ fn stdin_copy_holds_back_instead_of_buffering_everything() {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stalled_rounds += 1,
             Err(e) => panic!("{e}"),
         }
-        // Let the engine take whatever it will take.
-        pump_once(&mut poll, &mut engine, Duration::from_millis(5));
+        // Let the copier take whatever it will take.
+        pump_once(&mut poll, &mut copier, Duration::from_millis(5));
     }
-    // Two pipes of 64 KiB and the engine's 64 KiB buffer: the rest stays with the writer.
-    assert!(
-        offset <= 3 * 64 * 1024 + 4096,
-        "the engine buffered {offset} bytes"
-    );
+    // Two pipes of 64 KiB, what the copier holds (1 MiB) and one read past it: the rest stays
+    // with the writer.
+    let bound = 2 * 64 * 1024 + shim_io::input::INPUT_LIMIT + shim_io::output::COPY_BUFFER;
+    assert!(offset <= bound, "the copier took {offset} bytes");
+    assert!(offset < payload.len());
     // Now read the destination while writing the rest; everything arrives in order.
     let reader = std::thread::spawn(move || {
         let mut got = Vec::new();
@@ -243,23 +266,17 @@ fn stdin_copy_holds_back_instead_of_buffering_everything() {
         destination.read_to_end(&mut got).unwrap();
         got
     });
-    let mut ended = false;
-    pump_until(&mut poll, &mut engine, TIMEOUT, |_, events| {
-        while offset < payload.len() {
-            match source_write.write(&payload[offset..]) {
-                Ok(n) => offset += n,
-                Err(_) => break,
-            }
+    let deadline = Instant::now() + TIMEOUT;
+    while offset < payload.len() {
+        assert!(Instant::now() < deadline, "the copier stopped taking input");
+        if let Ok(n) = source_write.write(&payload[offset..]) {
+            offset += n;
         }
-        if offset == payload.len() && !ended {
-            ended = true;
-            // Replace the writer with a closed one: EOF for the engine.
-            source_write = File::open("/dev/null").unwrap();
-        }
-        events
-            .iter()
-            .any(|e| matches!(e, IoEvent::InputClosed { .. }))
-    });
+        pump_once(&mut poll, &mut copier, Duration::from_millis(5));
+    }
+    // The end of the input (CloseIO): the process gets end-of-file once all is written.
+    copier.close_input(poll.registry(), input);
+    pump_until(&mut poll, &mut copier, TIMEOUT, |_| reader.is_finished());
     assert!(reader.join().unwrap() == expected);
 }
 
@@ -271,34 +288,34 @@ fn raw_splices_and_rotates() {
         max_size: 1 << 20,
         max_files: 100,
     });
-    let (mut poll, mut engine, sink, mut write_end) = engine_with_output(&log, options);
+    let (mut poll, mut copier, mut write_end) = copier_with_output(&log, options);
     let payload: Vec<u8> = (0..10_000_000u32).map(|i| (i % 253) as u8).collect();
     let expected = payload.clone();
     let writer = std::thread::spawn(move || write_end.write_all(&payload).unwrap());
-    pump_until(&mut poll, &mut engine, TIMEOUT, |_, events| closed(events));
+    pump_until(&mut poll, &mut copier, TIMEOUT, closed);
     writer.join().unwrap();
     let joined: Vec<u8> = all_files(&log).concat();
     assert!(joined == expected, "raw log differs from the bytes written");
-    assert!(engine.sink(sink).unwrap().stats().rotations >= 9);
+    assert!(sink(&copier).stats().rotations >= 9);
 }
 
 #[test]
 fn a_line_after_a_quiet_spell_is_copied_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("ctr.log");
-    let (mut poll, mut engine, _sink, mut write_end) =
-        engine_with_output(&log, SinkOptions::new(LogFormat::Cri));
-    pump_once(&mut poll, &mut engine, Duration::ZERO);
+    let (mut poll, mut copier, mut write_end) =
+        copier_with_output(&log, SinkOptions::new(LogFormat::Cri));
+    pump_once(&mut poll, &mut copier, Duration::ZERO);
     write_end.write_all(b"hello\n").unwrap();
     // One readiness event is enough: no hold-back deadline for a lone line.
     let mut rounds = 0;
     while read_cri(&std::fs::read(&log).unwrap()).0.is_empty() {
         rounds += 1;
         assert!(rounds < 100, "the line never arrived");
-        pump_once(&mut poll, &mut engine, Duration::from_millis(100));
+        pump_once(&mut poll, &mut copier, Duration::from_millis(100));
     }
     assert!(
-        engine.next_deadline().is_none(),
+        copier.next_deadline().is_none(),
         "a lone line must not be held back"
     );
 }
@@ -307,8 +324,8 @@ fn a_line_after_a_quiet_spell_is_copied_at_once() {
 fn output_after_the_memory_was_given_back_is_copied_whole() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("ctr.log");
-    let (mut poll, mut engine, _sink, write_end) =
-        engine_with_output(&log, SinkOptions::new(LogFormat::Cri));
+    let (mut poll, mut copier, write_end) =
+        copier_with_output(&log, SinkOptions::new(LogFormat::Cri));
     let logged = |n: usize| {
         let (out, _) = read_cri(&std::fs::read(&log).unwrap_or_default());
         out.len() >= n
@@ -321,21 +338,16 @@ fn output_after_the_memory_was_given_back_is_copied_whole() {
         let mut chunk = burst.clone();
         chunk.extend_from_slice(format!("\nround {round}\n").as_bytes());
         expected.extend_from_slice(&chunk);
-        // More than a pipe holds: written beside the engine, which reads it.
+        // More than a pipe holds: written beside the copier, which reads it.
         let mut writer = write_end.try_clone().unwrap();
         let writing = std::thread::spawn(move || writer.write_all(&chunk).unwrap());
         let want = expected.len();
-        pump_until(
-            &mut poll,
-            &mut engine,
-            Duration::from_secs(10),
-            |_, events| {
-                assert!(!closed(events), "the pipe was taken for closed");
-                logged(want)
-            },
-        );
+        pump_until(&mut poll, &mut copier, Duration::from_secs(10), |copier| {
+            assert!(!closed(copier), "the pipe was taken for closed");
+            logged(want)
+        });
         writing.join().unwrap();
-        engine.release_memory();
+        copier.release_memory();
     }
     drop(write_end);
     let (out, _) = read_cri(&std::fs::read(&log).unwrap());

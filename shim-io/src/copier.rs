@@ -694,7 +694,10 @@ mod tests {
         await_other_end_closed(&watch, nix::poll::PollFlags::POLLOUT);
         copier.ready(poll.registry(), n, None);
         assert_eq!(copier.take_notices(), [Notice::InputTaken]);
-        assert!(copier.takes_input(n), "nothing more can be delivered: closed");
+        assert!(
+            copier.takes_input(n),
+            "nothing more can be delivered: closed"
+        );
         assert!(copier.copies.is_empty());
     }
 

@@ -2,6 +2,10 @@
 //! `TTRPC_ADDRESS`. Events are sent in order by one thread; an event that cannot be delivered
 //! (containerd restarting, say) is retried, with growing pauses, until it is, so no event is lost
 //! or reordered while containerd is away.
+//!
+//! The call is made on one blocking connection with ttrpc's framing written here (the door's own
+//! wire, [`super::door`]): the ttrpc crate's client spends two more threads per connection, each
+//! with its stack, for what is one request and one answer at a time.
 
 use super::calls::timestamp;
 use crate::shim::diag::Diag;
@@ -13,9 +17,11 @@ use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::topics;
-use containerd_shim_protos::EventsClient;
+use containerd_shim_protos::ttrpc::{self, Code};
 use shim_core::{Event, ProcessKey};
 use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +29,94 @@ use std::time::{Duration, Instant, SystemTime};
 const QUEUE_LIMIT: usize = 4096;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// containerd's events service.
+const EVENTS_SERVICE: &str = "containerd.services.events.ttrpc.v1.Events";
+/// Bytes before a frame's payload: length and stream id (big-endian u32), a type and a flags byte.
+const HEADER: usize = 10;
+const TYPE_REQUEST: u8 = 1;
+const TYPE_RESPONSE: u8 = 2;
+/// The largest answer taken (ttrpc's own limit; an answer to Forward is a few bytes).
+const MAX_MESSAGE: usize = 4 << 20;
+
+/// A connection to containerd's events service: one call at a time, each waited for.
+struct EventsConnection {
+    stream: UnixStream,
+    /// Client streams are odd, and each call takes the next.
+    next_stream: u32,
+}
+
+impl EventsConnection {
+    /// Connects to `address`: a socket path, `unix://` and a path, or `unix://@` and an abstract
+    /// name.
+    fn connect(address: &str) -> io::Result<EventsConnection> {
+        let path = address.strip_prefix("unix://").unwrap_or(address);
+        let stream = match path.strip_prefix('@') {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                UnixStream::connect_addr(&addr)?
+            }
+            None if address.contains("://") && !address.starts_with("unix://") => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("{address}: only unix sockets are supported"),
+                ))
+            }
+            None => UnixStream::connect(path)?,
+        };
+        stream.set_read_timeout(Some(FORWARD_TIMEOUT))?;
+        stream.set_write_timeout(Some(FORWARD_TIMEOUT))?;
+        Ok(EventsConnection {
+            stream,
+            next_stream: 1,
+        })
+    }
+
+    /// Calls Forward and waits for its answer.
+    fn forward(&mut self, request: &ForwardRequest) -> io::Result<()> {
+        let call = ttrpc::Request {
+            service: EVENTS_SERVICE.to_owned(),
+            method: "Forward".to_owned(),
+            payload: request.write_to_bytes().map_err(io::Error::other)?,
+            timeout_nano: FORWARD_TIMEOUT.as_nanos() as i64,
+            ..Default::default()
+        };
+        let body = call.write_to_bytes().map_err(io::Error::other)?;
+        let id = self.next_stream;
+        self.next_stream = self.next_stream.wrapping_add(2);
+        let length = u32::try_from(body.len()).map_err(io::Error::other)?;
+        let mut frame = Vec::with_capacity(HEADER + body.len());
+        frame.extend_from_slice(&length.to_be_bytes());
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(&[TYPE_REQUEST, 0]);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame)?;
+        loop {
+            let mut header = [0u8; HEADER];
+            self.stream.read_exact(&mut header)?;
+            let [l0, l1, l2, l3, s0, s1, s2, s3, kind, _flags] = header;
+            let length = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
+            if length > MAX_MESSAGE {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("an answer of {length} bytes"),
+                ));
+            }
+            let mut body = vec![0; length];
+            self.stream.read_exact(&mut body)?;
+            if u32::from_be_bytes([s0, s1, s2, s3]) != id || kind != TYPE_RESPONSE {
+                continue; // not the answer to this call
+            }
+            let response = ttrpc::Response::parse_from_bytes(&body)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let status = response.status.into_option().unwrap_or_default();
+            return match status.code() {
+                Code::OK => Ok(()),
+                code => Err(io::Error::other(format!("{code:?}: {}", status.message))),
+            };
+        }
+    }
+}
 
 /// A task event as containerd's events service takes it: its topic, and the message under the name
 /// containerd's type registry knows it by. (Names spelled out rather than taken from the message
@@ -253,12 +347,7 @@ impl Publisher {
     }
 
     fn send_loop(&self, address: &str) {
-        let address = if address.contains("://") {
-            address.to_owned()
-        } else {
-            format!("unix://{address}")
-        };
-        let mut client: Option<EventsClient> = None;
+        let mut connection: Option<EventsConnection> = None;
         let mut pause = Duration::from_millis(20);
         let (lock, ready) = &*self.shared;
         loop {
@@ -274,30 +363,23 @@ impl Publisher {
             };
             let mut request = ForwardRequest::new();
             request.envelope = Some(envelope).into();
-            let sent = match &client {
-                Some(events) => events.forward(
-                    containerd_shim_protos::ttrpc::context::with_duration(FORWARD_TIMEOUT),
-                    &request,
-                ),
-                None => containerd_shim_protos::ttrpc::Client::connect(&address).and_then(|c| {
-                    let events = EventsClient::new(c);
-                    let sent = events.forward(
-                        containerd_shim_protos::ttrpc::context::with_duration(FORWARD_TIMEOUT),
-                        &request,
-                    );
-                    client = Some(events);
+            let sent = match &mut connection {
+                Some(open) => open.forward(&request),
+                None => EventsConnection::connect(address).and_then(|mut open| {
+                    let sent = open.forward(&request);
+                    connection = Some(open);
                     sent
                 }),
             };
             match sent {
-                Ok(_) => {
+                Ok(()) => {
                     lock.lock().expect("queue").envelopes.pop_front();
                     pause = Duration::from_millis(20);
                 }
                 Err(e) => {
                     self.diag
                         .debug(format_args!("forward event: {e}; retrying in {pause:?}"));
-                    client = None;
+                    connection = None;
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(RETRY_MAX);
                 }

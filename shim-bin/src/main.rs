@@ -14,7 +14,7 @@
 //!
 //! `unsafe` is denied in this crate but for one module, [`common::sys`]: the system calls that need it
 //! (signals by number and the init's signal mask, ioctls on terminals, an fd received over a socket, accepted, or
-//! inherited at a fixed number, `malloc_trim`, `fork` while single-threaded (podman's conmon forks), and the
+//! inherited at a fixed number, `malloc_trim` and `madvise` on the main thread's unused stack, `fork` while single-threaded (podman's conmon forks), and the
 //! `pre_exec` hooks between fork and exec),
 //! each behind a safe function that says why it is sound.
 #![deny(unsafe_code)]

@@ -87,9 +87,7 @@ impl Input {
             let Some(fifo) = &mut self.fifo else {
                 return;
             };
-            if buf.is_empty() {
-                buf.resize(crate::output::COPY_BUFFER, 0);
-            }
+            crate::output::make_buffer(buf);
             match fifo.read(&mut buf[..]) {
                 Ok(n) if n > 0 => self.pending.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -207,9 +207,8 @@ impl Output {
                 .log
                 .as_deref()
                 .is_some_and(|sink| sink.options().format == LogFormat::Raw);
-        // An empty buffer would read as the end of the pipe.
-        if !splice && cx.buf.is_empty() {
-            cx.buf.resize(COPY_BUFFER, 0);
+        if !splice {
+            make_buffer(cx.buf);
         }
         let mut copied = 0;
         let ended = loop {
@@ -235,9 +234,7 @@ impl Output {
                     Some(Err(e)) if !is_transient(&e) => {
                         // Not spliceable now (or a splice error on the log side): through memory.
                         splice = false;
-                        if cx.buf.is_empty() {
-                            cx.buf.resize(COPY_BUFFER, 0);
-                        }
+                        make_buffer(cx.buf);
                         continue;
                     }
                     Some(result) => result,
@@ -385,6 +382,15 @@ impl Output {
         }
         self.to = Destination::Discard;
         self.hold.clear();
+    }
+}
+
+/// Makes the one read buffer where it was given back. An empty buffer would read as the end of the
+/// pipe. Zeroed by the allocator (fresh pages of the kernel's), not written: pages no read reaches
+/// never become resident.
+pub(crate) fn make_buffer(buf: &mut Vec<u8>) {
+    if buf.is_empty() {
+        *buf = vec![0; COPY_BUFFER];
     }
 }
 

@@ -501,13 +501,19 @@ impl Copier {
         grace_over: bool,
         mut frames: Option<&mut dyn Frames>,
     ) -> bool {
+        let open: Vec<usize> = outputs
+            .iter()
+            .copied()
+            .filter(|n| self.is_open(*n))
+            .collect();
         if grace_over {
-            let open: Vec<usize> = outputs
-                .iter()
-                .copied()
-                .filter(|n| self.is_open(*n))
-                .collect();
             self.close_sources(registry, &open, reborrow(&mut frames));
+        } else {
+            // The process is gone, so its pipes are most likely at their end already: read them
+            // now rather than wait a turn for the events that say so.
+            for &n in &open {
+                self.pump(registry, n, Reach::Turn, reborrow(&mut frames));
+            }
         }
         let now = Instant::now();
         let mut delivered = true;

@@ -349,6 +349,10 @@ impl Supervisor {
                     (WAKER, _) => {}
                     (OOM, _) => self.check_oom(),
                     (_, Some(n)) => {
+                        // A pipe whose writer closed is most often a process that exited: reap
+                        // in this turn, rather than sleep and wake again for its SIGCHLD (a
+                        // process not gone yet is reaped at its SIGCHLD as ever).
+                        self.reap_needed |= event.is_read_closed();
                         self.copier
                             .ready(self.poll.registry(), n, frames(&mut self.door))
                     }

@@ -40,7 +40,8 @@ impl LineFramer {
     pub fn new(max_record: usize, cut: CutRule) -> Self {
         let max_record = max_record.max(4);
         LineFramer {
-            pending: Vec::with_capacity(max_record.min(64 * 1024)),
+            // Made at the first partial line: a stream that writes none (or nothing) costs none.
+            pending: Vec::new(),
             max_record,
             cut,
         }

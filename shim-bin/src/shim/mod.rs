@@ -391,6 +391,8 @@ impl Supervisor {
             self.refresh_record();
             if self.trim_at.is_some_and(|at| at <= Instant::now()) {
                 self.trim_at = None;
+                // What start-up made, the read buffer of the first (empty) reads among it.
+                self.copier.release_memory();
                 crate::common::sys::release_free_memory();
             }
             if !events.is_empty() {

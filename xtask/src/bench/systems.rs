@@ -18,6 +18,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(120);
 pub enum System {
     RuncAlone,
     Tether,
+    /// crun run -d, for start-up beside tether with crun.
+    CrunAlone,
+    /// tether with `--runtime crun`.
+    TetherCrun,
     Conmon,
     Containerd,
     /// containerd with tether's own runtime v2 shim.
@@ -33,11 +37,21 @@ impl System {
         match self {
             System::RuncAlone => "runc alone",
             System::Tether => "tether",
+            System::CrunAlone => "crun alone",
+            System::TetherCrun => "tether+crun",
             System::Conmon => "conmon",
             System::Containerd => "containerd-shim-runc-v2",
             System::ContainerdTether => "containerd-shim-tether-v2",
             System::Podman => "podman+conmon",
             System::PodmanTether => "podman+tether",
+        }
+    }
+
+    /// The OCI runtime it runs containers with.
+    pub fn runtime(self) -> &'static str {
+        match self {
+            System::CrunAlone | System::TetherCrun => "crun",
+            _ => "runc",
         }
     }
 
@@ -112,6 +126,14 @@ impl Env {
         self.run_dir.join("runc-root")
     }
 
+    /// The `--root` the bench gives `runtime`.
+    fn runtime_root(&self, runtime: &str) -> PathBuf {
+        match runtime {
+            "runc" => self.runc_root(),
+            other => self.run_dir.join(format!("{other}-root")),
+        }
+    }
+
     fn tether_state(&self) -> PathBuf {
         self.run_dir.join("tether-state")
     }
@@ -122,6 +144,8 @@ impl Env {
         let tag = match system {
             System::RuncAlone => "runc",
             System::Tether => "tether",
+            System::CrunAlone => "crun",
+            System::TetherCrun => "tethercrun",
             System::Conmon => "conmon",
             System::Containerd => "ctrd",
             System::ContainerdTether => "ctrdt",
@@ -136,8 +160,8 @@ impl Env {
         let id = self.next_id(system);
         let log = self.logs_dir().join(format!("{id}.log"));
         match system {
-            System::RuncAlone => self.start_runc(id, log, script),
-            System::Tether => self.start_tether(id, log, script),
+            System::RuncAlone | System::CrunAlone => self.start_alone(system, id, log, script),
+            System::Tether | System::TetherCrun => self.start_tether(system, id, log, script),
             System::Conmon => self.start_conmon(id, log, script),
             System::Containerd | System::ContainerdTether => {
                 self.start_containerd(system, id, log, script)
@@ -158,13 +182,21 @@ impl Env {
         Ok(dir)
     }
 
-    fn start_runc(&self, id: String, log: PathBuf, script: &str) -> Result<Started, String> {
+    /// The runtime alone: `runc run -d` (or crun's), its output straight into the log file.
+    fn start_alone(
+        &self,
+        system: System,
+        id: String,
+        log: PathBuf,
+        script: &str,
+    ) -> Result<Started, String> {
+        let runtime = system.runtime();
         let bundle = self.bundle(&id, script)?;
         let pid_file = self.run_dir.join("pids").join(&id);
         let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let status = Command::new("runc")
+        let status = Command::new(runtime)
             .arg("--root")
-            .arg(self.runc_root())
+            .arg(self.runtime_root(runtime))
             .args(["run", "--detach", "--pid-file"])
             .arg(&pid_file)
             .arg("--bundle")
@@ -174,12 +206,12 @@ impl Env {
             .stdout(out.try_clone().map_err(|e| e.to_string())?)
             .stderr(out)
             .status()
-            .map_err(|e| format!("runc run: {e}"))?;
+            .map_err(|e| format!("{runtime} run: {e}"))?;
         if !status.success() {
-            return Err(format!("runc run {id}: {status}"));
+            return Err(format!("{runtime} run {id}: {status}"));
         }
         Ok(Started {
-            system: System::RuncAlone,
+            system,
             init_pid: read_pid(&pid_file)?,
             id,
             monitor_pid: None,
@@ -188,18 +220,25 @@ impl Env {
         })
     }
 
-    fn start_tether(&self, id: String, log: PathBuf, script: &str) -> Result<Started, String> {
+    fn start_tether(
+        &self,
+        system: System,
+        id: String,
+        log: PathBuf,
+        script: &str,
+    ) -> Result<Started, String> {
+        let runtime = system.runtime();
         let bundle = self.bundle(&id, script)?;
         let pid_file = self.run_dir.join("pids").join(&id);
         let output = Command::new(&self.tether)
             .arg("--state-dir")
             .arg(self.tether_state())
-            .args(["run", "-d", "--id", &id, "--pid-file"])
+            .args(["run", "-d", "--id", &id, "--runtime", runtime, "--pid-file"])
             .arg(&pid_file)
             .arg("--bundle")
             .arg(&bundle)
             .arg("--runtime-root")
-            .arg(self.runc_root())
+            .arg(self.runtime_root(runtime))
             .arg("--log")
             .arg(&log)
             .stdin(Stdio::null())
@@ -214,7 +253,7 @@ impl Env {
         let init_pid = read_pid(&pid_file)?;
         let state = self.tether_state().join(&id);
         Ok(Started {
-            system: System::Tether,
+            system,
             init_pid,
             monitor_pid: Some(read_pid(&state.join("daemon.pid"))?),
             exit_file: Some(state.join("exit")),
@@ -385,14 +424,17 @@ impl Env {
     /// has a monitor of its own there) and podman's sides.
     pub fn exec_true(&self, started: &Started) -> Option<Command> {
         match started.system {
-            System::RuncAlone => {
-                let mut cmd = Command::new("runc");
-                cmd.arg("--root")
-                    .arg(self.runc_root())
-                    .args(["exec", &started.id, "true"]);
+            System::RuncAlone | System::CrunAlone => {
+                let runtime = started.system.runtime();
+                let mut cmd = Command::new(runtime);
+                cmd.arg("--root").arg(self.runtime_root(runtime)).args([
+                    "exec",
+                    &started.id,
+                    "true",
+                ]);
                 Some(cmd)
             }
-            System::Tether => {
+            System::Tether | System::TetherCrun => {
                 let mut cmd = Command::new(&self.tether);
                 cmd.arg("--state-dir").arg(self.tether_state()).args([
                     "exec",
@@ -476,7 +518,7 @@ impl Env {
             nix::sys::signal::Signal::SIGKILL,
         );
         match started.system {
-            System::Tether => {
+            System::Tether | System::TetherCrun => {
                 let _ = Command::new(&self.tether)
                     .arg("--state-dir")
                     .arg(self.tether_state())
@@ -485,10 +527,11 @@ impl Env {
                     .stderr(Stdio::null())
                     .status();
             }
-            System::RuncAlone | System::Conmon => {
-                let _ = Command::new("runc")
+            System::RuncAlone | System::CrunAlone | System::Conmon => {
+                let runtime = started.system.runtime();
+                let _ = Command::new(runtime)
                     .arg("--root")
-                    .arg(self.runc_root())
+                    .arg(self.runtime_root(runtime))
                     .args(["delete", "--force", &started.id])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())

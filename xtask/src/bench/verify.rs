@@ -12,17 +12,23 @@ pub fn payload(log: &Path, system: System, line: &str, bytes: usize) -> Result<(
     match system {
         // Raw bytes: runc alone writes the container's stdout straight to the file; containerd's
         // file:// log is the shim's raw copy.
-        System::RuncAlone | System::Containerd | System::ContainerdTether => loop {
-            let chunk = reader.fill_buf().map_err(|e| e.to_string())?;
-            if chunk.is_empty() {
-                break;
+        System::RuncAlone | System::CrunAlone | System::Containerd | System::ContainerdTether => {
+            loop {
+                let chunk = reader.fill_buf().map_err(|e| e.to_string())?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = chunk.len();
+                expected.feed(chunk)?;
+                reader.consume(n);
             }
-            let n = chunk.len();
-            expected.feed(chunk)?;
-            reader.consume(n);
-        },
+        }
         // CRI (tether) and k8s-file (conmon): `time stream tag content`.
-        System::Tether | System::Conmon | System::Podman | System::PodmanTether => {
+        System::Tether
+        | System::TetherCrun
+        | System::Conmon
+        | System::Podman
+        | System::PodmanTether => {
             let mut record = Vec::new();
             loop {
                 record.clear();
